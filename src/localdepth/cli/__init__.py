@@ -1,0 +1,1 @@
+"""The ``localdepth`` command: one module per subcommand, each with ``register(subparsers)``."""

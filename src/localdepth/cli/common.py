@@ -1,0 +1,29 @@
+"""Options shared by the subcommands that load a model."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import registry
+from ..backends import BACKENDS
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None = registry.DEFAULT_MODEL) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", "-m", default=default_model,
+                   help=f"registry name, '-' or '_' (default: {default_model}); see `localdepth models`")
+    g.add_argument("--weights", metavar="PATH",
+                   help="weights to use instead of the cache: a Hugging Face-format folder or a weights file")
+    g.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (default: auto)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="precision (default: auto = fp16 on CUDA, fp32 elsewhere)")
+    g.add_argument("--input-size", type=int, metavar="N",
+                   help="network input size (short side for Depth Anything; default: the model's)")
+
+
+def load_from_args(args: argparse.Namespace, name: str | None = None):
+    from ..estimator import load
+
+    return load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
+                dtype=args.dtype, input_size=args.input_size)

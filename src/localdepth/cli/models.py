@@ -1,0 +1,77 @@
+"""``localdepth models``: list, pull and add model weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .. import registry, weights
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="list known models; pull or add their weights",
+                       description="List the registry; `models pull NAME` downloads, `models add NAME PATH` imports.")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    pull = actions.add_parser("pull", help="download and verify a model's weights into the cache")
+    pull.add_argument("name")
+    add = actions.add_parser("add", help="verify local weights and copy them into localdepth's cache")
+    add.add_argument("name")
+    add.add_argument("path", help="a Hugging Face-format folder, or the model's weights file")
+    info = actions.add_parser("info", help="everything the registry knows about one model")
+    info.add_argument("name")
+    p.set_defaults(func=main)
+
+
+def _row(spec: registry.ModelSpec) -> dict:
+    local = weights.cached(spec)
+    return {
+        "name": spec.name, "family": spec.family, "kind": spec.output, "max_depth": spec.max_depth,
+        "params_m": spec.params_millions, "download_mb": spec.download_mb, "licence": spec.licence,
+        "commercial_use": spec.commercial_use, "source": spec.source,
+        "input_size": spec.preprocessing.fixed_hw or spec.preprocessing.input_size,
+        "local": local is not None, "local_path": str(local.path) if local else None,
+    }
+
+
+def _size(mb: float) -> str:
+    return f"{mb / 1000:.2f} GB" if mb >= 1000 else f"{mb:.0f} MB"
+
+
+def _print_table(rows: list[dict]) -> None:
+    headers = ("name", "kind", "params", "size", "licence", "local")
+    table = [(r["name"], r["kind"] + (f" (≤{r['max_depth']:g} m)" if r["max_depth"] else ""),
+              f"{r['params_m']:g}M", _size(r["download_mb"]), r["licence"] + ("" if r["commercial_use"] else " *"),
+              "yes" if r["local"] else "no") for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    print("\n* not for commercial use.  kind: disparity = relative inverse depth, depth = metres."
+          f"\nweights cache: {weights.home() / 'models'} (LOCALDEPTH_HOME); Hub models also use the Hugging Face cache.")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.action == "pull":
+        spec = registry.get(args.name)
+        path = weights.pull(spec)
+        print(f"{spec.name}: weights ready at {path} (licence: {spec.licence})")
+        return 0
+    if args.action == "add":
+        spec = registry.get(args.name)
+        path = weights.add(spec, args.path)
+        print(f"{spec.name}: verified and added to {path}")
+        return 0
+    if args.action == "info":
+        spec = registry.get(args.name)
+        row = _row(spec)
+        row.update(description=spec.description, paper=spec.paper, files=[f.filename for f in spec.files],
+                   preprocessing=spec.preprocessing.__dict__, aliases=list(spec.aliases))
+        print(json.dumps(row, indent=2, default=str))
+        return 0
+    rows = [_row(spec) for spec in registry.MODELS.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows)
+    return 0

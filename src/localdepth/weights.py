@@ -1,0 +1,327 @@
+"""Finding, downloading, verifying and caching model weights.
+
+Resolution order for a registry entry:
+
+1. an explicit path (``--weights PATH``): a file, or a Hugging Face-format folder;
+2. localdepth's own cache, ``$LOCALDEPTH_HOME/models/<name>/`` (filled by ``localdepth models add``
+   and by downloads of URL entries);
+3. for Hub entries, the Hugging Face cache (``$HF_HOME``), where ``huggingface_hub`` keeps them;
+4. a download: ``huggingface_hub.snapshot_download`` for Hub entries, HTTP for URL entries,
+   with a progress bar and checksum verification.
+
+``HF_HUB_OFFLINE=1`` (or ``LOCALDEPTH_OFFLINE=1``) skips step 4. Files are checked before use:
+fixed sha256 from the registry where there is one; for Hub files, the Hub's own content
+address (the LFS blob's name is its sha256). A file that fails is refused, never half-used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ChecksumError, WeightsError
+from .registry import ModelSpec
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+def home() -> Path:
+    """localdepth's cache folder: ``$LOCALDEPTH_HOME``, else the user cache dir."""
+    env = os.environ.get("LOCALDEPTH_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("localdepth"))
+
+
+def model_dir(spec: ModelSpec) -> Path:
+    return home() / "models" / spec.name
+
+
+def offline() -> bool:
+    truthy = {"1", "true", "yes", "on"}
+    return any(os.environ.get(v, "").strip().lower() in truthy for v in ("HF_HUB_OFFLINE", "LOCALDEPTH_OFFLINE"))
+
+
+def how_to_provide(spec: ModelSpec) -> str:
+    what = "a Hugging Face-format folder (config.json + model.safetensors)" if spec.format == "transformers" \
+        else f"the file {spec.files[0].filename}"
+    return (f"run `localdepth models pull {spec.name}` where there is network, "
+            f"or `localdepth models add {spec.name} PATH`, or pass --weights PATH ({what})")
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    path: Path  # a folder for transformers entries, a file for single-file entries
+    origin: str  # "argument", "cache", "hf-cache" or "download"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, expected_sha256: str | None, label: str) -> None:
+    """Refuse ``path`` unless it exists, is non-empty and matches ``expected_sha256`` (if given)."""
+    if not path.is_file():
+        raise WeightsError(f"{label}: {path} is not a file")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{label}: {path} is empty; delete it and provide the weights again")
+    if expected_sha256:
+        actual = sha256_of(path)
+        if actual != expected_sha256:
+            raise ChecksumError(
+                f"{label}: checksum mismatch for {path.name} (sha256 {actual[:12]}…, expected "
+                f"{expected_sha256[:12]}…): the file is corrupt or not these weights; refusing to use it"
+            )
+
+
+def _verify_hub_snapshot(folder: Path, label: str) -> None:
+    """Check each file of a Hub snapshot against its content address (sha256 blob name)."""
+    for entry in folder.iterdir():
+        blob = entry.resolve()
+        if _SHA256_RE.match(blob.name):
+            verify_file(blob, blob.name, label)
+
+
+def check_transformers_folder(folder: Path, label: str) -> None:
+    """Cheap structural check of a Hugging Face-format folder before it is loaded."""
+    config = folder / "config.json"
+    if not config.is_file():
+        raise WeightsError(f"{label}: {folder} has no config.json; expected a Hugging Face-format folder")
+    try:
+        json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{label}: {config} is not valid JSON ({e}); the download is corrupt") from None
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not weights:
+        raise WeightsError(f"{label}: {folder} has no model.safetensors")
+    for w in weights:
+        if w.stat().st_size == 0:
+            raise WeightsError(f"{label}: {w} is empty; delete it and provide the weights again")
+        if w.suffix == ".safetensors":
+            _check_safetensors(w, label)
+
+
+def _check_safetensors(path: Path, label: str) -> None:
+    """A truncated or garbled safetensors file fails here, before any tensor is used."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as f:
+            keys = list(f.keys())
+        if not keys:
+            raise ValueError("no tensors")
+    except Exception as e:  # safetensors raises its own error types
+        raise WeightsError(
+            f"{label}: {path} is not a valid safetensors file ({str(e).splitlines()[0]}); "
+            "delete it and provide the weights again"
+        ) from None
+
+
+def _manifest_path(folder: Path) -> Path:
+    return folder / ".localdepth-verified.json"
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)}
+             for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    _atomic_write_text(_manifest_path(folder), json.dumps(files, indent=1))
+
+
+def _check_manifest(folder: Path, label: str) -> None:
+    """Cheap check of a cached folder: every recorded file is there with its recorded size."""
+    manifest = _manifest_path(folder)
+    if not manifest.is_file():
+        return
+    for name, info in json.loads(manifest.read_text()).items():
+        p = folder / name
+        if not p.is_file() or p.stat().st_size != info["size"]:
+            raise WeightsError(
+                f"{label}: cached file {p} is missing or changed size since it was verified; "
+                f"delete {folder} and add the weights again"
+            )
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def cached(spec: ModelSpec) -> ResolvedWeights | None:
+    """Weights already on this machine (localdepth cache, then the Hugging Face cache), or None."""
+    folder = model_dir(spec)
+    if spec.format == "transformers":
+        if (folder / "config.json").is_file():
+            return ResolvedWeights(folder, "cache")
+        hub = _hub_cached_snapshot(spec)
+        if hub is not None:
+            return ResolvedWeights(hub, "hf-cache")
+        return None
+    path = folder / spec.files[0].filename
+    return ResolvedWeights(path, "cache") if path.is_file() else None
+
+
+def _hub_cached_snapshot(spec: ModelSpec) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    paths = []
+    for wf in spec.files:
+        found = try_to_load_from_cache(spec.repo_id, wf.filename, revision=spec.revision)
+        if not isinstance(found, str):
+            return None
+        paths.append(Path(found))
+    return paths[0].parent
+
+
+def resolve(spec: ModelSpec, weights: str | os.PathLike | None = None, *, download: bool = True) -> ResolvedWeights:
+    """Find usable, verified weights for ``spec`` (see the module docstring for the order)."""
+    label = f"weights for {spec.name}"
+    if weights is not None:
+        return _resolve_explicit(spec, Path(weights).expanduser(), label)
+    found = cached(spec)
+    if found is not None:
+        _check_resolved(spec, found, label)
+        return found
+    if not download or offline():
+        why = "offline mode is on (HF_HUB_OFFLINE/LOCALDEPTH_OFFLINE)" if offline() else "they are not cached"
+        raise WeightsError(f"no local {label} and {why}: {how_to_provide(spec)}")
+    return ResolvedWeights(pull(spec), "download")
+
+
+def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeights:
+    if not path.exists():
+        raise WeightsError(f"{label}: {path} does not exist")
+    if spec.format == "transformers":
+        if path.is_file() and path.suffix == ".onnx":
+            return ResolvedWeights(path, "argument")  # an exported ONNX model of this entry
+        if not path.is_dir():
+            raise WeightsError(
+                f"{label}: --weights must be a Hugging Face-format folder (config.json + model.safetensors), got {path}"
+            )
+        check_transformers_folder(path, label)
+        return ResolvedWeights(path, "argument")
+    if path.is_dir():
+        path = path / spec.files[0].filename
+    verify_file(path, spec.files[0].sha256, label)
+    return ResolvedWeights(path, "argument")
+
+
+def _check_resolved(spec: ModelSpec, found: ResolvedWeights, label: str) -> None:
+    if spec.format == "transformers":
+        if found.origin == "cache":
+            _check_manifest(found.path, label)
+        check_transformers_folder(found.path, label)
+    else:
+        wf = spec.files[0]
+        if wf.size_bytes is not None and found.path.stat().st_size != wf.size_bytes:
+            raise ChecksumError(
+                f"{label}: cached {found.path} has the wrong size; delete it and run `localdepth models pull {spec.name}`"
+            )
+
+
+def pull(spec: ModelSpec) -> Path:
+    """Download (or re-verify) the weights of ``spec`` and return their local path."""
+    label = f"weights for {spec.name}"
+    if offline():
+        found = cached(spec)
+        if found is None:
+            raise WeightsError(f"cannot download {label}: offline mode is on; {how_to_provide(spec)}")
+        return found.path
+    if spec.format == "transformers":
+        return _pull_hub(spec, label)
+    return _pull_url(spec, label)
+
+
+def _pull_hub(spec: ModelSpec, label: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(
+            spec.repo_id, revision=spec.revision,
+            allow_patterns=[wf.filename for wf in spec.files] + ["preprocessor_config.json"],
+        ))
+    except Exception as e:  # network errors come as several library-specific types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(
+            f"cannot download {label} from huggingface.co/{spec.repo_id} ({reason[:160]}); {how_to_provide(spec)}"
+        ) from None
+    _verify_hub_snapshot(folder, label)
+    check_transformers_folder(folder, label)
+    return folder
+
+
+def _pull_url(spec: ModelSpec, label: str) -> Path:
+    wf = spec.files[0]
+    dest = model_dir(spec) / wf.filename
+    if dest.is_file():
+        verify_file(dest, wf.sha256, label)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{wf.filename}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _http_download(spec.url, out, wf.size_bytes, desc=wf.filename)
+        verify_file(tmp, wf.sha256, label)
+        os.replace(tmp, dest)
+    except WeightsError:
+        raise
+    except Exception as e:
+        raise WeightsError(f"cannot download {label} from {spec.url} ({e}); {how_to_provide(spec)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _http_download(url: str, out, expected_size: int | None, desc: str) -> None:
+    from tqdm.auto import tqdm
+
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - registry URLs only
+        total = int(response.headers.get("Content-Length") or expected_size or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False) as bar:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def add(spec: ModelSpec, source: str | os.PathLike) -> Path:
+    """Copy user-provided weights into localdepth's cache after verifying them."""
+    label = f"weights for {spec.name}"
+    source = Path(source).expanduser()
+    resolved = _resolve_explicit(spec, source, label)
+    dest_dir = model_dir(spec)
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{spec.name}."))
+    try:
+        if spec.format == "transformers":
+            for p in resolved.path.iterdir():
+                if p.is_file() and (p.suffix in {".json", ".safetensors", ".bin"}):
+                    shutil.copy2(p, staging / p.name)
+            check_transformers_folder(staging, label)
+            _write_manifest(staging)
+        else:
+            target = staging / spec.files[0].filename
+            shutil.copy2(resolved.path, target)
+            verify_file(target, spec.files[0].sha256, label)
+        if dest_dir.exists():
+            shutil.rmtree(dest_dir)
+        os.replace(staging, dest_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest_dir if spec.format == "transformers" else dest_dir / spec.files[0].filename

@@ -1,0 +1,273 @@
+"""Output formats: encoders (map -> bytes) and the writer that puts a result on disk.
+
+Formats and file names (``stem`` is the input's name without extension, under the
+input's relative folder):
+
+=========  ====================  ===========================================================
+format     file                  contents
+=========  ====================  ===========================================================
+npy        ``stem.npy``          float32 map as predicted (metres, or relative disparity)
+pfm        ``stem.pfm``          the same float32 map, Portable Float Map (rows bottom-up)
+png16      ``stem.png``          uint16; metric depth: millimetres (value * 0.001 = metres);
+                                 relative maps: normalised per image to 0..65535, min/max in
+                                 the sidecar (value = offset + scale * png)
+color      ``stem_color.png``    colour-mapped picture, closer = high end of the map
+side       ``stem_side.png``     input image and colour map side by side
+(always)   ``stem.json``         sidecar: model, kind, units, scales, sizes, timings
+=========  ====================  ===========================================================
+
+Every file is written to a temporary name in the target folder and renamed into place,
+so a crash never leaves a half-written file under the final name. The sidecar is written
+last: its presence marks a complete result (``--skip-existing`` relies on it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .images import to_uint8
+from .postprocess import DepthResult
+
+PNG16_MAX = 65535
+METRIC_PNG16_SCALE = 0.001  # metres per unit: millimetres
+ROBUST_PERCENTILES = (1.0, 99.0)  # colour range of pictures, unless a range is given
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _encode(ext: str, array: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(ext, array)
+    if not ok:
+        raise OSError(f"OpenCV could not encode a {ext} image")
+    return buf.tobytes()
+
+
+def encode_rgb_png(rgb: np.ndarray) -> bytes:
+    return _encode(".png", cv2.cvtColor(to_uint8(rgb), cv2.COLOR_RGB2BGR))
+
+
+# ----------------------------------------------------------------------------- encoders
+
+def encode_png16(depth: np.ndarray, kind: str) -> tuple[np.ndarray, dict]:
+    """Map -> (uint16 array, mapping). ``value = offset + scale * png`` recovers the map.
+
+    Metric depth is stored in millimetres (values beyond 65.535 m are clipped, and counted);
+    relative maps are normalised per image to the full 0..65535 range.
+    """
+    finite = np.isfinite(depth)
+    if kind == "depth":
+        mm = np.where(finite, depth, 0.0) / METRIC_PNG16_SCALE
+        clipped = int(np.count_nonzero(mm > PNG16_MAX))
+        png = np.clip(np.rint(mm), 0, PNG16_MAX).astype(np.uint16)
+        return png, {"units": "m", "scale": METRIC_PNG16_SCALE, "offset": 0.0, "clipped_pixels": clipped,
+                     "note": "millimetres; 0 = no depth"}
+    lo = float(depth[finite].min()) if finite.any() else 0.0
+    hi = float(depth[finite].max()) if finite.any() else 0.0
+    span = hi - lo
+    if span <= 0:
+        png = np.zeros(depth.shape, np.uint16)
+        scale = 0.0
+    else:
+        png = np.rint((np.where(finite, depth, lo) - lo) / span * PNG16_MAX).astype(np.uint16)
+        scale = span / PNG16_MAX
+    return png, {"units": "relative", "scale": scale, "offset": lo, "min": lo, "max": hi,
+                 "note": "normalised per image: value = min + png / 65535 * (max - min)"}
+
+
+def decode_png16(png: np.ndarray, mapping: dict) -> np.ndarray:
+    """Inverse of :func:`encode_png16` (within quantisation)."""
+    return (mapping["offset"] + mapping["scale"] * png.astype(np.float64)).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def colormap_lut(name: str) -> np.ndarray:
+    """A 256x3 uint8 lookup table for a Matplotlib colour map name (``Spectral_r``, ``gray``…)."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        raise ValueError(f"unknown colour map '{name}'; any Matplotlib name works (Spectral_r, inferno, gray…)") from None
+    return (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+
+
+def nearness(depth: np.ndarray, kind: str, vmin: float | None = None, vmax: float | None = None) -> tuple[np.ndarray, float, float]:
+    """Normalise a map to [0, 1] with 1 = closest. Returns (nearness, vmin, vmax) in map units.
+
+    Without ``vmin``/``vmax`` the range is the 1st to 99th percentile of the valid values.
+    """
+    finite = np.isfinite(depth)
+    valid = finite & (depth > 0) if kind == "depth" else finite
+    if (vmin is None or vmax is None) and valid.any():
+        # robust range: a few outlier pixels must not wash out the picture
+        sample = depth[valid][:: max(1, int(valid.sum()) // 200_000)]
+        p_lo, p_hi = (float(v) for v in np.percentile(sample, ROBUST_PERCENTILES))
+    else:
+        p_lo, p_hi = 0.0, 1.0
+    lo = vmin if vmin is not None else p_lo
+    hi = vmax if vmax is not None else p_hi
+    span = hi - lo if hi > lo else 1.0
+    t = np.clip((np.where(valid, depth, lo) - lo) / span, 0.0, 1.0)
+    if kind == "depth":
+        t = np.where(valid, 1.0 - t, 0.0)  # small depth = close
+    return t.astype(np.float32), lo, hi
+
+
+def colorize(depth: np.ndarray, kind: str, cmap: str = "Spectral_r", vmin: float | None = None,
+             vmax: float | None = None) -> tuple[np.ndarray, dict]:
+    """Colour-map a map: RGB uint8 ``(H, W, 3)``, closer = high end of the colour map."""
+    t, lo, hi = nearness(depth, kind, vmin, vmax)
+    rgb = colormap_lut(cmap)[np.rint(t * 255).astype(np.uint8)]
+    return rgb, {"cmap": cmap, "vmin": lo, "vmax": hi, "closer": "high end of the colour map (brighter in gray)"}
+
+
+def side_by_side(image: np.ndarray, picture: np.ndarray, gap: int = 0) -> np.ndarray:
+    """Input image and a same-size picture next to each other (RGB uint8)."""
+    left = to_uint8(image)
+    if left.shape[:2] != picture.shape[:2]:
+        left = cv2.resize(left, (picture.shape[1], picture.shape[0]), interpolation=cv2.INTER_AREA)
+    parts = [left] + ([np.full((left.shape[0], gap, 3), 255, np.uint8)] if gap else []) + [picture]
+    return np.concatenate(parts, axis=1)
+
+
+# ----------------------------------------------------------------------------- the writer
+
+@dataclass
+class WriteOptions:
+    formats: tuple[str, ...] = ("npy", "color")
+    cmap: str = "Spectral_r"
+    grayscale: bool = False
+    #: shared colour range (for a video or collection); None = per image
+    vmin: float | None = None
+    vmax: float | None = None
+    extra_sidecar: dict = field(default_factory=dict)
+
+    @property
+    def colormap(self) -> str:
+        return "gray" if self.grayscale else self.cmap
+
+
+Encoder = Callable[[DepthResult, WriteOptions], tuple[bytes, dict]]
+
+
+def _npy(r: DepthResult, _: WriteOptions) -> tuple[bytes, dict]:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, r.map.astype(np.float32, copy=False))
+    return buf.getvalue(), {"dtype": "float32", "units": r.units}
+
+
+def _pfm(r: DepthResult, _: WriteOptions) -> tuple[bytes, dict]:
+    return _encode(".pfm", r.map.astype(np.float32, copy=False)), {"dtype": "float32", "units": r.units,
+                                                                  "rows": "bottom-to-top (PFM)"}
+
+
+def _png16(r: DepthResult, _: WriteOptions) -> tuple[bytes, dict]:
+    png, mapping = encode_png16(r.map, r.kind)
+    return _encode(".png", png), {"dtype": "uint16", **mapping}
+
+
+def _color(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
+    rgb, info = colorize(r.map, r.kind, o.colormap, o.vmin, o.vmax)
+    return encode_rgb_png(rgb), {"dtype": "uint8", **info}
+
+
+def _side(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
+    if r.image is None:
+        raise ValueError("the side-by-side picture needs the input image (predict with keep_image=True)")
+    rgb, info = colorize(r.map, r.kind, o.colormap, o.vmin, o.vmax)
+    return encode_rgb_png(side_by_side(r.image, rgb)), {"dtype": "uint8", "layout": "image | depth", **info}
+
+
+#: format name -> (file suffix after the stem, encoder). Other modules register more formats here.
+FORMATS: dict[str, tuple[str, Encoder]] = {
+    "npy": (".npy", _npy),
+    "png16": (".png", _png16),
+    "color": ("_color.png", _color),
+    "side": ("_side.png", _side),
+    "pfm": (".pfm", _pfm),
+}
+SIDECAR_SUFFIX = ".json"
+
+
+def parse_formats(text: str | list[str]) -> tuple[str, ...]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in items if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS and f != "json"]
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    return tuple(f for f in formats if f != "json")
+
+
+def output_paths(outdir: Path, rel: Path, formats: tuple[str, ...]) -> dict[str, Path]:
+    """Where each format of the input at relative path ``rel`` goes (plus ``json``)."""
+    base = Path(outdir) / rel.parent
+    stem = rel.stem if rel.suffix else rel.name
+    paths = {fmt: base / f"{stem}{FORMATS[fmt][0]}" for fmt in formats}
+    paths["json"] = base / f"{stem}{SIDECAR_SUFFIX}"
+    return paths
+
+
+def is_complete(paths: dict[str, Path]) -> bool:
+    return all(p.is_file() for p in paths.values())
+
+
+def sidecar(result: DepthResult, model_info: dict, outputs: dict, extra: dict | None = None) -> dict:
+    """The JSON sidecar: what the files hold and how they were made."""
+    from . import __version__
+
+    finite = result.map[np.isfinite(result.map)]
+    convention = ("z-depth along the optical axis, metres" if result.kind == "depth"
+                  else "relative inverse depth: larger = closer, unknown scale and shift")
+    return {
+        "localdepth_version": __version__,
+        "source": result.source,
+        "model": model_info,
+        "kind": result.kind,
+        "units": result.units,
+        "convention": convention,
+        "height": int(result.map.shape[0]), "width": int(result.map.shape[1]),
+        "input_size": [int(v) for v in result.input_size],
+        "range": {"min": float(finite.min()) if finite.size else None,
+                  "max": float(finite.max()) if finite.size else None},
+        "timings_ms": {k: round(v, 3) for k, v in result.timings.items()},
+        "outputs": outputs,
+        **(extra or {}),
+    }
+
+
+def write_result(result: DepthResult, paths: dict[str, Path], options: WriteOptions, model_info: dict) -> dict:
+    """Write every requested format of one result, then its sidecar. Returns the sidecar."""
+    outputs = {}
+    for fmt, path in paths.items():
+        if fmt == "json":
+            continue
+        data, info = FORMATS[fmt][1](result, options)
+        atomic_write_bytes(path, data)
+        outputs[fmt] = {"file": path.name, **info}
+    meta = sidecar(result, model_info, outputs, options.extra_sidecar)
+    atomic_write_bytes(paths["json"], (json.dumps(meta, indent=2) + "\n").encode())
+    return meta
