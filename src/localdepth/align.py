@@ -1,0 +1,209 @@
+"""Aligning a relative prediction to metric references: scale (and shift) by least squares.
+
+Relative models predict affine-invariant inverse depth ``d``: true inverse depth is
+``s * d + t`` for unknown ``s, t``. Fitting them against reference depths gives metres.
+
+Spaces:
+
+* ``disparity``: fit ``s * pred + t ≈ 1 / depth_ref`` (the Depth Anything / MiDaS convention;
+  the result is ``1 / (s * pred + t)`` in metres);
+* ``depth``: fit ``s * pred + t ≈ depth_ref`` (for maps that are already depth-like).
+
+All functions take flat or 2-D arrays of the same shape, and an optional boolean mask of
+the samples to use (finite, positive references are always required).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+Space = Literal["disparity", "depth"]
+
+
+@dataclass
+class AlignmentFit:
+    """``target ≈ scale * source + shift`` in ``space``; residual statistics over used samples."""
+
+    scale: float
+    shift: float
+    space: Space
+    scale_only: bool
+    n_samples: int
+    n_inliers: int
+    rmse: float  # root mean squared residual, in the fit space's units
+    robust: str | None = None
+
+    def apply(self, source: np.ndarray, *, min_depth: float = 1e-3) -> np.ndarray:
+        """Metric depth in metres from the aligned source map.
+
+        In disparity space, non-positive aligned disparities (points the fit puts at or beyond
+        infinity) become ``inf``; callers that need finite values mask them.
+        """
+        aligned = self.scale * np.asarray(source, dtype=np.float64) + self.shift
+        if self.space == "disparity":
+            with np.errstate(divide="ignore"):
+                depth = np.where(aligned > 0, 1.0 / np.maximum(aligned, 1e-12), np.inf)
+        else:
+            depth = aligned
+        return np.maximum(depth, min_depth).astype(np.float32)
+
+    def aligned(self, source: np.ndarray) -> np.ndarray:
+        """The source mapped into the fit space (aligned disparity or depth)."""
+        return (self.scale * np.asarray(source, dtype=np.float64) + self.shift).astype(np.float32)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _target(reference_depth: np.ndarray, space: Space) -> np.ndarray:
+    ref = np.asarray(reference_depth, dtype=np.float64)
+    if space == "disparity":
+        with np.errstate(divide="ignore"):
+            return 1.0 / ref
+    return ref
+
+
+def _solve(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, scale_only: bool) -> tuple[float, float]:
+    """Weighted least squares for ``y ≈ s x + t`` (or ``y ≈ s x``)."""
+    if w is None:
+        w = np.ones_like(x)
+    if scale_only:
+        denom = float(np.sum(w * x * x))
+        return (float(np.sum(w * x * y)) / denom if denom > 0 else 0.0), 0.0
+    sw, sx, sy = w.sum(), (w * x).sum(), (w * y).sum()
+    sxx, sxy = (w * x * x).sum(), (w * x * y).sum()
+    det = sw * sxx - sx * sx
+    if abs(det) < 1e-20 * max(1.0, sw * sxx):
+        s = sy / sx if sx != 0 else 0.0
+        return float(s), 0.0
+    s = (sw * sxy - sx * sy) / det
+    t = (sy - s * sx) / sw
+    return float(s), float(t)
+
+
+def fit_scale_shift(source: np.ndarray, reference_depth: np.ndarray, mask: np.ndarray | None = None, *,
+                    space: Space = "disparity", scale_only: bool = False,
+                    robust: Literal["irls", "ransac"] | None = None, iterations: int = 20,
+                    inlier_threshold: float | None = None, seed: int = 0) -> AlignmentFit:
+    """Fit ``scale * source + shift`` to the reference in ``space`` (see module docstring).
+
+    ``reference_depth`` is metric z-depth (metres); ``source`` is the prediction (disparity
+    for relative models). ``robust``: ``"irls"`` (iteratively reweighted, Huber weights) or
+    ``"ransac"`` (minimal 2-point samples, then a least-squares refit on the inliers).
+    ``inlier_threshold`` is in fit-space units (default: 2.5 x the median absolute residual).
+    """
+    src = np.asarray(source, dtype=np.float64).ravel()
+    ref = np.asarray(reference_depth, dtype=np.float64).ravel()
+    if src.shape != ref.shape:
+        raise ValueError(f"source and reference differ in size: {src.shape} vs {ref.shape}")
+    valid = np.isfinite(ref) & (ref > 0)
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool).ravel()
+    with np.errstate(divide="ignore"):
+        target = np.where(valid, _target(ref, space), np.nan)
+    return fit_affine(src, target, valid, space=space, scale_only=scale_only, robust=robust,
+                      iterations=iterations, inlier_threshold=inlier_threshold, seed=seed)
+
+
+def fit_affine(source: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None, *,
+               space: Space = "depth", scale_only: bool = False,
+               robust: Literal["irls", "ransac"] | None = None, iterations: int = 20,
+               inlier_threshold: float | None = None, seed: int = 0) -> AlignmentFit:
+    """Fit ``target ≈ scale * source + shift`` over finite, masked samples (any sign).
+
+    The shared solver behind :func:`fit_scale_shift` and :func:`fit_to_previous`;
+    ``space`` only labels the result.
+    """
+    src = np.asarray(source, dtype=np.float64).ravel()
+    tgt = np.asarray(target, dtype=np.float64).ravel()
+    valid = np.isfinite(src) & np.isfinite(tgt)
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool).ravel()
+    need = 1 if scale_only else 2
+    if valid.sum() < need:
+        raise ValueError(f"alignment needs at least {need} valid reference samples, got {int(valid.sum())}")
+    x, y = src[valid], tgt[valid]
+
+    inliers = np.ones_like(x, dtype=bool)
+    if robust == "ransac":
+        s, t, inliers = _ransac(x, y, scale_only, iterations * 10, inlier_threshold, seed)
+    elif robust == "irls":
+        s, t, _ = _lmeds(x, y, scale_only, iterations * 10, seed)
+        for _ in range(iterations):  # Tukey biweight: far outliers get zero weight
+            r = y - (s * x + t)
+            c = inlier_threshold or 4.685 * _sigma(r, y)
+            u = np.clip(np.abs(r) / c, 0.0, 1.0)
+            w = (1.0 - u * u) ** 2
+            if w.sum() <= 0:
+                break
+            s, t = _solve(x, y, w, scale_only)
+        r = np.abs(y - (s * x + t))
+        inliers = r <= (inlier_threshold or 2.5 * _sigma(r, y))
+    elif robust is None:
+        s, t = _solve(x, y, None, scale_only)
+    else:
+        raise ValueError(f"unknown robust method '{robust}'; use irls or ransac")
+    residual = y[inliers] - (s * x[inliers] + t)
+    return AlignmentFit(scale=s, shift=t, space=space, scale_only=scale_only, n_samples=int(x.size),
+                        n_inliers=int(inliers.sum()), rmse=float(np.sqrt(np.mean(residual ** 2))) if residual.size else 0.0,
+                        robust=robust)
+
+
+def _sigma(residual: np.ndarray, y: np.ndarray) -> float:
+    """Robust residual scale (1.4826 x median absolute residual), floored to stay positive."""
+    floor = 1e-9 * max(float(np.median(np.abs(y))), 1e-12)
+    return max(1.4826 * float(np.median(np.abs(residual))), floor)
+
+
+def _lmeds(x: np.ndarray, y: np.ndarray, scale_only: bool, trials: int, seed: int) -> tuple[float, float, float]:
+    """Least median of squares over minimal samples: right with up to half the samples wrong."""
+    rng = np.random.default_rng(seed)
+    k = 1 if scale_only else 2
+    sub = rng.choice(x.size, size=min(x.size, 5000), replace=False)  # scoring sample
+    best = (*_solve(x, y, None, scale_only), np.inf)
+    for _ in range(trials):
+        idx = rng.choice(x.size, size=k, replace=False)
+        s, t = _solve(x[idx], y[idx], None, scale_only)
+        if not np.isfinite(s) or s == 0:
+            continue
+        med = float(np.median(np.abs(y[sub] - (s * x[sub] + t))))
+        if med < best[2]:
+            best = (s, t, med)
+    return best
+
+
+def _ransac(x: np.ndarray, y: np.ndarray, scale_only: bool, trials: int, threshold: float | None,
+            seed: int) -> tuple[float, float, np.ndarray]:
+    """Minimal-sample hypotheses scored by their median residual, then least squares on inliers."""
+    s, t, _ = _lmeds(x, y, scale_only, trials, seed)
+    k = 1 if scale_only else 2
+    inliers = np.ones(x.size, dtype=bool)
+    for _ in range(3):
+        r = np.abs(y - (s * x + t))
+        inliers = r <= (threshold or 2.5 * _sigma(r, y))
+        if inliers.sum() < k:
+            break
+        s, t = _solve(x[inliers], y[inliers], None, scale_only)
+    return s, t, inliers
+
+
+def fit_to_previous(current: np.ndarray, previous: np.ndarray, mask: np.ndarray | None = None, *,
+                    robust: Literal["irls", "ransac"] | None = "irls", max_samples: int = 50_000,
+                    seed: int = 0) -> AlignmentFit:
+    """Scale and shift that map one relative map onto another of the same size, in their own
+    units (``scale * current + shift ≈ previous``), from an evenly spread subsample.
+
+    Used for temporal stability of video: aligning each frame's disparity to the previous ones.
+    """
+    cur = np.asarray(current, dtype=np.float64).ravel()
+    prev = np.asarray(previous, dtype=np.float64).ravel()
+    valid = np.isfinite(cur) & np.isfinite(prev)
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool).ravel()
+    idx = np.flatnonzero(valid)
+    if idx.size > max_samples:
+        idx = idx[:: idx.size // max_samples][:max_samples]
+    return fit_affine(cur[idx], prev[idx], space="disparity", robust=robust, seed=seed)
