@@ -79,5 +79,7 @@ class OutputTarget:
             local = {fmt: Path(scratch) / PurePosixPath(url).name for fmt, url in paths.items()}
             meta = write_result(result, local, self.options, model_info)
             for fmt in [f for f in paths if f != "json"] + ["json"]:  # the sidecar last: it marks "complete"
-                self.fs.put_file(str(local[fmt]), self.fs._strip_protocol(paths[fmt]))
+                remote = self.fs._strip_protocol(paths[fmt])
+                self.fs.makedirs(self.fs._parent(remote), exist_ok=True)  # no-op on object stores
+                self.fs.put_file(str(local[fmt]), remote)
             return meta

@@ -48,6 +48,8 @@ INSTALL_HINT = "localdepth batch needs Ray: pip install 'localdepth[distributed]
 CRASH_AFTER_ENV = "LOCALDEPTH_BATCH_CRASH_AFTER"
 CRASH_MARKER_ENV = "LOCALDEPTH_BATCH_CRASH_MARKER"
 
+DECODE_MEMORY = 256 * 1024**2  # bytes reserved per decode task
+
 MANIFEST_COLUMNS = ("index", "input", "rel", "status", "error", "kind", "outputs", "decode_ms",
                     "preprocess_ms", "inference_ms", "postprocess_ms", "write_ms")
 
@@ -388,7 +390,11 @@ def run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest:
     env.update(cfg.extra_env)
     ds = ray.data.from_arrow(_blocks(sources, int(cpus)))
     ds = ds.map_batches(decode_stage, batch_format="pandas", batch_size=None,
-                        fn_kwargs={"cfg": cfg, "target": target}, num_cpus=1)
+                        fn_kwargs={"cfg": cfg, "target": target}, num_cpus=1,
+                        # room for a decoded image; also keeps Ray from fusing decoding into the
+                        # inference actors (it fuses stages with equal resources), which would run
+                        # decoding one image at a time beside the model instead of in parallel
+                        memory=DECODE_MEMORY)
     ds = ds.map_batches(
         InferenceActor, batch_format="pandas", batch_size=max(1, cfg.batch_size),
         fn_constructor_kwargs={"cfg": cfg}, compute=ray.data.ActorPoolStrategy(size=cfg.workers),
