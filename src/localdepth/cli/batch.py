@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import registry
 from ..writers import FORMATS, parse_formats
 from .common import add_model_args
 
@@ -43,6 +44,7 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..distributed.outputs import OutputTarget
     from ..distributed.pipeline import BatchConfig, connect, require_ray, run_batch
     from ..distributed.sources import collect
     from ..errors import LocalDepthError
@@ -60,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     require_ray()  # before listing a large collection: say how to install Ray first
+    registry.get(args.model)  # an unknown model fails before Ray starts
     sources = collect(args.inputs)
     if not sources:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)
@@ -69,6 +72,7 @@ def main(args: argparse.Namespace) -> int:
                       grayscale=args.grayscale, batch_size=args.batch_size, workers=args.workers,
                       gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                       skip_existing=not args.overwrite)
+    OutputTarget(args.outdir, cfg.options).check()  # an unwritable --outdir fails before Ray starts
     ray = connect(args.ray_address, num_cpus=args.num_cpus, quiet=args.quiet)
     try:
         summary = run_batch(sources, args.outdir, cfg, manifest=args.manifest, progress=not args.quiet)

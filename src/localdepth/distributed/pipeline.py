@@ -367,11 +367,11 @@ def run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest:
     ray = require_ray()
     if not ray.is_initialized():
         connect()
+    target = OutputTarget(outdir, cfg.options)
+    target.check()
     spec = registry.get(cfg.model)  # an unknown model fails here, not in every task
     if cluster_is_local(ray):
         resolve(spec, cfg.weights)  # missing weights: one line here, not an actor that never starts
-    target = OutputTarget(outdir, cfg.options)
-    target.check()
     cpus = ray.cluster_resources().get("CPU", 1.0)
     actor_cpus = plan_resources(cfg, cpus)
     on_error = on_error or (lambda line: print(f"localdepth: error: {line}", file=sys.stderr))
