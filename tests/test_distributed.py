@@ -32,7 +32,6 @@ PHOTOS = ("demo01.jpg", "demo04.jpg", "demo08.jpg", "demo11.jpg", "demo17.jpg", 
 @pytest.fixture(scope="module")
 def ray_address():
     """A local Ray with 2 CPUs, started on demand as `localdepth batch` does without --ray-address."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     session = connect(None, num_cpus=2, quiet=True)
     yield session.get_runtime_context().gcs_address
     session.shutdown()

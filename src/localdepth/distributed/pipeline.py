@@ -110,7 +110,6 @@ class BatchConfig:
     gpus_per_worker: float = 0.0
     cpus_per_worker: float | None = None  # None: 1, or less when the cluster is small (see plan_resources)
     skip_existing: bool = True
-    extra_env: dict = field(default_factory=dict)
 
     @property
     def options(self) -> WriteOptions:
@@ -387,7 +386,6 @@ def run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest:
         return summary
 
     env = {k: os.environ[k] for k in (CRASH_AFTER_ENV, CRASH_MARKER_ENV) if k in os.environ}
-    env.update(cfg.extra_env)
     ds = ray.data.from_arrow(_blocks(sources, int(cpus)))
     ds = ds.map_batches(decode_stage, batch_format="pandas", batch_size=None,
                         fn_kwargs={"cfg": cfg, "target": target}, num_cpus=1,
