@@ -195,3 +195,34 @@ def test_missing_ray_says_how_to_install(monkeypatch):
     with pytest.raises(LocalDepthError) as e:
         require_ray()
     assert str(e.value) == INSTALL_HINT and "pip install 'localdepth[distributed]'" in str(e.value)
+
+
+def test_torch_model_and_side_format_match_the_runner(tmp_path, shared_images, tiny_da_dir, ray_address):
+    """The Transformers backend and the side-by-side format (the decoded image travels to the
+    writers) through the pipeline, against the Runner behind `localdepth run`."""
+    from PIL import Image
+
+    import localdepth
+    from localdepth.inputs import expand_inputs
+    from localdepth.runner import Runner
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in PHOTOS[:2]:
+        shutil.copy(shared_images / name, images / name)
+    formats = ("npy", "side")
+    cfg = BatchConfig(model="depth-anything-v2-small", weights=str(tiny_da_dir), device="cpu", formats=formats)
+    summary = run_batch(collect([str(images)]), str(tmp_path / "batch"), cfg, progress=False)
+    assert (summary.ok, summary.failed) == (2, 0)
+
+    estimator = localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, device="cpu")
+    Runner(estimator, tmp_path / "run", WriteOptions(formats=formats), progress=False).run(
+        expand_inputs([str(images)]))
+    for name in PHOTOS[:2]:
+        stem = Path(name).stem
+        a, b = np.load(tmp_path / "run" / f"{stem}.npy"), np.load(tmp_path / "batch" / f"{stem}.npy")
+        # same weights and inputs: identical here with OMP_NUM_THREADS=1, but torch on CPU may use
+        # other thread counts in the Ray actor than in this process, which moves the last bits of sums
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+        side = np.asarray(Image.open(tmp_path / "batch" / f"{stem}_side.png"))
+        assert side.shape == (a.shape[0], 2 * a.shape[1], 3)
