@@ -141,7 +141,9 @@ def test_manifest_inputs_and_url_outdir(tmp_path, shared_images, pydnet_file, ra
     the same fsspec code path as s3://, which cannot be reached here)."""
     import pyarrow as pa
 
-    paths = [str(shared_images / n) for n in PHOTOS[:3]] + [str(shared_images / "gone.jpg")]
+    # one row is a URL: read through fsspec by the decode tasks
+    paths = [(shared_images / PHOTOS[0]).as_uri()] + [str(shared_images / n) for n in PHOTOS[1:3]] \
+        + [str(shared_images / "gone.jpg")]
     manifest = tmp_path / "list.parquet"
     pq.write_table(pa.table({"path": paths, "label": [1, 2, 3, 4]}), manifest)
     out = tmp_path / "depth"
@@ -167,6 +169,20 @@ def test_manifest_formats_and_relative_paths(tmp_path, shared_images):
     (tmp_path / "bad.csv").write_text("file\nx.jpg\n")
     with pytest.raises(LocalDepthError, match="needs a 'path' column"):
         collect([str(tmp_path / "bad.csv")])
+
+
+def test_url_inputs_are_listed_through_fsspec(tmp_path, shared_images):
+    pytest.importorskip("fsspec")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name, where in (("demo01.jpg", "a"), ("demo04.jpg", "a/b")):
+        shutil.copy(shared_images / name, tmp_path / where / name)
+    (tmp_path / "a" / "notes.txt").write_text("skip me")
+    folder = collect([f"file://{tmp_path}/a"])
+    assert [(s.rel, s.error) for s in folder] == [("b/demo04.jpg", None), ("demo01.jpg", None)]
+    assert folder[1].input == f"file://{tmp_path}/a/demo01.jpg"
+    assert [s.rel for s in collect([f"file://{tmp_path}/a/**/*.jpg"])] == ["b/demo04.jpg", "demo01.jpg"]
+    missing = collect([f"file://{tmp_path}/nothing.jpg"])
+    assert missing[0].error.endswith("no such file or folder")
 
 
 def test_unavailable_url_filesystem_is_one_line():
