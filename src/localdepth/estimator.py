@@ -41,6 +41,9 @@ def warn_licence(spec: ModelSpec) -> None:
     )
 
 
+_MIN_RAW = 1e-3  # floor of depth-like raw outputs before their reciprocal
+
+
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
@@ -114,6 +117,8 @@ class DepthEstimator:
             pre_ms = _ms(t0) / len(group)
             t0 = time.perf_counter()
             raw = self.backend.infer(batch)
+            if self.spec.reciprocal_output:
+                raw = 1.0 / np.maximum(raw, _MIN_RAW)
             infer_ms = _ms(t0) / len(group)
             for j, i in enumerate(group):
                 t0 = time.perf_counter()
