@@ -114,3 +114,39 @@ def test_rgbd_data_is_where_the_tests_expect():
     if not RGBD.exists():
         pytest.skip(f"{RGBD} is absent")
     assert (RGBD / "tum" / "depth.png").is_file()
+
+
+def test_bf16_on_cpu_stays_close_to_fp32(tiny_da_dir, tiny_estimator):
+    bf16 = localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, device="cpu", dtype="bf16")
+    assert bf16.backend.dtype == "bf16"
+    image = np.random.default_rng(1).integers(0, 256, (100, 130, 3), dtype=np.uint8)
+    a, b = tiny_estimator.predict(image).map, bf16.predict(image).map
+    assert b.dtype == np.float32
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+
+
+def test_metric_model_writes_millimetre_png16(tmp_path, tiny_metric_dir):
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (90, 120, 200)).save(tmp_path / "room.png")
+    proc = subprocess.run([sys.executable, "-m", "localdepth", "run", str(tmp_path / "room.png"), "--model",
+                           "depth-anything-v2-metric-indoor-small", "--weights", str(tiny_metric_dir),
+                           "--device", "cpu", "-f", "npy,png16", "-o", str(tmp_path / "out"), "-q"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "out" / "room.json").read_text())
+    assert meta["kind"] == "depth" and meta["units"] == "m" and meta["model"]["max_depth"] == 20
+    metres = np.load(tmp_path / "out" / "room.npy")
+    png = cv2.imread(str(tmp_path / "out" / "room.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_allclose(png.astype(np.float64) * 0.001, metres, atol=0.0006)
+
+
+def test_fixed_size_model_refuses_input_size(pydnet_file):
+    with pytest.raises(localdepth.LocalDepthError, match="fixed 448x640"):
+        localdepth.load("pydnet", weights=pydnet_file, input_size=256)

@@ -113,3 +113,22 @@ def test_parse_formats():
     assert parse_formats("npy, png16,json") == ("npy", "png16")
     with pytest.raises(ValueError, match="unknown format"):
         parse_formats("npy,jpeg")
+
+
+def test_a_crash_during_a_write_leaves_no_file(tmp_path, monkeypatch):
+    import os
+
+    from localdepth import writers
+
+    target = tmp_path / "out" / "photo.npy"
+    writers.atomic_write_bytes(target, b"old complete content")
+
+    def crash(fd, *a, **kw):
+        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of writing
+
+    monkeypatch.setattr(os, "fdopen", crash)
+    with pytest.raises(KeyboardInterrupt):
+        writers.atomic_write_bytes(target, b"new content")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old complete content"
+    assert [p.name for p in target.parent.iterdir()] == ["photo.npy"]

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import registry
 from .backends import Backend, create_backend
+from .errors import LocalDepthError
 from .images import as_rgb, load_image
 from .postprocess import DepthResult, to_original_size
 from .preprocess import network_size, preprocess
@@ -181,10 +182,13 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
     ``dtype``: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``.
     """
     spec = registry.get(name)
+    if input_size is not None:
+        pre = spec.preprocessing
+        if pre.resize == "fixed":
+            raise LocalDepthError(f"{spec.name} takes a fixed {pre.fixed_hw[0]}x{pre.fixed_hw[1]} input; drop --input-size")
+        if input_size < pre.multiple_of:
+            raise LocalDepthError(f"--input-size must be at least {pre.multiple_of} for {spec.name}")
     resolved = resolve(spec, weights, download=download)
     warn_licence(spec)
     engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype)
-    if input_size is not None:
-        network_size(spec.preprocessing.fixed_hw[0] if spec.preprocessing.fixed_hw else 480, 640,
-                     spec.preprocessing, input_size)  # validates --input-size for fixed-size models
     return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)
