@@ -150,3 +150,13 @@ def test_metric_model_writes_millimetre_png16(tmp_path, tiny_metric_dir):
 def test_fixed_size_model_refuses_input_size(pydnet_file):
     with pytest.raises(localdepth.LocalDepthError, match="fixed 448x640"):
         localdepth.load("pydnet", weights=pydnet_file, input_size=256)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_cuda_reduced_precision_matches_cpu(tiny_da_dir, tiny_estimator, dtype):
+    gpu = localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, device="cuda", dtype=dtype)
+    image = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    a, b = tiny_estimator.predict(image).map, gpu.predict(image).map
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98

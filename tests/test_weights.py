@@ -123,11 +123,10 @@ def test_hub_cache_is_used_and_verified(tmp_path, tiny_da_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(hf_home / "hub"))
     files = {p.name: p.read_bytes() for p in tiny_da_dir.iterdir() if p.is_file()}
     snapshot = _fake_hub_cache(hf_home, spec.repo_id, files)
-    found = subprocess.run(
-        [sys.executable, "-c", "from localdepth import registry, weights;"
-         "print(weights.resolve(registry.get('depth-anything-v2-small')))"],
-        capture_output=True, text=True)
-    assert "hf-cache" in found.stdout and str(snapshot) in found.stdout, found.stderr
+    found = weights.resolve(spec)
+    assert found.origin == "hf-cache" and found.path == snapshot
+    est = localdepth.load("depth-anything-v2-small", device="cpu")
+    assert est.weights_path == snapshot
     weights._verify_hub_snapshot(snapshot, "weights")  # content addresses match
     bad = _fake_hub_cache(tmp_path / "hf2", spec.repo_id, files, lie_about="model.safetensors")
     with pytest.raises(ChecksumError, match="checksum mismatch"):
