@@ -103,8 +103,14 @@ def test_grayscale_closer_is_brighter(kind):
     assert "closer" in info
 
 
-def test_no_temporary_files_are_left(tmp_path):
-    _write(tmp_path, _result("disparity"))
+def test_no_temporary_files_are_left_and_files_are_readable(tmp_path):
+    import os
+    import stat
+
+    paths, _ = _write(tmp_path, _result("disparity"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(paths["npy"].stat().st_mode) == 0o666 & ~umask
     leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
     assert leftovers == []
 
@@ -123,12 +129,14 @@ def test_a_crash_during_a_write_leaves_no_file(tmp_path, monkeypatch):
     target = tmp_path / "out" / "photo.npy"
     writers.atomic_write_bytes(target, b"old complete content")
 
-    def crash(fd, *a, **kw):
-        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of writing
+    real_replace = os.replace
 
-    monkeypatch.setattr(os, "fdopen", crash)
+    def crash(src, dst):
+        raise KeyboardInterrupt  # e.g. Ctrl-C after the data went out, before the rename
+
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         writers.atomic_write_bytes(target, b"new content")
-    monkeypatch.undo()
+    monkeypatch.setattr(os, "replace", real_replace)
     assert target.read_bytes() == b"old complete content"
     assert [p.name for p in target.parent.iterdir()] == ["photo.npy"]
