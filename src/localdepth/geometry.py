@@ -269,3 +269,37 @@ def depth_discontinuities(depth: np.ndarray, threshold: float = 0.05) -> np.ndar
             edge[:, :-1] |= jump
             edge[:, 1:] |= jump
     return edge
+
+
+def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None) -> tuple[np.ndarray, dict]:
+    """The ``normals`` output format: RGB uint8 ``(H, W, 3)`` (see :func:`encode_normals`) and its sidecar entry.
+
+    ``intrinsics``: see :func:`camera_from_dict`. A relative disparity map is inverted first (``z = 1 / d``):
+    its normals are only as right as that guess of the unknown shift.
+    """
+    h, w = depth.shape
+    cam = camera_from_dict(intrinsics, w, h)
+    d = np.asarray(depth, dtype=np.float64)
+    if kind != "depth":
+        with np.errstate(divide="ignore"):
+            d = np.where(np.isfinite(d) & (d > 0), 1.0 / np.where(d > 0, d, 1.0), 0.0)
+    rgb = encode_normals(normals_from_depth(d, cam.K))
+    return rgb, {"encoding": "rgb = (n + 1) / 2 * 255; camera frame x right, y down, z forward; black = no normal",
+                 "intrinsics": cam.as_dict(),
+                 "depth": "z-depth" if kind == "depth" else "1 / relative disparity (shift unknown: approximate)"}
+
+
+def camera_from_dict(info: dict | None, width: int, height: int) -> Intrinsics:
+    """Intrinsics for a ``width x height`` map from a sidecar-style dict.
+
+    ``{"fx", "fy", "cx", "cy"[, "width", "height"]}`` (scaled when the stated size differs),
+    ``{"fov": degrees}``, or ``None`` for :func:`default_intrinsics`.
+    """
+    if not info:
+        return default_intrinsics(width, height)
+    if "fx" in info:
+        w0, h0 = int(info.get("width") or width), int(info.get("height") or height)
+        cam = Intrinsics(float(info["fx"]), float(info["fy"]), float(info["cx"]), float(info["cy"]), w0, h0,
+                         info.get("source", "intrinsics"))
+        return cam if (w0, h0) == (width, height) else cam.scaled(width, height)
+    return from_fov(float(info["fov"]), width, height)
