@@ -178,6 +178,7 @@ def write_error_map(path: Path, rgb: np.ndarray, gt: np.ndarray, pred: np.ndarra
     else:
         vmin, vmax = 0.0, 1.0
     gt_pic, _ = colorize(np.where(valid, gt, 0.0), "depth", vmin=vmin, vmax=vmax)
+    gt_pic[~valid] = 0
     pred_pic, _ = colorize(pred, "depth", vmin=vmin, vmax=vmax)
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.where(valid, np.abs(pred - gt) / gt, 0.0)
