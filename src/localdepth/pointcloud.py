@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LocalDepthError
-from .geometry import depth_discontinuities, unproject
+from .geometry import unproject
 
 POINTCLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzrgb", ".pts")
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
@@ -113,10 +113,10 @@ def make_mesh(depth: np.ndarray, K: np.ndarray, image: np.ndarray | None = None,
               edge_threshold: float = 0.05, max_depth: float | None = None):
     """An ``open3d.geometry.TriangleMesh`` from the depth grid.
 
-    Each 2x2 block of valid pixels gives two triangles; triangles touching a depth
-    discontinuity (relative jump over ``edge_threshold``, see
-    :func:`localdepth.geometry.depth_discontinuities`) are dropped, so foreground and
-    background are not joined by "rubber sheets". Vertex colours come from ``image``.
+    Each 2x2 block of valid pixels gives two triangles; a triangle whose corners' depths
+    differ by more than ``edge_threshold`` (``max / min - 1``, 0.05 = 5 %) spans a depth
+    discontinuity and is dropped, so foreground and background are not joined by "rubber
+    sheets". Vertex colours come from ``image``.
     """
     o3d = _o3d()
     h, w = depth.shape
@@ -124,16 +124,15 @@ def make_mesh(depth: np.ndarray, K: np.ndarray, image: np.ndarray | None = None,
     valid = np.isfinite(pts[..., 2])
     if max_depth is not None:
         valid &= pts[..., 2] <= max_depth
-    keep = valid & ~depth_discontinuities(np.where(valid, depth, 0), edge_threshold)
     index = np.full((h, w), -1, dtype=np.int64)
     index[valid] = np.arange(int(valid.sum()))
-    a, b = index[:-1, :-1], index[:-1, 1:]
-    c, d = index[1:, :-1], index[1:, 1:]
-    ka, kb, kc, kd = keep[:-1, :-1], keep[:-1, 1:], keep[1:, :-1], keep[1:, 1:]
+    a, b = index[:-1, :-1].ravel(), index[:-1, 1:].ravel()
+    c, d = index[1:, :-1].ravel(), index[1:, 1:].ravel()
     # counter-clockwise as seen from the camera (y down), so normals face the camera
-    t1 = np.stack([a, c, b], axis=-1)[ka & kb & kc]
-    t2 = np.stack([b, c, d], axis=-1)[kb & kc & kd]
-    tris = np.concatenate([t1, t2]).astype(np.int32)
+    tris = np.concatenate([np.stack([a, c, b], axis=1), np.stack([b, c, d], axis=1)])
+    tris = tris[(tris >= 0).all(axis=1)]
+    z = pts[valid][:, 2][tris]
+    tris = tris[z.max(axis=1) <= z.min(axis=1) * (1.0 + edge_threshold)].astype(np.int32)
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(pts[valid]), o3d.utility.Vector3iVector(tris))
     colours = colors_for(image, depth.shape)
     if colours is not None:

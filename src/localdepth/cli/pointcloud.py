@@ -50,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
     report["source"] = str(args.map)
     report["image"] = str(image_path) if image_path else None
     target = args.output or args.mesh
-    atomic_write_bytes(target.with_suffix(".json"), (json.dumps(report, indent=2) + "\n").encode())
+    # "cloud.ply.json", never "cloud.json": that may be the sidecar of a map of the same stem
+    atomic_write_bytes(target.with_name(target.name + ".json"), (json.dumps(report, indent=2) + "\n").encode())
     geo = report["geometry"]
     units = "metres" if geo["units"] == "m" else "ARBITRARY UNITS (relative map, no scale)"
     parts = []
