@@ -164,6 +164,8 @@ def test_cli_eval_pydnet_and_ground_truth_on_the_shared_frames(rgbd_dir, pydnet_
     pic = cv2.imread(str(out / "error_maps" / "pydnet" / "tum.png"))
     assert pic.shape == (480, 4 * 640, 3)
     assert (out / "eval.md").read_text().count("\n| ") == 3
+    assert gt["negative_scale_fits"] == 0
+    assert pyd["negative_scale_fits"] == sum(row["fit"]["scale"] < 0 for row in pyd["per_image"])
     # a relative model without alignment is refused in one line
     proc = subprocess.run([sys.executable, "-m", "localdepth", "eval", "-m", f"pydnet={pydnet_file}", "-d",
                            f"folder:{rgbd_dir / 'tum'}", "--align", "none", "-q"], capture_output=True, text=True)

@@ -136,7 +136,11 @@ def evaluate(predictors: list[Predictor], dataset: Dataset, settings: EvalSettin
         "robust": settings.robust, "min_depth": settings.min_depth, "max_depth": settings.max_depth,
         "crop": settings.crop,
         "average": "mean = mean over images of per-image metrics; pooled = over all valid pixels together",
-        "models": {p.label: {"info": p.info, **aggregates[p.label].result(), "per_image": rows[p.label]}
+        "models": {p.label: {"info": p.info, **aggregates[p.label].result(),
+                             # a negative fitted scale means the map runs the wrong way (larger = farther
+                             # for a "disparity" model): the figures then describe a flipped prediction
+                             "negative_scale_fits": sum(bool(r["fit"] and r["fit"]["scale"] < 0) for r in rows[p.label]),
+                             "per_image": rows[p.label]}
                    for p in predictors},
     }
 
@@ -158,6 +162,11 @@ def to_markdown(report: dict, which: str = "mean") -> str:
     for label, res in report["models"].items():
         vals = " | ".join(f"{res[which][m]:.4f}" for m in METRICS)
         lines.append(f"| {label} | {vals} | {res['images']} |")
+    flipped = [f"{label} ({res['negative_scale_fits']}/{res['images']})" for label, res in report["models"].items()
+               if res.get("negative_scale_fits")]
+    if flipped:
+        lines += ["", "Negative fitted scales (the map correlates the wrong way with the ground truth): "
+                  + ", ".join(flipped) + "."]
     return "\n".join(lines) + "\n"
 
 
