@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +103,19 @@ def test_normals_encoding_round_trip_and_discontinuities():
     depth[:, 3:] = 2.0
     edge = g.depth_discontinuities(depth, 0.05)
     assert edge[:, 2:4].all() and not edge[:, [0, 1, 4, 5]].any()
+
+
+def test_normals_output_format_through_the_writer(tmp_path):
+    import cv2
+
+    from localdepth.postprocess import DepthResult
+    from localdepth.writers import WriteOptions, output_paths, parse_formats, write_result
+
+    assert parse_formats("npy,normals") == ("npy", "normals")
+    wall = DepthResult(map=np.full((30, 40), 2.0, np.float32), kind="depth", model="test", input_size=(30, 40))
+    opts = WriteOptions(formats=("normals",), extra_sidecar={"intrinsics": {"fx": 40, "fy": 40, "cx": 19.5, "cy": 14.5}})
+    paths = output_paths(tmp_path, Path("wall.png"), opts.formats)
+    meta = write_result(wall, paths, opts, {"model": "test"})
+    rgb = cv2.cvtColor(cv2.imread(str(paths["normals"])), cv2.COLOR_BGR2RGB)
+    assert (rgb == (128, 128, 0)).all()  # a wall facing the camera: n = (0, 0, -1)
+    assert meta["outputs"]["normals"]["intrinsics"]["fx"] == 40
