@@ -143,6 +143,14 @@ def test_manifest_nyu_kitti_split_and_diode(tmp_path, rgbd_dir):
     assert [s.name for s in ds.samples] == ["val/indoors/scene_1/scan_1/f1"]
     report = evaluate([oracle()], ds, EvalSettings(alignment="none"))
     assert report["models"]["gt"]["pixels"] == int(((depth > 1) & (depth >= 0.6)).sum())
+    # an unreadable frame is reported and skipped; the others are still evaluated
+    scan2 = scan.parent / "scan_2"
+    scan2.mkdir()
+    (scan2 / "f2.png").write_bytes(b"not a png")
+    np.save(scan2 / "f2_depth.npy", depth[..., None].astype(np.float32))
+    report = evaluate([oracle()], open_dataset(f"diode:{tmp_path / 'diode'}"), EvalSettings(alignment="none"))
+    assert report["models"]["gt"]["images"] == 1 and report["failed"][0]["name"].endswith("scan_2/f2")
+    assert "not an image" in report["failed"][0]["error"]
 
 
 def test_cli_eval_pydnet_and_ground_truth_on_the_shared_frames(rgbd_dir, pydnet_file, tmp_path):

@@ -21,14 +21,13 @@ MAP_SUFFIXES = (".npy", ".npz", ".pfm", ".png")
 
 
 def sidecar_for(path: Path) -> dict | None:
-    """The ``stem.json`` sidecar next to a map (``stem_x.png`` -> ``stem.json`` too), if any."""
-    path = Path(path)
-    for candidate in (path.with_suffix(".json"), path.with_name(path.stem.rsplit("_", 1)[0] + ".json")):
-        if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except (OSError, ValueError):
-                return None
+    """The ``stem.json`` sidecar next to a map, if any (only that name: a guess could pick another map's)."""
+    candidate = Path(path).with_suffix(".json")
+    if candidate.is_file():
+        try:
+            return json.loads(candidate.read_text())
+        except (OSError, ValueError):
+            return None
     return None
 
 

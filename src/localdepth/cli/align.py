@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from .geomopts import add_alignment_args, align_from_args
 

@@ -81,4 +81,6 @@ def main(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.outdir / "eval.md", table.encode())
         print(f"wrote {args.outdir / 'eval.json'} and {args.outdir / 'eval.md'}", file=sys.stderr)
     sys.stdout.write(table)
-    return 0
+    for f in report["failed"]:
+        print(f"localdepth: error: {f['name']}: {f['error']}", file=sys.stderr)
+    return 1 if report["failed"] else 0

@@ -105,9 +105,16 @@ def evaluate(predictors: list[Predictor], dataset: Dataset, settings: EvalSettin
     """Run every predictor over every sample; returns the report (see :func:`to_markdown`)."""
     aggregates = {p.label: Aggregate() for p in predictors}
     rows: dict[str, list[dict]] = {p.label: [] for p in predictors}
+    failed: list[dict] = []
     for k, sample in enumerate(dataset.samples, 1):
-        rgb = sample.rgb()
-        gt = np.asarray(sample.depth(), dtype=np.float32)
+        try:
+            rgb = sample.rgb()
+            gt = np.asarray(sample.depth(), dtype=np.float32)
+        except Exception as e:  # one unreadable frame costs its own row only
+            failed.append({"name": sample.name, "error": str(e).splitlines()[0] if str(e) else type(e).__name__})
+            if progress:
+                progress(f"[{k}/{len(dataset.samples)}] {sample.name}: skipped ({failed[-1]['error']})")
+            continue
         lo = settings.min_depth if settings.min_depth is not None else sample.min_depth
         hi = settings.max_depth if settings.max_depth is not None else sample.max_depth
         crop = sample.crop if settings.crop is None else (None if settings.crop == "none" else settings.crop)
@@ -134,7 +141,7 @@ def evaluate(predictors: list[Predictor], dataset: Dataset, settings: EvalSettin
     return {
         "dataset": dataset.name, "samples": len(dataset.samples), "alignment": settings.alignment,
         "robust": settings.robust, "min_depth": settings.min_depth, "max_depth": settings.max_depth,
-        "crop": settings.crop,
+        "crop": settings.crop, "failed": failed,
         "average": "mean = mean over images of per-image metrics; pooled = over all valid pixels together",
         "models": {p.label: {"info": p.info, **aggregates[p.label].result(),
                              # a negative fitted scale means the map runs the wrong way (larger = farther
