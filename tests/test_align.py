@@ -122,3 +122,27 @@ def test_cli_align_reference_png_and_errors(tmp_path):
     np.testing.assert_allclose(mm / 1000.0, depth, atol=0.01)
     proc = subprocess.run(cmd, capture_output=True, text=True)  # a PNG reference without its scale
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--reference-scale" in proc.stderr
+
+
+def test_depth_maps_read_back_with_their_sidecar(tmp_path):
+    from pathlib import Path
+
+    from localdepth.depthfile import read_depth_map
+    from localdepth.errors import LocalDepthError
+    from localdepth.postprocess import DepthResult
+    from localdepth.writers import WriteOptions, output_paths, write_result
+
+    depth = np.random.default_rng(0).uniform(0.5, 9.0, (30, 40)).astype(np.float32)
+    result = DepthResult(map=depth, kind="depth", model="test", input_size=(30, 40))
+    opts = WriteOptions(formats=("npy", "png16", "pfm"))
+    paths = output_paths(tmp_path, Path("room.jpg"), opts.formats)
+    write_result(result, paths, opts, {"model": "test"})
+    for fmt, tol in (("npy", 0), ("png16", 5e-4), ("pfm", 0)):
+        arr, kind, meta = read_depth_map(paths[fmt])
+        assert kind == "depth" and meta["model"]["model"] == "test"
+        np.testing.assert_allclose(arr, depth, atol=tol)
+    np.save(tmp_path / "bare.npy", depth)
+    assert read_depth_map(tmp_path / "bare.npy")[1] == "disparity"  # no sidecar: the caller's kind, else relative
+    assert read_depth_map(tmp_path / "bare.npy", "depth")[1] == "depth"
+    with pytest.raises(LocalDepthError, match="no such depth map"):
+        read_depth_map(tmp_path / "missing.npy")
