@@ -13,6 +13,8 @@ png16      ``stem.png``          uint16; metric depth: millimetres (value * 0.00
                                  the sidecar (value = offset + scale * png)
 color      ``stem_color.png``    colour-mapped picture, closer = high end of the map
 side       ``stem_side.png``     input image and colour map side by side
+normals    ``stem_normals.png``  surface normals, RGB = (n + 1) / 2 * 255 in the camera frame
+                                 (x right, y down, z forward; facing the camera); black = none
 (always)   ``stem.json``         sidecar: model, kind, units, scales, sizes, timings
 =========  ====================  ===========================================================
 
@@ -203,6 +205,13 @@ def _side(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
     return encode_rgb_png(side_by_side(r.image, rgb)), {"dtype": "uint8", "layout": "image | depth", **info}
 
 
+def _normals(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
+    from .geometry import normals_picture
+
+    rgb, info = normals_picture(r.map, r.kind, o.extra_sidecar.get("intrinsics"))
+    return encode_rgb_png(rgb), {"dtype": "uint8", **info}
+
+
 #: format name -> (file suffix after the stem, encoder). Other modules register more formats here.
 FORMATS: dict[str, tuple[str, Encoder]] = {
     "npy": (".npy", _npy),
@@ -210,6 +219,7 @@ FORMATS: dict[str, tuple[str, Encoder]] = {
     "color": ("_color.png", _color),
     "side": ("_side.png", _side),
     "pfm": (".pfm", _pfm),
+    "normals": ("_normals.png", _normals),
 }
 SIDECAR_SUFFIX = ".json"
 
