@@ -77,6 +77,17 @@ class DepthEstimator:
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         return preprocess(rgb, self.spec.preprocessing, self.input_size)
 
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed batch -> maps of the model's kind at network resolution.
+
+        The step between :meth:`preprocess` and resizing back: the backend, then the entry's
+        output convention (the reciprocal of depth-like raw outputs).
+        """
+        raw = self.backend.infer(batch)
+        if self.spec.reciprocal_output:
+            raw = 1.0 / np.maximum(raw, _MIN_RAW)
+        return raw
+
     def predict(self, inputs, *, batch_size: int = 1, keep_image: bool = False):
         """Predict depth for one image or a list of images.
 
@@ -117,9 +128,7 @@ class DepthEstimator:
             batch = np.stack([self.preprocess(images[i]) for i in group])
             pre_ms = _ms(t0) / len(group)
             t0 = time.perf_counter()
-            raw = self.backend.infer(batch)
-            if self.spec.reciprocal_output:
-                raw = 1.0 / np.maximum(raw, _MIN_RAW)
+            raw = self.infer(batch)
             infer_ms = _ms(t0) / len(group)
             for j, i in enumerate(group):
                 t0 = time.perf_counter()

@@ -32,7 +32,6 @@ import numpy as np
 
 from .. import registry
 from ..errors import LocalDepthError
-from ..estimator import _MIN_RAW
 from ..images import load_image
 from ..postprocess import DepthResult, to_original_size
 from ..preprocess import preprocess
@@ -182,16 +181,6 @@ def decode_stage(rows, cfg: BatchConfig, target: OutputTarget):
 
 # ----------------------------------------------------------------------------- stage 2: actors
 
-def network_output(estimator, batch: np.ndarray) -> np.ndarray:
-    """Preprocessed batch -> maps at network resolution: the step of
-    ``DepthEstimator.predict_decoded`` between preprocessing and resizing, which has no public
-    method of its own (keep the two in step)."""
-    raw = estimator.backend.infer(batch)
-    if estimator.spec.reciprocal_output:  # depth-like raw output -> disparity
-        raw = 1.0 / np.maximum(raw, _MIN_RAW)
-    return raw
-
-
 class InferenceActor:
     """One model per actor; runs the network on the pending rows of each batch."""
 
@@ -239,7 +228,7 @@ class InferenceActor:
     def _infer(self, group, tensors, rows, raw, infer_ms, status, errors) -> None:
         try:
             t0 = time.perf_counter()
-            out = network_output(self.estimator, np.stack([tensors[i] for i in group]))
+            out = self.estimator.infer(np.stack([tensors[i] for i in group]))
             ms = _ms(t0) / len(group)
         except Exception as e:
             if len(group) > 1:  # one image that breaks the batch fails alone
