@@ -161,10 +161,14 @@ class DynamicBatcher:
         t0 = time.perf_counter()
         try:
             results = self.estimator.predict_decoded([j.image for j in group], batch_size=len(group))
-        except Exception as e:  # a failing batch fails its requests, never the worker
-            log.exception("%s: inference failed for a batch of %d", self.name, len(group))
-            for job in group:
-                job.settle(error=e)
+        except Exception as e:  # a failing batch never stops the worker
+            if len(group) > 1:  # run them one by one, so one bad image fails only its own request
+                log.warning("%s: a batch of %d failed (%s); retrying one by one", self.name, len(group), e)
+                for job in group:
+                    self._run([job])
+                return
+            log.exception("%s: inference failed", self.name)
+            group[0].settle(error=e)
             return
         if self.metrics is not None:
             self.metrics.batch_size.labels(self.name).observe(len(group))
