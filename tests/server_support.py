@@ -71,3 +71,27 @@ def serve_process(args: list[str], log_path: Path, env: dict | None = None, read
             proc.kill()
             proc.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, ready_timeout: float = 60.0):
+    """Run an app with a real uvicorn on 127.0.0.1 (a free port) in a thread of this process; yield its URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not (server.started and httpx.get(f"{base}/healthz", timeout=5).status_code == 200):
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(30)
