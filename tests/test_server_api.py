@@ -6,9 +6,7 @@ import asyncio
 import base64
 import contextlib
 import io
-import struct
 import threading
-import zlib
 
 import cv2
 import httpx
@@ -21,7 +19,7 @@ pytest.importorskip("fastapi")
 import localdepth  # noqa: E402
 from localdepth.server import ServerSettings, create_app  # noqa: E402
 from localdepth.writers import decode_png16  # noqa: E402
-from server_support import jpeg_bytes, png_bytes, smooth_image  # noqa: E402
+from server_support import jpeg_bytes, png_bytes, png_header_only, smooth_image  # noqa: E402
 
 H, W = 42, 56  # small images keep the tiny model fast
 
@@ -347,14 +345,6 @@ def test_uploads_over_the_byte_limit_get_413(tiny_estimator):
         assert r.status_code == 413, r.text
         assert "over the limit of 5000 bytes" in r.json()["detail"]
     assert health.status_code == 200
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims width x height pixels and holds a tiny truncated stream: a decompression-bomb probe."""
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
 
 
 def test_images_over_the_pixel_limit_and_decompression_bombs_get_413(tiny_estimator, image):
