@@ -10,6 +10,7 @@ import sys
 
 from .. import registry
 from ..backends import BACKENDS
+from ..errors import LocalDepthError
 
 TOKEN_ENV = "LOCALDEPTH_TOKEN"
 
@@ -64,13 +65,13 @@ def _loaders(args: argparse.Namespace) -> list:
 
     specs = args.model or [registry.DEFAULT_MODEL]
     if args.weights and len(specs) > 1:
-        raise SystemExit("localdepth: error: --weights needs a single --model; use --model NAME=PATH for several")
+        raise LocalDepthError("--weights needs a single --model; use --model NAME=PATH for several")
     loaders, names = [], set()
     for item in specs:
         name, _, weights = item.partition("=")
         spec = registry.get(name)  # unknown names fail now, before the server starts
         if spec.name in names:
-            raise SystemExit(f"localdepth: error: model {spec.name} is given twice")
+            raise LocalDepthError(f"model {spec.name} is given twice")
         names.add(spec.name)
         loaders.append(functools.partial(load, spec.name, weights=weights or args.weights, backend=args.backend,
                                          device=args.device, dtype=args.dtype, input_size=args.input_size))

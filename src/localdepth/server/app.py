@@ -55,6 +55,13 @@ class ServerState:
 
     def load(self) -> None:
         """Call the loaders (once, at start-up) and start one batcher per model."""
+        try:
+            self._load()
+        except BaseException:
+            self.stop()  # close what did load; the start-up fails with the loader's error
+            raise
+
+    def _load(self) -> None:
         s = self.settings
         for entry in self.entries:
             if callable(entry) and not hasattr(entry, "predict_decoded"):
