@@ -517,3 +517,22 @@ def test_serve_command_refuses_unknown_models_before_starting(capsys):
 
     assert main(["serve", "--model", "no-such-model"]) == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_serve_command_loads_each_repeated_model_with_its_weights(tmp_path, monkeypatch):
+    from localdepth.cli.main import build_parser
+    from localdepth.cli.serve import _loaders
+    from localdepth.errors import LocalDepthError
+
+    monkeypatch.delenv("LOCALDEPTH_TOKEN", raising=False)
+    parser = build_parser()
+    args = parser.parse_args(["serve", "--model", "da2-small", "--model", f"pydnet={tmp_path / 'p.tflite'}",
+                              "--device", "cpu"])
+    loaders = _loaders(args)
+    assert [(f.args, f.keywords["weights"], f.keywords["device"]) for f in loaders] == [
+        (("depth-anything-v2-small",), None, "cpu"), (("pydnet",), str(tmp_path / "p.tflite"), "cpu")]
+    assert args.host == "127.0.0.1" and args.token is None and args.cors_origin == []
+    with pytest.raises(LocalDepthError, match="given twice"):
+        _loaders(parser.parse_args(["serve", "--model", "pydnet", "--model", "pydnet++"]))
+    with pytest.raises(LocalDepthError, match="single --model"):
+        _loaders(parser.parse_args(["serve", "--model", "pydnet", "--model", "da2-small", "--weights", "x"]))
