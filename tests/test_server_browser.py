@@ -69,6 +69,16 @@ def test_upload_shows_depth_and_a_3d_point_cloud(server, browser, shared_images,
     assert shot.std() > 5.0, "the 3D canvas looks blank"
     assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 500
 
+    # it is interactive: dragging turns the view
+    box = page.locator("#viewer").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.6, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(300)
+    turned = np.asarray(Image.open(io.BytesIO(page.locator("#viewer").screenshot())).convert("RGB")).astype(np.float32)
+    assert np.abs(turned - shot).mean() > 1.0, "dragging did not change the 3D view"
+
     # a new colour map brings a new picture
     before = page.get_attribute("#depth", "src")
     page.select_option("#cmap", "gray")
@@ -91,4 +101,16 @@ def test_the_page_needs_the_token(server, browser):
     page = browser.new_page()
     response = page.goto(f"{server}/")
     assert response.status == 401
+    page.close()
+
+
+def test_api_docs_render_offline(server, browser):
+    page = browser.new_page()
+    external = []
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(server) else None)
+    page.goto(f"{server}/?token={TOKEN}")
+    page.goto(f"{server}/docs")
+    page.wait_for_selector("#operations-default-depth_v1_depth_post, .opblock-post", timeout=30_000)
+    assert "/v1/depth" in page.inner_text(".swagger-ui")
+    assert [u for u in external if not u.startswith(("data:", "blob:"))] == []
     page.close()

@@ -64,26 +64,27 @@ const scene = new Scene();
 scene.background = new Color(0x0c0d10);
 const camera = new PerspectiveCamera(60, 4 / 3, 0.01, 1000);
 const controls = new OrbitControls(camera, canvas);
-controls.enableDamping = true;
 let cloud = null;
 if (!renderer) $('units').textContent = 'This browser has no WebGL: the 3D view is off (the PLY download works).';
 
-function resize() {
-  const { clientWidth: w, clientHeight: h } = canvas;
-  if (w && h && (canvas.width !== Math.round(w * renderer.getPixelRatio()) || camera.aspect !== w / h)) {
-    renderer.setSize(w, h, false);
-    camera.aspect = w / h;
-    camera.updateProjectionMatrix();
-  }
+// Render on demand (after a change of view, cloud or size), not in a loop: an idle page costs no CPU.
+let pending = false;
+function render() {
+  if (!renderer || pending) return;
+  pending = true;
+  requestAnimationFrame(() => {
+    pending = false;
+    const { clientWidth: w, clientHeight: h } = canvas;
+    if (w && h && (canvas.width !== Math.round(w * renderer.getPixelRatio()) || camera.aspect !== w / h)) {
+      renderer.setSize(w, h, false);
+      camera.aspect = w / h;
+      camera.updateProjectionMatrix();
+    }
+    renderer.render(scene, camera);
+  });
 }
-
-function animate() {
-  resize();
-  controls.update();
-  renderer.render(scene, camera);
-  requestAnimationFrame(animate);
-}
-if (renderer) requestAnimationFrame(animate);
+controls.addEventListener('change', render);
+new ResizeObserver(render).observe(canvas);
 
 async function showCloud() {
   if (!renderer) return;
@@ -106,6 +107,7 @@ async function showCloud() {
   controls.target.copy(center);
   camera.updateProjectionMatrix();
   controls.update();
+  render();
   $('units').textContent = units === 'm' ? 'Units: metres.' :
     'Relative model: the depth scale is unknown, so the 3D shape is only indicative (arbitrary units).';
   canvas.dataset.points = String(count);
