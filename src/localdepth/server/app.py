@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -163,6 +164,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     settings = settings or ServerSettings()
     metrics = ServerMetrics()
     state = ServerState(estimators, settings, metrics)
+    decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -207,8 +209,12 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                 colormap_lut(cmap)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        if batcher.full:  # refuse before reading and decoding: back-pressure should be cheap
+            raise HTTPError(503, f"busy: {batcher.name} has {settings.queue_size} requests waiting; retry later", retry)
         data = await read_upload(request, settings.max_upload_bytes)
-        image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
+        async with decode_slots:  # bounds the memory that decoded images take at once
+            image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
         del data
         intrinsics = None
         if format == "ply":
@@ -216,7 +222,6 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                 intrinsics = encode.Intrinsics.resolve(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
-        retry = {"Retry-After": str(settings.retry_after_s)}
         try:
             result = await batcher.submit(image, settings.timeout_s)
         except QueueFullError as e:

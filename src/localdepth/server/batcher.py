@@ -87,6 +87,10 @@ class DynamicBatcher:
     def waiting(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def full(self) -> bool:
+        return self._queue.full()
+
     async def submit(self, image: np.ndarray, timeout_s: float) -> DepthResult:
         """Queue one decoded image; raises QueueFullError, asyncio.TimeoutError or the model's error."""
         if not self.running:
