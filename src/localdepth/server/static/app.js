@@ -1,7 +1,7 @@
 // The localdepth web page: upload an image, show its depth (2D with a comparison slider, 3D point cloud),
 // download PNG16 / NPY / PLY. Every result comes from POST /v1/depth; three.js is bundled in ./vendor.
 import {
-  Color, PerspectiveCamera, Points, PointsMaterial, Scene, WebGLRenderer, OrbitControls, PLYLoader,
+  Color, PerspectiveCamera, Points, PointsMaterial, Scene, Vector3, WebGLRenderer, OrbitControls, PLYLoader,
 } from './vendor/three-vendor.min.js';
 
 const $ = (id) => document.getElementById(id);
@@ -100,10 +100,11 @@ async function showCloud() {
   const material = new PointsMaterial({ size: 2.5 * radius / Math.sqrt(Math.max(count, 1)), vertexColors: true });
   cloud = new Points(geometry, material);
   scene.add(cloud);
-  // start near where the photo was taken (the origin), a little to the side, looking at the cloud
+  // start just behind the camera that took the photo (the origin; +z is behind it now), a little off its
+  // axis so that the depth shows, looking at the cloud's centre
   camera.near = radius / 1000;
   camera.far = radius * 50;
-  camera.position.set(radius * 0.12, radius * 0.06, radius * 0.1);
+  camera.position.copy(new Vector3(0.1, 0.05, 0.2).multiplyScalar(radius));
   controls.target.copy(center);
   camera.updateProjectionMatrix();
   controls.update();
