@@ -90,7 +90,7 @@ def parse_intrinsics(text: str, width: int, height: int) -> Intrinsics:
 def from_fov(fov_deg: float, width: int, height: int, source: str = "fov") -> Intrinsics:
     """Square pixels, centred principal point, horizontal field of view ``fov_deg`` (degrees)."""
     if not 0.0 < fov_deg < 180.0:
-        raise ValueError(f"--fov is the horizontal field of view in degrees, in (0, 180); got {fov_deg}")
+        raise ValueError(f"the field of view (fov) must be between 0 and 180 degrees (horizontal); got {fov_deg}")
     f = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
     return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height, source)
 

@@ -32,13 +32,35 @@ def _o3d():
     return o3d
 
 
+RELATIVE_NEAR_FRACTION = 0.1  # pseudo-depth spans 1 (nearest) to 1 / 0.1 = 10 (farthest)
+
+
+def pseudo_depth(disparity: np.ndarray) -> np.ndarray:
+    """Relative inverse depth -> a positive depth-like map in arbitrary units (1 = nearest, 10 = farthest).
+
+    The 1st..99th percentile range of the disparity is normalised to ``t`` in [0, 1] and
+    ``z = 1 / (0.1 + 0.9 t)``. The true scale and shift are unknown, so the shape is only
+    indicative; unlike ``1 / disparity`` it stays bounded where the disparity nears 0 (sky).
+    Non-finite disparities give NaN.
+    """
+    disp = np.asarray(disparity, dtype=np.float64)
+    finite = np.isfinite(disp)
+    if not finite.any():
+        return np.full(disp.shape, np.nan, np.float32)
+    lo, hi = np.percentile(disp[finite], (1.0, 99.0))
+    span = hi - lo if hi > lo else 1.0
+    t = np.clip((np.where(finite, disp, lo) - lo) / span, 0.0, 1.0)
+    z = 1.0 / (RELATIVE_NEAR_FRACTION + (1.0 - RELATIVE_NEAR_FRACTION) * t)
+    return np.where(finite, z, np.nan).astype(np.float32)
+
+
 def metric_depth_or_refuse(depth: np.ndarray, kind: str, *, relative: bool = False,
                            aligned: bool = False) -> tuple[np.ndarray, str]:
     """The depth to build geometry from, and its units ("m" or "arbitrary").
 
     A metric map (``kind == "depth"``) or an aligned one is used as is. A relative disparity
-    map has no scale: it is refused unless ``relative`` is set, and then ``1 / disparity``
-    (normalised so that its median is 1) is used, in arbitrary units.
+    map has no scale: it is refused unless ``relative`` is set, and then its
+    :func:`pseudo_depth` is used, in arbitrary units.
     """
     if kind == "depth" or aligned:
         return np.asarray(depth, dtype=np.float32), "m"
@@ -47,12 +69,7 @@ def metric_depth_or_refuse(depth: np.ndarray, kind: str, *, relative: bool = Fal
             "this map is relative (inverse depth with unknown scale and shift), so a point cloud from it "
             "would be distorted; use a metric model, align it first (`localdepth align` / --points / --reference), "
             "or pass --relative to accept arbitrary units")
-    disp = np.asarray(depth, dtype=np.float64)
-    valid = np.isfinite(disp) & (disp > 0)
-    with np.errstate(divide="ignore"):
-        inv = np.where(valid, 1.0 / np.where(valid, disp, 1.0), 0.0)
-    med = float(np.median(inv[valid])) if valid.any() else 1.0
-    return (inv / med).astype(np.float32), "arbitrary"
+    return pseudo_depth(depth), "arbitrary"
 
 
 @dataclass

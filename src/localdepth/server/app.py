@@ -219,7 +219,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         intrinsics = None
         if format == "ply":
             try:
-                intrinsics = encode.Intrinsics.resolve(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
+                intrinsics = encode.request_intrinsics(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
         try:

@@ -9,20 +9,19 @@ from __future__ import annotations
 import base64
 import io
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from .. import __version__
+from .. import __version__, geometry
+from ..geometry import Intrinsics
+from ..pointcloud import pseudo_depth
 from ..images import to_uint8
 from ..postprocess import DepthResult
 from ..writers import colorize, encode_png16, encode_rgb_png
 
 RESPONSE_FORMATS = ("json", "npy", "png16", "color", "ply")
-DEFAULT_FOV_DEG = 60.0
-#: relative maps in a point cloud: pseudo-depth z = 1 / (NEAR_FRACTION + (1 - NEAR_FRACTION) * t)
-RELATIVE_NEAR_FRACTION = 0.1
+DEFAULT_FOV_DEG = geometry.DEFAULT_FOV_DEG
 
 
 def _range(depth: np.ndarray) -> tuple[float | None, float | None]:
@@ -87,70 +86,43 @@ def as_color(result: DepthResult, cmap: str) -> tuple[bytes, str, dict]:
 
 # ----------------------------------------------------------------------------- point clouds
 
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics in pixels; pixel (u, v) has its centre at (u, v), so (0, 0) is the top-left pixel's centre."""
+def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=None, fov=None) -> Intrinsics:
+    """The camera of a request: explicit ``fx, fy, cx, cy``, or a horizontal ``fov`` (degrees),
+    or the stated default (:func:`localdepth.geometry.default_intrinsics`, 60°).
 
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-    @classmethod
-    def resolve(cls, width: int, height: int, fx=None, fy=None, cx=None, cy=None, fov=None) -> "Intrinsics":
-        """From explicit values, or from a horizontal field of view (degrees, default 60°).
-
-        Missing ``fy`` = ``fx``; missing ``cx, cy`` = the image centre ((W - 1) / 2, (H - 1) / 2).
-        Raises ValueError with a one-line reason.
-        """
-        if fov is not None and (fx is not None or fy is not None):
-            raise ValueError("give either fov or fx/fy, not both")
-        if fx is None and fy is not None:
-            fx = fy
-        if fx is None:
-            fov = DEFAULT_FOV_DEG if fov is None else float(fov)
-            if not 0.0 < fov < 180.0:
-                raise ValueError(f"fov must be between 0 and 180 degrees, got {fov}")
-            fx = (width / 2.0) / math.tan(math.radians(fov) / 2.0)
-        fy = fx if fy is None else fy
-        cx = (width - 1) / 2.0 if cx is None else cx
-        cy = (height - 1) / 2.0 if cy is None else cy
-        values = [float(v) for v in (fx, fy, cx, cy)]
-        if not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
-            raise ValueError("fx and fy must be positive and fx, fy, cx, cy finite")
-        return cls(*values)
-
-
-def pseudo_depth(disparity: np.ndarray) -> np.ndarray:
-    """Relative inverse depth -> a positive depth-like map for display (arbitrary units, 1 = nearest, 10 = farthest).
-
-    The 1st..99th percentile range of the disparity is normalised to t in [0, 1] and
-    ``z = 1 / (0.1 + 0.9 t)``: the true scale and shift are unknown, so the shape is only indicative.
+    A missing ``fy`` equals ``fx``; a missing ``cx, cy`` is the image centre ((W - 1) / 2,
+    (H - 1) / 2: pixel centres at integer coordinates). Raises ValueError with a one-line reason.
     """
-    finite = np.isfinite(disparity)
-    if not finite.any():
-        return np.full(disparity.shape, np.nan, np.float32)
-    lo, hi = np.percentile(disparity[finite], (1.0, 99.0))
-    span = hi - lo if hi > lo else 1.0
-    t = np.clip((np.where(finite, disparity, lo) - lo) / span, 0.0, 1.0)
-    z = 1.0 / (RELATIVE_NEAR_FRACTION + (1.0 - RELATIVE_NEAR_FRACTION) * t)
-    return np.where(finite, z, np.nan).astype(np.float32)
+    if fov is not None and (fx is not None or fy is not None):
+        raise ValueError("give either fov or fx/fy, not both")
+    if fx is None and fy is None:
+        k = geometry.from_fov(float(fov), width, height) if fov is not None else geometry.default_intrinsics(width, height)
+        if cx is None and cy is None:
+            return k
+        fx = fy = k.fx
+    fx = fy if fx is None else fx
+    fy = fx if fy is None else fy
+    cx = (width - 1) / 2.0 if cx is None else cx
+    cy = (height - 1) / 2.0 if cy is None else cy
+    values = [float(v) for v in (fx, fy, cx, cy)]
+    if not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
+        raise ValueError("fx and fy must be positive and fx, fy, cx, cy finite")
+    return Intrinsics(*values, width=width, height=height, source="request")
 
 
 def back_project(depth: np.ndarray, k: Intrinsics, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """z-depth map (H, W) -> points (N, 3) float32 in the camera frame, and their (N,) flat pixel indices.
+    """Every ``stride``-th row and column of a z-depth map -> points ``(N, 3)`` float32 and their
+    ``(N,)`` flat pixel indices in the full map, through :func:`localdepth.geometry.unproject`.
 
-    OpenCV camera frame: x right, y down, z forward; ``X = (u - cx) z / fx``, ``Y = (v - cy) z / fy``,
-    ``Z = z`` (z is depth along the optical axis, not the ray length). Pixels with non-finite or
-    non-positive depth are left out. ``stride`` keeps every stride-th row and column.
+    Taking pixel ``(stride * i, stride * j)`` is the same camera with ``fx, fy, cx, cy`` divided
+    by ``stride`` (pixel centres at integer coordinates). Invalid depths are left out.
     """
     h, w = depth.shape
+    sub = depth[::stride, ::stride]
+    points = geometry.unproject(sub, k.K / np.array([[stride], [stride], [1.0]]))
+    keep = np.isfinite(points[..., 2])
     v, u = np.mgrid[0:h:stride, 0:w:stride]
-    z = depth[v, u].astype(np.float64)
-    keep = np.isfinite(z) & (z > 0)
-    u, v, z = u[keep], v[keep], z[keep]
-    points = np.stack([(u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z], axis=1).astype(np.float32)
-    return points, (v * w + u).astype(np.int64)
+    return points[keep].astype(np.float32), (v[keep] * w + u[keep]).astype(np.int64)
 
 
 def ply_bytes(points: np.ndarray, colors: np.ndarray, comments: list[str]) -> bytes:
