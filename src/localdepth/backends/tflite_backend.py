@@ -20,8 +20,10 @@ class TFLiteBackend(Backend):
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:  # pragma: no cover - it is a core dependency
             raise BackendError("the TFLite backend needs ai-edge-litert: pip install ai-edge-litert") from None
+        # OMP_NUM_THREADS caps it as it caps PyTorch (Ray sets it to an actor's CPU share)
+        threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
         try:
-            self._interpreter = Interpreter(model_path=str(model_path), num_threads=threads or os.cpu_count() or 1)
+            self._interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise BackendError(f"{model_path} is not a loadable TFLite model ({e})") from None
