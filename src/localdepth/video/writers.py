@@ -184,8 +184,8 @@ class DepthVideoWriter:
         for packet in self._video.encode(vf):
             self._out.mux(packet)
         self.frames += 1
-        # interleave: audio up to a little past this frame
-        self._mux_audio_until(float((pts + 1) / self.fps) + 0.5)
+        # interleave: audio up to the end of this frame, so a stop anywhere leaves both in step
+        self._mux_audio_until(float((pts + 1) / self.fps))
 
     @property
     def duration(self) -> float:
