@@ -251,6 +251,33 @@ def test_interrupt_leaves_a_shorter_playable_video(clip, pydnet, tmp_path, norma
     assert json.loads((tmp_path / "partial.json").read_text())["interrupted"] is True
 
 
+def test_ctrl_c_on_the_cli_leaves_a_playable_video(clip, pydnet_file, tmp_path):
+    """A real SIGINT to `localdepth video` once 8 frames are done: exit 130, a shorter video
+    that decodes to the end, the audio cut at the same point."""
+    import signal
+
+    out = tmp_path / "partial.mp4"
+    p = subprocess.Popen([sys.executable, "-m", "localdepth", "video", str(clip), "--output", str(out),
+                          "-m", "pydnet", "--weights", str(pydnet_file)], stderr=subprocess.PIPE, text=True)
+    seen = ""
+    try:
+        while "8/48" not in seen:  # the progress bar's count
+            ch = p.stderr.read(1)
+            assert ch, f"the run ended before it could be interrupted: {seen[-500:]}"
+            seen += ch
+        p.send_signal(signal.SIGINT)
+        rest = p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, rest
+    assert "interrupted" in rest
+    info = probe(out)
+    assert 8 <= info["frames"] < N_FRAMES
+    assert info["end"] == pytest.approx(info["frames"] / FPS, abs=1e-6)
+    assert info["audio"] and info["audio_duration"] <= info["end"] + 0.05
+
+
 # ----------------------------------------------------------------------------- readers, robustness
 
 def test_corrupt_frame_is_skipped_and_counted(shared_images, tiny_estimator, tmp_path):

@@ -141,10 +141,10 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
                     continue
                 depth = stabilizer(raw)
                 tracker.update(depth, kind)
-                bar.update(1)
                 if on_frame is not None:
                     on_frame(k, frame, depth)
                 yield frame, depth
+                bar.update(1)  # after the consumer has stored or written it
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
