@@ -191,7 +191,7 @@ def test_align_flickers_less_than_off(clip, pydnet):
                                on_frame=lambda k, f, d: spread.append(np.subtract(*np.percentile(d, [99, 1]))))
         assert summary.frames == N_FRAMES and summary.flicker is not None
         flicker[mode], spreads[mode] = summary.flicker, np.array(spread)
-    assert flicker["align"] < 0.8 * flicker["off"], flicker
+    assert flicker["align"] < 0.95 * flicker["off"], flicker
     assert flicker["align+ema"] < flicker["align"], flicker
     for mode in ("align", "align+ema"):  # contrast stays that of the first frame, within a factor 2
         ratio = spreads[mode] / spreads[mode][0]
@@ -356,3 +356,23 @@ def test_flicker_measure():
     assert meter.value == 0.0
     meter.update(np.full((4, 4), 6.0))  # one step of 10% of the range over 3 pairs
     assert meter.value == pytest.approx(10.0 / 3)
+
+
+def test_metric_model_writes_millimetres(shared_images, tiny_metric_dir, tmp_path):
+    import localdepth
+
+    model = localdepth.load("depth-anything-v2-metric-indoor-small", weights=tiny_metric_dir, device="cpu")
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for i, rgb in enumerate(pan_zoom_frames(shared_images / "demo08.jpg", 3, (64, 48), exposure=False)):
+        cv2.imwrite(str(seq / f"{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    files = FrameFilesWriter(tmp_path / "out", ("npz", "png16"))
+    summary = process_clip(ImageSequenceReader([str(seq)]), model, [files], progress=False,
+                           sidecar_path=tmp_path / "clip.json")
+    meta = json.loads((tmp_path / "clip.json").read_text())
+    assert summary.frames == 3 and meta["kind"] == "depth" and meta["units"] == "m"
+    assert meta["mapping"]["png16"] == {**meta["mapping"]["png16"], "scale": 0.001, "offset": 0.0}
+    for i in range(3):
+        depth = np.load(tmp_path / "out" / f"{i}.npz")["depth"]
+        png = cv2.imread(str(tmp_path / "out" / f"{i}.png"), cv2.IMREAD_UNCHANGED)
+        assert np.abs(png * 0.001 - depth).max() <= 0.0005 + 1e-6

@@ -98,7 +98,7 @@ class Stabilizer:
             aligned = raw
             self._last = (1.0, 0.0)
         else:
-            scale, shift, r2 = symmetric_fit(raw, prev, self.robust)
+            scale, shift, r2 = symmetric_fit(raw, prev, self.robust, FIT_SAMPLES)
             if math.isfinite(scale) and math.isfinite(shift) and scale > 0:
                 self._last = (scale, shift)
                 self.r2.append(r2)
