@@ -297,6 +297,22 @@ def test_corrupt_frame_is_skipped_and_counted(shared_images, tiny_estimator, tmp
     assert info["end"] == pytest.approx(6 / 12, abs=1e-6)  # the gap keeps the timing: f2 shows twice as long
 
 
+def test_damaged_video_frames_are_skipped_and_counted(clip, tmp_path):
+    """Garbage over three stretches of the H.264 data: decoding goes on, and every frame
+    slot lost is counted as skipped."""
+    data = bytearray(clip.read_bytes())
+    rng = np.random.default_rng(1)
+    for offset in (len(data) // 3, len(data) // 2, 2 * len(data) // 3):
+        data[offset:offset + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    source = VideoFileReader(damaged)
+    indices = [f.index for f in source]
+    assert source.skipped >= 1
+    assert len(indices) + source.skipped == N_FRAMES
+    assert indices == sorted(set(indices)) and indices[-1] == N_FRAMES - 1
+
+
 def test_selection_stride_and_max_res(clip):
     sel = Selection(Position.parse("0.5"), Position.parse("40f"), stride=2)
     source = VideoFileReader(clip, sel, max_res=128)

@@ -232,18 +232,25 @@ class VideoFileReader(FrameSource):
         start = self.start_seconds()
         if start > 0:  # jump near the start instead of decoding everything before it
             self._container.seek(int((start + self._t0) / stream.time_base), stream=stream, backward=True)
-        count = 0
+        count, following, errors = 0, None, 0
         for packet in self._container.demux(stream):
             try:
                 frames = packet.decode()
-            except (av.error.InvalidDataError, av.error.ValueError, av.error.PermissionError) as e:
-                self.skipped += 1
-                print(f"localdepth: warning: {self.path.name}: skipped an undecodable packet ({e})", file=sys.stderr)
+            except (av.FFmpegError, ValueError) as e:
+                errors += 1
+                print(f"localdepth: warning: {self.path.name}: an undecodable packet ({e})", file=sys.stderr)
                 continue
             for frame in frames:
                 t = (float(frame.pts * stream.time_base) - self._t0) if frame.pts is not None else count / fps
                 index = int(round(t * fps))
                 count += 1
+                if errors and following is not None and index > following:
+                    # once the file has shown damage, missing frame slots are lost frames (the
+                    # decoder reorders frames, so a gap may surface a few frames after the
+                    # error); without any error a gap is variable frame rate, not damage
+                    for lost in range(following, index):
+                        yield lost, lost / fps, None, f"frame_{lost:06d}"
+                following = index + 1
                 try:
                     rgb = frame.to_ndarray(format="rgb24")
                 except (av.FFmpegError, ValueError):

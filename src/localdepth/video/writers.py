@@ -158,14 +158,29 @@ class DepthVideoWriter:
     def _open_video(self, width: int, height: int) -> None:
         import av
 
-        codec = self._codec_name if self._codec_name in av.codecs_available else "mpeg4"
+        wanted = "libvpx-vp9" if self.path.suffix.lower() == ".webm" else self._codec_name
+        codec = wanted if wanted in av.codecs_available else "mpeg4"
         stream = self._out.add_stream(codec, rate=self.fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.time_base = 1 / self.fps
         if codec == "libx264":
             stream.options = {"crf": str(self._crf), "preset": "veryfast"}
+        elif codec == "libvpx-vp9":
+            stream.options = {"crf": str(self._crf + 12), "b": "0", "deadline": "realtime", "cpu-used": "8"}
         self._video = stream
+        try:
+            self._out.start_encoding()  # writes the header: fails here if the audio codec does not fit
+        except av.FFmpegError as e:
+            if self._audio_out is None:
+                raise
+            print(f"localdepth: warning: the audio is not copied: {self.path.suffix} cannot hold it ({e})",
+                  file=sys.stderr)
+            self._close_audio_input()
+            self._audio_out = None
+            self._out.close()
+            self._out = av.open(str(self.path), "w")
+            self._open_video(width, height)
 
     def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping) -> None:
         import av
