@@ -352,6 +352,14 @@ def test_preview_without_a_display_fails_in_one_line():
     assert len(lines) == 1 and "--preview" in lines[0], r.stderr
 
 
+def test_missing_webcam_or_file_is_one_clear_line(tmp_path):
+    r = cli("--webcam", "99")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["localdepth: error: cannot open webcam 99; "
+                                                                   "check that it is connected and not in use"]
+    r = cli(tmp_path / "absent.mp4")
+    assert r.returncode == 2 and "no such video file" in r.stderr
+
+
 # ----------------------------------------------------------------------------- stabilisation units
 
 def test_align_recovers_the_first_frames_units():

@@ -320,7 +320,12 @@ class WebcamReader(FrameSource):
                  max_res: int | None = None):
         super().__init__(selection, max_res)
         self.device = int(device) if str(device).isdigit() else device
-        self._cap = cv2.VideoCapture(self.device)
+        quiet = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our one-line error says it all
+        try:
+            self._cap = cv2.VideoCapture(self.device)
+        finally:
+            cv2.utils.logging.setLogLevel(quiet)
         if not self._cap.isOpened():
             raise LocalDepthError(f"cannot open webcam {device}; check that it is connected and not in use")
         reported = self._cap.get(cv2.CAP_PROP_FPS)
@@ -368,6 +373,9 @@ def open_source(inputs: list[str], *, webcam: str | int | None = None, fps: floa
         return WebcamReader(webcam, fps, selection, max_res)
     if not inputs:
         raise LocalDepthError("no input given; e.g. `localdepth video clip.mp4 --output clip_depth.mp4`")
+    missing = [p for p in inputs if Path(p).suffix.lower() in VIDEO_EXTENSIONS and not Path(p).is_file()]
+    if missing:
+        raise LocalDepthError(f"{missing[0]}: no such video file")
     videos = [p for p in inputs if is_video_file(p)]
     if videos:
         if len(inputs) > 1:
