@@ -63,6 +63,21 @@ def tiny_depth_anything_config(depth_estimation_type: str = "relative", max_dept
     )
 
 
+def _lift_relative_head(model) -> None:
+    """Random weights leave most pre-ReLU outputs of the last layer negative, so the map would be
+    mostly zeros; shifting the last bias keeps the random network's full output visible to tests."""
+    import torch
+
+    captured = {}
+    hook = model.head.conv3.register_forward_hook(lambda m, i, o: captured.setdefault("out", o))
+    with torch.no_grad():
+        model(pixel_values=torch.randn(1, 3, 126, 168, generator=torch.Generator().manual_seed(0)))
+    hook.remove()
+    out = captured["out"]
+    with torch.no_grad():
+        model.head.conv3.bias += float(4 * out.std() - out.mean())
+
+
 def save_tiny_depth_anything(folder: Path, depth_estimation_type: str = "relative", max_depth: int = 20,
                              seed: int = 0) -> Path:
     """A randomly initialised Depth Anything of the real architecture, saved with its image processor."""
@@ -76,6 +91,8 @@ def save_tiny_depth_anything(folder: Path, depth_estimation_type: str = "relativ
 
     torch.manual_seed(seed)
     model = DepthAnythingForDepthEstimation(tiny_depth_anything_config(depth_estimation_type, max_depth)).eval()
+    if depth_estimation_type == "relative":
+        _lift_relative_head(model)
     model.save_pretrained(folder)
     DPTImageProcessor(
         do_resize=True, size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14,

@@ -207,3 +207,125 @@ def fit_to_previous(current: np.ndarray, previous: np.ndarray, mask: np.ndarray 
     if idx.size > max_samples:
         idx = idx[:: idx.size // max_samples][:max_samples]
     return fit_affine(cur[idx], prev[idx], space="disparity", robust=robust, seed=seed)
+
+
+# ----------------------------------------------------------------------------- references on disk
+#
+# Sparse points: CSV rows ``u,v,depth_m`` (a header line is optional; ``#`` starts a comment).
+# ``u`` is the column, ``v`` the row, in pixels of the map being aligned, with pixel centres
+# at integer coordinates (pixel (0, 0) is the top-left pixel's centre, as in OpenCV/Open3D).
+# Non-integer coordinates are sampled bilinearly from the map. ``depth_m`` is z-depth in metres.
+
+def read_points_csv(path) -> np.ndarray:
+    """``(N, 3)`` float64 rows ``(u, v, depth_m)`` from a CSV file (see the section comment).
+
+    Raises ``ValueError`` with the offending line for malformed rows.
+    """
+    import csv
+    from pathlib import Path
+
+    rows = []
+    with Path(path).open(newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), 1):
+            cells = [c.strip() for c in row]
+            if not cells or not any(cells) or cells[0].startswith("#"):
+                continue
+            try:
+                values = [float(c) for c in cells[:3]]
+            except ValueError:
+                if not rows and lineno == 1:  # a header line
+                    continue
+                raise ValueError(f"{path}:{lineno}: expected u,v,depth_m numbers, got {','.join(cells)}") from None
+            if len(values) != 3:
+                raise ValueError(f"{path}:{lineno}: expected 3 columns u,v,depth_m, got {len(cells)}")
+            rows.append(values)
+    if not rows:
+        raise ValueError(f"{path}: no u,v,depth_m rows")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def sample_map(source: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear samples of an ``(H, W)`` map at ``(N, 2)`` pixel coordinates ``(u, v)``
+    (pixel-centre convention); NaN outside ``[0, W-1] x [0, H-1]``."""
+    src = np.asarray(source, dtype=np.float64)
+    h, w = src.shape
+    u, v = uv[:, 0], uv[:, 1]
+    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+    uc, vc = np.clip(u, 0, w - 1), np.clip(v, 0, h - 1)
+    u0, v0 = np.minimum(np.floor(uc).astype(int), w - 2 if w > 1 else 0), np.minimum(np.floor(vc).astype(int), h - 2 if h > 1 else 0)
+    u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
+    a, b = uc - u0, vc - v0
+    val = ((1 - a) * (1 - b) * src[v0, u0] + a * (1 - b) * src[v0, u1]
+           + (1 - a) * b * src[v1, u0] + a * b * src[v1, u1])
+    return np.where(inside, val, np.nan)
+
+
+def read_reference(path, *, scale: float | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A reference depth map in metres, ``(H, W)`` float32; 0 or non-finite = no reference.
+
+    ``.npy``/``.npz``: metres as stored (``scale`` multiplies if given). Images (16-bit PNG,
+    TIFF…): ``metres = value / scale`` (e.g. 256 for KITTI, 5000 for TUM, 1000 for millimetres);
+    ``scale`` is required for them. With ``shape``, the map is resized (nearest neighbour,
+    so that missing samples stay missing) to that ``(H, W)``.
+    """
+    import cv2
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix.lower() in (".npy", ".npz"):
+        data = np.load(p)
+        ref = np.asarray(data[data.files[0]] if hasattr(data, "files") else data, dtype=np.float64)
+        ref = ref.squeeze()
+        if scale:
+            ref = ref * scale
+    else:
+        if not scale:
+            raise ValueError(f"{p.name}: an image reference needs --reference-scale (units per metre: "
+                             "256 for KITTI, 5000 for TUM, 1000 for millimetres)")
+        raw = cv2.imread(str(p), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE)
+        if raw is None:
+            raise ValueError(f"{p}: cannot read the reference depth image")
+        ref = raw.astype(np.float64) / scale
+    if ref.ndim != 2:
+        raise ValueError(f"{p}: a reference depth map must be 2-D, got shape {ref.shape}")
+    if shape is not None and ref.shape != tuple(shape):
+        ref = cv2.resize(ref, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return np.where(np.isfinite(ref) & (ref > 0), ref, 0.0).astype(np.float32)
+
+
+def read_mask(path, shape: tuple[int, int]) -> np.ndarray:
+    """A boolean ``(H, W)`` mask from an image (non-zero = use) or ``.npy``; resized (nearest) to ``shape``."""
+    import cv2
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix.lower() == ".npy":
+        m = np.load(p).astype(np.float32)
+    else:
+        m = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+        if m is None:
+            raise ValueError(f"{p}: cannot read the mask image")
+        m = m.astype(np.float32)
+    if m.shape != tuple(shape):
+        m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return m > 0
+
+
+def fit_to_points(source: np.ndarray, points: np.ndarray, *, space: Space = "disparity", scale_only: bool = False,
+                  robust: Literal["irls", "ransac"] | None = None, seed: int = 0) -> AlignmentFit:
+    """Fit a map ``(H, W)`` to sparse ``(N, 3)`` ``(u, v, depth_m)`` points (see :func:`read_points_csv`)."""
+    pts = np.asarray(points, dtype=np.float64)
+    values = sample_map(source, pts[:, :2])
+    inside = np.isfinite(values)
+    if not inside.all():
+        h, w = np.asarray(source).shape
+        if not inside.any():
+            raise ValueError(f"no point lies inside the {w}x{h} map (u is the column, v the row, in pixels)")
+    return fit_scale_shift(values[inside], pts[inside, 2], space=space, scale_only=scale_only, robust=robust, seed=seed)
+
+
+def fit_report(fit: AlignmentFit, reference: str) -> dict:
+    """The sidecar's ``alignment`` entry: the fit, what it was fitted to, and the formula."""
+    formula = ("depth_m = 1 / (scale * pred + shift)" if fit.space == "disparity" else "depth_m = scale * pred + shift")
+    return {**fit.as_dict(), "reference": reference, "formula": formula,
+            "rmse_units": "1/m" if fit.space == "disparity" else "m"}

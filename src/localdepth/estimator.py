@@ -16,6 +16,7 @@ import numpy as np
 
 from . import registry
 from .backends import Backend, create_backend
+from .errors import LocalDepthError
 from .images import as_rgb, load_image
 from .postprocess import DepthResult, to_original_size
 from .preprocess import network_size, preprocess
@@ -39,6 +40,9 @@ def warn_licence(spec: ModelSpec) -> None:
         f"{spec.name} weights are licensed {spec.licence}: not for commercial use",
         NonCommercialLicenceWarning, stacklevel=3,
     )
+
+
+_MIN_RAW = 1e-3  # floor of depth-like raw outputs before their reciprocal
 
 
 def _ms(t0: float) -> float:
@@ -72,6 +76,17 @@ class DepthEstimator:
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         return preprocess(rgb, self.spec.preprocessing, self.input_size)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed batch -> maps of the model's kind at network resolution.
+
+        The step between :meth:`preprocess` and resizing back: the backend, then the entry's
+        output convention (the reciprocal of depth-like raw outputs).
+        """
+        raw = self.backend.infer(batch)
+        if self.spec.reciprocal_output:
+            raw = 1.0 / np.maximum(raw, _MIN_RAW)
+        return raw
 
     def predict(self, inputs, *, batch_size: int = 1, keep_image: bool = False):
         """Predict depth for one image or a list of images.
@@ -113,7 +128,7 @@ class DepthEstimator:
             batch = np.stack([self.preprocess(images[i]) for i in group])
             pre_ms = _ms(t0) / len(group)
             t0 = time.perf_counter()
-            raw = self.backend.infer(batch)
+            raw = self.infer(batch)
             infer_ms = _ms(t0) / len(group)
             for j, i in enumerate(group):
                 t0 = time.perf_counter()
@@ -176,10 +191,13 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
     ``dtype``: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``.
     """
     spec = registry.get(name)
+    if input_size is not None:
+        pre = spec.preprocessing
+        if pre.resize == "fixed":
+            raise LocalDepthError(f"{spec.name} takes a fixed {pre.fixed_hw[0]}x{pre.fixed_hw[1]} input; drop --input-size")
+        if input_size < pre.multiple_of:
+            raise LocalDepthError(f"--input-size must be at least {pre.multiple_of} for {spec.name}")
     resolved = resolve(spec, weights, download=download)
     warn_licence(spec)
     engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype)
-    if input_size is not None:
-        network_size(spec.preprocessing.fixed_hw[0] if spec.preprocessing.fixed_hw else 480, 640,
-                     spec.preprocessing, input_size)  # validates --input-size for fixed-size models
     return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)

@@ -54,8 +54,9 @@ def load_image(source: str | os.PathLike | bytes, *, max_pixels: int | None = No
 
 
 def _to_rgb_array(im: Image.Image, data: bytes) -> np.ndarray:
+    fmt = im.format  # the transposed copy below forgets it
     im = ImageOps.exif_transpose(im)
-    if im.format in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA") and _is_16bit_colour(data):
+    if fmt in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA") and _is_16bit_colour(data):
         return _decode_16bit_colour(data, im)
     if im.mode in _SIXTEEN_BIT_MODES:
         grey = np.asarray(im, dtype=np.float32)

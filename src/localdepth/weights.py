@@ -176,12 +176,22 @@ def cached(spec: ModelSpec) -> ResolvedWeights | None:
     return ResolvedWeights(path, "cache") if path.is_file() else None
 
 
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (huggingface_hub reads it once,
+    at import, which a long-running process or a test that changes HF_HOME would miss)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
+    return Path(hf_home).expanduser() / "hub"
+
+
 def _hub_cached_snapshot(spec: ModelSpec) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     paths = []
     for wf in spec.files:
-        found = try_to_load_from_cache(spec.repo_id, wf.filename, revision=spec.revision)
+        found = try_to_load_from_cache(spec.repo_id, wf.filename, revision=spec.revision, cache_dir=hf_cache_dir())
         if not isinstance(found, str):
             return None
         paths.append(Path(found))
@@ -252,7 +262,7 @@ def _pull_hub(spec: ModelSpec, label: str) -> Path:
 
     try:
         folder = Path(snapshot_download(
-            spec.repo_id, revision=spec.revision,
+            spec.repo_id, revision=spec.revision, cache_dir=hf_cache_dir(),
             allow_patterns=[wf.filename for wf in spec.files] + ["preprocessor_config.json"],
         ))
     except Exception as e:  # network errors come as several library-specific types

@@ -13,6 +13,8 @@ png16      ``stem.png``          uint16; metric depth: millimetres (value * 0.00
                                  the sidecar (value = offset + scale * png)
 color      ``stem_color.png``    colour-mapped picture, closer = high end of the map
 side       ``stem_side.png``     input image and colour map side by side
+normals    ``stem_normals.png``  surface normals, RGB = (n + 1) / 2 * 255 in the camera frame
+                                 (x right, y down, z forward; facing the camera); black = none
 (always)   ``stem.json``         sidecar: model, kind, units, scales, sizes, timings
 =========  ====================  ===========================================================
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -47,13 +49,14 @@ ROBUST_PERCENTILES = (1.0, 99.0)  # colour range of pictures, unless a range is 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # "x" mode: a fresh file with the usual permissions (umask), unlike mkstemp's 0600
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -202,6 +205,13 @@ def _side(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
     return encode_rgb_png(side_by_side(r.image, rgb)), {"dtype": "uint8", "layout": "image | depth", **info}
 
 
+def _normals(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
+    from .geometry import normals_picture
+
+    rgb, info = normals_picture(r.map, r.kind, o.extra_sidecar.get("intrinsics"))
+    return encode_rgb_png(rgb), {"dtype": "uint8", **info}
+
+
 #: format name -> (file suffix after the stem, encoder). Other modules register more formats here.
 FORMATS: dict[str, tuple[str, Encoder]] = {
     "npy": (".npy", _npy),
@@ -209,6 +219,7 @@ FORMATS: dict[str, tuple[str, Encoder]] = {
     "color": ("_color.png", _color),
     "side": ("_side.png", _side),
     "pfm": (".pfm", _pfm),
+    "normals": ("_normals.png", _normals),
 }
 SIDECAR_SUFFIX = ".json"
 

@@ -12,6 +12,7 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="list known models; pull or add their weights",
                        description="List the registry; `models pull NAME` downloads, `models add NAME PATH` imports.")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (the README's model table)")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     pull = actions.add_parser("pull", help="download and verify a model's weights into the cache")
     pull.add_argument("name")
@@ -51,6 +52,17 @@ def _print_table(rows: list[dict]) -> None:
           f"\nweights cache: {weights.home() / 'models'} (LOCALDEPTH_HOME); Hub models also use the Hugging Face cache.")
 
 
+def markdown_table() -> str:
+    """The registry as the README shows it (generated, so the README never drifts from the table)."""
+    lines = ["| name | output | params | download | licence | source |", "|---|---|---|---|---|---|"]
+    for spec in registry.MODELS.values():
+        kind = f"metric depth, ≤{spec.max_depth:g} m" if spec.output == "depth" else "relative disparity"
+        licence = spec.licence + ("" if spec.commercial_use else " (non-commercial)")
+        lines.append(f"| `{spec.name}` | {kind} | {spec.params_millions:g}M | {_size(spec.download_mb)} | "
+                     f"{licence} | `{spec.source}` |")
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
     if args.action == "pull":
         spec = registry.get(args.name)
@@ -68,6 +80,9 @@ def main(args: argparse.Namespace) -> int:
         row.update(description=spec.description, paper=spec.paper, files=[f.filename for f in spec.files],
                    preprocessing=spec.preprocessing.__dict__, aliases=list(spec.aliases))
         print(json.dumps(row, indent=2, default=str))
+        return 0
+    if args.markdown:
+        print(markdown_table())
         return 0
     rows = [_row(spec) for spec in registry.MODELS.values()]
     if args.json:

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..inputs import expand_inputs
 from ..writers import FORMATS, WriteOptions, parse_formats
 from .common import add_model_args, load_from_args
+from .geomopts import add_camera_args, camera_sidecar, run_with_geometry
 
 
 def register(sub) -> None:
@@ -26,6 +27,11 @@ def register(sub) -> None:
     p.add_argument("--batch-size", "-b", type=int, default=1, help="images per forward pass (same-size images)")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs are all there (resume)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--pointcloud", type=Path, metavar="PATH",
+                   help="also write a coloured point cloud (.ply/.pcd); metric models give metres, relative ones "
+                        "need --relative; several inputs: <outdir>/<name>_points<suffix>")
+    p.add_argument("--mesh", type=Path, metavar="PATH", help="also write a mesh from the depth grid (.ply/.obj/.glb)")
+    add_camera_args(p)
     add_model_args(p)
     p.set_defaults(func=main)
 
@@ -50,7 +56,10 @@ def main(args: argparse.Namespace) -> int:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)
         return 2
     estimator = load_from_args(args)
-    options = WriteOptions(formats=formats, cmap=args.cmap, grayscale=args.grayscale)
+    options = WriteOptions(formats=formats, cmap=args.cmap, grayscale=args.grayscale,
+                           extra_sidecar=camera_sidecar(args))
+    if args.pointcloud or args.mesh:
+        return run_with_geometry(args, items, estimator, options)
     runner = Runner(estimator, args.outdir, options, batch_size=args.batch_size,
                     skip_existing=args.skip_existing, progress=not args.quiet)
     summary = runner.run(items)

@@ -1,0 +1,83 @@
+"""``localdepth batch``: depth for large collections on a Ray cluster (or a local Ray)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import registry
+from ..writers import FORMATS, parse_formats
+from .common import add_model_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "batch", help="predict depth for large collections with Ray (local or a cluster)",
+        description="Run a model over folders, globs, .txt lists or manifests (CSV/Parquet/JSONL with a "
+                    "'path' column) as a Ray Data job: decoding in CPU tasks, inference in a pool of actors "
+                    "(one model each), the same output files as `localdepth run`, and a Parquet manifest of "
+                    "every input's status. Inputs whose outputs are complete are skipped, so re-running "
+                    "the same command resumes. Needs `pip install 'localdepth[distributed]'`.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders, globs, .txt lists, manifests (.csv/.parquet/.jsonl) or fsspec URLs")
+    p.add_argument("--outdir", "-o", required=True,
+                   help="output folder, or a URL (s3://bucket/depth) when its fsspec filesystem is installed")
+    p.add_argument("--format", "-f", default="npy,color", metavar="LIST",
+                   help=f"comma-separated: {', '.join(FORMATS)} (default: npy,color; the .json sidecar is always written)")
+    p.add_argument("--cmap", default="Spectral_r", help="Matplotlib colour map for color/side (default: Spectral_r)")
+    p.add_argument("--grayscale", action="store_true", help="grey colour map: closer = brighter")
+    p.add_argument("--manifest", metavar="PATH", help="result manifest (default: OUTDIR/manifest.parquet)")
+    p.add_argument("--overwrite", action="store_true", help="predict again even when the outputs are complete")
+    g = p.add_argument_group("ray")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="join a running cluster (auto, host:6379, ray://host:10001); default: start a local Ray")
+    g.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all cores)")
+    g.add_argument("--workers", "-w", type=int, default=1, help="inference actors, one model each (default: 1)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                   help="GPUs per actor; fractions share a GPU (0.5 = two actors per GPU; default: 0)")
+    g.add_argument("--cpus-per-worker", type=float, metavar="C",
+                   help="CPUs reserved per actor (default: 1, less on a small cluster so decoding can run)")
+    g.add_argument("--batch-size", "-b", type=int, default=1, help="images per forward pass (same-size images)")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_model_args(p)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..distributed.outputs import OutputTarget
+    from ..distributed.pipeline import BatchConfig, connect, require_ray, run_batch
+    from ..distributed.sources import collect
+    from ..errors import LocalDepthError
+    from ..writers import colormap_lut
+
+    try:
+        formats = parse_formats(args.format)
+        if not args.grayscale:
+            colormap_lut(args.cmap)
+    except ValueError as e:
+        print(f"localdepth: error: {e}", file=sys.stderr)
+        return 2
+    if args.workers < 1 or args.gpus_per_worker < 0 or args.batch_size < 1:
+        print("localdepth: error: --workers and --batch-size must be at least 1, --gpus-per-worker not negative",
+              file=sys.stderr)
+        return 2
+    require_ray()  # before listing a large collection: say how to install Ray first
+    registry.get(args.model)  # an unknown model fails before Ray starts
+    sources = collect(args.inputs)
+    if not sources:
+        print("localdepth: error: no images found in the given inputs", file=sys.stderr)
+        return 2
+    cfg = BatchConfig(model=args.model, weights=args.weights, backend=args.backend, device=args.device,
+                      dtype=args.dtype, input_size=args.input_size, formats=formats, cmap=args.cmap,
+                      grayscale=args.grayscale, batch_size=args.batch_size, workers=args.workers,
+                      gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                      skip_existing=not args.overwrite)
+    OutputTarget(args.outdir, cfg.options).check()  # an unwritable --outdir fails before Ray starts
+    ray = connect(args.ray_address, num_cpus=args.num_cpus, quiet=args.quiet)
+    try:
+        summary = run_batch(sources, args.outdir, cfg, manifest=args.manifest, progress=not args.quiet)
+    except ray.exceptions.RayError as e:
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        raise LocalDepthError(f"the Ray job failed: {lines[-1] if lines else type(e).__name__}") from None
+    print(summary.line(args.outdir), file=sys.stderr)
+    return 1 if summary.failed else 0

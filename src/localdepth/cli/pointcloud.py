@@ -1,0 +1,65 @@
+"""``localdepth pointcloud``: a depth map (+ image, camera) -> coloured point cloud and/or mesh."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .geomopts import (add_alignment_args, add_camera_args, add_cloud_args, align_from_args, export_geometry,
+                       wants_alignment)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "pointcloud", help="depth map -> coloured point cloud (PLY/PCD) and/or mesh (PLY/OBJ/GLB)",
+        description="Back-project a depth map through a pinhole camera (--intrinsics, --fov, the image's EXIF, "
+                    "or a 60 degree default) with Open3D. Relative maps need alignment (--points/--reference) "
+                    "or --relative (arbitrary units).")
+    p.add_argument("map", type=Path, metavar="MAP", help="depth map (.npy, .pfm, or .png with sidecar)")
+    p.add_argument("--image", type=Path, help="RGB image for colours and EXIF (default: the sidecar's source)")
+    p.add_argument("--output", "-o", type=Path, help="point cloud file: .ply or .pcd")
+    p.add_argument("--mesh", type=Path, help="mesh file: .ply, .obj or .glb")
+    p.add_argument("--kind", choices=("disparity", "depth"),
+                   help="what MAP holds when it has no sidecar (default: disparity)")
+    add_camera_args(p)
+    add_cloud_args(p)
+    add_alignment_args(p)
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..depthfile import read_depth_map
+    from ..errors import LocalDepthError
+    from ..images import load_image
+    from ..writers import atomic_write_bytes
+
+    if not args.output and not args.mesh:
+        raise LocalDepthError("nothing to write: give --output cloud.ply and/or --mesh mesh.ply")
+    depth, kind, meta = read_depth_map(args.map, args.kind)
+    image_path = args.image or (Path(meta["source"]) if meta.get("source") and Path(meta["source"]).is_file() else None)
+    image = load_image(image_path) if image_path else None
+    report: dict = {}
+    aligned = False
+    if wants_alignment(args):
+        depth, report["alignment"] = align_from_args(args, depth, kind)
+        aligned = True
+    report.update(export_geometry(args, depth, kind, image, image_path, aligned=aligned,
+                                  pointcloud=args.output, mesh=args.mesh))
+    report["source"] = str(args.map)
+    report["image"] = str(image_path) if image_path else None
+    target = args.output or args.mesh
+    # "cloud.ply.json", never "cloud.json": that may be the sidecar of a map of the same stem
+    atomic_write_bytes(target.with_name(target.name + ".json"), (json.dumps(report, indent=2) + "\n").encode())
+    geo = report["geometry"]
+    units = "metres" if geo["units"] == "m" else "ARBITRARY UNITS (relative map, no scale)"
+    parts = []
+    if "pointcloud" in geo:
+        parts.append(f"{geo['pointcloud']['points']} points -> {args.output}")
+    if "mesh" in geo:
+        parts.append(f"{geo['mesh']['triangles']} triangles -> {args.mesh}")
+    cam = report["intrinsics"]
+    print(f"{'; '.join(parts)} ({units}; camera fx={cam['fx']:.1f} fy={cam['fy']:.1f} cx={cam['cx']:.1f} "
+          f"cy={cam['cy']:.1f} from {cam['source']})", file=sys.stderr)
+    return 0

@@ -1,0 +1,446 @@
+"""The Ray Data pipeline of ``localdepth batch``.
+
+::
+
+    sources (driver) -> decode + preprocess (CPU tasks) -> inference (actor pool, one model each)
+                     -> postprocess + write (CPU tasks) -> result rows -> manifest.parquet (driver)
+
+Every row carries a ``status``: ``pending`` until written, then ``ok``; ``skipped`` when the
+outputs are already complete (resume); ``failed`` with a one-line ``error``. A failed row flows
+on to the manifest and never stops the job. Ray's fault tolerance covers killed processes: the
+inference actors restart (``max_restarts``) and re-run the lost batch (``max_task_retries``), and
+Ray Data re-runs failed tasks; a re-run writes the same files again through atomic renames, so a
+retry never leaves a half file or a duplicate.
+
+Arrays travel between stages as ``.npy`` bytes: an Arrow binary column holds any shape, and an
+empty value for rows that have none (skipped, failed), which ragged tensor columns cannot.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import registry
+from ..errors import LocalDepthError
+from ..images import load_image
+from ..postprocess import DepthResult, to_original_size
+from ..preprocess import preprocess
+from ..runner import _short
+from ..weights import resolve
+from ..writers import WriteOptions
+from .outputs import OutputTarget
+from .sources import Source, filesystem, is_url
+
+INSTALL_HINT = "localdepth batch needs Ray: pip install 'localdepth[distributed]'"
+
+#: fault injection for tests: the inference actor process kills itself (SIGKILL) after it has
+#: inferred this many images, once per marker file (created the first time), as a crash would.
+CRASH_AFTER_ENV = "LOCALDEPTH_BATCH_CRASH_AFTER"
+CRASH_MARKER_ENV = "LOCALDEPTH_BATCH_CRASH_MARKER"
+
+DECODE_MEMORY = 256 * 1024**2  # bytes reserved per decode task
+
+MANIFEST_COLUMNS = ("index", "input", "rel", "status", "error", "kind", "outputs", "decode_ms",
+                    "preprocess_ms", "inference_ms", "postprocess_ms", "write_ms")
+
+
+def require_ray():
+    """Import Ray, or fail with one line that says how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise LocalDepthError(INSTALL_HINT) from None
+    return ray
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False):
+    """Join a Ray cluster (``address``: ``auto``, ``ray://host:10001``, ``host:6379``), or start a
+    local one with ``num_cpus`` (default: all cores). Reuses a session already running here."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray
+    kwargs = dict(include_dashboard=False, log_to_driver=not quiet, configure_logging=True,
+                  logging_level="ERROR")
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+    return ray
+
+
+def cluster_is_local(ray) -> bool:
+    """True when every node of the cluster is this machine (weights resolve to the same files)."""
+    import socket
+
+    try:
+        ips = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+        return ips <= {ray.util.get_node_ip_address(), "127.0.0.1", socket.gethostbyname(socket.gethostname())}
+    except Exception:
+        return False
+
+
+# ----------------------------------------------------------------------------- job settings
+
+@dataclass
+class BatchConfig:
+    """Everything the stages need; pickled to every task and actor."""
+
+    model: str
+    weights: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    input_size: int | None = None
+    formats: tuple[str, ...] = ("npy", "color")
+    cmap: str = "Spectral_r"
+    grayscale: bool = False
+    batch_size: int = 1
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float | None = None  # None: 1, or less when the cluster is small (see plan_resources)
+    skip_existing: bool = True
+
+    @property
+    def options(self) -> WriteOptions:
+        return WriteOptions(formats=self.formats, cmap=self.cmap, grayscale=self.grayscale)
+
+
+def _pack(array: np.ndarray | None) -> bytes:
+    if array is None:
+        return b""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _unpack(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _read_bytes(url: str) -> bytes:
+    with filesystem(url).open(url, "rb") as f:
+        return f.read()
+
+
+# ----------------------------------------------------------------------------- stage 1: CPU tasks
+
+def decode_stage(rows, cfg: BatchConfig, target: OutputTarget):
+    """Plan outputs, skip complete ones, decode and preprocess the rest (pandas batch in and out)."""
+    spec = registry.get(cfg.model)
+    keep_image = "side" in cfg.formats
+    nchw = spec.preprocessing.layout == "nchw"
+    out = {k: [] for k in ("index", "input", "rel", "status", "error", "outputs", "tensor", "image",
+                           "height", "width", "input_h", "input_w", "decode_ms", "preprocess_ms")}
+    for index, src, rel, error in zip(rows["index"], rows["input"], rows["rel"], rows["error"]):
+        status, paths, tensor, image, hw, net_hw, dec_ms, pre_ms = "pending", {}, None, None, (0, 0), (0, 0), 0.0, 0.0
+        error = error if isinstance(error, str) and error else None
+        if error is None:
+            try:
+                paths = target.paths(src, rel)
+                if cfg.skip_existing and target.is_complete(paths):
+                    status = "skipped"
+                else:
+                    t0 = time.perf_counter()
+                    rgb = load_image(_read_bytes(src) if is_url(src) else src)
+                    dec_ms = _ms(t0)
+                    t0 = time.perf_counter()
+                    tensor = preprocess(rgb, spec.preprocessing, cfg.input_size)
+                    pre_ms = _ms(t0)
+                    hw = rgb.shape[:2]
+                    net_hw = tensor.shape[1:3] if nchw else tensor.shape[0:2]  # what the network sees
+                    image = rgb if keep_image else None
+            except Exception as e:  # one bad input must not stop the others
+                error = _short(e)
+        if error is not None:
+            status = "failed"
+        for key, value in (("index", int(index)), ("input", src), ("rel", rel), ("status", status),
+                           ("error", error or ""), ("outputs", json.dumps(paths)), ("tensor", _pack(tensor)),
+                           ("image", _pack(image)), ("height", int(hw[0])), ("width", int(hw[1])),
+                           ("input_h", int(net_hw[0])), ("input_w", int(net_hw[1])),
+                           ("decode_ms", dec_ms), ("preprocess_ms", pre_ms)):
+            out[key].append(value)
+    import pandas as pd
+
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------- stage 2: actors
+
+class InferenceActor:
+    """One model per actor; runs the network on the pending rows of each batch."""
+
+    def __init__(self, cfg: BatchConfig):
+        from ..estimator import load
+
+        self.cfg = cfg
+        self.estimator = load(cfg.model, weights=cfg.weights, backend=cfg.backend, device=cfg.device,
+                              dtype=cfg.dtype, input_size=cfg.input_size)
+        self.model_info = json.dumps(self.estimator.describe())
+        self.inferred = 0
+
+    def __call__(self, rows):
+        rows = rows.copy()
+        raw = [b""] * len(rows)
+        infer_ms = [0.0] * len(rows)
+        status = list(rows["status"])
+        errors = list(rows["error"])
+        pending = [i for i, s in enumerate(status) if s == "pending"]
+        tensors = {i: _unpack(rows["tensor"].iat[i]) for i in pending}
+        for group in self._groups(pending, tensors):
+            self._infer(group, tensors, rows, raw, infer_ms, status, errors)
+        self._maybe_crash()
+        rows["raw"] = raw
+        rows["inference_ms"] = infer_ms
+        rows["status"] = status
+        rows["error"] = errors
+        rows["model_info"] = self.model_info
+        return rows.drop(columns=["tensor"])
+
+    def _groups(self, pending: list[int], tensors: dict[int, np.ndarray]):
+        """Consecutive same-size tensors, up to the batch size (as DepthEstimator.predict_decoded)."""
+        limit = max(1, self.cfg.batch_size)
+        if self.estimator.backend.max_batch:
+            limit = min(limit, self.estimator.backend.max_batch)
+        group: list[int] = []
+        for i in pending:
+            if group and (tensors[i].shape != tensors[group[0]].shape or len(group) >= limit):
+                yield group
+                group = []
+            group.append(i)
+        if group:
+            yield group
+
+    def _infer(self, group, tensors, rows, raw, infer_ms, status, errors) -> None:
+        try:
+            t0 = time.perf_counter()
+            out = self.estimator.infer(np.stack([tensors[i] for i in group]))
+            ms = _ms(t0) / len(group)
+        except Exception as e:
+            if len(group) > 1:  # one image that breaks the batch fails alone
+                for i in group:
+                    self._infer([i], tensors, rows, raw, infer_ms, status, errors)
+                return
+            i = group[0]
+            status[i], errors[i] = "failed", f"{rows['input'].iat[i]}: inference failed ({_short(e)})"
+            return
+        for j, i in enumerate(group):
+            raw[i] = _pack(np.asarray(out[j], dtype=np.float32))
+            infer_ms[i] = ms
+        self.inferred += len(group)
+
+    def _maybe_crash(self) -> None:
+        after = os.environ.get(CRASH_AFTER_ENV)
+        marker = os.environ.get(CRASH_MARKER_ENV)
+        if not after or not marker or self.inferred < int(after):
+            return
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # exactly one crash per marker
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------- stage 3: CPU tasks
+
+def write_stage(rows, cfg: BatchConfig, target: OutputTarget):
+    """Back to the input's resolution, then the writers of `localdepth run`; one manifest row each."""
+    import pandas as pd
+
+    spec = registry.get(cfg.model)
+    out = {k: [] for k in MANIFEST_COLUMNS}
+    for r in rows.itertuples(index=False):
+        status, error, write_ms, post_ms = r.status, r.error, 0.0, 0.0
+        paths = json.loads(r.outputs)
+        if status == "pending":
+            try:
+                t0 = time.perf_counter()
+                depth = to_original_size(_unpack(r.raw), int(r.height), int(r.width), spec.output)
+                post_ms = _ms(t0)
+                result = DepthResult(
+                    map=depth, kind=spec.output, model=spec.name, input_size=(int(r.input_h), int(r.input_w)),
+                    timings={"decode": r.decode_ms, "preprocess": r.preprocess_ms, "inference": r.inference_ms,
+                             "postprocess": post_ms},
+                    source=r.input, image=_unpack(r.image) if r.image else None, max_depth=spec.max_depth)
+                t0 = time.perf_counter()
+                target.write(result, paths, json.loads(r.model_info))
+                write_ms = _ms(t0)
+                status = "ok"
+            except Exception as e:
+                status, error = "failed", f"{r.input}: cannot write outputs ({_short(e)})"
+        values = {"index": r.index, "input": r.input, "rel": r.rel, "status": status, "error": error,
+                  "kind": spec.output, "outputs": list(paths.values()) if status in ("ok", "skipped") else [],
+                  "decode_ms": r.decode_ms, "preprocess_ms": r.preprocess_ms, "inference_ms": r.inference_ms,
+                  "postprocess_ms": post_ms, "write_ms": write_ms}
+        for key in MANIFEST_COLUMNS:
+            out[key].append(values[key])
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------- the job
+
+@dataclass
+class BatchSummary:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    manifest: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.failed + self.skipped
+
+    @property
+    def images_per_second(self) -> float:
+        return self.ok / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self, outdir: str) -> str:
+        return (f"done: {self.ok} ok, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f} s "
+                f"({self.images_per_second:.2f} images/s) -> {outdir}; manifest: {self.manifest}")
+
+
+def plan_resources(cfg: BatchConfig, cluster_cpus: float) -> float:
+    """CPUs reserved per inference actor. Decode/write tasks need at least one CPU beside the
+    actors, or the pipeline would wait for ever; on a small cluster the actors get less."""
+    if cfg.cpus_per_worker is not None:
+        cpus = cfg.cpus_per_worker
+    else:
+        cpus = min(1.0, (cluster_cpus - 1.0) / cfg.workers) if cluster_cpus > 1 else 0.0
+    if cpus <= 0 or cluster_cpus - cfg.workers * cpus < min(1.0, cluster_cpus / 2):
+        raise LocalDepthError(
+            f"{cfg.workers} worker(s) x {cpus:g} CPU leave no CPU for decoding and writing on this "
+            f"{cluster_cpus:g}-CPU cluster; use fewer --workers or a smaller --cpus-per-worker")
+    return cpus
+
+
+def _blocks(sources: list[Source], parallelism: int):
+    """Sources as Arrow tables, a few per CPU so that decoding spreads over the cluster."""
+    import pyarrow as pa
+
+    size = max(1, min(256, math.ceil(len(sources) / max(1, 4 * parallelism))))
+    tables = []
+    for start in range(0, len(sources), size):
+        chunk = sources[start:start + size]
+        tables.append(pa.table({
+            "index": pa.array(range(start, start + len(chunk)), pa.int64()),
+            "input": pa.array([s.input for s in chunk], pa.string()),
+            "rel": pa.array([s.rel for s in chunk], pa.string()),
+            "error": pa.array([s.error or "" for s in chunk], pa.string()),
+        }))
+    return tables
+
+
+def _manifest_schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("index", pa.int64()), ("input", pa.string()), ("rel", pa.string()), ("status", pa.string()),
+        ("error", pa.string()), ("kind", pa.string()), ("outputs", pa.list_(pa.string())),
+        ("decode_ms", pa.float64()), ("preprocess_ms", pa.float64()), ("inference_ms", pa.float64()),
+        ("postprocess_ms", pa.float64()), ("write_ms", pa.float64()),
+    ])
+
+
+def run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest: str | None = None,
+              progress: bool = True, on_error=None) -> BatchSummary:
+    """Run the pipeline over ``sources`` on the connected Ray cluster (see :func:`connect`).
+
+    Writes a Parquet manifest (default ``<outdir>/manifest.parquet``) with one row per source.
+    """
+    ray = require_ray()
+    if not ray.is_initialized():
+        connect()
+    target = OutputTarget(outdir, cfg.options)
+    target.check()
+    spec = registry.get(cfg.model)  # an unknown model fails here, not in every task
+    if cluster_is_local(ray):
+        resolve(spec, cfg.weights)  # missing weights: one line here, not an actor that never starts
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    actor_cpus = plan_resources(cfg, cpus)
+    on_error = on_error or (lambda line: print(f"localdepth: error: {line}", file=sys.stderr))
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = False
+    summary = BatchSummary(manifest=manifest or _default_manifest(target))
+    start = time.perf_counter()
+    if not sources:
+        _write_manifest([], summary.manifest, target)
+        summary.seconds = time.perf_counter() - start
+        return summary
+
+    env = {k: os.environ[k] for k in (CRASH_AFTER_ENV, CRASH_MARKER_ENV) if k in os.environ}
+    ds = ray.data.from_arrow(_blocks(sources, int(cpus)))
+    ds = ds.map_batches(decode_stage, batch_format="pandas", batch_size=None,
+                        fn_kwargs={"cfg": cfg, "target": target}, num_cpus=1,
+                        # room for a decoded image; also keeps Ray from fusing decoding into the
+                        # inference actors (it fuses stages with equal resources), which would run
+                        # decoding one image at a time beside the model instead of in parallel
+                        memory=DECODE_MEMORY)
+    ds = ds.map_batches(
+        InferenceActor, batch_format="pandas", batch_size=max(1, cfg.batch_size),
+        fn_constructor_kwargs={"cfg": cfg}, compute=ray.data.ActorPoolStrategy(size=cfg.workers),
+        num_cpus=actor_cpus, num_gpus=cfg.gpus_per_worker or None,
+        # No max_restarts/max_task_retries here: Ray Data's actor pools default to -1 for both (a
+        # killed actor is restarted and its lost batch re-run), which is what losing no input needs;
+        # tests/test_distributed.py kills an actor to check it.
+        runtime_env={"env_vars": env} if env else None)
+    ds = ds.map_batches(write_stage, batch_format="pandas", batch_size=None,
+                        fn_kwargs={"cfg": cfg, "target": target}, num_cpus=1)
+
+    rows = []
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        table = batch.select(list(MANIFEST_COLUMNS)).cast(_manifest_schema())
+        for status, error in zip(table.column("status").to_pylist(), table.column("error").to_pylist()):
+            if status == "ok":
+                summary.ok += 1
+            elif status == "skipped":
+                summary.skipped += 1
+            else:
+                summary.failed += 1
+                summary.errors.append(error)
+                on_error(error)
+        rows.append(table)
+    summary.seconds = time.perf_counter() - start
+    _write_manifest(rows, summary.manifest, target)
+    return summary
+
+
+def _default_manifest(target: OutputTarget) -> str:
+    return f"{target.root}/manifest.parquet" if target.is_url else str(Path(target.root) / "manifest.parquet")
+
+
+def _write_manifest(tables, where: str, target: OutputTarget) -> None:
+    """Rows in input order, written atomically (local) or uploaded whole (URL)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..writers import atomic_write_bytes
+
+    table = pa.concat_tables(tables) if tables else _manifest_schema().empty_table()
+    table = table.sort_by("index")
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    data = buf.getvalue().to_pybytes()
+    if is_url(where):
+        fs = filesystem(where)
+        with fs.open(where, "wb") as f:
+            f.write(data)
+    else:
+        atomic_write_bytes(Path(where), data)

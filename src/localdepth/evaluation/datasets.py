@@ -1,0 +1,293 @@
+"""Evaluation datasets: RGB images with metric ground-truth depth. The user supplies the data.
+
+A dataset is named ``KIND:PATH`` on the command line:
+
+``folder:PATH``
+    A folder of RGB-D frames. If it holds ``manifest.csv`` that is read (see below); else
+    these layouts are recognised, in the folder and, recursively, its subfolders:
+
+    ======================================  ===========  =========================================
+    layout                                  depth scale  intrinsics
+    ======================================  ===========  =========================================
+    ``color.png`` + ``depth.png``           5000 / m     none (TUM RGB-D as in Open3D's samples)
+    ``color/*`` + ``depth/*.png``           1000 / m     ``*.json`` with ``intrinsic_matrix``
+                                                         (Open3D's column-major layout), if present
+    ``rgb/*`` or ``image/*`` + ``depth/*``  256 / m      none (KITTI's 16-bit LiDAR PNGs); Garg crop,
+                                                         0-80 m
+    ======================================  ===========  =========================================
+
+    Frames pair by file stem. ``--depth-scale`` overrides the scale. Depth 0 = missing.
+``manifest:FILE.csv`` (or ``folder:FILE.csv``)
+    CSV with a header: ``rgb,depth,depth_scale`` and optional ``fx,fy,cx,cy``; paths relative
+    to the CSV's folder; ``depth`` is a 16-bit PNG (``metres = value / depth_scale``) or a
+    ``.npy`` in metres (``depth_scale`` 1).
+``nyu:nyu_depth_v2_labeled.mat``
+    The labeled NYU Depth v2 file (MATLAB v7.3 = HDF5, read with h5py): 1449 frames, or the
+    frames listed by ``--split`` (a text file of 1-based indices, or the official
+    ``splits.mat`` whose ``testNdxs`` is the 654-frame Eigen test split). Eigen crop, 1e-3..10 m.
+``kitti:SPLIT.txt``
+    KITTI Eigen split files. Lines ``RGB DEPTH [FOCAL]`` (the BTS/AdaBins format; ``DEPTH`` =
+    ``None`` lines are skipped) or ``DRIVE_FOLDER FRAME l|r`` (the monodepth2 format:
+    ``DRIVE_FOLDER/image_02/data/FRAME.png`` with ground truth in
+    ``DRIVE_FOLDER/proj_depth/groundtruth/image_02/FRAME.png`` or ``DRIVE/proj_depth/…``).
+    Paths are relative to ``--data-root`` (default: the split file's folder). Depth is
+    value / 256; Garg crop, 1e-3..80 m.
+``diode:ROOT``
+    DIODE (``*_depth.npy`` in metres, ``*_depth_mask.npy``, ``*.png`` beside them), any depth
+    of folders below ROOT (``val/indoors``…). 0.6..350 m.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import LocalDepthError
+from ..images import IMAGE_EXTENSIONS, load_image
+from ..inputs import natural_key
+
+
+@dataclass
+class Sample:
+    """One frame: ``rgb()`` -> ``(H, W, 3)``, ``depth()`` -> ``(H, W)`` float32 metres (0 = missing)."""
+
+    name: str
+    rgb: Callable[[], np.ndarray]
+    depth: Callable[[], np.ndarray]
+    intrinsics: dict | None = None
+    valid: Callable[[], np.ndarray] | None = None  # extra validity mask (DIODE)
+    crop: str | None = None
+    min_depth: float = 1e-3
+    max_depth: float | None = None
+    rgb_path: str | None = None
+
+
+@dataclass
+class Dataset:
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+    description: str = ""
+
+
+def read_png_depth(path: Path, scale: float) -> np.ndarray:
+    raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE)
+    if raw is None:
+        raise LocalDepthError(f"{path}: cannot read the depth image")
+    return (raw.astype(np.float32) / np.float32(scale))
+
+
+def _depth_loader(path: Path, scale: float) -> Callable[[], np.ndarray]:
+    if path.suffix.lower() == ".npy":
+        return lambda: np.asarray(np.load(path), dtype=np.float32).squeeze() * np.float32(1.0 / scale)
+    return lambda: read_png_depth(path, scale)
+
+
+def _rgb_loader(path: Path) -> Callable[[], np.ndarray]:
+    return lambda: load_image(path)
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir(), key=natural_key)
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | {".npy"}}
+
+
+def _open3d_intrinsics(folder: Path) -> dict | None:
+    for j in sorted(folder.glob("*.json")):
+        try:
+            info = json.loads(j.read_text())
+            m = info["intrinsic_matrix"]  # column-major 3x3, as Open3D writes it
+            return {"fx": m[0], "fy": m[4], "cx": m[6], "cy": m[7], "width": info.get("width"),
+                    "height": info.get("height"), "source": j.name}
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue
+    return None
+
+
+def _pairs(rgb_dir: Path, depth_dir: Path, prefix: str, scale: float, **kw) -> list[Sample]:
+    rgbs, depths = _images(rgb_dir), _images(depth_dir)
+    return [Sample(f"{prefix}{stem}", _rgb_loader(rgbs[stem]), _depth_loader(depths[stem], scale),
+                   rgb_path=str(rgbs[stem]), **kw)
+            for stem in sorted(set(rgbs) & set(depths), key=natural_key)]
+
+
+def _detect(folder: Path, root: Path, depth_scale: float | None) -> list[Sample]:
+    prefix = "" if folder == root else f"{folder.relative_to(root).as_posix()}/"
+    if (folder / "manifest.csv").is_file():
+        return read_manifest(folder / "manifest.csv", prefix, depth_scale)
+    if (folder / "color.png").is_file() and (folder / "depth.png").is_file():
+        return [Sample(prefix.rstrip("/") or folder.name, _rgb_loader(folder / "color.png"),
+                       _depth_loader(folder / "depth.png", depth_scale or 5000.0), rgb_path=str(folder / "color.png"),
+                       max_depth=10.0)]
+    if (folder / "color").is_dir() and (folder / "depth").is_dir():
+        return _pairs(folder / "color", folder / "depth", prefix, depth_scale or 1000.0,
+                      intrinsics=_open3d_intrinsics(folder), max_depth=10.0)
+    for name in ("rgb", "image"):
+        if (folder / name).is_dir() and (folder / "depth").is_dir():
+            return _pairs(folder / name, folder / "depth", prefix, depth_scale or 256.0, crop="garg", max_depth=80.0)
+    samples: list[Sample] = []
+    for sub in sorted((p for p in folder.iterdir() if p.is_dir()), key=natural_key):
+        samples += _detect(sub, root, depth_scale)
+    return samples
+
+
+def read_manifest(path: Path, prefix: str = "", depth_scale: float | None = None) -> list[Sample]:
+    """Samples from a ``manifest.csv`` (see the module docstring)."""
+    base = path.parent
+    samples = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"rgb", "depth"} <= set(reader.fieldnames):
+            raise LocalDepthError(f"{path}: a manifest needs a header with rgb,depth[,depth_scale,fx,fy,cx,cy]")
+        for i, row in enumerate(reader, 2):
+            try:
+                rgb, depth = base / row["rgb"].strip(), base / row["depth"].strip()
+                scale = depth_scale or float(row.get("depth_scale") or (1.0 if depth.suffix == ".npy" else 1000.0))
+                intr = None
+                if row.get("fx"):
+                    intr = {k: float(row[k]) for k in ("fx", "fy", "cx", "cy")}
+                    intr["source"] = path.name
+            except (ValueError, TypeError) as e:
+                raise LocalDepthError(f"{path}:{i}: bad row ({e})") from None
+            samples.append(Sample(f"{prefix}{rgb.stem}", _rgb_loader(rgb), _depth_loader(depth, scale),
+                                  intrinsics=intr, rgb_path=str(rgb)))
+    return samples
+
+
+# ----------------------------------------------------------------------------- NYU Depth v2
+
+NYU_RANGE = (1e-3, 10.0)
+
+
+def read_split_indices(path: Path) -> list[int]:
+    """1-based frame indices from a text file (numbers separated by white space or commas)
+    or from the official ``splits.mat`` (``testNdxs``)."""
+    if path.suffix.lower() == ".mat":
+        from scipy.io import loadmat
+
+        return [int(v) for v in np.asarray(loadmat(path)["testNdxs"]).ravel()]
+    return [int(v) for v in path.read_text().replace(",", " ").split()]
+
+
+def nyu_dataset(path: Path, split: Path | None = None) -> Dataset:
+    try:
+        import h5py
+    except ImportError:
+        raise LocalDepthError("the NYU .mat file needs h5py: pip install 'localdepth[geometry]'") from None
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise LocalDepthError(f"{path}: not a MATLAB v7.3 (HDF5) file ({e})") from None
+    if "images" not in f or "depths" not in f:
+        raise LocalDepthError(f"{path}: no 'images'/'depths' arrays: not nyu_depth_v2_labeled.mat")
+    images, depths = f["images"], f["depths"]
+    count = images.shape[0]
+    indices = read_split_indices(split) if split else list(range(1, count + 1))
+    bad = [i for i in indices if not 1 <= i <= count]
+    if bad:
+        raise LocalDepthError(f"{split}: index {bad[0]} outside 1..{count}")
+
+    # MATLAB stores column-major: images are (N, 3, W, H), depths (N, W, H)
+    def rgb(i: int) -> Callable[[], np.ndarray]:
+        return lambda: np.ascontiguousarray(np.asarray(images[i - 1]).transpose(2, 1, 0))
+
+    def depth(i: int) -> Callable[[], np.ndarray]:
+        return lambda: np.ascontiguousarray(np.asarray(depths[i - 1], dtype=np.float32).T)
+
+    samples = [Sample(f"{i:04d}", rgb(i), depth(i), crop="eigen", min_depth=NYU_RANGE[0], max_depth=NYU_RANGE[1],
+                      intrinsics={"fx": 518.8579, "fy": 519.4696, "cx": 325.5824, "cy": 253.7362, "width": 640,
+                                  "height": 480, "source": "NYU Depth v2 toolbox"})
+               for i in indices]
+    return Dataset(f"nyu:{path.name}", samples, f"NYU Depth v2 labeled, {len(samples)} frames")
+
+
+# ----------------------------------------------------------------------------- KITTI
+
+KITTI_RANGE = (1e-3, 80.0)
+
+
+def kitti_dataset(split: Path, root: Path | None = None) -> Dataset:
+    root = root or split.parent
+    samples = []
+    for lineno, line in enumerate(split.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) >= 2 and parts[1].lower() == "none":
+            continue  # BTS lists frames without ground truth this way
+        if len(parts) == 3 and parts[2] in ("l", "r"):  # monodepth2: folder frame side
+            cam = "image_02" if parts[2] == "l" else "image_03"
+            frame = f"{int(parts[1]):010d}"
+            rgb = next((root / parts[0] / cam / "data" / f"{frame}{ext}" for ext in (".png", ".jpg")
+                        if (root / parts[0] / cam / "data" / f"{frame}{ext}").is_file()),
+                       root / parts[0] / cam / "data" / f"{frame}.png")
+            drive = Path(parts[0]).name
+            candidates = [root / parts[0] / "proj_depth" / "groundtruth" / cam / f"{frame}.png",
+                          root / drive / "proj_depth" / "groundtruth" / cam / f"{frame}.png"]
+            gt = next((c for c in candidates if c.is_file()), candidates[0])
+            intr = None
+        elif len(parts) >= 2:
+            rgb, gt = root / parts[0], root / parts[1]
+            intr = {"fx": float(parts[2]), "fy": float(parts[2])} if len(parts) >= 3 else None
+        else:
+            raise LocalDepthError(f"{split}:{lineno}: expected 'RGB DEPTH [FOCAL]' or 'FOLDER FRAME l|r'")
+        samples.append(Sample(Path(parts[0]).stem if len(parts) != 3 or parts[2] not in ("l", "r") else f"{parts[0]}/{parts[1]}",
+                              _rgb_loader(rgb), _depth_loader(gt, 256.0), intrinsics=intr, crop="garg",
+                              min_depth=KITTI_RANGE[0], max_depth=KITTI_RANGE[1], rgb_path=str(rgb)))
+    return Dataset(f"kitti:{split.name}", samples, f"KITTI split {split.name}, {len(samples)} frames")
+
+
+# ----------------------------------------------------------------------------- DIODE
+
+DIODE_RANGE = (0.6, 350.0)
+
+
+def diode_dataset(root: Path) -> Dataset:
+    samples = []
+    for d in sorted(root.rglob("*_depth.npy"), key=natural_key):
+        stem = d.name[: -len("_depth.npy")]
+        rgb = d.with_name(f"{stem}.png")
+        mask = d.with_name(f"{stem}_depth_mask.npy")
+        valid = (lambda m=mask: np.load(m) > 0) if mask.is_file() else None
+        samples.append(Sample(d.parent.relative_to(root).joinpath(stem).as_posix(), _rgb_loader(rgb),
+                              _depth_loader(d, 1.0), valid=valid, min_depth=DIODE_RANGE[0],
+                              max_depth=DIODE_RANGE[1], rgb_path=str(rgb)))
+    return Dataset(f"diode:{root.name}", samples, f"DIODE, {len(samples)} frames")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+KINDS = ("folder", "manifest", "nyu", "kitti", "diode")
+
+
+def open_dataset(spec: str, *, depth_scale: float | None = None, split: str | Path | None = None,
+                 data_root: str | Path | None = None, limit: int | None = None) -> Dataset:
+    """``KIND:PATH`` (see the module docstring) -> :class:`Dataset`; a bare path means ``folder:``."""
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in KINDS:
+        kind, rest = "folder", spec
+    path = Path(rest).expanduser()
+    if not path.exists():
+        raise LocalDepthError(f"{path}: no such dataset path (give {'|'.join(KINDS)}:PATH)")
+    if kind in ("folder", "manifest") and path.is_file():
+        ds = Dataset(f"manifest:{path.name}", read_manifest(path, depth_scale=depth_scale))
+    elif kind == "folder":
+        ds = Dataset(f"folder:{path.name}", _detect(path, path, depth_scale))
+    elif kind == "manifest":
+        raise LocalDepthError(f"{path}: manifest: wants a .csv file")
+    elif kind == "nyu":
+        ds = nyu_dataset(path, Path(split) if split else None)
+    elif kind == "kitti":
+        ds = kitti_dataset(path, Path(data_root) if data_root else None)
+    else:
+        ds = diode_dataset(path)
+    if not ds.samples:
+        raise LocalDepthError(f"{spec}: no RGB + depth frames found (see `localdepth eval --help` for the layouts)")
+    if limit:
+        ds.samples = ds.samples[:limit]
+    return ds

@@ -1,0 +1,305 @@
+"""Camera geometry on depth maps: intrinsics, back-projection, projection, normals.
+
+Pure functions on NumPy arrays. Conventions (the same as OpenCV and Open3D's
+``create_from_rgbd_image``):
+
+* **Pixels**: pixel ``(u, v)`` is column ``u``, row ``v``; its *centre* sits at the integer
+  coordinates ``(u, v)``. The image spans ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``, so the
+  principal point of an ideal centred camera is ``((W - 1) / 2, (H - 1) / 2)``.
+* **Camera frame**: x right, y down, z forward (optical axis), metres for metric maps.
+* **Intrinsics**: ``(fx, fy, cx, cy)`` in pixels, or the 3x3 matrix
+  ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``; ``u = fx * x / z + cx``.
+* **Depth**: *z-depth* (distance along the optical axis, what RGB-D sensors and metric
+  models give) unless a function says ``ray=True``, where the map holds *ray length*
+  (Euclidean distance from the camera centre, what some renderers and LiDAR give).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: horizontal field of view assumed when nothing else is known (a typical phone main camera)
+DEFAULT_FOV_DEG = 60.0
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels, for an image of ``width x height`` pixels.
+
+    ``source`` records where they came from (``"intrinsics"``, ``"fov"``, ``"exif"``,
+    ``"default"``…), for sidecars.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    source: str = "intrinsics"
+
+    @property
+    def K(self) -> np.ndarray:
+        """The 3x3 camera matrix ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` (float64)."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    @property
+    def fov_deg(self) -> float:
+        """Horizontal field of view in degrees (edge to edge of the image)."""
+        return math.degrees(2.0 * math.atan(self.width / (2.0 * self.fx)))
+
+    def scaled(self, width: int, height: int) -> Intrinsics:
+        """The same camera for a resized image (pixel-centre convention kept)."""
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5,
+                          width, height, self.source)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "fov_deg": round(self.fov_deg, 4),
+                "convention": "pixel centres at integer coordinates; u = fx*x/z + cx"}
+
+    def to_open3d(self):
+        import open3d as o3d
+
+        return o3d.camera.PinholeCameraIntrinsic(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
+
+
+def from_matrix(K: np.ndarray, width: int, height: int, source: str = "intrinsics") -> Intrinsics:
+    """Intrinsics from a 3x3 matrix ``K`` (row-major, as OpenCV)."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"K must be 3x3, got {K.shape}")
+    return Intrinsics(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), width, height, source)
+
+
+def parse_intrinsics(text: str, width: int, height: int) -> Intrinsics:
+    """``"fx,fy,cx,cy"`` (pixels) -> :class:`Intrinsics`. Raises ``ValueError`` with the expected form."""
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4 or values[0] <= 0 or values[1] <= 0:
+        raise ValueError(f"--intrinsics wants fx,fy,cx,cy in pixels (e.g. 525,525,319.5,239.5), got '{text}'")
+    return Intrinsics(*values, width=width, height=height, source="intrinsics")
+
+
+def from_fov(fov_deg: float, width: int, height: int, source: str = "fov") -> Intrinsics:
+    """Square pixels, centred principal point, horizontal field of view ``fov_deg`` (degrees)."""
+    if not 0.0 < fov_deg < 180.0:
+        raise ValueError(f"--fov is the horizontal field of view in degrees, in (0, 180); got {fov_deg}")
+    f = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height, source)
+
+
+def default_intrinsics(width: int, height: int) -> Intrinsics:
+    """The stated default: a horizontal field of view of ``DEFAULT_FOV_DEG`` (60°), centred."""
+    return from_fov(DEFAULT_FOV_DEG, width, height, source=f"default (horizontal FoV {DEFAULT_FOV_DEG:g} deg)")
+
+
+def focal_35mm_to_pixels(focal_35mm: float, width: int, height: int) -> float:
+    """Focal length in pixels from a 35 mm-equivalent focal length (mm).
+
+    The 35 mm equivalent is defined on the diagonal: a 36x24 mm frame has a 43.27 mm
+    diagonal, so ``f_px = f_35 / 43.27 * sqrt(W^2 + H^2)``.
+    """
+    return float(focal_35mm) / math.hypot(36.0, 24.0) * math.hypot(width, height)
+
+
+def from_exif(image_path: str | os.PathLike, width: int, height: int) -> Intrinsics | None:
+    """Intrinsics from a photo's EXIF ``FocalLengthIn35mmFilm`` (tag 0xA405), else ``None``.
+
+    Falls back to ``FocalLength`` (0x920A) with ``FocalPlaneXResolution`` when the 35 mm
+    equivalent is absent. ``width, height`` are the displayed (EXIF-oriented) size.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(image_path) as im:
+            exif = im.getexif()
+            sub = exif.get_ifd(0x8769)  # the Exif sub-IFD holds the focal lengths
+    except Exception:
+        return None
+    f35 = sub.get(0xA405) or exif.get(0xA405)
+    if f35:
+        f = focal_35mm_to_pixels(float(f35), width, height)
+        return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height,
+                          f"exif (35 mm equivalent {float(f35):g} mm)")
+    focal, xres, unit = sub.get(0x920A), sub.get(0xA20E), sub.get(0xA210, 2)
+    if focal and xres:
+        mm_per_unit = {2: 25.4, 3: 10.0, 4: 1.0}.get(int(unit))
+        if mm_per_unit:
+            # FocalPlaneXResolution is pixels per unit of the *full-resolution* sensor image
+            f = float(focal) * float(xres) / mm_per_unit
+            return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height,
+                              f"exif (focal length {float(focal):g} mm)")
+    return None
+
+
+def resolve_intrinsics(width: int, height: int, *, intrinsics: str | None = None, fov: float | None = None,
+                       image_path: str | os.PathLike | None = None) -> Intrinsics:
+    """The intrinsics a command uses, in order: ``--intrinsics``, ``--fov``, EXIF, the default."""
+    if intrinsics:
+        return parse_intrinsics(intrinsics, width, height)
+    if fov is not None:
+        return from_fov(fov, width, height)
+    if image_path is not None:
+        exif = from_exif(image_path, width, height)
+        if exif is not None:
+            return exif
+    return default_intrinsics(width, height)
+
+
+# ----------------------------------------------------------------------------- rays and points
+
+def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(u, v)`` float64 arrays of shape ``(H, W)``: pixel-centre coordinates (integers)."""
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    return u, v
+
+
+def unproject(depth: np.ndarray, K: np.ndarray, *, ray: bool = False) -> np.ndarray:
+    """Back-project a depth map to camera-frame points.
+
+    Args:
+        depth: ``(H, W)`` z-depth (or ray length with ``ray=True``); 0/NaN/inf give NaN points.
+        K: ``(3, 3)`` intrinsics.
+    Returns:
+        ``(H, W, 3)`` float64 points ``(x, y, z)`` with ``x = (u - cx) z / fx``,
+        ``y = (v - cy) z / fy``.
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    u, v = pixel_grid(*depth.shape)
+    dx, dy = (u - cx) / fx, (v - cy) / fy
+    valid = np.isfinite(depth) & (depth > 0)
+    d = np.where(valid, depth, np.nan)
+    z = d / np.sqrt(dx * dx + dy * dy + 1.0) if ray else d
+    return np.stack([dx * z, dy * z, z], axis=-1)
+
+
+def project(points: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project camera-frame points to pixels.
+
+    Args:
+        points: ``(..., 3)`` points ``(x, y, z)``.
+        K: ``(3, 3)`` intrinsics.
+    Returns:
+        ``(uv, z)``: ``(..., 2)`` pixel coordinates (centre convention) and ``(...)`` z-depth.
+        Points with ``z <= 0`` get NaN coordinates.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    z = p[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zi = np.where(z > 0, 1.0 / z, np.nan)
+    u = K[0, 0] * p[..., 0] * zi + K[0, 2]
+    v = K[1, 1] * p[..., 1] * zi + K[1, 2]
+    return np.stack([u, v], axis=-1), z
+
+
+def ray_to_z(ray_length: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Ray length (distance to the camera centre) -> z-depth, per pixel ``(H, W)``."""
+    return unproject(ray_length, K, ray=True)[..., 2]
+
+
+def z_to_ray(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """z-depth -> ray length, per pixel ``(H, W)``."""
+    return np.linalg.norm(unproject(depth, K), axis=-1)
+
+
+def normals_from_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Unit surface normals ``(H, W, 3)`` in the camera frame, facing the camera (``n_z < 0``).
+
+    Cross product of central differences of the back-projected points (one-sided at the
+    borders). Pixels without valid depth, or whose neighbours lack it, get ``(0, 0, 0)``.
+    """
+    pts = unproject(depth, K)
+    du = np.gradient(pts, axis=1)
+    dv = np.gradient(pts, axis=0)
+    n = np.cross(du, dv)
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = n / norm
+    # x right, y down, z forward: du x dv points away from the camera; flip to face it
+    flip = np.where(np.sum(n * pts, axis=-1, keepdims=True) > 0, -1.0, 1.0)
+    n = n * flip
+    return np.where(np.isfinite(n).all(axis=-1, keepdims=True) & (norm > 0), n, 0.0)
+
+
+def encode_normals(normals: np.ndarray) -> np.ndarray:
+    """Normals ``(H, W, 3)`` in [-1, 1] -> RGB uint8 ``(H, W, 3)``: ``rgb = (n + 1) / 2 * 255``.
+
+    Channels are (x right, y down, z forward) of the camera frame; invalid normals
+    ``(0, 0, 0)`` encode as black ``(0, 0, 0)`` (a valid unit normal never does).
+    """
+    valid = np.any(normals != 0, axis=-1, keepdims=True)
+    rgb = np.rint((np.clip(normals, -1.0, 1.0) + 1.0) * 127.5)
+    return np.where(valid, rgb, 0).astype(np.uint8)
+
+
+def decode_normals(rgb: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_normals` (within quantisation), re-normalised."""
+    n = rgb.astype(np.float64) / 127.5 - 1.0
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    valid = np.any(rgb != 0, axis=-1, keepdims=True)
+    return np.where(valid, n / np.maximum(norm, 1e-12), 0.0)
+
+
+def depth_discontinuities(depth: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """Boolean ``(H, W)``: pixels next to a depth jump.
+
+    A pixel is at a discontinuity when the relative depth difference to a 4-neighbour,
+    ``|d1 - d2| / min(d1, d2)``, exceeds ``threshold`` (0.05 = 5 %).
+    """
+    d = np.asarray(depth, dtype=np.float64)
+    d = np.where(np.isfinite(d) & (d > 0), d, np.nan)
+    edge = np.zeros(d.shape, dtype=bool)
+    for axis in (0, 1):
+        a = d[:-1, :] if axis == 0 else d[:, :-1]
+        b = d[1:, :] if axis == 0 else d[:, 1:]
+        with np.errstate(invalid="ignore"):
+            jump = np.abs(a - b) / np.minimum(a, b) > threshold
+        if axis == 0:
+            edge[:-1, :] |= jump
+            edge[1:, :] |= jump
+        else:
+            edge[:, :-1] |= jump
+            edge[:, 1:] |= jump
+    return edge
+
+
+def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None) -> tuple[np.ndarray, dict]:
+    """The ``normals`` output format: RGB uint8 ``(H, W, 3)`` (see :func:`encode_normals`) and its sidecar entry.
+
+    ``intrinsics``: see :func:`camera_from_dict`. A relative disparity map is inverted first (``z = 1 / d``):
+    its normals are only as right as that guess of the unknown shift.
+    """
+    h, w = depth.shape
+    cam = camera_from_dict(intrinsics, w, h)
+    d = np.asarray(depth, dtype=np.float64)
+    if kind != "depth":
+        with np.errstate(divide="ignore"):
+            d = np.where(np.isfinite(d) & (d > 0), 1.0 / np.where(d > 0, d, 1.0), 0.0)
+    rgb = encode_normals(normals_from_depth(d, cam.K))
+    return rgb, {"encoding": "rgb = (n + 1) / 2 * 255; camera frame x right, y down, z forward; black = no normal",
+                 "intrinsics": cam.as_dict(),
+                 "depth": "z-depth" if kind == "depth" else "1 / relative disparity (shift unknown: approximate)"}
+
+
+def camera_from_dict(info: dict | None, width: int, height: int) -> Intrinsics:
+    """Intrinsics for a ``width x height`` map from a sidecar-style dict.
+
+    ``{"fx", "fy", "cx", "cy"[, "width", "height"]}`` (scaled when the stated size differs),
+    ``{"fov": degrees}``, or ``None`` for :func:`default_intrinsics`.
+    """
+    if not info:
+        return default_intrinsics(width, height)
+    if "fx" in info:
+        w0, h0 = int(info.get("width") or width), int(info.get("height") or height)
+        cam = Intrinsics(float(info["fx"]), float(info["fy"]), float(info["cx"]), float(info["cy"]), w0, h0,
+                         info.get("source", "intrinsics"))
+        return cam if (w0, h0) == (width, height) else cam.scaled(width, height)
+    return from_fov(float(info["fov"]), width, height)

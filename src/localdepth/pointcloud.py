@@ -1,0 +1,191 @@
+"""Point clouds and meshes from depth maps, through Open3D.
+
+Points come from :func:`localdepth.geometry.unproject` (z-depth, pixel centres at integer
+coordinates), which gives the same points as Open3D's ``PointCloud.create_from_rgbd_image``
+for the same intrinsics. Coordinates are in the camera frame (x right, y down, z forward),
+in metres for metric maps and in arbitrary units for relative ones (``relative=True``).
+
+File types follow the suffix: point clouds ``.ply``/``.pcd`` (and ``.xyz``…, whatever Open3D
+writes); meshes ``.ply``/``.obj``/``.glb``/``.gltf``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LocalDepthError
+from .geometry import unproject
+
+POINTCLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzrgb", ".pts")
+MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
+
+
+def _o3d():
+    try:
+        import open3d as o3d
+    except ImportError as e:  # the wheel exists, but it needs a system library (libusb) on Linux
+        hint = "apt-get install libusb-1.0-0" if "libusb" in str(e) else "pip install 'localdepth[geometry]'"
+        raise LocalDepthError(f"point clouds and meshes need Open3D ({e}); {hint}") from None
+    return o3d
+
+
+def metric_depth_or_refuse(depth: np.ndarray, kind: str, *, relative: bool = False,
+                           aligned: bool = False) -> tuple[np.ndarray, str]:
+    """The depth to build geometry from, and its units ("m" or "arbitrary").
+
+    A metric map (``kind == "depth"``) or an aligned one is used as is. A relative disparity
+    map has no scale: it is refused unless ``relative`` is set, and then ``1 / disparity``
+    (normalised so that its median is 1) is used, in arbitrary units.
+    """
+    if kind == "depth" or aligned:
+        return np.asarray(depth, dtype=np.float32), "m"
+    if not relative:
+        raise LocalDepthError(
+            "this map is relative (inverse depth with unknown scale and shift), so a point cloud from it "
+            "would be distorted; use a metric model, align it first (`localdepth align` / --points / --reference), "
+            "or pass --relative to accept arbitrary units")
+    disp = np.asarray(depth, dtype=np.float64)
+    valid = np.isfinite(disp) & (disp > 0)
+    with np.errstate(divide="ignore"):
+        inv = np.where(valid, 1.0 / np.where(valid, disp, 1.0), 0.0)
+    med = float(np.median(inv[valid])) if valid.any() else 1.0
+    return (inv / med).astype(np.float32), "arbitrary"
+
+
+@dataclass
+class CloudInfo:
+    path: str
+    points: int
+    units: str
+    voxel_size: float | None
+    normals: bool
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def colors_for(image: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """RGB image -> float64 ``(H, W, 3)`` colours in [0, 1] at the map's size (or None)."""
+    if image is None:
+        return None
+    import cv2
+
+    from .images import to_float
+
+    rgb = to_float(image)
+    if rgb.shape[:2] != tuple(shape):
+        rgb = cv2.resize(rgb, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return rgb.astype(np.float64)
+
+
+def make_point_cloud(depth: np.ndarray, K: np.ndarray, image: np.ndarray | None = None, *,
+                     max_depth: float | None = None, voxel_size: float | None = None,
+                     estimate_normals: bool = False):
+    """An ``open3d.geometry.PointCloud`` from a z-depth map ``(H, W)`` and intrinsics ``K``.
+
+    Points are in row-major pixel order (as Open3D's ``create_from_rgbd_image``), invalid
+    depths (0, NaN, inf, beyond ``max_depth``) skipped. ``image``: RGB for colours.
+    ``voxel_size`` (in the map's units) downsamples; ``estimate_normals`` adds normals
+    oriented towards the camera.
+    """
+    o3d = _o3d()
+    pts = unproject(depth, K)
+    valid = np.isfinite(pts[..., 2])
+    if max_depth is not None:
+        valid &= pts[..., 2] <= max_depth
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts[valid]))
+    colours = colors_for(image, depth.shape)
+    if colours is not None:
+        pcd.colors = o3d.utility.Vector3dVector(colours[valid])
+    if voxel_size:
+        pcd = pcd.voxel_down_sample(voxel_size)
+    if estimate_normals and len(pcd.points) >= 3:
+        radius = voxel_size * 3 if voxel_size else float(np.nanmedian(pts[valid][:, 2])) * 0.02 + 1e-9
+        pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=30))
+        pcd.orient_normals_towards_camera_location(np.zeros(3))
+    return pcd
+
+
+def make_mesh(depth: np.ndarray, K: np.ndarray, image: np.ndarray | None = None, *,
+              edge_threshold: float = 0.05, max_depth: float | None = None):
+    """An ``open3d.geometry.TriangleMesh`` from the depth grid.
+
+    Each 2x2 block of valid pixels gives two triangles; a triangle whose corners' depths
+    differ by more than ``edge_threshold`` (``max / min - 1``, 0.05 = 5 %) spans a depth
+    discontinuity and is dropped, so foreground and background are not joined by "rubber
+    sheets". Vertex colours come from ``image``.
+    """
+    o3d = _o3d()
+    h, w = depth.shape
+    pts = unproject(depth, K)
+    valid = np.isfinite(pts[..., 2])
+    if max_depth is not None:
+        valid &= pts[..., 2] <= max_depth
+    index = np.full((h, w), -1, dtype=np.int64)
+    index[valid] = np.arange(int(valid.sum()))
+    a, b = index[:-1, :-1].ravel(), index[:-1, 1:].ravel()
+    c, d = index[1:, :-1].ravel(), index[1:, 1:].ravel()
+    # counter-clockwise as seen from the camera (y down), so normals face the camera
+    tris = np.concatenate([np.stack([a, c, b], axis=1), np.stack([b, c, d], axis=1)])
+    tris = tris[(tris >= 0).all(axis=1)]
+    z = pts[valid][:, 2][tris]
+    tris = tris[z.max(axis=1) <= z.min(axis=1) * (1.0 + edge_threshold)].astype(np.int32)
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(pts[valid]), o3d.utility.Vector3iVector(tris))
+    colours = colors_for(image, depth.shape)
+    if colours is not None:
+        mesh.vertex_colors = o3d.utility.Vector3dVector(colours[valid])
+    mesh.remove_unreferenced_vertices()
+    mesh.compute_vertex_normals()
+    return mesh
+
+
+def _check_suffix(path: Path, allowed: tuple[str, ...], what: str) -> None:
+    if path.suffix.lower() not in allowed:
+        raise LocalDepthError(f"{path}: unsupported {what} file type; use one of {', '.join(allowed)}")
+
+
+def write_point_cloud(path: str | Path, pcd) -> None:
+    o3d = _o3d()
+    path = Path(path)
+    _check_suffix(path, POINTCLOUD_SUFFIXES, "point cloud")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not o3d.io.write_point_cloud(str(path), pcd, write_ascii=False):
+        raise LocalDepthError(f"{path}: Open3D could not write the point cloud")
+
+
+def write_mesh(path: str | Path, mesh) -> None:
+    o3d = _o3d()
+    path = Path(path)
+    _check_suffix(path, MESH_SUFFIXES, "mesh")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".glb", ".gltf"):
+        mesh.triangle_normals = o3d.utility.Vector3dVector()  # glTF stores vertex normals only
+    if not o3d.io.write_triangle_mesh(str(path), mesh):
+        raise LocalDepthError(f"{path}: Open3D could not write the mesh")
+
+
+def export(depth: np.ndarray, kind: str, K: np.ndarray, image: np.ndarray | None = None, *,
+           pointcloud: str | Path | None = None, mesh: str | Path | None = None, relative: bool = False,
+           aligned: bool = False, voxel_size: float | None = None, estimate_normals: bool = False,
+           max_depth: float | None = None, edge_threshold: float = 0.05) -> dict:
+    """Write a point cloud and/or a mesh for one map; returns the sidecar entry.
+
+    Refuses relative maps unless ``relative`` or ``aligned`` (see :func:`metric_depth_or_refuse`).
+    """
+    z, units = metric_depth_or_refuse(depth, kind, relative=relative, aligned=aligned)
+    report: dict = {"units": units}
+    if units != "m":
+        report["note"] = "built from a relative map: arbitrary units (1/disparity, median 1), shapes are distorted"
+    if pointcloud:
+        pcd = make_point_cloud(z, K, image, max_depth=max_depth, voxel_size=voxel_size, estimate_normals=estimate_normals)
+        write_point_cloud(pointcloud, pcd)
+        report["pointcloud"] = CloudInfo(str(pointcloud), len(pcd.points), units, voxel_size, estimate_normals).as_dict()
+    if mesh:
+        m = make_mesh(z, K, image, edge_threshold=edge_threshold, max_depth=max_depth)
+        write_mesh(mesh, m)
+        report["mesh"] = {"path": str(mesh), "vertices": len(m.vertices), "triangles": len(m.triangles),
+                          "units": units, "edge_threshold": edge_threshold}
+    return report

@@ -1,0 +1,296 @@
+"""The FastAPI app: /v1/depth, /v1/models, /healthz, /metrics, the web page and the API docs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__, registry
+from ..errors import ImageDecodeError, LocalDepthError
+from ..images import load_image
+from . import encode
+from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
+from .metrics import MetricsMiddleware, ServerMetrics
+from .security import HTTPError, TokenAuthMiddleware, read_upload
+from .settings import ServerSettings
+
+log = logging.getLogger("localdepth.server")
+
+STATIC = resources.files(__package__) / "static"
+FILENAMES = {"json": "depth.json", "npy": "depth.npy", "png16": "depth.png", "color": "depth_color.png",
+             "ply": "depth.ply"}
+
+EXPOSED_HEADERS = ["Content-Disposition", "X-Depth-Model", "X-Depth-Kind", "X-Depth-Units", "X-Depth-Shape",
+                   "X-Depth-Min", "X-Depth-Max", "X-Depth-Scale", "X-Depth-Offset", "X-Depth-Note", "X-Depth-Colormap",
+                   "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics"]
+
+Format = Literal["json", "npy", "png16", "color", "ply"]
+
+
+class ServerState:
+    """Models and their batchers; filled by the lifespan, read by the endpoints."""
+
+    def __init__(self, estimators, settings: ServerSettings, metrics: ServerMetrics):
+        self.entries = list(estimators.values()) if isinstance(estimators, Mapping) else list(estimators)
+        if not self.entries:
+            raise ValueError("the server needs at least one model")
+        self.settings = settings
+        self.metrics = metrics
+        self.batchers: dict[str, DynamicBatcher] = {}
+        self.owned: list = []  # estimators we loaded, so we close them
+        self.ready = False
+
+    def load(self) -> None:
+        """Call the loaders (once, at start-up) and start one batcher per model."""
+        try:
+            self._load()
+        except BaseException:
+            self.stop()  # close what did load; the start-up fails with the loader's error
+            raise
+
+    def _load(self) -> None:
+        s = self.settings
+        for entry in self.entries:
+            if callable(entry) and not hasattr(entry, "predict_decoded"):
+                estimator = entry()
+                self.owned.append(estimator)
+            else:
+                estimator = entry
+            if estimator.name in self.batchers:
+                raise ValueError(f"model {estimator.name} is loaded twice; give each model once")
+            self.batchers[estimator.name] = DynamicBatcher(
+                estimator, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, queue_size=s.queue_size,
+                metrics=self.metrics)
+            log.info("loaded %r", estimator)
+        for batcher in self.batchers.values():
+            batcher.start()
+        self.ready = True
+        self.metrics.ready.set(1)
+
+    def stop(self) -> None:
+        self.ready = False
+        self.metrics.ready.set(0)
+        for batcher in self.batchers.values():
+            batcher.stop()
+        for estimator in self.owned:
+            estimator.close()
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.batchers))
+
+    def pick(self, model: str | None) -> DynamicBatcher:
+        if not self.ready:
+            raise HTTPError(503, "the models are still loading; retry shortly",
+                            {"Retry-After": str(self.settings.retry_after_s)})
+        if model is None:
+            return self.batchers[self.default]
+        name = model
+        try:
+            name = registry.get(model).name  # accept aliases and '_' spellings
+        except LocalDepthError:
+            pass
+        if name not in self.batchers:
+            raise HTTPError(404, f"model '{model}' is not loaded here; loaded: {', '.join(self.batchers)}")
+        return self.batchers[name]
+
+
+def decode_upload(data: bytes, max_pixels: int):
+    """Encoded bytes -> RGB array; HTTPError 413 over the pixel limit, 400 for anything undecodable."""
+    from PIL import Image
+
+    try:  # read the size from the header first: a decompression bomb is refused before decoding
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except Image.DecompressionBombError:
+        raise HTTPError(413, f"image refused as a possible decompression bomb (over the limit of {max_pixels} pixels)") from None
+    except Exception:
+        pass  # not an image, or one Pillow cannot open: load_image says why
+    else:
+        if width * height > max_pixels:
+            raise HTTPError(413, f"{width}x{height} image is over the limit of {max_pixels} pixels")
+    try:
+        return load_image(data, max_pixels=max_pixels)
+    except ImageDecodeError as e:
+        message = str(e).removeprefix("<bytes>: ")
+        raise HTTPError(413 if "over the limit" in message or "decompression bomb" in message else 400,
+                        f"upload: {message}") from None
+    except Exception as e:  # any other decoder failure is still a bad upload, not a server fault
+        raise HTTPError(400, f"upload: cannot decode the image ({type(e).__name__}: {e})") from None
+
+
+DEPTH_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                                           "properties": {"image": {"type": "string", "format": "binary"}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+DEPTH_RESPONSES = {
+    200: {"description": "The depth map in the requested format; X-Depth-* headers describe it.",
+          "content": {"application/json": {}, "application/octet-stream": {}, "image/png": {}}},
+    400: {"description": "Not an image, corrupt image, or bad parameters"},
+    401: {"description": "Missing or wrong bearer token (when the server has one)"},
+    404: {"description": "The requested model is not loaded"},
+    413: {"description": "Upload over the byte limit, or image over the pixel limit"},
+    503: {"description": "Queue full or still loading: retry after Retry-After seconds"},
+    504: {"description": "The depth map did not come within the request timeout"},
+}
+
+
+def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None = None) -> FastAPI:
+    """Build the app.
+
+    ``estimators``: :class:`~localdepth.estimator.DepthEstimator` objects, or zero-argument
+    callables returning one (loaded once, at start-up, in the lifespan); a list or a mapping.
+    The first one is the default model. ``/healthz`` says ready once all are loaded.
+    """
+    settings = settings or ServerSettings()
+    metrics = ServerMetrics()
+    state = ServerState(estimators, settings, metrics)
+    decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await asyncio.to_thread(state.load)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(state.stop)
+
+    app = FastAPI(title="localdepth", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Monocular depth estimation as a local service. See docs/server.md.")
+    app.state.localdepth = state
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(request: Request, exc: HTTPError):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_parameters(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+                             for e in exc.errors())
+        return JSONResponse({"detail": f"bad parameters: {problems}"}, status_code=400)
+
+    @app.post("/v1/depth", summary="Depth map of one image", openapi_extra={"requestBody": DEPTH_REQUEST_BODY},
+              responses=DEPTH_RESPONSES, response_class=Response)
+    async def depth(
+        request: Request,
+        format: Format = Query("json", description="json (metadata + base64 float32 map), npy, png16, color or ply"),
+        model: str | None = Query(None, description="which loaded model (default: the first)"),
+        cmap: str = Query("Spectral_r", description="Matplotlib colour map for format=color"),
+        fx: float | None = Query(None, description="ply: focal length x, pixels"),
+        fy: float | None = Query(None, description="ply: focal length y, pixels (default fx)"),
+        cx: float | None = Query(None, description="ply: principal point x, pixels (default (W-1)/2)"),
+        cy: float | None = Query(None, description="ply: principal point y, pixels (default (H-1)/2)"),
+        fov: float | None = Query(None, description=f"ply: horizontal field of view, degrees (default {encode.DEFAULT_FOV_DEG:g} when no fx)"),
+        max_points: int | None = Query(None, ge=1, description="ply: subsample to at most this many points"),
+    ):
+        batcher = state.pick(model)
+        if format == "color":
+            from ..writers import colormap_lut
+            try:
+                colormap_lut(cmap)
+            except ValueError as e:
+                raise HTTPError(400, str(e)) from None
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        if batcher.full:  # refuse before reading and decoding: back-pressure should be cheap
+            raise HTTPError(503, f"busy: {batcher.name} has {settings.queue_size} requests waiting; retry later", retry)
+        data = await read_upload(request, settings.max_upload_bytes)
+        async with decode_slots:  # bounds the memory that decoded images take at once
+            image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
+        del data
+        intrinsics = None
+        if format == "ply":
+            try:
+                intrinsics = encode.Intrinsics.resolve(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
+            except ValueError as e:
+                raise HTTPError(400, str(e)) from None
+        try:
+            result = await batcher.submit(image, settings.timeout_s)
+        except QueueFullError as e:
+            raise HTTPError(503, f"busy: {e}; retry later", retry) from None
+        except BatcherStoppedError as e:
+            raise HTTPError(503, str(e), retry) from None
+        except TimeoutError:
+            raise HTTPError(504, f"no depth map within the timeout of {settings.timeout_s:g} s") from None
+        except Exception as e:  # the model failed on this batch: report it, keep serving
+            raise HTTPError(500, f"inference failed ({type(e).__name__}: {e})") from None
+        if format == "json":
+            body, media, headers = await run_in_threadpool(encode.as_json, result)
+        elif format == "npy":
+            body, media, headers = await run_in_threadpool(encode.as_npy, result)
+        elif format == "png16":
+            body, media, headers = await run_in_threadpool(encode.as_png16, result)
+        elif format == "color":
+            body, media, headers = await run_in_threadpool(encode.as_color, result, cmap)
+        else:
+            body, media, headers = await run_in_threadpool(
+                encode.as_ply, result, image, intrinsics, max_points or settings.max_points)
+        headers.setdefault("Content-Disposition", f'inline; filename="{FILENAMES[format]}"')
+        return Response(body, media_type=media, headers=headers)
+
+    @app.get("/v1/models", summary="Loaded models and server limits")
+    async def models():
+        state.pick(None)  # 503 while loading
+        return {
+            "default": state.default,
+            "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.kind == "depth" else "relative",
+                        "max_batch": b.max_batch, "waiting": b.waiting} for b in state.batchers.values()],
+            "formats": list(encode.RESPONSE_FORMATS),
+            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+                       "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
+                       "queue_size": settings.queue_size, "timeout_s": settings.timeout_s},
+        }
+
+    @app.get("/healthz", summary="Ready once every model is loaded (no token needed)")
+    async def healthz():
+        if state.ready and all(b.running for b in state.batchers.values()):
+            return {"status": "ready", "models": list(state.batchers)}
+        return JSONResponse({"status": "loading" if not state.batchers else "unavailable"}, status_code=503)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus():
+        for b in state.batchers.values():
+            metrics.queue_depth.labels(b.name).set(b.waiting)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():  # Swagger UI from the package's static files: works offline
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="localdepth API",
+                                   swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+                                   swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    # Middleware: the last added is the outermost. CORS answers preflights before the token check.
+    if settings.token:
+        app.add_middleware(TokenAuthMiddleware, token=settings.token)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"], expose_headers=EXPOSED_HEADERS)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

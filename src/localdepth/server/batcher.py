@@ -1,0 +1,181 @@
+"""Dynamic batching: requests for one model are queued and run together on a worker thread.
+
+The event loop only enqueues and awaits; the model runs on one dedicated thread per model,
+so a slow forward pass never blocks other requests (or /healthz). The worker takes the
+first waiting request, waits up to ``max_wait_ms`` for more (up to ``max_batch``), groups
+them by network input size and runs each group as one forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..postprocess import DepthResult
+
+log = logging.getLogger("localdepth.server")
+
+
+class QueueFullError(Exception):
+    """The model's queue is full: answer 503 and let the client retry."""
+
+
+class BatcherStoppedError(Exception):
+    """The server is shutting down."""
+
+
+@dataclass
+class _Job:
+    image: np.ndarray
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+    def settle(self, result: DepthResult | None = None, error: BaseException | None = None) -> None:
+        def _set():
+            if self.future.done():  # the request timed out or its client went away
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+        try:
+            self.loop.call_soon_threadsafe(_set)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+_STOP = object()
+
+
+class DynamicBatcher:
+    """Queue + worker thread for one :class:`~localdepth.estimator.DepthEstimator`.
+
+    ``metrics`` (optional) is a :class:`~localdepth.server.metrics.ServerMetrics`.
+    """
+
+    def __init__(self, estimator, *, max_batch: int, max_wait_ms: float, queue_size: int, metrics=None):
+        self.estimator = estimator
+        self.name = estimator.name
+        self.max_batch = max(1, int(max_batch))
+        if getattr(estimator.backend, "max_batch", None):
+            self.max_batch = min(self.max_batch, estimator.backend.max_batch)
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.metrics = metrics
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    # ------------------------------------------------------------------ event-loop side
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._work, name=f"localdepth-{self.name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopped
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def full(self) -> bool:
+        return self._queue.full()
+
+    async def submit(self, image: np.ndarray, timeout_s: float) -> DepthResult:
+        """Queue one decoded image; raises QueueFullError, asyncio.TimeoutError or the model's error."""
+        if not self.running:
+            raise BatcherStoppedError("the model is not running (the server is starting or stopping)")
+        loop = asyncio.get_running_loop()
+        job = _Job(image, loop, loop.create_future())
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFullError(f"{self.name}: {self._queue.maxsize} requests are already waiting") from None
+        self._gauge()
+        # wait_for cancels the future on timeout; the worker then skips or discards the job
+        return await asyncio.wait_for(job.future, timeout_s)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Refuse new work, fail what is still queued, and join the worker."""
+        self._stopped = True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP:
+                job.settle(error=BatcherStoppedError("the server is shutting down"))
+        try:
+            self._queue.put(_STOP, timeout=1.0)
+        except queue.Full:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._gauge()
+
+    def _gauge(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(self.name).set(self._queue.qsize())
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _collect(self) -> list[_Job] | None:
+        first = self._queue.get()
+        if first is _STOP:
+            return None
+        jobs = [first]
+        deadline = time.perf_counter() + self.max_wait_s
+        while len(jobs) < self.max_batch:
+            remaining = deadline - time.perf_counter()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                self._queue.put_nowait(_STOP)  # room for it: we just took one out
+                break
+            jobs.append(job)
+        self._gauge()
+        return [j for j in jobs if not j.future.done()]  # drop requests that already timed out
+
+    def _work(self) -> None:
+        while True:
+            jobs = self._collect()
+            if jobs is None:
+                return
+            if not jobs:
+                continue
+            groups: dict[tuple[int, int], list[_Job]] = defaultdict(list)
+            for job in jobs:
+                groups[self.estimator.network_size(*job.image.shape[:2])].append(job)
+            for group in groups.values():
+                self._run(group)
+
+    def _run(self, group: list[_Job]) -> None:
+        t0 = time.perf_counter()
+        try:
+            results = self.estimator.predict_decoded([j.image for j in group], batch_size=len(group))
+        except Exception as e:  # a failing batch never stops the worker
+            if len(group) > 1:  # run them one by one, so one bad image fails only its own request
+                log.warning("%s: a batch of %d failed (%s); retrying one by one", self.name, len(group), e)
+                for job in group:
+                    self._run([job])
+                return
+            log.exception("%s: inference failed", self.name)
+            group[0].settle(error=e)
+            return
+        if self.metrics is not None:
+            self.metrics.batch_size.labels(self.name).observe(len(group))
+            self.metrics.inference_seconds.labels(self.name).observe(time.perf_counter() - t0)
+        for job, result in zip(group, results):
+            job.settle(result)

@@ -1,0 +1,188 @@
+"""Depth results -> HTTP response bodies (json, npy, png16, color, ply).
+
+Each encoder returns ``(body, media_type, headers)``; headers describe the map
+(``X-Depth-Kind``, ``X-Depth-Units``, range, and how to read PNG16 values back).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .. import __version__
+from ..images import to_uint8
+from ..postprocess import DepthResult
+from ..writers import colorize, encode_png16, encode_rgb_png
+
+RESPONSE_FORMATS = ("json", "npy", "png16", "color", "ply")
+DEFAULT_FOV_DEG = 60.0
+#: relative maps in a point cloud: pseudo-depth z = 1 / (NEAR_FRACTION + (1 - NEAR_FRACTION) * t)
+RELATIVE_NEAR_FRACTION = 0.1
+
+
+def _range(depth: np.ndarray) -> tuple[float | None, float | None]:
+    finite = depth[np.isfinite(depth)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (None, None)
+
+
+def describe(result: DepthResult) -> dict:
+    lo, hi = _range(result.map)
+    h, w = result.map.shape
+    return {
+        "model": result.model, "kind": result.kind, "units": result.units,
+        "convention": ("z-depth along the optical axis, metres" if result.kind == "depth"
+                       else "relative inverse depth: larger = closer, unknown scale and shift"),
+        "height": int(h), "width": int(w), "input_size": [int(v) for v in result.input_size],
+        "range": {"min": lo, "max": hi},
+        "timings_ms": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+
+
+def base_headers(result: DepthResult) -> dict[str, str]:
+    lo, hi = _range(result.map)
+    h, w = result.map.shape
+    return {"X-Depth-Model": result.model, "X-Depth-Kind": result.kind, "X-Depth-Units": result.units,
+            "X-Depth-Shape": f"{h},{w}", "X-Depth-Min": f"{lo!r}", "X-Depth-Max": f"{hi!r}"}
+
+
+def as_json(result: DepthResult) -> tuple[bytes, str, dict]:
+    """Metadata + the map as base64 of little-endian float32, row-major, shape (height, width)."""
+    import json
+
+    body = describe(result)
+    body["dtype"] = "float32"
+    body["encoding"] = "base64, little-endian float32, row-major (height, width)"
+    body["data"] = base64.b64encode(np.ascontiguousarray(result.map, dtype="<f4").tobytes()).decode("ascii")
+    return json.dumps(body).encode(), "application/json", base_headers(result)
+
+
+def as_npy(result: DepthResult) -> tuple[bytes, str, dict]:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(result.map, dtype=np.float32))
+    return buf.getvalue(), "application/octet-stream", base_headers(result)
+
+
+def as_png16(result: DepthResult) -> tuple[bytes, str, dict]:
+    png, mapping = encode_png16(result.map, result.kind)
+    headers = base_headers(result)
+    headers.update({"X-Depth-Scale": f"{mapping['scale']!r}", "X-Depth-Offset": f"{mapping['offset']!r}",
+                    "X-Depth-Note": "value = offset + scale * png"})
+    ok, buf = cv2.imencode(".png", png)
+    if not ok:
+        raise OSError("OpenCV could not encode the 16-bit PNG")
+    return buf.tobytes(), "image/png", headers
+
+
+def as_color(result: DepthResult, cmap: str) -> tuple[bytes, str, dict]:
+    rgb, info = colorize(result.map, result.kind, cmap)
+    headers = base_headers(result)
+    headers.update({"X-Depth-Colormap": cmap, "X-Depth-Vmin": f"{info['vmin']!r}", "X-Depth-Vmax": f"{info['vmax']!r}"})
+    return encode_rgb_png(rgb), "image/png", headers
+
+
+# ----------------------------------------------------------------------------- point clouds
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels; pixel (u, v) has its centre at (u, v), so (0, 0) is the top-left pixel's centre."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @classmethod
+    def resolve(cls, width: int, height: int, fx=None, fy=None, cx=None, cy=None, fov=None) -> "Intrinsics":
+        """From explicit values, or from a horizontal field of view (degrees, default 60°).
+
+        Missing ``fy`` = ``fx``; missing ``cx, cy`` = the image centre ((W - 1) / 2, (H - 1) / 2).
+        Raises ValueError with a one-line reason.
+        """
+        if fov is not None and (fx is not None or fy is not None):
+            raise ValueError("give either fov or fx/fy, not both")
+        if fx is None and fy is not None:
+            fx = fy
+        if fx is None:
+            fov = DEFAULT_FOV_DEG if fov is None else float(fov)
+            if not 0.0 < fov < 180.0:
+                raise ValueError(f"fov must be between 0 and 180 degrees, got {fov}")
+            fx = (width / 2.0) / math.tan(math.radians(fov) / 2.0)
+        fy = fx if fy is None else fy
+        cx = (width - 1) / 2.0 if cx is None else cx
+        cy = (height - 1) / 2.0 if cy is None else cy
+        values = [float(v) for v in (fx, fy, cx, cy)]
+        if not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
+            raise ValueError("fx and fy must be positive and fx, fy, cx, cy finite")
+        return cls(*values)
+
+
+def pseudo_depth(disparity: np.ndarray) -> np.ndarray:
+    """Relative inverse depth -> a positive depth-like map for display (arbitrary units, 1 = nearest, 10 = farthest).
+
+    The 1st..99th percentile range of the disparity is normalised to t in [0, 1] and
+    ``z = 1 / (0.1 + 0.9 t)``: the true scale and shift are unknown, so the shape is only indicative.
+    """
+    finite = np.isfinite(disparity)
+    if not finite.any():
+        return np.full(disparity.shape, np.nan, np.float32)
+    lo, hi = np.percentile(disparity[finite], (1.0, 99.0))
+    span = hi - lo if hi > lo else 1.0
+    t = np.clip((np.where(finite, disparity, lo) - lo) / span, 0.0, 1.0)
+    z = 1.0 / (RELATIVE_NEAR_FRACTION + (1.0 - RELATIVE_NEAR_FRACTION) * t)
+    return np.where(finite, z, np.nan).astype(np.float32)
+
+
+def back_project(depth: np.ndarray, k: Intrinsics, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """z-depth map (H, W) -> points (N, 3) float32 in the camera frame, and their (N,) flat pixel indices.
+
+    OpenCV camera frame: x right, y down, z forward; ``X = (u - cx) z / fx``, ``Y = (v - cy) z / fy``,
+    ``Z = z`` (z is depth along the optical axis, not the ray length). Pixels with non-finite or
+    non-positive depth are left out. ``stride`` keeps every stride-th row and column.
+    """
+    h, w = depth.shape
+    v, u = np.mgrid[0:h:stride, 0:w:stride]
+    z = depth[v, u].astype(np.float64)
+    keep = np.isfinite(z) & (z > 0)
+    u, v, z = u[keep], v[keep], z[keep]
+    points = np.stack([(u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z], axis=1).astype(np.float32)
+    return points, (v * w + u).astype(np.int64)
+
+
+def ply_bytes(points: np.ndarray, colors: np.ndarray, comments: list[str]) -> bytes:
+    """Binary little-endian PLY: float x, y, z and uchar red, green, blue per vertex."""
+    vertex = np.empty(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                          ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
+    vertex["red"], vertex["green"], vertex["blue"] = colors[:, 0], colors[:, 1], colors[:, 2]
+    header = ["ply", "format binary_little_endian 1.0"]
+    header += [f"comment {c}" for c in comments]
+    header += [f"element vertex {len(points)}", "property float x", "property float y", "property float z",
+               "property uchar red", "property uchar green", "property uchar blue", "end_header"]
+    return ("\n".join(header) + "\n").encode("ascii") + vertex.tobytes()
+
+
+def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: int) -> tuple[bytes, str, dict]:
+    """A coloured point cloud of the map (subsampled on a regular grid to at most ``max_points``)."""
+    h, w = result.map.shape
+    stride = max(1, math.ceil(math.sqrt(h * w / max_points)))
+    metric = result.kind == "depth"
+    z = result.map if metric else pseudo_depth(result.map)
+    points, pixels = back_project(z, k, stride)
+    colors = to_uint8(image).reshape(-1, 3)[pixels]
+    units = ("metres" if metric else
+             "arbitrary (relative model: pseudo-depth 1/(0.1+0.9t) from normalised disparity t; scale and shift unknown)")
+    comments = [f"localdepth {__version__} model {result.model} kind {result.kind}",
+                f"units {units}",
+                "frame OpenCV camera: x right, y down, z forward",
+                f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} image {w}x{h} stride {stride}"]
+    headers = base_headers(result)
+    headers.update({"X-Point-Units": "m" if metric else "arbitrary", "X-Point-Count": str(len(points)),
+                    "X-Point-Stride": str(stride),
+                    "X-Intrinsics": f"{k.fx:.6g},{k.fy:.6g},{k.cx:.6g},{k.cy:.6g}",
+                    "Content-Disposition": 'attachment; filename="depth.ply"'})
+    return ply_bytes(points, colors, comments), "application/octet-stream", headers

@@ -1,0 +1,114 @@
+"""Bearer-token authentication and bounded upload reading."""
+
+from __future__ import annotations
+
+import hmac
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs, quote, unquote
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse, RedirectResponse
+
+#: paths anyone may call, token or not (load balancers and orchestrators probe it)
+OPEN_PATHS = frozenset({"/healthz"})
+COOKIE = "localdepth_token"
+
+
+class HTTPError(Exception):
+    """An error answer: status code, one-line detail, extra headers."""
+
+    def __init__(self, status: int, detail: str, headers: dict | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class TokenAuthMiddleware:
+    """Require ``Authorization: Bearer <token>`` on every path but /healthz.
+
+    Browsers cannot send that header when they open the page, so ``/?token=<token>`` (the URL
+    ``localdepth serve`` prints) sets an HttpOnly, SameSite=Strict cookie holding the token and
+    redirects to ``/``; the page's own requests then carry the cookie (other sites' requests do not).
+    """
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.token = token.encode()
+
+    def _ok(self, given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), self.token)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        auth = headers.get("authorization", "")
+        scheme, _, credentials = auth.partition(" ")
+        if scheme.lower() == "bearer" and self._ok(credentials.strip()):
+            return await self.app(scope, receive, send)
+        cookie = SimpleCookie()
+        try:
+            cookie.load(headers.get("cookie", ""))
+        except Exception:  # a malformed cookie header is just no cookie
+            cookie = SimpleCookie()
+        if COOKIE in cookie and self._ok(unquote(cookie[COOKIE].value)):
+            return await self.app(scope, receive, send)
+        if scope["path"] == "/" and scope["method"] == "GET":
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            if self._ok((query.get("token") or [None])[0]):
+                response = RedirectResponse("/", status_code=303)
+                response.set_cookie(COOKIE, quote(self.token.decode()), httponly=True, samesite="strict", path="/")
+                return await response(scope, receive, send)
+        response = JSONResponse(
+            {"detail": "missing or wrong token: send 'Authorization: Bearer <token>' "
+                       "(in a browser, open /?token=<token> once)"},
+            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+#: room for the multipart boundaries and part headers around the image
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+async def read_upload(request, limit: int) -> bytes:
+    """The uploaded image: the multipart field ``image`` or the raw body, at most ``limit`` bytes.
+
+    The body is read in chunks and refused (413) as soon as it passes the limit, so a huge
+    upload never sits in memory; a Content-Length over the limit is refused before reading.
+    """
+    content_type = request.headers.get("content-type", "")
+    multipart = content_type.lower().startswith("multipart/form-data")
+    cap = limit + (MULTIPART_OVERHEAD if multipart else 0)
+    too_large = HTTPError(413, f"upload is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise too_large
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > cap:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if multipart:
+        request._body = body  # let Starlette's form parser read what we already have
+        try:
+            form = await request.form(max_files=1, max_fields=16)
+        except Exception as e:
+            raise HTTPError(400, f"malformed multipart body ({getattr(e, 'detail', None) or e})") from None
+        try:
+            field = form.get("image")
+            if field is None or isinstance(field, str):
+                raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
+                                     "or the image itself as the request body")
+            data = await field.read()
+        finally:
+            await form.close()
+    else:
+        data = body
+    if len(data) > limit:
+        raise too_large
+    if not data:
+        raise HTTPError(400, "empty upload: send an image (multipart field 'image' or the raw body)")
+    return data

@@ -1,0 +1,193 @@
+// The localdepth web page: upload an image, show its depth (2D with a comparison slider, 3D point cloud),
+// download PNG16 / NPY / PLY. Every result comes from POST /v1/depth; three.js is bundled in ./vendor.
+import {
+  Color, PerspectiveCamera, Points, PointsMaterial, Scene, Vector3, WebGLRenderer, OrbitControls, PLYLoader,
+} from './vendor/three-vendor.min.js';
+
+const $ = (id) => document.getElementById(id);
+const VIEW_POINTS = 200000; // points in the 3D view (the PLY download has the full budget)
+let current = null; // the File being shown
+
+function setStatus(text, error = false) {
+  $('status').textContent = text;
+  $('status').classList.toggle('error', error);
+}
+
+async function request(format, extra = {}) {
+  const params = new URLSearchParams({ format, ...extra });
+  if ($('model').value) params.set('model', $('model').value);
+  const body = new FormData();
+  body.append('image', current, current.name || 'image');
+  const response = await fetch(`/v1/depth?${params}`, { method: 'POST', body });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail; } catch { /* not JSON */ }
+    throw new Error(`${response.status}: ${detail}`);
+  }
+  return response;
+}
+
+// ---------------------------------------------------------------- 2D: image | depth
+
+function setPicture(img, blob) {
+  if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+  return new Promise((resolve, reject) => {
+    img.onload = () => resolve();
+    img.onerror = () => reject(new Error('the browser cannot show this image'));
+    img.src = URL.createObjectURL(blob);
+  });
+}
+
+async function showDepth() {
+  const response = await request('color', { cmap: $('cmap').value });
+  const h = response.headers;
+  $('info').textContent = `${h.get('X-Depth-Model')} · ${h.get('X-Depth-Kind')} · ` +
+    (h.get('X-Depth-Units') === 'm' ? `${(+h.get('X-Depth-Min')).toFixed(2)}–${(+h.get('X-Depth-Max')).toFixed(2)} m`
+                                     : 'relative (larger = closer)');
+  await setPicture($('depth'), await response.blob());
+}
+
+$('slider').addEventListener('input', (e) => $('compare').style.setProperty('--pos', `${e.target.value}%`));
+$('side').addEventListener('change', (e) => $('compare').classList.toggle('side', e.target.checked));
+
+// ---------------------------------------------------------------- 3D: point cloud
+
+const canvas = $('viewer');
+let renderer = null;
+try {
+  renderer = new WebGLRenderer({ canvas, antialias: true, preserveDrawingBuffer: true });
+  renderer.setPixelRatio(window.devicePixelRatio);
+} catch (err) {
+  console.error(err);
+}
+const scene = new Scene();
+scene.background = new Color(0x0c0d10);
+const camera = new PerspectiveCamera(60, 4 / 3, 0.01, 1000);
+const controls = new OrbitControls(camera, canvas);
+let cloud = null;
+if (!renderer) $('units').textContent = 'This browser has no WebGL: the 3D view is off (the PLY download works).';
+
+// Render on demand (after a change of view, cloud or size), not in a loop: an idle page costs no CPU.
+let pending = false;
+function render() {
+  if (!renderer || pending) return;
+  pending = true;
+  requestAnimationFrame(() => {
+    pending = false;
+    const { clientWidth: w, clientHeight: h } = canvas;
+    if (w && h && (canvas.width !== Math.round(w * renderer.getPixelRatio()) || camera.aspect !== w / h)) {
+      renderer.setSize(w, h, false);
+      camera.aspect = w / h;
+      camera.updateProjectionMatrix();
+    }
+    renderer.render(scene, camera);
+  });
+}
+controls.addEventListener('change', render);
+new ResizeObserver(render).observe(canvas);
+
+async function showCloud() {
+  if (!renderer) return;
+  const response = await request('ply', { max_points: VIEW_POINTS });
+  const units = response.headers.get('X-Point-Units');
+  const geometry = new PLYLoader().parse(await response.arrayBuffer());
+  // OpenCV camera frame (y down, z forward) -> three.js (y up, looking down -z): turn 180° about x
+  geometry.rotateX(Math.PI);
+  geometry.computeBoundingSphere();
+  const { center, radius } = geometry.boundingSphere;
+  const count = geometry.getAttribute('position').count;
+  if (cloud) { scene.remove(cloud); cloud.geometry.dispose(); cloud.material.dispose(); }
+  const material = new PointsMaterial({ size: 2.5 * radius / Math.sqrt(Math.max(count, 1)), vertexColors: true });
+  cloud = new Points(geometry, material);
+  scene.add(cloud);
+  // start just behind the camera that took the photo (the origin; +z is behind it now), a little off its
+  // axis so that the depth shows, looking at the cloud's centre
+  camera.near = radius / 1000;
+  camera.far = radius * 50;
+  camera.position.copy(new Vector3(0.1, 0.05, 0.2).multiplyScalar(radius));
+  controls.target.copy(center);
+  camera.updateProjectionMatrix();
+  controls.update();
+  render();
+  $('units').textContent = units === 'm' ? 'Units: metres.' :
+    'Relative model: the depth scale is unknown, so the 3D shape is only indicative (arbitrary units).';
+  canvas.dataset.points = String(count);
+}
+
+// ---------------------------------------------------------------- input and downloads
+
+async function run(parts) {
+  if (!current) return;
+  setStatus(`Computing depth for ${current.name || 'the image'}…`);
+  document.body.dataset.state = 'busy';
+  try {
+    await Promise.all(parts.map((f) => f()));
+    setStatus(`Done: ${current.name || 'image'}. Drop another image to continue.`);
+    document.body.dataset.state = 'ready';
+  } catch (err) {
+    setStatus(err.message, true);
+    document.body.dataset.state = 'error';
+  }
+}
+
+async function open(file) {
+  if (!file) return;
+  current = file;
+  $('result').hidden = false;
+  delete canvas.dataset.points;
+  try {
+    await setPicture($('photo'), file);
+  } catch { /* the server may still decode formats the browser cannot show */ }
+  await run([showDepth, showCloud]);
+}
+
+$('file').addEventListener('change', (e) => open(e.target.files[0]));
+const drop = $('drop');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  drop.classList.remove('over');
+  open(e.dataTransfer.files[0]);
+});
+$('cmap').addEventListener('change', () => run([showDepth]));
+$('model').addEventListener('change', () => run([showDepth, showCloud]));
+
+const SUFFIX = { png16: '_depth16.png', npy: '_depth.npy', ply: '_depth.ply' };
+for (const button of document.querySelectorAll('button[data-format]')) {
+  button.addEventListener('click', async () => {
+    if (!current) return;
+    const format = button.dataset.format;
+    setStatus(`Preparing ${format.toUpperCase()}…`);
+    try {
+      const blob = await (await request(format)).blob();
+      const link = document.createElement('a');
+      link.href = URL.createObjectURL(blob);
+      link.download = (current.name || 'image').replace(/\.[^.]*$/, '') + SUFFIX[format];
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+      setStatus(`Saved ${link.download}.`);
+    } catch (err) {
+      setStatus(err.message, true);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- models
+
+(async () => {
+  try {
+    const response = await fetch('/v1/models');
+    if (!response.ok) throw new Error(`${response.status}: ${(await response.json()).detail}`);
+    const info = await response.json();
+    for (const m of info.models) {
+      const option = new Option(`${m.name} (${m.units === 'm' ? 'metric' : 'relative'})`, m.name);
+      option.selected = m.name === info.default;
+      $('model').add(option);
+    }
+    setStatus('Ready: drop an image.');
+    document.body.dataset.state = 'idle';
+  } catch (err) {
+    setStatus(`Cannot list the models (${err.message}).`, true);
+  }
+})();

@@ -1,0 +1,180 @@
+"""Evaluation: metric definitions, crops, datasets (folder, manifest, NYU .mat, KITTI split, DIODE), CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from localdepth.evaluation import (EvalSettings, compute_metrics, crop_mask, evaluate, open_dataset, oracle,
+                                   to_markdown)
+from localdepth.evaluation.evaluate import align_prediction
+from localdepth.evaluation.metrics import Aggregate
+
+
+def test_metric_definitions_on_known_errors():
+    gt = np.array([[1.0, 2.0], [4.0, 0.0]])  # 0 = missing, not scored
+    m = compute_metrics(2.0 * gt, gt)
+    assert m["n"] == 3
+    assert m["abs_rel"] == pytest.approx(1.0)
+    assert m["sq_rel"] == pytest.approx((1 + 2 + 4) / 3)
+    assert m["rmse"] == pytest.approx(math.sqrt((1 + 4 + 16) / 3))
+    assert m["rmse_log"] == pytest.approx(math.log(2))
+    assert m["log10"] == pytest.approx(math.log10(2))
+    assert m["silog"] == pytest.approx(0.0, abs=1e-6)  # a global scale error is invisible to SILog
+    assert (m["d1"], m["d2"], m["d3"]) == (0.0, 0.0, 0.0)  # ratio 2 > 1.25^3
+    m = compute_metrics(gt * np.array([[1.2, 1.0], [1.5, 1.0]]), gt)
+    assert (m["d1"], m["d2"], m["d3"]) == pytest.approx((2 / 3, 1.0, 1.0))
+    perfect = compute_metrics(gt, gt)
+    assert perfect["abs_rel"] == 0 and perfect["d1"] == 1
+
+
+def test_mean_over_images_versus_pooled_pixels():
+    agg = Aggregate()
+    big = np.ones((10, 10))
+    agg.add(big * 1.1, big, big > 0)  # abs_rel 0.1 over 100 px
+    small = np.ones((1, 1))
+    agg.add(small * 1.5, small, small > 0)  # abs_rel 0.5 over 1 px
+    res = agg.result()
+    assert res["mean"]["abs_rel"] == pytest.approx(0.3)
+    assert res["pooled"]["abs_rel"] == pytest.approx((10 + 0.5) / 101)
+    assert res["images"] == 2 and res["pixels"] == 101
+
+
+def test_crops():
+    eigen = crop_mask((480, 640), "eigen")
+    rows, cols = np.flatnonzero(eigen.any(1)), np.flatnonzero(eigen.any(0))
+    assert (rows[0], rows[-1], cols[0], cols[-1]) == (45, 470, 41, 600)
+    garg = crop_mask((375, 1242), "garg")
+    rows, cols = np.flatnonzero(garg.any(1)), np.flatnonzero(garg.any(0))
+    assert (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1) == (153, 371, 44, 1197)
+
+
+def test_alignments_recover_affine_predictions():
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1.0, 10.0, (20, 30))
+    valid = np.ones(gt.shape, bool)
+    disparity = 5.0 / gt + 0.3
+    for mode in ("scale-shift-disparity",):
+        depth, fit = align_prediction(disparity, "disparity", gt, valid, mode)
+        np.testing.assert_allclose(depth, gt, rtol=1e-5)
+    depth, _ = align_prediction(3.0 * gt, "depth", gt, valid, "scale")
+    np.testing.assert_allclose(depth, gt, rtol=1e-5)
+    depth, _ = align_prediction(2.0 * gt - 1.0, "depth", gt, valid, "scale-shift-depth")
+    np.testing.assert_allclose(depth, gt, rtol=1e-5)
+    from localdepth.errors import LocalDepthError
+
+    with pytest.raises(LocalDepthError, match="needs an alignment"):
+        align_prediction(disparity, "disparity", gt, valid, "none")
+
+
+def test_folder_layouts_of_the_shared_rgbd_frames(rgbd_dir):
+    ds = open_dataset(f"folder:{rgbd_dir}")
+    names = [s.name for s in ds.samples]
+    assert names == ["kitti/0000000005", "kitti/0000000050", "kitti/0000000100"] + \
+        [f"livingroom/0000{i}" for i in range(5)] + ["tum"]
+    tum = ds.samples[-1]
+    raw = cv2.imread(str(rgbd_dir / "tum" / "depth.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_allclose(tum.depth(), raw / 5000.0, rtol=1e-6)  # TUM: 5000 per metre
+    living = ds.samples[3]
+    assert living.intrinsics["fx"] == 525.0 and living.intrinsics["cx"] == 319.5
+    assert float(living.depth().max()) < 10.0  # millimetres -> metres
+    assert ds.samples[0].crop == "garg" and ds.samples[0].max_depth == 80.0
+    assert ds.samples[0].rgb().shape[:2] == ds.samples[0].depth().shape
+
+
+def test_oracle_on_the_shared_ground_truth_is_perfect(rgbd_dir):
+    ds = open_dataset(f"folder:{rgbd_dir}")
+    for align in ("none", "scale", "scale-shift-disparity", "scale-shift-depth"):
+        report = evaluate([oracle()], ds, EvalSettings(alignment=align))
+        res = report["models"]["gt"]
+        assert res["images"] == 9
+        assert res["mean"]["abs_rel"] == pytest.approx(0.0, abs=1e-5), align
+        assert res["mean"]["d1"] == 1.0 and res["pooled"]["d1"] == 1.0
+    assert "| gt | 0.0000 |" in to_markdown(report)
+
+
+def test_manifest_nyu_kitti_split_and_diode(tmp_path, rgbd_dir):
+    import h5py
+
+    # manifest: paths relative to the CSV, intrinsics columns
+    (tmp_path / "m").mkdir()
+    rgb = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    depth = np.random.default_rng(1).uniform(0.5, 5, (24, 32))
+    cv2.imwrite(str(tmp_path / "m" / "a.png"), rgb)
+    cv2.imwrite(str(tmp_path / "m" / "a_d.png"), np.rint(depth * 1000).astype(np.uint16))
+    (tmp_path / "m" / "manifest.csv").write_text("rgb,depth,depth_scale,fx,fy,cx,cy\na.png,a_d.png,1000,30,30,15.5,11.5\n")
+    ds = open_dataset(f"folder:{tmp_path / 'm'}")
+    assert len(ds.samples) == 1 and ds.samples[0].intrinsics["fx"] == 30
+    np.testing.assert_allclose(ds.samples[0].depth(), depth, atol=6e-4)
+
+    # NYU Depth v2 labeled .mat layout (HDF5, column-major: images (N,3,W,H), depths (N,W,H))
+    n_rgb = np.random.default_rng(2).integers(0, 255, (3, 480, 640, 3), dtype=np.uint8)
+    n_depth = np.random.default_rng(3).uniform(0.5, 9.0, (3, 480, 640)).astype(np.float32)
+    with h5py.File(tmp_path / "nyu.mat", "w") as f:
+        f["images"] = n_rgb.transpose(0, 3, 2, 1)
+        f["depths"] = n_depth.transpose(0, 2, 1)
+    (tmp_path / "test.txt").write_text("1\n3\n")
+    ds = open_dataset(f"nyu:{tmp_path / 'nyu.mat'}", split=tmp_path / "test.txt")
+    assert [s.name for s in ds.samples] == ["0001", "0003"]
+    np.testing.assert_array_equal(ds.samples[1].rgb(), n_rgb[2])
+    np.testing.assert_array_equal(ds.samples[1].depth(), n_depth[2])
+    assert ds.samples[0].crop == "eigen" and ds.samples[0].max_depth == 10.0
+
+    # KITTI split file, BTS format (rgb depth focal), paths relative to --data-root
+    split = tmp_path / "eigen_test.txt"
+    split.write_text("rgb/0000000005.png depth/0000000005.png 707.0493\nrgb/0000000050.png None 707.0493\n")
+    ds = open_dataset(f"kitti:{split}", data_root=rgbd_dir / "kitti")
+    assert len(ds.samples) == 1 and ds.samples[0].intrinsics["fx"] == pytest.approx(707.0493)
+    assert ds.samples[0].crop == "garg" and float(ds.samples[0].depth().max()) < 100
+
+    # DIODE: *_depth.npy (H, W, 1) metres + mask + png
+    scan = tmp_path / "diode" / "val" / "indoors" / "scene_1" / "scan_1"
+    scan.mkdir(parents=True)
+    cv2.imwrite(str(scan / "f1.png"), rgb)
+    np.save(scan / "f1_depth.npy", depth[..., None].astype(np.float32))
+    np.save(scan / "f1_depth_mask.npy", (depth > 1).astype(np.float32))
+    ds = open_dataset(f"diode:{tmp_path / 'diode'}")
+    assert [s.name for s in ds.samples] == ["val/indoors/scene_1/scan_1/f1"]
+    report = evaluate([oracle()], ds, EvalSettings(alignment="none"))
+    assert report["models"]["gt"]["pixels"] == int(((depth > 1) & (depth >= 0.6)).sum())
+    # an unreadable frame is reported and skipped; the others are still evaluated
+    scan2 = scan.parent / "scan_2"
+    scan2.mkdir()
+    (scan2 / "f2.png").write_bytes(b"not a png")
+    np.save(scan2 / "f2_depth.npy", depth[..., None].astype(np.float32))
+    report = evaluate([oracle()], open_dataset(f"diode:{tmp_path / 'diode'}"), EvalSettings(alignment="none"))
+    assert report["models"]["gt"]["images"] == 1 and report["failed"][0]["name"].endswith("scan_2/f2")
+    assert "not an image" in report["failed"][0]["error"]
+
+
+def test_cli_eval_pydnet_and_ground_truth_on_the_shared_frames(rgbd_dir, pydnet_file, tmp_path):
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-m", "localdepth", "eval", "--model", "gt", "--model",
+                           f"pydnet={pydnet_file}", "--dataset", f"folder:{rgbd_dir}", "--align",
+                           "scale-shift-disparity", "--outdir", str(out), "--error-maps", "--quiet"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("| ")]
+    assert lines[1].startswith("| gt | 0.0000 |") and lines[2].startswith("| pydnet |")
+    report = json.loads((out / "eval.json").read_text())
+    gt, pyd = report["models"]["gt"], report["models"]["pydnet"]
+    assert gt["mean"]["abs_rel"] == pytest.approx(0, abs=1e-5) and gt["mean"]["d1"] == 1.0
+    # a real, weak indoor network: clearly better than chance, clearly worse than the oracle
+    assert 0.05 < pyd["mean"]["abs_rel"] < 0.5 and 0.4 < pyd["mean"]["d1"] < 0.99
+    assert pyd["images"] == 9 and len(pyd["per_image"]) == 9
+    assert all(row["fit"]["space"] == "disparity" for row in pyd["per_image"])
+    pic = cv2.imread(str(out / "error_maps" / "pydnet" / "tum.png"))
+    assert pic.shape == (480, 4 * 640, 3)
+    assert (out / "eval.md").read_text().count("\n| ") == 3
+    assert gt["negative_scale_fits"] == 0
+    assert pyd["negative_scale_fits"] == sum(row["fit"]["scale"] < 0 for row in pyd["per_image"])
+    # a relative model without alignment is refused in one line
+    proc = subprocess.run([sys.executable, "-m", "localdepth", "eval", "-m", f"pydnet={pydnet_file}", "-d",
+                           f"folder:{rgbd_dir / 'tum'}", "--align", "none", "-q"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "needs an alignment" in proc.stderr.strip().splitlines()[-1]

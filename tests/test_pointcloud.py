@@ -1,0 +1,137 @@
+"""Point clouds and meshes: equal to Open3D's create_from_rgbd_image; relative maps refused; CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+o3d = pytest.importorskip("open3d", reason="Open3D (and its libusb dependency) is not installed")
+
+from localdepth import geometry, pointcloud  # noqa: E402
+from localdepth.errors import LocalDepthError  # noqa: E402
+
+TUM_K = (525.0, 525.0, 319.5, 239.5)
+
+
+@pytest.fixture
+def tum(rgbd_dir):
+    folder = rgbd_dir / "tum"
+    depth_raw = cv2.imread(str(folder / "depth.png"), cv2.IMREAD_UNCHANGED)
+    color = cv2.cvtColor(cv2.imread(str(folder / "color.png")), cv2.COLOR_BGR2RGB)
+    return folder, depth_raw, color
+
+
+def test_point_cloud_equals_open3d_create_from_rgbd_image(tum):
+    _, depth_raw, color = tum
+    cam = geometry.Intrinsics(*TUM_K, width=640, height=480)
+    rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
+        o3d.geometry.Image(np.ascontiguousarray(color)), o3d.geometry.Image(depth_raw), depth_scale=5000.0,
+        depth_trunc=1000.0, convert_rgb_to_intensity=False)
+    reference = o3d.geometry.PointCloud.create_from_rgbd_image(rgbd, cam.to_open3d())
+    ours = pointcloud.make_point_cloud(depth_raw / 5000.0, cam.K, color)
+    ref_pts, our_pts = np.asarray(reference.points), np.asarray(ours.points)
+    assert our_pts.shape == ref_pts.shape and len(our_pts) == int((depth_raw > 0).sum())
+    np.testing.assert_allclose(our_pts, ref_pts, atol=1e-5)  # Open3D computes in float32
+    np.testing.assert_allclose(np.asarray(ours.colors), np.asarray(reference.colors), atol=1e-6)
+
+
+def test_voxel_downsampling_normals_and_mesh_without_rubber_sheets(tum, tmp_path):
+    _, depth_raw, color = tum
+    K = geometry.Intrinsics(*TUM_K, width=640, height=480).K
+    depth = depth_raw / 5000.0
+    pcd = pointcloud.make_point_cloud(depth, K, color, voxel_size=0.05, estimate_normals=True)
+    assert 1000 < len(pcd.points) < int((depth_raw > 0).sum()) / 10 and pcd.has_normals()
+    mesh = pointcloud.make_mesh(depth, K, color)
+    v, t = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
+    assert len(t) > 100_000 and mesh.has_vertex_colors()
+    zs = v[t][..., 2]
+    assert (zs.max(axis=1) / zs.min(axis=1) <= 1.05 + 1e-9).all()  # no triangle spans a depth jump
+    # a step in depth: the mesh splits in two, the point cloud keeps every point
+    step = np.where(np.arange(64)[None, :] < 32, 1.0, 3.0) * np.ones((48, 1))
+    m = pointcloud.make_mesh(step, K)
+    assert len(m.triangles) == 2 * 47 * 62  # every quad but those between columns 31 and 32
+    for suffix in (".ply", ".obj", ".glb"):
+        pointcloud.write_mesh(tmp_path / f"m{suffix}", m)
+        assert (tmp_path / f"m{suffix}").stat().st_size > 1000
+    pointcloud.write_point_cloud(tmp_path / "c.pcd", pcd)
+    assert len(o3d.io.read_point_cloud(str(tmp_path / "c.pcd")).points) == len(pcd.points)
+
+
+def test_relative_map_refused_unless_relative():
+    disp = np.random.default_rng(0).uniform(0.1, 1.0, (20, 30)).astype(np.float32)
+    with pytest.raises(LocalDepthError, match="--relative"):
+        pointcloud.metric_depth_or_refuse(disp, "disparity")
+    z, units = pointcloud.metric_depth_or_refuse(disp, "disparity", relative=True)
+    assert units == "arbitrary" and np.median(z) == pytest.approx(1.0)
+    assert pointcloud.metric_depth_or_refuse(disp, "depth")[1] == "m"
+
+
+def test_cli_pointcloud_from_tum_ground_truth(tum, tmp_path):
+    folder, depth_raw, _ = tum
+    np.save(tmp_path / "tum.npy", (depth_raw / 5000.0).astype(np.float32))
+    out, mesh = tmp_path / "tum.ply", tmp_path / "tum_mesh.obj"
+    proc = subprocess.run([sys.executable, "-m", "localdepth", "pointcloud", str(tmp_path / "tum.npy"), "--kind", "depth",
+                           "--image", str(folder / "color.png"), "--intrinsics", "525,525,319.5,239.5",
+                           "--output", str(out), "--mesh", str(mesh)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "metres" in proc.stderr
+    cloud = o3d.io.read_point_cloud(str(out))
+    assert len(cloud.points) == int((depth_raw > 0).sum()) and cloud.has_colors()
+    meta = json.loads((tmp_path / "tum.ply.json").read_text())
+    assert meta["intrinsics"]["fx"] == 525 and meta["intrinsics"]["source"] == "intrinsics"
+    assert meta["geometry"]["units"] == "m" and meta["geometry"]["mesh"]["triangles"] > 0
+
+
+def test_cli_pointcloud_refuses_relative_and_aligns_with_points(tmp_path):
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(1.0, 4.0, (30, 40))
+    disp = (1.0 / depth - 0.02) / 2.0
+    np.save(tmp_path / "rel.npy", disp.astype(np.float32))
+    base = [sys.executable, "-m", "localdepth", "pointcloud", str(tmp_path / "rel.npy"), "--output",
+            str(tmp_path / "rel.ply"), "--fov", "60"]
+    proc = subprocess.run(base, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--relative" in proc.stderr
+    proc = subprocess.run(base + ["--relative"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ARBITRARY UNITS" in proc.stderr
+    (tmp_path / "pts.csv").write_text("".join(f"{u},{v},{depth[v, u]}\n" for u, v in [(1, 2), (30, 5), (20, 25), (39, 29)]))
+    proc = subprocess.run(base + ["--points", str(tmp_path / "pts.csv")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    pts = np.asarray(o3d.io.read_point_cloud(str(tmp_path / "rel.ply")).points)
+    np.testing.assert_allclose(np.sort(pts[:, 2]), np.sort(depth.ravel()), rtol=1e-4)
+    meta = json.loads((tmp_path / "rel.ply.json").read_text())
+    assert meta["alignment"]["scale"] == pytest.approx(2.0, rel=1e-4) and meta["intrinsics"]["source"] == "fov"
+
+
+def test_cli_run_with_metric_model_writes_point_cloud_mesh_and_normals(tiny_metric_dir, tiny_da_dir, photo, tmp_path,
+                                                                       capsys):
+    from PIL import Image
+
+    from localdepth.cli.main import main
+
+    small = tmp_path / "room.jpg"
+    Image.open(photo).convert("RGB").resize((160, 120)).save(small)
+    cloud, mesh = tmp_path / "room.ply", tmp_path / "room_mesh.glb"
+    base = [sys.executable, "-m", "localdepth", "run", str(small), "--outdir", str(tmp_path / "out"), "--device", "cpu",
+            "--quiet", "--input-size", "70"]
+    proc = subprocess.run(base + ["--model", "depth-anything-v2-metric-indoor-small", "--weights", str(tiny_metric_dir),
+                                  "--pointcloud", str(cloud), "--mesh", str(mesh), "--fov", "60",
+                                  "--format", "npy,normals"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "out" / "room.json").read_text())
+    depth = np.load(tmp_path / "out" / "room.npy")
+    pts = np.asarray(o3d.io.read_point_cloud(str(cloud)).points)
+    assert len(pts) == depth.size  # the metric map, every pixel
+    np.testing.assert_allclose(np.sort(pts[:, 2]), np.sort(depth.ravel().astype(np.float64)), rtol=1e-5)
+    assert meta["geometry"]["units"] == "m" and meta["intrinsics"]["fov_deg"] == pytest.approx(60)
+    assert mesh.stat().st_size > 0
+    normals = cv2.imread(str(tmp_path / "out" / "room_normals.png"))
+    assert normals.shape[:2] == depth.shape and meta["outputs"]["normals"]["encoding"].startswith("rgb = (n + 1)")
+    # a relative model is refused without --relative, in one line (in-process: no second interpreter start)
+    code = main(base[3:] + ["--weights", str(tiny_da_dir), "--pointcloud", str(cloud)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "--relative" in err[-1]

@@ -1,0 +1,142 @@
+"""Every output format round-trips: values, dtype, and the units recorded in the sidecar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from localdepth.postprocess import DepthResult
+from localdepth.writers import (
+    WriteOptions, colorize, decode_png16, encode_png16, output_paths, parse_formats, write_result,
+)
+
+ALL = ("npy", "png16", "color", "side", "pfm")
+
+
+def _result(kind: str) -> DepthResult:
+    y, x = np.mgrid[0:30, 0:40].astype(np.float32)
+    depth = (0.5 + 0.1 * x + 0.05 * y) if kind == "depth" else (3.0 + np.sin(x / 5) + y / 10)
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    return DepthResult(map=depth.astype(np.float32), kind=kind, model="test-model", input_size=(28, 42),
+                       timings={"inference": 1.5}, source="in/photo.jpg", image=image)
+
+
+def _write(tmp_path: Path, result: DepthResult, formats=ALL, **kw):
+    paths = output_paths(tmp_path, Path("sub/photo.jpg"), formats)
+    meta = write_result(result, paths, WriteOptions(formats=formats, **kw), {"model": result.model})
+    return paths, meta
+
+
+def test_file_names_keep_relative_path_and_stem(tmp_path):
+    paths = output_paths(tmp_path, Path("sub/photo.jpg"), ALL)
+    names = {k: p.relative_to(tmp_path).as_posix() for k, p in paths.items()}
+    assert names == {"npy": "sub/photo.npy", "png16": "sub/photo.png", "color": "sub/photo_color.png",
+                     "side": "sub/photo_side.png", "pfm": "sub/photo.pfm", "json": "sub/photo.json"}
+
+
+@pytest.mark.parametrize("kind", ["disparity", "depth"])
+def test_round_trip_of_every_format(tmp_path, kind):
+    result = _result(kind)
+    paths, meta = _write(tmp_path, result)
+    on_disk = json.loads(paths["json"].read_text())
+    assert on_disk == meta
+    assert on_disk["kind"] == kind and on_disk["units"] == ("m" if kind == "depth" else "relative")
+    assert on_disk["input_size"] == [28, 42] and (on_disk["height"], on_disk["width"]) == (30, 40)
+    assert on_disk["timings_ms"]["inference"] == 1.5
+
+    npy = np.load(paths["npy"])
+    assert npy.dtype == np.float32
+    np.testing.assert_array_equal(npy, result.map)
+    assert on_disk["outputs"]["npy"]["units"] == result.units
+
+    pfm = cv2.imread(str(paths["pfm"]), cv2.IMREAD_UNCHANGED)
+    assert pfm.dtype == np.float32
+    np.testing.assert_array_equal(pfm, result.map)
+
+    png = cv2.imread(str(paths["png16"]), cv2.IMREAD_UNCHANGED)
+    assert png.dtype == np.uint16 and png.shape == result.map.shape
+    info = on_disk["outputs"]["png16"]
+    recovered = decode_png16(png, info)
+    if kind == "depth":
+        assert info["scale"] == 0.001 and info["units"] == "m"  # millimetres
+        np.testing.assert_allclose(recovered, result.map, atol=0.0005 + 1e-6)
+    else:
+        assert png.min() == 0 and png.max() == 65535
+        assert info["min"] == pytest.approx(float(result.map.min()))
+        assert info["max"] == pytest.approx(float(result.map.max()))
+        np.testing.assert_allclose(recovered, result.map, atol=info["scale"] / 2 + 1e-6)
+
+    color = cv2.imread(str(paths["color"]))
+    assert color.shape == (30, 40, 3)
+    side = cv2.imread(str(paths["side"]))
+    assert side.shape == (30, 80, 3)
+    np.testing.assert_array_equal(side[:, :40, ::-1], result.image)  # left half is the input
+
+
+def test_pfm_rows_are_stored_bottom_up(tmp_path):
+    result = _result("disparity")
+    paths, _ = _write(tmp_path, result, formats=("pfm",))
+    data = paths["pfm"].read_bytes()
+    header_end = [i for i, b in enumerate(data) if b == 0x0A][2] + 1
+    assert data[:3] == b"Pf\n" and b"-1" in data[:header_end]  # grey, little-endian
+    first_row = np.frombuffer(data[header_end:header_end + 4 * 40], "<f4")
+    np.testing.assert_array_equal(first_row, result.map[-1])
+
+
+def test_metric_png16_clips_beyond_65m_and_counts(tmp_path):
+    result = _result("depth")
+    result.map[0, 0] = 80.0
+    png, info = encode_png16(result.map, "depth")
+    assert png[0, 0] == 65535 and info["clipped_pixels"] == 1
+
+
+@pytest.mark.parametrize("kind", ["disparity", "depth"])
+def test_grayscale_closer_is_brighter(kind):
+    near, far = (5.0, 1.0) if kind == "disparity" else (1.0, 5.0)
+    m = np.array([[near, far]], np.float32)
+    rgb, info = colorize(m, kind, "gray", vmin=1.0, vmax=5.0)
+    assert rgb[0, 0].mean() == 255 and rgb[0, 1].mean() == 0
+    assert "closer" in info
+
+
+def test_no_temporary_files_are_left_and_files_are_readable(tmp_path):
+    import os
+    import stat
+
+    paths, _ = _write(tmp_path, _result("disparity"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(paths["npy"].stat().st_mode) == 0o666 & ~umask
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert leftovers == []
+
+
+def test_parse_formats():
+    assert parse_formats("npy, png16,json") == ("npy", "png16")
+    with pytest.raises(ValueError, match="unknown format"):
+        parse_formats("npy,jpeg")
+
+
+def test_a_crash_during_a_write_leaves_no_file(tmp_path, monkeypatch):
+    import os
+
+    from localdepth import writers
+
+    target = tmp_path / "out" / "photo.npy"
+    writers.atomic_write_bytes(target, b"old complete content")
+
+    real_replace = os.replace
+
+    def crash(src, dst):
+        raise KeyboardInterrupt  # e.g. Ctrl-C after the data went out, before the rename
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        writers.atomic_write_bytes(target, b"new content")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert target.read_bytes() == b"old complete content"
+    assert [p.name for p in target.parent.iterdir()] == ["photo.npy"]
