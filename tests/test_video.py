@@ -33,10 +33,11 @@ def pan_zoom_frames(photo: Path, n: int = 48, size: tuple[int, int] = (256, 192)
     """``n`` RGB frames of a slow pan (left to right) and zoom (1.0 -> 1.25x) over a photo.
 
     With ``exposure``, the brightness pulses from frame to frame (gain 0.75..1.3), as
-    auto-exposure does in real footage. PyDNet++'s raw disparity scales with brightness
-    (measured: a 1.4x brighter frame gives ~25% larger values), so the model's own output
-    then pulses the way per-frame normalised depth video does; that is what --stabilize
-    align has to remove.
+    auto-exposure does in real footage. PyDNet++'s disparity follows brightness (measured on
+    demo01 at 256x170: a 1.4x brighter frame has a 21% lower mean and a 30% smaller 1st-99th
+    percentile spread), so the model's own output then pulses the way per-frame normalised
+    depth video does; that is what --stabilize align has to remove. (Without the pulse it
+    flickers by itself too, less: see docs/video.md.)
     """
     bgr = cv2.imread(str(photo))
     img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
