@@ -10,7 +10,7 @@ import warnings
 from ..errors import LocalDepthError
 
 #: subcommand modules in this package; each defines ``register(subparsers)``
-COMMANDS = ("run", "models")
+COMMANDS = ("run", "models", "export", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

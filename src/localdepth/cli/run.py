@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", "-b", type=int, default=1, help="images per forward pass (same-size images)")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs are all there (resume)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
+                   help="decode, infer and write one after the other (default: overlapped)")
+    p.add_argument("--workers", type=int, metavar="N", help="image decoding threads (default: up to 4)")
     add_model_args(p)
     p.set_defaults(func=main)
 
@@ -52,7 +55,8 @@ def main(args: argparse.Namespace) -> int:
     estimator = load_from_args(args)
     options = WriteOptions(formats=formats, cmap=args.cmap, grayscale=args.grayscale)
     runner = Runner(estimator, args.outdir, options, batch_size=args.batch_size,
-                    skip_existing=args.skip_existing, progress=not args.quiet)
+                    skip_existing=args.skip_existing, progress=not args.quiet,
+                    pipeline=args.pipeline, workers=args.workers)
     summary = runner.run(items)
     print(summary.line(args.outdir), file=sys.stderr)
     if summary.interrupted:
