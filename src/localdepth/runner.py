@@ -128,6 +128,7 @@ class Runner:
         bar = tqdm(total=len(items), unit="img", disable=not self.progress or len(items) < 2,
                    dynamic_ncols=True, file=sys.stderr)
         order = {id(item): i for i, item in enumerate(items)}
+        self._late_outcomes: list[ItemOutcome] = []
         outcomes = self._pipelined(items) if self.pipeline else self._outcomes(items)
         try:
             for outcome in outcomes:
@@ -140,6 +141,7 @@ class Runner:
             summary.interrupted = True
         finally:
             outcomes.close()  # the pipeline's finally: cancel queued work, wait for writes under way
+            summary.outcomes.extend(self._late_outcomes)
             bar.close()
             summary.seconds = time.perf_counter() - start
         summary.outcomes.sort(key=lambda o: order.get(id(o.item), len(order)))
@@ -266,6 +268,8 @@ class Runner:
                 f.cancel()  # queued work is dropped; running work finishes
             decoders.shutdown(wait=True, cancel_futures=True)
             writers.shutdown(wait=True, cancel_futures=True)
+            # writes that were under way when the run stopped (Ctrl-C) did finish: report them
+            self._late_outcomes = [f.result() for f in writes if f.done() and not f.cancelled()]
 
     def _infer_batch(self, batch: list[_Decoded]):
         """Yield ``(decoded, result, None)`` or ``(decoded, None, failure)`` for each input of ``batch``,
