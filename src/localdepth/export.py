@@ -18,6 +18,7 @@ the weight files' contents), where ``--backend onnx`` and ``--backend auto`` fin
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -98,9 +99,19 @@ def weights_identity(resolved: ResolvedWeights) -> str:
             digest.update(p.read_bytes())
         elif p.suffix in (".safetensors", ".bin"):
             target = p.resolve()
-            blob = target.name if _HEX64.match(target.name) else sha256_of(target)
+            if _HEX64.match(target.name):
+                blob = target.name
+            else:
+                st = target.stat()
+                blob = _file_sha256(str(target), st.st_size, st.st_mtime_ns)
             digest.update(f"{p.name}:{blob}".encode())
     return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, remembered for the process while its size and mtime stay the same."""
+    return sha256_of(Path(path))
 
 
 def cache_path(spec: ModelSpec, resolved: ResolvedWeights, variant: str = "fp32") -> Path:
@@ -113,6 +124,8 @@ def cache_path(spec: ModelSpec, resolved: ResolvedWeights, variant: str = "fp32"
 def cached_export(spec: ModelSpec, resolved: ResolvedWeights, variant: str = "fp32") -> Path | None:
     if spec.format != "transformers" or not Path(resolved.path).is_dir():
         return None
+    if not (model_dir(spec) / "onnx").is_dir():
+        return None  # nothing was ever exported: no need to hash the weights
     path = cache_path(spec, resolved, variant)
     return path if path.is_file() else None
 
@@ -231,12 +244,20 @@ def make_variant(fp32_path: Path, variant: str, output: Path) -> Path:
         onnx.save(model, str(output))
         return output
     if variant == "int8":
+        import logging
+
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         # MatMul only: the ViT's linear layers carry most FLOPs and have fast int8 kernels on CPUs;
         # ConvInteger is slower than float convolutions in ONNX Runtime.
-        quantize_dynamic(str(fp32_path), str(output), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul"], per_channel=True)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer logs advice about pre-processing to the root logger
+        try:
+            quantize_dynamic(str(fp32_path), str(output), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul"], per_channel=True)
+        finally:
+            root.setLevel(level)
         return output
     raise ExportError(f"unknown ONNX variant '{variant}'; choose one of {', '.join(VARIANTS)}")
 

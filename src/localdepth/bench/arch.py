@@ -59,6 +59,9 @@ def random_weights_folder(spec: ModelSpec, folder: Path, seed: int = 0) -> Path 
     except ImportError:
         from transformers import DPTImageProcessor
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     torch.manual_seed(seed)
     model = DepthAnythingForDepthEstimation(config).eval()
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,9 @@ def count_flops(folder: Path, height: int, width: int) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoModelForDepthEstimation
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     model = AutoModelForDepthEstimation.from_pretrained(str(folder), attn_implementation="eager").eval()
     x = torch.zeros(1, 3, height, width)
     counter = FlopCounterMode(display=False)
