@@ -204,8 +204,9 @@ def export_fp32(model, spec: ModelSpec, output: Path, *, opset: int = OPSET) -> 
             )
             program.save(str(output))
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"torch.onnx.export failed for {spec.name}: {first[:300]}") from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # the exporter colours its messages
+        first = text.splitlines()[0] if text else type(e).__name__
+        raise ExportError(f"torch.onnx.export cannot export {spec.name} with dynamic shapes: {first[:300]}") from None
     return output
 
 
@@ -359,8 +360,13 @@ def export(spec: ModelSpec, resolved: ResolvedWeights, variant: str = "fp32", *,
     t0 = time.perf_counter()
     model = TorchBackend(Path(resolved.path), device="cpu", dtype="fp32").model
     x, label = check_input(spec, check_image, input_size)
-    with torch.inference_mode():
-        reference = model(pixel_values=torch.from_numpy(x)).predicted_depth.numpy()
+    try:
+        with torch.inference_mode():
+            reference = model(pixel_values=torch.from_numpy(x)).predicted_depth.numpy()
+    except Exception as e:  # the model itself cannot run this input: nothing to compare with
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"PyTorch cannot run {spec.name} on the check input {tuple(x.shape)}: {first[:200]}; "
+                          f"try another --check-image or --input-size") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export.") as tmp:
         fp32_tmp = Path(tmp) / "fp32.onnx"
