@@ -48,6 +48,8 @@ class BenchConfig:
     matmul_n: int = 2048
     quick: bool = False
     command: str = ""
+    compile: bool = False  # PyTorch rows: torch.compile
+    cuda_graphs: bool = False  # PyTorch rows on CUDA: CUDA graph replay
 
     @classmethod
     def quick_config(cls, **overrides) -> BenchConfig:
@@ -254,7 +256,10 @@ def run_bench(config: BenchConfig) -> dict:
                         _log(f"skip {backend} {dtype}: {why}")
                         continue
                     try:
-                        estimator = load(spec.name, weights=folder, backend=backend, device=device, dtype=dtype)
+                        torch_options = {"compile": config.compile, "cuda_graphs": config.cuda_graphs} \
+                            if backend == "torch" else {}
+                        estimator = load(spec.name, weights=folder, backend=backend, device=device, dtype=dtype,
+                                         **torch_options)
                     except LocalDepthError as e:
                         report["skipped"].append({"model": spec.name, "backend": backend, "dtype": dtype, "why": str(e)})
                         _log(f"skip {backend} {dtype}: {e}")
@@ -331,6 +336,7 @@ def _measure_row(spec, estimator, backend, dtype, size, batch, config, files, ph
     pipe = model_info["pipeline"].get(str(size))
     row = {
         "model": spec.name, "backend": backend, "dtype": estimator.backend.dtype,
+        "options": {k: v for k, v in estimator.backend.describe().items() if k in ("compile", "cuda_graphs")},
         "device": estimator.backend.device, "size": size, "batch": batch,
         "network_input": list(_net_hw(spec, size)),
         "model_ms_per_batch": model_st, "model_ms_per_image": per_image_ms,

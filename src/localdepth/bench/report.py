@@ -41,7 +41,7 @@ def markdown(report: dict) -> str:
         dev = r.get("deviation_vs_fp32")
         dev_s = "–" if not dev else f"{dev['max_rel']:.1e} / {dev['mean_rel']:.1e}"
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r['dtype']} | {r['device']} | {r['size']} | {r['batch']} "
+            f"| {r['model']} | {r['backend']}{_opts(r)} | {r['dtype']} | {r['device']} | {r['size']} | {r['batch']} "
             f"| {r['model_ms_per_image']:.1f} | {r['model_p90_ms_per_image']:.1f} | {r['model_images_per_s']:.2f} "
             f"| {r['model_vs_roofline']:.2f} | {r['e2e_images_per_s']:.2f} | {_f(r['e2e_vs_pipeline'])} "
             f"| {dev_s} | {r['peak_rss_mb']:.0f} | {_f(r['peak_gpu_mb'], '.0f')} |")
@@ -51,6 +51,11 @@ def markdown(report: dict) -> str:
               "× pipeline: end-to-end images/s (decode → write) / the Transformers pipeline's in the same run; "
               "deviation: |output − PyTorch fp32| relative to the output's range."]
     return "\n".join(lines) + "\n"
+
+
+def _opts(row: dict) -> str:
+    opts = [k.replace("_", "-") for k, v in row.get("options", {}).items() if v]
+    return f" ({', '.join(opts)})" if opts else ""
 
 
 def _load(v) -> str:

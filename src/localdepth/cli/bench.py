@@ -44,6 +44,8 @@ def register(sub) -> None:
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="JSON report (default: bench.json)")
     p.add_argument("--markdown", type=Path, default=Path("bench.md"), help="Markdown table (default: bench.md)")
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (default: PyTorch's)")
+    p.add_argument("--compile", action="store_true", help="PyTorch rows: torch.compile (the warm-up compiles)")
+    p.add_argument("--cuda-graphs", action="store_true", help="PyTorch rows on CUDA: replay CUDA graphs")
     p.set_defaults(func=main)
 
 
@@ -63,6 +65,8 @@ def main(args: argparse.Namespace) -> int:
     config.device = args.device
     config.image = args.image
     config.baseline = not args.no_baseline
+    config.compile = args.compile
+    config.cuda_graphs = args.cuda_graphs
     for name in ("backend", "size", "batch", "dtype"):
         value = getattr(args, name)
         if value:
