@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localdepth import export, registry
-from localdepth.weights import ResolvedWeights
+pytest.importorskip("onnxruntime", reason="the ONNX tests need the onnx extra: pip install 'localdepth[onnx]'")
+
+from localdepth import export, registry  # noqa: E402
+from localdepth.weights import ResolvedWeights  # noqa: E402
 
 SPEC = registry.get("depth-anything-v2-small")
 
