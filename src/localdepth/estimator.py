@@ -127,21 +127,33 @@ class DepthEstimator:
             t0 = time.perf_counter()
             batch = np.stack([self.preprocess(images[i]) for i in group])
             pre_ms = _ms(t0) / len(group)
-            t0 = time.perf_counter()
-            raw = self.infer(batch)
-            infer_ms = _ms(t0) / len(group)
-            for j, i in enumerate(group):
-                t0 = time.perf_counter()
-                h, w = images[i].shape[:2]
-                depth = to_original_size(raw[j], h, w, self.spec.output)
-                results[i] = DepthResult(
-                    map=depth, kind=self.spec.output, model=self.spec.name,
-                    input_size=tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3]),
-                    timings={"preprocess": pre_ms, "inference": infer_ms, "postprocess": _ms(t0)},
-                    source=sources[i], image=images[i] if keep_image else None,
-                    max_depth=self.spec.max_depth,
-                )
+            group_results = self.predict_prepared(
+                [images[i] for i in group], batch, sources=[sources[i] for i in group], keep_image=keep_image)
+            for i, r in zip(group, group_results):
+                r.timings = {"preprocess": pre_ms, **r.timings}
+                results[i] = r
         return results  # type: ignore[return-value]
+
+    def predict_prepared(self, images: Sequence[np.ndarray], batch: np.ndarray, *,
+                         sources: Sequence[str | None] | None = None, keep_image: bool = False) -> list[DepthResult]:
+        """Infer one already preprocessed batch (``np.stack`` of :meth:`preprocess` outputs of
+        same-size ``images``) and bring each map back to its image's size."""
+        sources = list(sources) if sources is not None else [None] * len(images)
+        t0 = time.perf_counter()
+        raw = self.infer(batch)
+        infer_ms = _ms(t0) / len(images)
+        input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
+        results = []
+        for j, image in enumerate(images):
+            t0 = time.perf_counter()
+            h, w = image.shape[:2]
+            depth = to_original_size(raw[j], h, w, self.spec.output)
+            results.append(DepthResult(
+                map=depth, kind=self.spec.output, model=self.spec.name, input_size=input_size,
+                timings={"inference": infer_ms, "postprocess": _ms(t0)},
+                source=sources[j], image=image if keep_image else None, max_depth=self.spec.max_depth,
+            ))
+        return results
 
     def _groups(self, images: Sequence[np.ndarray], batch_size: int) -> Iterable[list[int]]:
         limit = max(1, batch_size)
@@ -183,12 +195,14 @@ class DepthEstimator:
 
 def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | None = None,
          backend: str = "auto", device: str = "auto", dtype: str = "auto",
-         input_size: int | None = None, download: bool = True) -> DepthEstimator:
+         input_size: int | None = None, download: bool = True, compile: bool = False,
+         cuda_graphs: bool = False) -> DepthEstimator:
     """Load a model by registry name (``depth-anything-v2-small`` or ``depth_anything_v2_small``).
 
     ``weights``: a Hugging Face-format folder or a weights file to use instead of the cache.
-    ``backend``: ``auto``, ``torch`` or ``tflite``. ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
-    ``dtype``: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``.
+    ``backend``: ``auto``, ``torch``, ``onnx`` or ``tflite``. ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
+    ``dtype``: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``, ``int8`` (ONNX).
+    ``compile``/``cuda_graphs``: PyTorch only (``torch.compile``; CUDA graph replay per input shape).
     """
     spec = registry.get(name)
     if input_size is not None:
@@ -199,5 +213,6 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
             raise LocalDepthError(f"--input-size must be at least {pre.multiple_of} for {spec.name}")
     resolved = resolve(spec, weights, download=download)
     warn_licence(spec)
-    engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype)
+    engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype,
+                            compile=compile, cuda_graphs=cuda_graphs)
     return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)

@@ -1,13 +1,23 @@
 """Running an estimator over many inputs: decode -> predict (batched) -> write.
 
 One bad input costs one line on stderr and its own result only; the rest go on.
+
+By default the stages overlap (``pipeline=True``): a thread pool decodes and preprocesses the
+next images while the backend infers the current batch, and another writes finished results
+in the background. Both run through bounded windows of futures, so memory holds at most a
+few batches whatever the number of inputs. Batches are the same as in the sequential path
+(``pipeline=False``), so both write the same files. On Ctrl-C, queued work is cancelled and
+writes already under way finish; every file is written atomically, so none is half-written.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +78,8 @@ class _Decoded:
     paths: dict[str, Path]
     image: np.ndarray
     decode_ms: float
+    network_input: np.ndarray | None = None  # preprocessed in the pipelined path
+    preprocess_ms: float = 0.0
 
 
 def plan(item: InputItem, outdir: Path, options: WriteOptions) -> dict[str, Path]:
@@ -82,12 +94,15 @@ def plan(item: InputItem, outdir: Path, options: WriteOptions) -> dict[str, Path
 class Runner:
     """Runs one estimator over inputs and writes results (see module docstring).
 
-    ``on_error`` receives one line per failed input (default: stderr).
+    ``on_error`` receives one line per failed input (default: stderr). ``pipeline=False`` runs
+    the stages one after the other; ``workers`` is the number of decoding threads (default:
+    up to 4, one per CPU).
     """
 
     def __init__(self, estimator: DepthEstimator, outdir: Path, options: WriteOptions, *,
                  batch_size: int = 1, skip_existing: bool = False, progress: bool = True,
-                 on_error: Callable[[str], None] | None = None):
+                 on_error: Callable[[str], None] | None = None, pipeline: bool = True,
+                 workers: int | None = None):
         self.estimator = estimator
         self.outdir = Path(outdir)
         self.options = options
@@ -97,6 +112,13 @@ class Runner:
         self.on_error = on_error or (lambda line: print(f"localdepth: error: {line}", file=sys.stderr))
         self.model_info = estimator.describe()
         self.keep_image = "side" in options.formats
+        self.pipeline = pipeline
+        self.workers = max(1, workers or min(4, os.cpu_count() or 1))
+        #: inputs decoded ahead of inference, and results waiting to be written, at most
+        self.decode_window = 2 * self.batch_size + self.workers
+        self.write_window = 2 * self.batch_size + 2
+        #: most inputs held in memory at once during the last run (decoded, not yet written)
+        self.peak_in_flight = 0
 
     def run(self, items: list[InputItem]) -> RunSummary:
         from tqdm.auto import tqdm
@@ -105,8 +127,11 @@ class Runner:
         start = time.perf_counter()
         bar = tqdm(total=len(items), unit="img", disable=not self.progress or len(items) < 2,
                    dynamic_ncols=True, file=sys.stderr)
+        order = {id(item): i for i, item in enumerate(items)}
+        self._late_outcomes: list[ItemOutcome] = []
+        outcomes = self._pipelined(items) if self.pipeline else self._outcomes(items)
         try:
-            for outcome in self._outcomes(items):
+            for outcome in outcomes:
                 summary.outcomes.append(outcome)
                 if outcome.status == "failed":
                     bar.clear()
@@ -115,8 +140,11 @@ class Runner:
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
+            outcomes.close()  # the pipeline's finally: cancel queued work, wait for writes under way
+            summary.outcomes.extend(self._late_outcomes)
             bar.close()
             summary.seconds = time.perf_counter() - start
+        summary.outcomes.sort(key=lambda o: order.get(id(o.item), len(order)))
         return summary
 
     def _outcomes(self, items: list[InputItem]) -> Iterator[ItemOutcome]:
@@ -168,3 +196,110 @@ class Runner:
                 yield ItemOutcome(d.item, "failed", f"{d.item.path}: cannot write outputs ({_short(e)})")
                 continue
             yield ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------------- pipelined path
+
+    def _prepare_input(self, item: InputItem) -> tuple[ItemOutcome | None, _Decoded | None]:
+        """Decode and preprocess one item (runs in a decoding thread)."""
+        outcome, decoded = self._prepare(item)
+        if decoded is None:
+            return outcome, None
+        try:
+            t0 = time.perf_counter()
+            decoded.network_input = self.estimator.preprocess(decoded.image)
+            decoded.preprocess_ms = (time.perf_counter() - t0) * 1000
+        except Exception as e:
+            return ItemOutcome(item, "failed", f"{item.path}: cannot preprocess ({_short(e)})"), None
+        return None, decoded
+
+    def _write(self, d: _Decoded, result) -> ItemOutcome:
+        """Write one result (runs in a writing thread)."""
+        t0 = time.perf_counter()
+        try:
+            write_result(result, d.paths, self.options, self.model_info)
+        except Exception as e:
+            return ItemOutcome(d.item, "failed", f"{d.item.path}: cannot write outputs ({_short(e)})")
+        return ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
+
+    def _pipelined(self, items: list[InputItem]) -> Iterator[ItemOutcome]:
+        decoders = ThreadPoolExecutor(self.workers, thread_name_prefix="localdepth-decode")
+        writers = ThreadPoolExecutor(2, thread_name_prefix="localdepth-write")
+        ahead: deque[Future] = deque()  # decode+preprocess futures, in input order
+        writes: deque[Future] = deque()  # write futures, in submission order
+        queue = iter(items)
+        self.peak_in_flight = in_flight = 0  # inputs taken from the queue whose outcome is not out yet
+
+        def finished_writes(block_until: int) -> Iterator[ItemOutcome]:
+            nonlocal in_flight
+            while writes and (len(writes) > block_until or writes[0].done()):
+                in_flight -= 1
+                yield writes.popleft().result()
+
+        try:
+            while True:
+                while len(ahead) < self.decode_window and (item := next(queue, None)) is not None:
+                    ahead.append(decoders.submit(self._prepare_input, item))
+                    in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, in_flight)
+                if not ahead:
+                    break
+                batch: list[_Decoded] = []
+                while ahead and len(batch) < self.batch_size:
+                    outcome, decoded = ahead.popleft().result()
+                    if outcome is not None:
+                        in_flight -= 1
+                        yield outcome
+                    else:
+                        batch.append(decoded)
+                    if len(batch) < self.batch_size and (item := next(queue, None)) is not None:
+                        ahead.append(decoders.submit(self._prepare_input, item))
+                        in_flight += 1
+                        self.peak_in_flight = max(self.peak_in_flight, in_flight)
+                for d, result, failure in self._infer_batch(batch):
+                    if failure is not None:
+                        in_flight -= 1
+                        yield failure
+                        continue
+                    writes.append(writers.submit(self._write, d, result))
+                yield from finished_writes(self.write_window)
+            yield from finished_writes(0)
+        finally:
+            for f in (*ahead, *writes):
+                f.cancel()  # queued work is dropped; running work finishes
+            decoders.shutdown(wait=True, cancel_futures=True)
+            writers.shutdown(wait=True, cancel_futures=True)
+            # writes that were under way when the run stopped (Ctrl-C) did finish: report them
+            self._late_outcomes = [f.result() for f in writes if f.done() and not f.cancelled()]
+
+    def _infer_batch(self, batch: list[_Decoded]):
+        """Yield ``(decoded, result, None)`` or ``(decoded, None, failure)`` for each input of ``batch``,
+        inferring same-size runs together as :meth:`DepthEstimator.predict_decoded` groups them."""
+        limit = self.batch_size
+        if self.estimator.backend.max_batch:
+            limit = min(limit, self.estimator.backend.max_batch)
+        group: list[_Decoded] = []
+        for d in batch:
+            if group and (d.network_input.shape != group[0].network_input.shape or len(group) >= limit):
+                yield from self._infer_group(group)
+                group = []
+            group.append(d)
+        if group:
+            yield from self._infer_group(group)
+
+    def _infer_group(self, group: list[_Decoded]):
+        try:
+            results = self.estimator.predict_prepared(
+                [d.image for d in group], np.stack([d.network_input for d in group]),
+                sources=[str(d.item.path) for d in group], keep_image=self.keep_image)
+        except Exception as e:
+            if len(group) == 1:
+                d = group[0]
+                yield d, None, ItemOutcome(d.item, "failed", f"{d.item.path}: inference failed ({_short(e)})")
+                return
+            for d in group:  # one by one, so that one image that breaks the batch fails alone
+                yield from self._infer_group([d])
+            return
+        for d, result in zip(group, results):
+            d.network_input = None  # not needed any more; free it before the write
+            result.timings = {"decode": d.decode_ms, "preprocess": d.preprocess_ms, **result.timings}
+            yield d, result, None

@@ -16,8 +16,10 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None
                    help="weights to use instead of the cache: a Hugging Face-format folder or a weights file")
     g.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (default: auto)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                   help="precision (default: auto = fp16 on CUDA, fp32 elsewhere)")
+    g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"),
+                   help="precision (default: auto = fp16 on CUDA, fp32 elsewhere; int8: ONNX Runtime)")
+    g.add_argument("--compile", action="store_true", help="PyTorch: torch.compile the model (slow first batch)")
+    g.add_argument("--cuda-graphs", action="store_true", help="PyTorch on CUDA: replay a CUDA graph per input shape")
     g.add_argument("--input-size", type=int, metavar="N",
                    help="network input size (short side for Depth Anything; default: the model's)")
 
@@ -26,4 +28,5 @@ def load_from_args(args: argparse.Namespace, name: str | None = None):
     from ..estimator import load
 
     return load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
-                dtype=args.dtype, input_size=args.input_size)
+                dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
+                cuda_graphs=getattr(args, "cuda_graphs", False))

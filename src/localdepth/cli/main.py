@@ -10,7 +10,7 @@ import warnings
 from ..errors import LocalDepthError
 
 #: subcommand modules in this package; each defines ``register(subparsers)``
-COMMANDS = ("run", "models", "align", "pointcloud", "eval", "serve", "batch", "video")
+COMMANDS = ("run", "models", "export", "bench", "align", "pointcloud", "eval", "video", "serve", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,9 @@ def register(sub) -> None:
                         "need --relative; several inputs: <outdir>/<name>_points<suffix>")
     p.add_argument("--mesh", type=Path, metavar="PATH", help="also write a mesh from the depth grid (.ply/.obj/.glb)")
     add_camera_args(p)
+    p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
+                   help="decode, infer and write one after the other (default: overlapped)")
+    p.add_argument("--workers", type=int, metavar="N", help="image decoding threads (default: up to 4)")
     add_model_args(p)
     p.set_defaults(func=main)
 
@@ -61,7 +64,8 @@ def main(args: argparse.Namespace) -> int:
     if args.pointcloud or args.mesh:
         return run_with_geometry(args, items, estimator, options)
     runner = Runner(estimator, args.outdir, options, batch_size=args.batch_size,
-                    skip_existing=args.skip_existing, progress=not args.quiet)
+                    skip_existing=args.skip_existing, progress=not args.quiet,
+                    pipeline=args.pipeline, workers=args.workers)
     summary = runner.run(items)
     print(summary.line(args.outdir), file=sys.stderr)
     if summary.interrupted:

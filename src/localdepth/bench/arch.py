@@ -1,0 +1,95 @@
+"""Random weights of a real architecture (same FLOPs as the released weights) and FLOP counts.
+
+Used when the released weights are not on the machine: the timings of a network do not depend
+on the values of its weights, so a randomly initialised Depth Anything V2 of the released
+configuration measures the same speed. Reports say when they used such weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..registry import ModelSpec
+
+#: Depth Anything V2 configurations as released (Hugging Face ``*-hf`` repositories)
+_DA2 = {
+    "small": {"hidden": 384, "layers": 12, "heads": 6, "out": [3, 6, 9, 12], "neck": [48, 96, 192, 384], "fusion": 64},
+    "base": {"hidden": 768, "layers": 12, "heads": 12, "out": [3, 6, 9, 12], "neck": [96, 192, 384, 768], "fusion": 128},
+    "large": {"hidden": 1024, "layers": 24, "heads": 16, "out": [5, 12, 18, 24], "neck": [256, 512, 1024, 1024],
+              "fusion": 256},
+}
+
+
+def architecture_config(spec: ModelSpec):
+    """The Transformers config of ``spec``'s released architecture, or None when it is not known here."""
+    from transformers import DepthAnythingConfig, Dinov2Config
+
+    if not spec.family.startswith("depth-anything-v2"):
+        return None
+    size = spec.name.rsplit("-", 1)[-1]
+    if size not in _DA2:
+        return None
+    a = _DA2[size]
+    backbone = Dinov2Config(
+        hidden_size=a["hidden"], num_hidden_layers=a["layers"], num_attention_heads=a["heads"], mlp_ratio=4,
+        patch_size=14, image_size=518, layerscale_value=1.0, out_indices=a["out"],
+        reshape_hidden_states=False, apply_layernorm=True,
+    )
+    metric = spec.output == "depth"
+    return DepthAnythingConfig(
+        backbone_config=backbone, neck_hidden_sizes=a["neck"], reassemble_hidden_size=a["hidden"],
+        reassemble_factors=[4, 2, 1, 0.5], fusion_hidden_size=a["fusion"], head_hidden_size=32, patch_size=14,
+        depth_estimation_type="metric" if metric else "relative", max_depth=spec.max_depth or 1,
+    )
+
+
+def random_weights_folder(spec: ModelSpec, folder: Path, seed: int = 0) -> Path | None:
+    """Save a randomly initialised ``spec`` (released architecture) with its image processor in
+    ``folder`` (reused when already there). None when the architecture is not known here."""
+    config = architecture_config(spec)
+    if config is None:
+        return None
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    import torch
+    from transformers import DepthAnythingForDepthEstimation
+
+    try:  # Transformers 5 without torchvision: the PIL processor
+        from transformers import DPTImageProcessorPil as DPTImageProcessor
+    except ImportError:
+        from transformers import DPTImageProcessor
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    model = DepthAnythingForDepthEstimation(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    pre = spec.preprocessing
+    DPTImageProcessor(
+        do_resize=True, size={"height": pre.input_size, "width": pre.input_size}, keep_aspect_ratio=True,
+        ensure_multiple_of=pre.multiple_of, resample=3, do_rescale=True, do_normalize=True,
+        image_mean=list(pre.mean), image_std=list(pre.std), do_pad=False,
+    ).save_pretrained(folder)
+    return folder
+
+
+def count_flops(folder: Path, height: int, width: int) -> int:
+    """FLOPs of one forward pass at ``height x width`` (batch 1; a multiply-add counts 2).
+
+    Counted with eager attention: PyTorch's FLOP counter has no formula for the CPU SDPA kernel,
+    and both compute the same products.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForDepthEstimation
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model = AutoModelForDepthEstimation.from_pretrained(str(folder), attn_implementation="eager").eval()
+    x = torch.zeros(1, 3, height, width)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(pixel_values=x)
+    return int(counter.get_total_flops())

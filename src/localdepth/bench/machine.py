@@ -1,0 +1,90 @@
+"""What machine a benchmark ran on, and what its matrix units deliver."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_bf16_cpu() -> bool:
+    """True where the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX), so torch bf16 pays off."""
+    flags = cpu_flags()
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+def machine_info() -> dict:
+    """CPU, cores, GPU and library versions."""
+    import numpy
+    import torch
+    import transformers
+
+    from ..backends.onnx_backend import physical_cores
+
+    info = {
+        "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(),
+        "cpu_bf16": has_bf16_cpu(), "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "torch": torch.__version__, "transformers": transformers.__version__, "numpy": numpy.__version__,
+        "gpu": None, "load_average": load_average(),
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+        info["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        info["onnxruntime"] = None
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info["gpu"] = {"name": p.name, "memory_gb": round(p.total_memory / 2**30, 1),
+                       "capability": f"{p.major}.{p.minor}", "cuda": torch.version.cuda}
+    return info
+
+
+def matmul_flops(dtype: str = "fp32", device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
+    """Measured square-matmul throughput in FLOP/s (best of ``repeats``; 2 n^3 FLOPs per product)."""
+    import torch
+
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    a = torch.randn(n, n, device=device).to(torch_dtype)
+    b = torch.randn(n, n, device=device).to(torch_dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    with torch.inference_mode():
+        torch.mm(a, b)
+        sync()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            sync()
+            best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best

@@ -1,0 +1,51 @@
+"""``localdepth export``: a registry model -> ONNX (dynamic batch/height/width), checked against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from .. import registry
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a model to ONNX, checked against PyTorch",
+        description="Export a Transformers model of the registry to ONNX with dynamic batch, height and width, "
+                    "print its parity against PyTorch (max and mean absolute error on one image) and refuse to "
+                    "write it when the parity fails. The export is also cached beside the weights, where "
+                    "`--backend onnx` and `--backend auto` find it.")
+    p.add_argument("--model", "-m", default=registry.DEFAULT_MODEL, help="registry name (default: %(default)s)")
+    p.add_argument("--weights", metavar="PATH", help="a Hugging Face-format folder to export instead of the cache")
+    p.add_argument("--output", "-o", type=Path, help="where to write the .onnx file (default: only the cache)")
+    p.add_argument("--quantize", choices=("int8", "fp16"),
+                   help="int8: ONNX Runtime dynamic quantization (CPUs); fp16: half precision (GPUs)")
+    p.add_argument("--check-image", metavar="PHOTO",
+                   help="the photo the parity is measured on (default: a synthetic image)")
+    p.add_argument("--input-size", type=int, metavar="N", help="network input size of the parity check")
+    p.add_argument("--force", action="store_true", help="export again even when the cache has this model")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..export import export
+    from ..weights import resolve
+
+    spec = registry.get(args.model)
+    resolved = resolve(spec, args.weights)
+    variant = args.quantize or "fp32"
+    report = export(spec, resolved, variant, check_image=args.check_image, input_size=args.input_size,
+                    force=args.force, log=lambda line: print(f"localdepth: {line}", file=sys.stderr))
+    if report.fp32_parity is not None:
+        print(report.fp32_parity.line())
+    print(report.parity.line())
+    print(f"{'reused' if report.cached else 'cached'}: {report.path}")
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.output.with_name(f".{args.output.name}.tmp")
+        shutil.copyfile(report.path, tmp)
+        tmp.replace(args.output)
+        print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,158 @@
+"""The pipelined runner: same files as the sequential one in any order of completion, bounded
+memory, and a clean stop on Ctrl-C (no half-written or temporary files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import rng_image
+from localdepth import runner as runner_module
+from localdepth.inputs import expand_inputs
+from localdepth.runner import Runner
+from localdepth.writers import WriteOptions
+
+FORMATS = ("npy", "png16", "color")
+
+
+@pytest.fixture(scope="module")
+def small_estimator(tiny_da_dir):
+    import localdepth
+
+    return localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, device="cpu", input_size=42)
+
+
+def _images(folder: Path, n: int, broken: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        h, w = (30, 40) if i % 3 else (40, 30)  # two network sizes, so batches split by size
+        cv2.imwrite(str(folder / f"im{i:03d}.png"), rng_image(h, w, seed=i))
+    if broken:
+        (folder / "im_broken.png").write_bytes(b"not a png")
+    return folder
+
+
+def _tree(outdir: Path) -> dict[str, object]:
+    """Every output file: bytes, except the sidecars' timings (they measure wall time)."""
+    files = {}
+    for p in sorted(outdir.rglob("*")):
+        if p.is_file():
+            rel = str(p.relative_to(outdir))
+            if p.suffix == ".json":
+                meta = json.loads(p.read_text())
+                meta.pop("timings_ms", None)
+                files[rel] = meta
+            else:
+                files[rel] = p.read_bytes()
+    return files
+
+
+def _leftovers(outdir: Path) -> list[Path]:
+    return [p for p in outdir.rglob("*") if p.name.startswith(".") or p.suffix in (".tmp", ".part")]
+
+
+def _delayed(fn, rng: random.Random, most: float):
+    lock = threading.Lock()
+
+    def wrapper(*args, **kwargs):
+        with lock:
+            pause = rng.uniform(0, most)
+        time.sleep(pause)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def test_pipelined_writes_exactly_what_sequential_writes(small_estimator, tmp_path, monkeypatch):
+    items = expand_inputs([str(_images(tmp_path / "in", 14))])
+    options = WriteOptions(formats=FORMATS)
+    seq = Runner(small_estimator, tmp_path / "seq", options, batch_size=3, progress=False, pipeline=False,
+                 on_error=lambda line: None).run(items)
+    for seed in (1, 2):  # random delays make decodes and writes finish in a different order each time
+        rng = random.Random(seed)
+        monkeypatch.setattr(runner_module, "load_image", _delayed(runner_module.load_image, rng, 0.02))
+        monkeypatch.setattr(runner_module, "write_result", _delayed(runner_module.write_result, rng, 0.03))
+        out = tmp_path / f"pipe{seed}"
+        pipe = Runner(small_estimator, out, options, batch_size=3, progress=False, pipeline=True, workers=3,
+                      on_error=lambda line: None).run(items)
+        monkeypatch.undo()
+        assert [(o.item.path, o.status) for o in pipe.outcomes] == [(o.item.path, o.status) for o in seq.outcomes]
+        assert pipe.ok == 14 and pipe.failed == 1
+        assert _tree(out) == _tree(tmp_path / "seq")
+        assert not _leftovers(out)
+
+
+def test_memory_stays_bounded_over_many_files(small_estimator, tmp_path):
+    items = expand_inputs([str(_images(tmp_path / "in", 120, broken=False))])
+    run = Runner(small_estimator, tmp_path / "out", WriteOptions(formats=("npy",)), batch_size=4,
+                 progress=False, workers=2)
+    summary = run.run(items)
+    assert summary.ok == 120
+    bound = run.decode_window + run.write_window + run.batch_size
+    assert 0 < run.peak_in_flight <= bound < 120
+
+
+def test_keyboard_interrupt_stops_cleanly(small_estimator, tmp_path, monkeypatch):
+    items = expand_inputs([str(_images(tmp_path / "in", 24, broken=False))])
+    options = WriteOptions(formats=FORMATS)
+    Runner(small_estimator, tmp_path / "ref", options, batch_size=2, progress=False, pipeline=False).run(items)
+    reference = _tree(tmp_path / "ref")
+
+    real_infer = small_estimator.backend.infer
+    calls = {"n": 0}
+
+    def interrupted_infer(batch):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
+        return real_infer(batch)
+
+    monkeypatch.setattr(small_estimator.backend, "infer", interrupted_infer)
+    monkeypatch.setattr(runner_module, "write_result", _delayed(runner_module.write_result, random.Random(0), 0.05))
+    out = tmp_path / "out"
+    summary = Runner(small_estimator, out, options, batch_size=2, progress=False, workers=2).run(items)
+    assert summary.interrupted
+    assert 0 < summary.ok < 24
+    assert not _leftovers(out), "no temporary files may be left behind"
+    written = _tree(out)
+    stems = {Path(k).stem for k in written if k.endswith(".json")}
+    assert len(stems) >= summary.ok
+    for stem in stems:  # each finished item is complete and identical to the uninterrupted run
+        for name in (f"{stem}.json", f"{stem}.npy", f"{stem}.png", f"{stem}_color.png"):
+            assert written[name] == reference[name]
+    assert all(Path(k).stem.replace("_color", "") in stems for k in written), \
+        "a file without its sidecar is a half-written item"
+
+
+def test_ctrl_c_on_the_command_line(tiny_da_dir, tmp_path):
+    folder = _images(tmp_path / "in", 60, broken=False)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localdepth", "run", str(folder), "-o", str(out), "--weights", str(tiny_da_dir),
+         "--device", "cpu", "--input-size", "42", "-f", "npy,color", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before Ctrl-C arrived")
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not _leftovers(out)
+    for sidecar in out.glob("*.json"):
+        assert (out / f"{sidecar.stem}_color.png").is_file()
+        assert np.load(out / f"{sidecar.stem}.npy").shape in ((30, 40), (40, 30))  # loads: not truncated
