@@ -55,17 +55,19 @@ def tiny_depth_anything_config(depth_estimation_type: str = "relative", max_dept
     backbone = Dinov2Config(
         hidden_size=32, num_hidden_layers=4, num_attention_heads=2, mlp_ratio=2, patch_size=14,
         image_size=518, out_indices=[1, 2, 3, 4], reshape_hidden_states=False, apply_layernorm=True,
+        initializer_range=0.1,
     )
     return DepthAnythingConfig(
         backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], reassemble_hidden_size=32,
         fusion_hidden_size=16, head_hidden_size=8, patch_size=14,
-        depth_estimation_type=depth_estimation_type, max_depth=max_depth,
+        depth_estimation_type=depth_estimation_type, max_depth=max_depth, initializer_range=0.1,
     )
 
 
 def _lift_relative_head(model) -> None:
-    """Random weights leave most pre-ReLU outputs of the last layer negative, so the map would be
-    mostly zeros; shifting the last bias keeps the random network's full output visible to tests."""
+    """Random weights give a last layer whose outputs are small and mostly negative, so the map
+    would be mostly ReLU zeros. Rescaling the last 1x1 convolution to unit spread around 4 keeps
+    the random network's full output visible, at a realistic magnitude (fp16 included)."""
     import torch
 
     captured = {}
@@ -74,8 +76,10 @@ def _lift_relative_head(model) -> None:
         model(pixel_values=torch.randn(1, 3, 126, 168, generator=torch.Generator().manual_seed(0)))
     hook.remove()
     out = captured["out"]
+    mean, std = float(out.mean()), float(out.std())
     with torch.no_grad():
-        model.head.conv3.bias += float(4 * out.std() - out.mean())
+        model.head.conv3.weight /= std
+        model.head.conv3.bias.copy_((model.head.conv3.bias - mean) / std + 4.0)
 
 
 def save_tiny_depth_anything(folder: Path, depth_estimation_type: str = "relative", max_depth: int = 20,
