@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from .. import registry
-from ..writers import FORMATS, parse_formats
-from .common import add_model_args
+
+from .common import add_format_args, add_model_args, formats_from_args
 
 
 def register(sub) -> None:
@@ -22,10 +22,7 @@ def register(sub) -> None:
                    help="image files, folders, globs, .txt lists, manifests (.csv/.parquet/.jsonl) or fsspec URLs")
     p.add_argument("--outdir", "-o", required=True,
                    help="output folder, or a URL (s3://bucket/depth) when its fsspec filesystem is installed")
-    p.add_argument("--format", "-f", default="npy,color", metavar="LIST",
-                   help=f"comma-separated: {', '.join(FORMATS)} (default: npy,color; the .json sidecar is always written)")
-    p.add_argument("--cmap", default="Spectral_r", help="Matplotlib colour map for color/side (default: Spectral_r)")
-    p.add_argument("--grayscale", action="store_true", help="grey colour map: closer = brighter")
+    add_format_args(p)
     p.add_argument("--manifest", metavar="PATH", help="result manifest (default: OUTDIR/manifest.parquet)")
     p.add_argument("--overwrite", action="store_true", help="predict again even when the outputs are complete")
     g = p.add_argument_group("ray")
@@ -48,15 +45,8 @@ def main(args: argparse.Namespace) -> int:
     from ..distributed.pipeline import BatchConfig, connect, require_ray, run_batch
     from ..distributed.sources import collect
     from ..errors import LocalDepthError
-    from ..writers import colormap_lut
 
-    try:
-        formats = parse_formats(args.format)
-        if not args.grayscale:
-            colormap_lut(args.cmap)
-    except ValueError as e:
-        print(f"localdepth: error: {e}", file=sys.stderr)
-        return 2
+    formats = formats_from_args(args)
     if args.workers < 1 or args.gpus_per_worker < 0 or args.batch_size < 1:
         print("localdepth: error: --workers and --batch-size must be at least 1, --gpus-per-worker not negative",
               file=sys.stderr)

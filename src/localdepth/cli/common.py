@@ -6,6 +6,8 @@ import argparse
 
 from .. import registry
 from ..backends import BACKENDS
+from ..errors import LocalDepthError
+from ..writers import FORMATS, colormap_lut, parse_formats
 
 
 def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None = registry.DEFAULT_MODEL) -> None:
@@ -30,3 +32,22 @@ def load_from_args(args: argparse.Namespace, name: str | None = None):
     return load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
                 dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
                 cuda_graphs=getattr(args, "cuda_graphs", False))
+
+
+def add_format_args(parser: argparse.ArgumentParser) -> None:
+    """--format, --cmap and --grayscale, as `run` and `batch` take them."""
+    parser.add_argument("--format", "-f", default="npy,color", metavar="LIST",
+                        help=f"comma-separated: {', '.join(FORMATS)} (default: npy,color; the .json sidecar is always written)")
+    parser.add_argument("--cmap", default="Spectral_r", help="Matplotlib colour map for color/side (default: Spectral_r)")
+    parser.add_argument("--grayscale", action="store_true", help="grey colour map: closer = brighter")
+
+
+def formats_from_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """The validated --format list (and --cmap); a bad value is a one-line usage error."""
+    try:
+        formats = parse_formats(args.format)
+        if not args.grayscale:
+            colormap_lut(args.cmap)
+    except ValueError as e:
+        raise LocalDepthError(str(e)) from None
+    return formats

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from ..inputs import expand_inputs
-from ..writers import FORMATS, WriteOptions, parse_formats
-from .common import add_model_args, load_from_args
+from ..writers import WriteOptions
+from .common import add_format_args, add_model_args, formats_from_args, load_from_args
 from .geomopts import add_camera_args, camera_sidecar, run_with_geometry
 
 
@@ -20,10 +20,7 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders, glob patterns or .txt lists")
     p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="another input (repeatable)")
     p.add_argument("--outdir", "-o", default="depth_out", type=Path, help="output folder (default: ./depth_out)")
-    p.add_argument("--format", "-f", default="npy,color", metavar="LIST",
-                   help=f"comma-separated: {', '.join(FORMATS)} (default: npy,color; the .json sidecar is always written)")
-    p.add_argument("--cmap", default="Spectral_r", help="Matplotlib colour map for color/side (default: Spectral_r)")
-    p.add_argument("--grayscale", action="store_true", help="grey colour map: closer = brighter")
+    add_format_args(p)
     p.add_argument("--batch-size", "-b", type=int, default=1, help="images per forward pass (same-size images)")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs are all there (resume)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -41,19 +38,12 @@ def register(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..runner import Runner
-    from ..writers import colormap_lut
 
     specs = list(args.inputs) + list(args.input)
     if not specs:
         print("localdepth: error: no input given; e.g. `localdepth run photo.jpg`", file=sys.stderr)
         return 2
-    try:
-        formats = parse_formats(args.format)
-        if not args.grayscale:
-            colormap_lut(args.cmap)
-    except ValueError as e:
-        print(f"localdepth: error: {e}", file=sys.stderr)
-        return 2
+    formats = formats_from_args(args)
     items = expand_inputs(specs)
     if not items:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)
