@@ -343,6 +343,9 @@ def export(spec: ModelSpec, resolved: ResolvedWeights, variant: str = "fp32", *,
         raise ExportError(f"{resolved.path} is already an exported model; pass the Hugging Face folder instead")
     if variant not in VARIANTS:
         raise ExportError(f"unknown ONNX variant '{variant}'; choose one of {', '.join(VARIANTS)}")
+    from .backends import require_onnx_extra
+
+    require_onnx_extra()
     log = log or (lambda line: None)
     target = cache_path(spec, resolved, variant)
     report_file = target.with_suffix(".json")

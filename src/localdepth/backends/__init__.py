@@ -16,6 +16,15 @@ BACKENDS = ("auto", "torch", "onnx", "tflite")
 _ONNX_VARIANT = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
 
 
+def require_onnx_extra() -> None:
+    """One line that says how to install the ONNX tools when one of them is missing."""
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendError(f"ONNX export and the ONNX backend need {', '.join(missing)}: pip install 'localdepth[onnx]'")
+
+
 def _onnx_runtime_device(device: str) -> str | None:
     """The device ONNX Runtime would run on for ``device``, or None when it cannot."""
     try:
@@ -92,6 +101,7 @@ def create_backend(spec: ModelSpec, weights: ResolvedWeights, *, backend: str = 
             raise BackendError(f"{spec.name} is a {spec.format} model; use --backend auto")
         if compile or cuda_graphs:
             raise BackendError("--compile and --cuda-graphs are PyTorch options; use --backend torch")
+        require_onnx_extra()
         from .onnx_backend import OnnxBackend, pick_providers
 
         if is_onnx_file:

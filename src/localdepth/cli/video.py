@@ -112,7 +112,12 @@ class PreviewWindow:
 
 
 def main(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from ..errors import LocalDepthError
+
+    if importlib.util.find_spec("av") is None:
+        raise LocalDepthError("localdepth video needs PyAV: pip install 'localdepth[video]'")
     from ..video import DepthVideoWriter, FrameFilesWriter, Position, Selection, open_source, process_clip
     from ..writers import colormap_lut
 
