@@ -24,7 +24,7 @@ def exported(tiny_da_dir, tmp_path_factory) -> dict[str, Path]:
     from localdepth.backends.torch_backend import TorchBackend
 
     folder = tmp_path_factory.mktemp("onnx")
-    model = TorchBackend(tiny_da_dir, device="cpu", dtype="fp32").model
+    model = TorchBackend(SPEC, tiny_da_dir, device="cpu", dtype="fp32").model
     paths = {"fp32": export.export_fp32(model, SPEC, folder / "fp32.onnx")}
     for variant in ("fp16", "int8"):
         paths[variant] = export.make_variant(paths["fp32"], variant, folder / f"{variant}.onnx")

@@ -109,16 +109,16 @@ def test_keyboard_interrupt_stops_cleanly(small_estimator, tmp_path, monkeypatch
     Runner(small_estimator, tmp_path / "ref", options, batch_size=2, progress=False, pipeline=False).run(items)
     reference = _tree(tmp_path / "ref")
 
-    real_infer = small_estimator.backend.infer
+    real_run = small_estimator.backend.run
     calls = {"n": 0}
 
-    def interrupted_infer(batch):
+    def interrupted_run(batch, **conditioning):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
-        return real_infer(batch)
+        return real_run(batch, **conditioning)
 
-    monkeypatch.setattr(small_estimator.backend, "infer", interrupted_infer)
+    monkeypatch.setattr(small_estimator.backend, "run", interrupted_run)
     monkeypatch.setattr(runner_module, "write_result", _delayed(runner_module.write_result, random.Random(0), 0.05))
     out = tmp_path / "out"
     summary = Runner(small_estimator, out, options, batch_size=2, progress=False, workers=2).run(items)

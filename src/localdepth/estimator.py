@@ -16,9 +16,10 @@ import numpy as np
 
 from . import registry
 from .backends import Backend, create_backend
+from .backends.base import NetworkOutput
 from .errors import LocalDepthError
 from .images import as_rgb, load_image
-from .postprocess import DepthResult, to_original_size
+from .postprocess import DepthResult, intrinsics_to_original, to_original_size
 from .preprocess import network_size, preprocess
 from .registry import ModelSpec
 from .weights import resolve
@@ -83,7 +84,15 @@ class DepthEstimator:
         The step between :meth:`preprocess` and resizing back: the backend, then the entry's
         output convention (the reciprocal of depth-like raw outputs).
         """
-        raw = self.backend.infer(batch)
+        return self._convention(self.backend.infer(batch))
+
+    def run_network(self, batch: np.ndarray, **conditioning: np.ndarray) -> NetworkOutput:
+        """Like :meth:`infer`, with every output the network gives (confidence, a camera)."""
+        out = self.backend.run(batch, **conditioning)
+        out.depth = self._convention(out.depth)
+        return out
+
+    def _convention(self, raw: np.ndarray) -> np.ndarray:
         if self.spec.reciprocal_output:
             raw = 1.0 / np.maximum(raw, _MIN_RAW)
         return raw
@@ -140,18 +149,22 @@ class DepthEstimator:
         same-size ``images``) and bring each map back to its image's size."""
         sources = list(sources) if sources is not None else [None] * len(images)
         t0 = time.perf_counter()
-        raw = self.infer(batch)
+        out = self.run_network(batch)
         infer_ms = _ms(t0) / len(images)
         input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
         results = []
         for j, image in enumerate(images):
             t0 = time.perf_counter()
             h, w = image.shape[:2]
-            depth = to_original_size(raw[j], h, w, self.spec.output)
+            depth = to_original_size(out.depth[j], h, w, self.spec.output)
+            confidence = None if out.confidence is None else to_original_size(out.confidence[j], h, w, "confidence")
+            camera = None if out.intrinsics is None else intrinsics_to_original(out.intrinsics[j], input_size, h, w)
+            pose = None if out.camera_from_world is None else out.camera_from_world[j]
             results.append(DepthResult(
                 map=depth, kind=self.spec.output, model=self.spec.name, input_size=input_size,
                 timings={"inference": infer_ms, "postprocess": _ms(t0)},
                 source=sources[j], image=image if keep_image else None, max_depth=self.spec.max_depth,
+                confidence=confidence, intrinsics=camera, camera_from_world=pose,
             ))
         return results
 

@@ -133,7 +133,7 @@ def cached_export(spec: ModelSpec, resolved: ResolvedWeights, variant: str = "fp
 # ----------------------------------------------------------------------------- export
 
 def _depth_only(model):
-    """Wrap a Transformers depth model as tensor -> tensor (what the ONNX graph computes)."""
+    """Wrap a network (:mod:`localdepth.networks`) as tensor -> depth tensor (what the ONNX graph computes)."""
     import torch
 
     class DepthOnly(torch.nn.Module):
@@ -142,7 +142,7 @@ def _depth_only(model):
             self.inner = inner
 
         def forward(self, pixel_values):
-            return self.inner(pixel_values=pixel_values).predicted_depth
+            return self.inner(pixel_values)["depth"]
 
     return DepthOnly(model).eval()
 
@@ -361,11 +361,11 @@ def export(spec: ModelSpec, resolved: ResolvedWeights, variant: str = "fp32", *,
     from .backends.torch_backend import TorchBackend
 
     t0 = time.perf_counter()
-    model = TorchBackend(Path(resolved.path), device="cpu", dtype="fp32").model
+    model = TorchBackend(spec, Path(resolved.path), device="cpu", dtype="fp32").model
     x, label = check_input(spec, check_image, input_size)
     try:
         with torch.inference_mode():
-            reference = model(pixel_values=torch.from_numpy(x)).predicted_depth.numpy()
+            reference = model(torch.from_numpy(x))["depth"].numpy()
     except Exception as e:  # the model itself cannot run this input: nothing to compare with
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"PyTorch cannot run {spec.name} on the check input {tuple(x.shape)}: {first[:200]}; "

@@ -30,8 +30,9 @@ DEFAULT_FOV_DEG = 60.0
 class Intrinsics:
     """Pinhole intrinsics in pixels, for an image of ``width x height`` pixels.
 
-    ``source`` records where they came from (``"intrinsics"``, ``"fov"``, ``"exif"``,
-    ``"default"``…), for sidecars.
+    ``source`` records where they came from (``"intrinsics"``, ``"fov"``, ``"exif (...)"``,
+    ``"model"``, ``"default (...)"``…), for sidecars; :attr:`origin` folds it into one of
+    :data:`INTRINSICS_SOURCES`.
     """
 
     fx: float
@@ -58,8 +59,16 @@ class Intrinsics:
         return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5,
                           width, height, self.source)
 
+    @property
+    def origin(self) -> str:
+        """``"given"`` (``--intrinsics``/``--fov``/request), ``"exif"``, ``"model"`` or ``"default"``."""
+        for prefix in ("exif", "model", "default"):
+            if self.source.startswith(prefix):
+                return prefix
+        return "given"
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "fov_deg": round(self.fov_deg, 4),
+        return {**asdict(self), "origin": self.origin, "fov_deg": round(self.fov_deg, 4),
                 "convention": "pixel centres at integer coordinates; u = fx*x/z + cx"}
 
     def to_open3d(self):
@@ -139,9 +148,19 @@ def from_exif(image_path: str | os.PathLike, width: int, height: int) -> Intrins
     return None
 
 
+#: where the camera of a map came from, as sidecars record it (``intrinsics_source``)
+INTRINSICS_SOURCES = ("given", "exif", "model", "default")
+
+
 def resolve_intrinsics(width: int, height: int, *, intrinsics: str | None = None, fov: float | None = None,
-                       image_path: str | os.PathLike | None = None) -> Intrinsics:
-    """The intrinsics a command uses, in order: ``--intrinsics``, ``--fov``, EXIF, the default."""
+                       image_path: str | os.PathLike | None = None,
+                       predicted: Intrinsics | None = None) -> Intrinsics:
+    """The one rule for the camera of a ``width x height`` map, used by every command and the server.
+
+    In order: given (``--intrinsics``, then ``--fov``), the photo's EXIF focal length, the camera
+    the model predicted (``predicted``, e.g. Depth Pro's field of view, scaled to this size),
+    the stated default (60° horizontal). :attr:`Intrinsics.origin` says which one was used.
+    """
     if intrinsics:
         return parse_intrinsics(intrinsics, width, height)
     if fov is not None:
@@ -150,6 +169,10 @@ def resolve_intrinsics(width: int, height: int, *, intrinsics: str | None = None
         exif = from_exif(image_path, width, height)
         if exif is not None:
             return exif
+    if predicted is not None:
+        if (predicted.width, predicted.height) != (width, height):
+            predicted = predicted.scaled(width, height)
+        return predicted
     return default_intrinsics(width, height)
 
 

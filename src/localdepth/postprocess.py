@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .geometry import Intrinsics, from_matrix
 from .registry import OutputKind
 
 
@@ -30,6 +31,15 @@ class DepthResult:
     source: str | None = None
     image: np.ndarray | None = None  # the decoded RGB input, kept for side-by-side and point clouds
     max_depth: float | None = None
+    #: ``(H, W)`` float32 per-pixel confidence (larger = more confident), for models that predict one
+    confidence: np.ndarray | None = None
+    #: the camera the model predicted (``source="model"``), in pixels of this image; None when the
+    #: model predicts none. Which camera a command then uses: :func:`localdepth.geometry.resolve_intrinsics`
+    intrinsics: Intrinsics | None = None
+    #: ``(4, 4)`` predicted pose, world -> camera, OpenCV axes; None when the model predicts none
+    camera_from_world: np.ndarray | None = None
+    #: model-specific facts for the sidecar (e.g. which focal turned a metric model's output into metres)
+    notes: dict = field(default_factory=dict)
 
     @property
     def units(self) -> str:
@@ -57,3 +67,13 @@ def to_original_size(prediction: np.ndarray, height: int, width: int, kind: Outp
     if kind == "depth":
         pred = np.maximum(pred, 0.0)
     return np.ascontiguousarray(pred, dtype=np.float32)
+
+
+def intrinsics_to_original(K_network: np.ndarray, network_hw: tuple[int, int], height: int, width: int) -> Intrinsics:
+    """A camera predicted on the network's ``(h, w)`` input grid -> the same camera in pixels of the
+    ``height x width`` image that was resized to that grid (plain resize, no crop or padding).
+
+    Pixel centres at integer coordinates on both grids (see :meth:`Intrinsics.scaled`).
+    """
+    h, w = network_hw
+    return from_matrix(K_network, int(w), int(h), source="model").scaled(width, height)

@@ -83,6 +83,12 @@ class ModelSpec:
         return self.url or ""
 
     @property
+    def layout(self) -> str:
+        """``"folder"``: a Hugging Face-format folder (``config.json`` + weights), as Hub entries
+        ship; ``"file"``: one weights file (TFLite, a ``.pth`` checkpoint)."""
+        return "folder" if any(f.filename == "config.json" for f in self.files) else "file"
+
+    @property
     def units(self) -> str:
         return "metres" if self.output == "depth" else "relative inverse depth (affine-invariant)"
 

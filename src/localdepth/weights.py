@@ -53,7 +53,7 @@ def offline() -> bool:
 
 
 def how_to_provide(spec: ModelSpec) -> str:
-    what = "a Hugging Face-format folder (config.json + model.safetensors)" if spec.format == "transformers" \
+    what = "a Hugging Face-format folder (config.json + model.safetensors)" if spec.layout == "folder" \
         else f"the file {spec.files[0].filename}"
     return (f"run `localdepth models pull {spec.name}` where there is network, "
             f"or `localdepth models add {spec.name} PATH`, or pass --weights PATH ({what})")
@@ -165,7 +165,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def cached(spec: ModelSpec) -> ResolvedWeights | None:
     """Weights already on this machine (localdepth cache, then the Hugging Face cache), or None."""
     folder = model_dir(spec)
-    if spec.format == "transformers":
+    if spec.layout == "folder":
         if (folder / "config.json").is_file():
             return ResolvedWeights(folder, "cache")
         hub = _hub_cached_snapshot(spec)
@@ -216,7 +216,7 @@ def resolve(spec: ModelSpec, weights: str | os.PathLike | None = None, *, downlo
 def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeights:
     if not path.exists():
         raise WeightsError(f"{label}: {path} does not exist")
-    if spec.format == "transformers":
+    if spec.layout == "folder":
         if path.is_file() and path.suffix == ".onnx":
             return ResolvedWeights(path, "argument")  # an exported ONNX model of this entry
         if not path.is_dir():
@@ -232,7 +232,7 @@ def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeight
 
 
 def _check_resolved(spec: ModelSpec, found: ResolvedWeights, label: str) -> None:
-    if spec.format == "transformers":
+    if spec.layout == "folder":
         if found.origin == "cache":
             _check_manifest(found.path, label)
         check_transformers_folder(found.path, label)
@@ -252,7 +252,7 @@ def pull(spec: ModelSpec) -> Path:
         if found is None:
             raise WeightsError(f"cannot download {label}: offline mode is on; {how_to_provide(spec)}")
         return found.path
-    if spec.format == "transformers":
+    if spec.layout == "folder":
         return _pull_hub(spec, label)
     return _pull_url(spec, label)
 
@@ -318,7 +318,7 @@ def add(spec: ModelSpec, source: str | os.PathLike) -> Path:
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{spec.name}."))
     try:
-        if spec.format == "transformers":
+        if spec.layout == "folder":
             for p in resolved.path.iterdir():
                 if p.is_file() and (p.suffix in {".json", ".safetensors", ".bin"}):
                     shutil.copy2(p, staging / p.name)
@@ -334,4 +334,4 @@ def add(spec: ModelSpec, source: str | os.PathLike) -> Path:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return dest_dir if spec.format == "transformers" else dest_dir / spec.files[0].filename
+    return dest_dir if spec.layout == "folder" else dest_dir / spec.files[0].filename

@@ -266,8 +266,20 @@ def sidecar(result: DepthResult, model_info: dict, outputs: dict, extra: dict | 
                   "max": float(finite.max()) if finite.size else None},
         "timings_ms": {k: round(v, 3) for k, v in result.timings.items()},
         "outputs": outputs,
+        **_predicted_camera(result),
+        **result.notes,
         **(extra or {}),
     }
+
+
+def _predicted_camera(result: DepthResult) -> dict:
+    """The camera the model predicted, if any (the one a command used is ``intrinsics``)."""
+    info: dict = {}
+    if result.intrinsics is not None:
+        info["predicted_intrinsics"] = result.intrinsics.as_dict()
+    if result.camera_from_world is not None:
+        info["camera_from_world"] = np.asarray(result.camera_from_world, dtype=float).round(9).tolist()
+    return info
 
 
 def write_result(result: DepthResult, paths: dict[str, Path], options: WriteOptions, model_info: dict) -> dict:

@@ -87,7 +87,9 @@ def create_backend(spec: ModelSpec, weights: ResolvedWeights, *, backend: str = 
         if dtype == "int8" and backend == "torch":
             backend = "onnx"  # int8 exists as an ONNX Runtime quantized model only
     if backend == "torch":
-        if spec.format != "transformers":
+        from ..networks import LOADERS
+
+        if spec.format not in LOADERS:
             raise BackendError(f"{spec.name} is a {spec.format} model; use --backend auto")
         if is_onnx_file:
             raise BackendError(f"{weights.path} is an ONNX model; use --backend onnx")
@@ -95,7 +97,7 @@ def create_backend(spec: ModelSpec, weights: ResolvedWeights, *, backend: str = 
             raise BackendError("int8 runs on the ONNX backend; use --backend onnx --dtype int8")
         from .torch_backend import TorchBackend
 
-        return TorchBackend(weights.path, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs)
+        return TorchBackend(spec, weights.path, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs)
     if backend == "onnx":
         if spec.format != "transformers":
             raise BackendError(f"{spec.name} is a {spec.format} model; use --backend auto")

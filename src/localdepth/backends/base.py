@@ -7,8 +7,27 @@ postprocessing live in :mod:`localdepth.preprocess` and :mod:`localdepth.postpro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass
+class NetworkOutput:
+    """What a network returns for one batch, as NumPy arrays at network resolution ``(h', w')``.
+
+    * ``depth``: ``(N, h', w')`` float32, the raw map in the registry entry's convention;
+    * ``confidence``: ``(N, h', w')`` float32 or None (larger = more confident);
+    * ``intrinsics``: ``(N, 3, 3)`` float64 or None: a predicted camera, in pixels of the
+      network *input* grid ``(h, w)``, pixel centres at integer coordinates;
+    * ``camera_from_world``: ``(N, 4, 4)`` float64 or None: a predicted pose, OpenCV axes
+      (x right, y down, z forward).
+    """
+
+    depth: np.ndarray
+    confidence: np.ndarray | None = None
+    intrinsics: np.ndarray | None = None
+    camera_from_world: np.ndarray | None = None
 
 
 class Backend(ABC):
@@ -27,6 +46,19 @@ class Backend(ABC):
 
         ``h', w'`` is the network's output resolution, usually ``h, w``.
         """
+
+    def run(self, batch: np.ndarray, **conditioning: np.ndarray) -> NetworkOutput:
+        """Every output of the network for ``batch`` (see :class:`NetworkOutput`).
+
+        ``conditioning``: extra network inputs some models take (``prompt_depth``). Backends
+        whose networks return only depth need not override this.
+        """
+        if conditioning:
+            from ..errors import BackendError
+
+            raise BackendError(f"the {self.name} backend does not take {', '.join(sorted(conditioning))}; "
+                               "use --backend torch")
+        return NetworkOutput(depth=self.infer(batch))
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": self.device, "dtype": self.dtype}

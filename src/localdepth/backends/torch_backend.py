@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError
-from .base import Backend
+from ..registry import ModelSpec
+from .base import Backend, NetworkOutput
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -48,25 +49,18 @@ def pick_dtype(dtype: str, device: str) -> str:
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, folder: Path, *, device: str = "auto", dtype: str = "auto",
+    def __init__(self, spec: ModelSpec, path: Path, *, device: str = "auto", dtype: str = "auto",
                  compile: bool = False, cuda_graphs: bool = False):
         import torch
-        from transformers import AutoModelForDepthEstimation
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # loading a local folder needs no progress bar
+        from ..networks import load_network
+
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self._torch_dtype = getattr(torch, _DTYPES[self.dtype])
-        try:
-            model = AutoModelForDepthEstimation.from_pretrained(
-                str(folder), dtype=self._torch_dtype,
-            )
-        except (OSError, ValueError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BackendError(f"cannot load the model in {folder}: {first[:200]}") from None
-        self.model = model.eval().to(self.device)
-        self.config = model.config
+        #: the network in localdepth's calling convention (:mod:`localdepth.networks`)
+        self.model = load_network(spec, path, device=self.device, dtype=self._torch_dtype)
+        self.config = getattr(self.model, "config", None)
         self._cuda = self.device.startswith("cuda")
         self._memory_format = torch.channels_last if self._cuda else torch.contiguous_format
         if self._cuda:
@@ -83,27 +77,48 @@ class TorchBackend(Backend):
             mode = "reduce-overhead" if self._cuda else "default"
             self._forward = torch.compile(self._eager_forward, mode=mode, dynamic=False)
         self._graphs = _CudaGraphs(self._eager_forward) if cuda_graphs and not compile else None
+        #: the network returns more than depth (confidence, a camera): run() returns those too
+        self._extra_outputs = bool(getattr(self.model, "extra_outputs", False))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.run(batch).depth
+
+    def run(self, batch: np.ndarray, **conditioning: np.ndarray) -> NetworkOutput:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch))
-            if self._cuda:
-                x = x.pin_memory()
-            x = x.to(self.device, self._torch_dtype, non_blocking=True)
-            out = self.forward(x)
-            return out.float().cpu().numpy()
+            x = self._to_device(batch)
+            extra = {k: self._to_device(v) for k, v in conditioning.items()}
+            if extra or self._extra_outputs:  # every output, eagerly (graph replay keeps depth only)
+                out = self._eager_outputs(x.contiguous(memory_format=self._memory_format), **extra)
+            else:
+                out = {"depth": self.forward(x)}
+            arrays = {k: v.float().cpu().numpy() for k, v in out.items() if v is not None}
+        for key in ("intrinsics", "camera_from_world"):
+            if key in arrays:
+                arrays[key] = arrays[key].astype(np.float64)
+        return NetworkOutput(**arrays)
+
+    def _to_device(self, array: np.ndarray):
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(array))
+        if self._cuda:
+            x = x.pin_memory()
+        return x.to(self.device, self._torch_dtype, non_blocking=True)
 
     def forward(self, pixel_values):
-        """Tensor in, tensor out: ``(N, 3, h, w)`` -> ``(N, h', w')`` on the backend's device."""
+        """Tensor in, tensor out: ``(N, 3, h, w)`` -> depth ``(N, h', w')`` on the backend's device."""
         pixel_values = pixel_values.contiguous(memory_format=self._memory_format)
         if self._graphs is not None:
             return self._graphs(pixel_values)
         return self._forward(pixel_values)
 
+    def _eager_outputs(self, pixel_values, **conditioning) -> dict:
+        return self.model(pixel_values, **conditioning)
+
     def _eager_forward(self, pixel_values):
-        return self.model(pixel_values=pixel_values).predicted_depth
+        return self.model(pixel_values)["depth"]
 
     def describe(self) -> dict:
         info = super().describe()

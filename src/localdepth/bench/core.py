@@ -308,7 +308,7 @@ def _reference_output(spec, folder: Path, x: np.ndarray) -> np.ndarray:
     """PyTorch fp32 on the CPU: what reduced precisions and other backends are compared with."""
     from ..backends.torch_backend import TorchBackend
 
-    ref = TorchBackend(folder, device="cpu", dtype="fp32")
+    ref = TorchBackend(spec, folder, device="cpu", dtype="fp32")
     try:
         return ref.infer(x)
     finally:

@@ -48,11 +48,13 @@ def add_alignment_args(p: argparse.ArgumentParser, *, required: bool = False) ->
                    help="robust fit for noisy references (default: none = least squares)")
 
 
-def camera_from_args(args: argparse.Namespace, width: int, height: int, image_path=None):
+def camera_from_args(args: argparse.Namespace, width: int, height: int, image_path=None, predicted=None):
+    """The camera by :func:`localdepth.geometry.resolve_intrinsics` (``predicted``: the model's own)."""
     from ..geometry import resolve_intrinsics
 
     try:
-        return resolve_intrinsics(width, height, intrinsics=args.intrinsics, fov=args.fov, image_path=image_path)
+        return resolve_intrinsics(width, height, intrinsics=args.intrinsics, fov=args.fov, image_path=image_path,
+                                  predicted=predicted)
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
 
@@ -88,17 +90,20 @@ def align_from_args(args: argparse.Namespace, source: np.ndarray, kind: str):
 
 def export_geometry(args: argparse.Namespace, depth: np.ndarray, kind: str, image: np.ndarray | None,
                     image_path=None, *, aligned: bool = False, pointcloud: Path | None = None,
-                    mesh: Path | None = None) -> dict:
-    """Write ``pointcloud``/``mesh`` for one map; returns the sidecar entries (intrinsics included)."""
+                    mesh: Path | None = None, predicted=None) -> dict:
+    """Write ``pointcloud``/``mesh`` for one map; returns the sidecar entries (intrinsics included).
+
+    ``predicted``: the camera the model predicted, used when the user gave none and EXIF has none.
+    """
     from ..pointcloud import export
 
     h, w = depth.shape
-    cam = camera_from_args(args, w, h, image_path)
+    cam = camera_from_args(args, w, h, image_path, predicted)
     report = export(depth, kind, cam.K, image, pointcloud=pointcloud, mesh=mesh, relative=args.relative,
                     aligned=aligned, voxel_size=getattr(args, "voxel_size", None),
                     estimate_normals=getattr(args, "normals", False), max_depth=getattr(args, "max_depth", None),
                     edge_threshold=getattr(args, "edge_threshold", 0.05))
-    return {"intrinsics": cam.as_dict(), "geometry": report}
+    return {"intrinsics": cam.as_dict(), "intrinsics_source": cam.origin, "geometry": report}
 
 
 def camera_sidecar(args: argparse.Namespace) -> dict:
@@ -160,7 +165,8 @@ def run_with_geometry(args: argparse.Namespace, items, estimator, options) -> in
             image = load_image(item.path)
             result = estimator.predict_decoded([image], sources=[str(item.path)], keep_image=True)[0]
             cloud, mesh = geometry_paths(args, item, args.outdir, several)
-            extra = export_geometry(args, result.map, result.kind, image, item.path, pointcloud=cloud, mesh=mesh)
+            extra = export_geometry(args, result.map, result.kind, image, item.path, pointcloud=cloud, mesh=mesh,
+                                    predicted=result.intrinsics)
             opts = dataclasses.replace(options, extra_sidecar={**options.extra_sidecar, **extra})
             write_result(result, paths, opts, model_info)
             ok += 1

@@ -1,0 +1,98 @@
+"""The network calling convention (localdepth.networks): outputs beyond depth reach the result.
+
+A stand-in network of a format of its own returns confidence, a camera and a pose; the test
+checks that the estimator brings each back to the image's pixels with the documented conventions,
+that the sidecar records them, and that the one intrinsics rule of geometry prefers what the user
+gave, then EXIF, then the model, then the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+FOCAL_NET = 50.0  # focal length the stand-in predicts, in pixels of its input grid
+
+
+class _CameraNet(torch.nn.Module):
+    """depth = 1 + mean of the input channels; confidence = 2; a fixed camera and pose."""
+
+    extra_outputs = True
+
+    def forward(self, pixel_values, **conditioning):
+        n, _, h, w = pixel_values.shape
+        depth = 1.0 + pixel_values.mean(dim=1)
+        K = torch.tensor([[FOCAL_NET, 0.0, (w - 1) / 2.0], [0.0, FOCAL_NET, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
+        pose = torch.eye(4)
+        pose[0, 3] = 0.25
+        return {"depth": depth, "confidence": torch.full_like(depth, 2.0),
+                "intrinsics": K.expand(n, 3, 3), "camera_from_world": pose.expand(n, 4, 4)}
+
+
+@pytest.fixture
+def camera_estimator(monkeypatch, tmp_path):
+    from localdepth import networks, registry
+    from localdepth.backends import create_backend
+    from localdepth.estimator import DepthEstimator
+    from localdepth.weights import ResolvedWeights
+
+    module = types.ModuleType("localdepth_test_camera_net")
+    module.load = lambda spec, path, *, device, dtype: _CameraNet()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(networks.LOADERS, "camera-test", module.__name__)
+    spec = dataclasses.replace(registry.get("depth-anything-v2-metric-indoor-small"), name="camera-test",
+                               format="camera-test")
+    backend = create_backend(spec, ResolvedWeights(tmp_path, "argument"), backend="torch", device="cpu")
+    return DepthEstimator(spec, backend)
+
+
+def test_confidence_camera_and_pose_reach_the_result_in_image_pixels(camera_estimator):
+    image = np.zeros((100, 200, 3), dtype=np.uint8)  # network input: 518 x 1036 (lower bound 518, x14)
+    result = camera_estimator.predict(image)
+    net_h, net_w = result.input_size
+    assert (net_h, net_w) == (518, 1036)
+    assert result.map.shape == result.confidence.shape == (100, 200)
+    np.testing.assert_allclose(result.confidence, 2.0)
+    cam = result.intrinsics
+    assert cam.origin == "model" and (cam.width, cam.height) == (200, 100)
+    # a resize by s maps the focal to f * s and the centre (c + 0.5) * s - 0.5: here back to the image's centre
+    assert cam.fx == pytest.approx(FOCAL_NET * 200 / net_w) and cam.fy == pytest.approx(FOCAL_NET * 100 / net_h)
+    assert (cam.cx, cam.cy) == (pytest.approx(99.5), pytest.approx(49.5))
+    assert result.camera_from_world[0, 3] == pytest.approx(0.25)
+
+
+def test_sidecar_records_the_predicted_camera(camera_estimator, tmp_path):
+    from localdepth.writers import WriteOptions, output_paths, write_result
+
+    result = camera_estimator.predict(np.zeros((40, 60, 3), dtype=np.uint8))
+    paths = output_paths(tmp_path, tmp_path / "x.png", ("npy",))
+    write_result(result, paths, WriteOptions(formats=("npy",)), camera_estimator.describe())
+    meta = json.loads(paths["json"].read_text())
+    assert meta["predicted_intrinsics"]["origin"] == "model"
+    assert meta["predicted_intrinsics"]["fx"] == pytest.approx(result.intrinsics.fx)
+    assert meta["camera_from_world"][0][3] == pytest.approx(0.25)
+
+
+def test_one_intrinsics_rule_given_then_exif_then_model_then_default(tmp_path):
+    from PIL import Image
+
+    from localdepth import geometry
+
+    model = geometry.from_matrix(np.array([[80.0, 0, 49.5], [0, 80.0, 24.5], [0, 0, 1]]), 100, 50, source="model")
+    assert geometry.resolve_intrinsics(100, 50, intrinsics="10,10,5,5", predicted=model).origin == "given"
+    assert geometry.resolve_intrinsics(100, 50, fov=90.0, predicted=model).origin == "given"
+    assert geometry.resolve_intrinsics(100, 50).origin == "default"
+    used = geometry.resolve_intrinsics(200, 100, predicted=model)  # scaled to the map's size
+    assert used.origin == "model" and used.fx == pytest.approx(160.0) and used.cx == pytest.approx(99.5)
+    photo = tmp_path / "exif.jpg"
+    exif = Image.Exif()
+    exif[0xA405] = 28  # FocalLengthIn35mmFilm
+    Image.new("RGB", (100, 50)).save(photo, exif=exif)
+    assert geometry.resolve_intrinsics(100, 50, image_path=photo, predicted=model).origin == "exif"
