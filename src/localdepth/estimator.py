@@ -37,10 +37,9 @@ def warn_licence(spec: ModelSpec) -> None:
     if spec.commercial_use or spec.name in _warned_licences:
         return
     _warned_licences.add(spec.name)
-    warnings.warn(
-        f"{spec.name} weights are licensed {spec.licence}: not for commercial use",
-        NonCommercialLicenceWarning, stacklevel=3,
-    )
+    what = ("the licence of these weights could not be verified (see `localdepth models info`)"
+            if spec.licence == "unverified" else f"weights are licensed {spec.licence}")
+    warnings.warn(f"{spec.name}: {what}: not for commercial use", NonCommercialLicenceWarning, stacklevel=3)
 
 
 _MIN_RAW = 1e-3  # floor of depth-like raw outputs before their reciprocal

@@ -55,14 +55,23 @@ class DepthResult:
                 f"range=[{float(self.map.min()):.4g}, {float(self.map.max()):.4g}] {self.units}, {t})")
 
 
-def to_original_size(prediction: np.ndarray, height: int, width: int, kind: OutputKind) -> np.ndarray:
+def to_original_size(prediction: np.ndarray, height: int, width: int, kind: OutputKind, *,
+                     align_corners: bool = False) -> np.ndarray:
     """Resize a network-resolution map ``(h, w)`` back to ``(height, width)``.
 
     Bilinear with pixel-centre alignment (``align_corners=False``); bilinear never
-    overshoots, so a non-negative map stays non-negative.
+    overshoots, so a non-negative map stays non-negative. ``align_corners=True`` puts the
+    corner pixels of both grids on top of each other instead (source ``x * (w - 1) / (width - 1)``),
+    as Video Depth Anything's reference resizes its maps; PyTorch computes that one.
     """
     pred = np.asarray(prediction, dtype=np.float32)
-    if pred.shape != (height, width):
+    if pred.shape != (height, width) and align_corners:
+        import torch
+        import torch.nn.functional as F
+
+        pred = F.interpolate(torch.from_numpy(np.ascontiguousarray(pred))[None, None], size=(height, width),
+                             mode="bilinear", align_corners=True)[0, 0].numpy()
+    elif pred.shape != (height, width):
         pred = cv2.resize(pred, (width, height), interpolation=cv2.INTER_LINEAR)
     if kind == "depth":
         pred = np.maximum(pred, 0.0)

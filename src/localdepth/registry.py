@@ -58,7 +58,7 @@ class ModelSpec:
     name: str
     family: str
     description: str
-    format: Literal["transformers", "tflite"]
+    format: Literal["transformers", "tflite", "vda"]
     files: tuple[WeightFile, ...]
     licence: str
     commercial_use: bool
@@ -75,6 +75,9 @@ class ModelSpec:
     #: the raw network output is depth-like (larger = farther): take its reciprocal so the map
     #: is disparity-like, as the ``output`` kind says
     reciprocal_output: bool = False
+    #: the size of a natively implemented network (``vits``, ``vitb``, ``vitl``: rows of the
+    #: network module's own table), for formats whose files carry no config
+    architecture: str | None = None
 
     @property
     def source(self) -> str:
@@ -87,6 +90,11 @@ class ModelSpec:
         """``"folder"``: a Hugging Face-format folder (``config.json`` + weights), as Hub entries
         ship; ``"file"``: one weights file (TFLite, a ``.pth`` checkpoint)."""
         return "folder" if any(f.filename == "config.json" for f in self.files) else "file"
+
+    @property
+    def temporal(self) -> bool:
+        """A video model: it predicts clips of frames together (``localdepth video``)."""
+        return self.format == "vda"
 
     @property
     def units(self) -> str:
@@ -144,6 +152,43 @@ def _depth_anything_entries() -> list[ModelSpec]:
     return sorted(entries, key=lambda e: max(i for i, p in enumerate(order) if e.name.startswith(p)))
 
 
+_VDA_PAPER = ("Chen et al., Video Depth Anything: Consistent Depth Estimation for Super-Long Videos, CVPR 2025 "
+              "(arXiv:2501.12375)")
+#: size -> (encoder, params (M) as the upstream README states them, checkpoint MB: fp32 tensors
+#: of the architecture, an estimate; the Hub's content address is what is verified)
+_VDA_SIZES = {"small": ("vits", 28.4, 116.3), "base": ("vitb", 113.1, 458.1), "large": ("vitl", 381.8, 1538.2)}
+
+
+def _video_depth_anything_entries() -> list[ModelSpec]:
+    entries: list[ModelSpec] = []
+    for size, (arch, params, mb) in _VDA_SIZES.items():
+        cap = size.capitalize()
+        licence, commercial = ("apache-2.0", True) if size == "small" else (_NC, False)
+        entries.append(ModelSpec(
+            name=f"video-depth-anything-{size}", family="video-depth-anything",
+            description=f"Video Depth Anything {cap}: Depth Anything V2 with a temporal head over 32-frame "
+                        "windows; consistent relative depth for videos",
+            format="vda", repo_id=f"depth-anything/Video-Depth-Anything-{cap}",
+            files=(WeightFile(f"video_depth_anything_{arch}.pth"),), licence=licence, commercial_use=commercial,
+            params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
+            aliases=(f"vda-{size}", f"video-depth-anything-{arch}"), paper=_VDA_PAPER, architecture=arch,
+        ))
+    for size, (arch, params, mb) in _VDA_SIZES.items():
+        cap = size.capitalize()
+        entries.append(ModelSpec(
+            name=f"metric-video-depth-anything-{size}", family="metric-video-depth-anything",
+            description=f"Video Depth Anything {cap} fine-tuned on Virtual KITTI and IRS: metric depth in metres "
+                        "for videos. Licence not verified (its model card was unreachable when this entry was "
+                        "written): treated as not for commercial use",
+            format="vda", repo_id=f"depth-anything/Metric-Video-Depth-Anything-{cap}",
+            files=(WeightFile(f"metric_video_depth_anything_{arch}.pth"),), licence="unverified",
+            commercial_use=False, params_millions=params, download_mb=mb, output="depth", preprocessing=_DA,
+            aliases=(f"metric-vda-{size}", f"metric-video-depth-anything-{arch}"), paper=_VDA_PAPER,
+            architecture=arch,
+        ))
+    return entries
+
+
 def _build_table() -> dict[str, ModelSpec]:
     entries = _depth_anything_entries()
     midas_paper = "Ranftl et al., Vision Transformers for Dense Prediction, ICCV 2021"
@@ -183,6 +228,7 @@ def _build_table() -> dict[str, ModelSpec]:
             paper="Poggi et al., Towards real-time unsupervised monocular depth estimation on CPU, IROS 2018",
         ),
     ]
+    entries += _video_depth_anything_entries()
     return {e.name: e for e in entries}
 
 

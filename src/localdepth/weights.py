@@ -4,10 +4,14 @@ Resolution order for a registry entry:
 
 1. an explicit path (``--weights PATH``): a file, or a Hugging Face-format folder;
 2. localdepth's own cache, ``$LOCALDEPTH_HOME/models/<name>/`` (filled by ``localdepth models add``
-   and by downloads of URL entries);
+   and by downloads of URL entries and single-file Hub entries);
 3. for Hub entries, the Hugging Face cache (``$HF_HOME``), where ``huggingface_hub`` keeps them;
-4. a download: ``huggingface_hub.snapshot_download`` for Hub entries, HTTP for URL entries,
-   with a progress bar and checksum verification.
+4. a download: ``huggingface_hub.snapshot_download`` for Hub folders, ``hf_hub_download`` for
+   single-file Hub entries, HTTP for URL entries, with a progress bar and checksum verification.
+
+Pickled PyTorch checkpoints (``.pth``) are converted once to safetensors in localdepth's cache
+(``models add``, or after a download), read with ``weights_only=True`` only
+(:mod:`localdepth.checkpoints`); later runs load the safetensors file.
 
 ``HF_HUB_OFFLINE=1`` (or ``LOCALDEPTH_OFFLINE=1``) skips step 4. Files are checked before use:
 fixed sha256 from the registry where there is one; for Hub files, the Hub's own content
@@ -91,9 +95,22 @@ def verify_file(path: Path, expected_sha256: str | None, label: str) -> None:
 def _verify_hub_snapshot(folder: Path, label: str) -> None:
     """Check each file of a Hub snapshot against its content address (sha256 blob name)."""
     for entry in folder.iterdir():
-        blob = entry.resolve()
-        if _SHA256_RE.match(blob.name):
-            verify_file(blob, blob.name, label)
+        _verify_hub_file(entry, label)
+
+
+def _verify_hub_file(path: Path, label: str) -> None:
+    """A Hub file from the cache against its content address: LFS blobs are named by their sha256."""
+    blob = path.resolve()
+    if _SHA256_RE.match(blob.name):
+        verify_file(blob, blob.name, label)
+
+
+def converted_name(filename: str) -> str | None:
+    """The safetensors conversion kept in the cache for a pickled checkpoint (None for other files)."""
+    from .checkpoints import PICKLE_SUFFIXES
+
+    path = Path(filename)
+    return path.with_suffix(".safetensors").name if path.suffix in PICKLE_SUFFIXES else None
 
 
 def check_transformers_folder(folder: Path, label: str) -> None:
@@ -172,8 +189,17 @@ def cached(spec: ModelSpec) -> ResolvedWeights | None:
         if hub is not None:
             return ResolvedWeights(hub, "hf-cache")
         return None
-    path = folder / spec.files[0].filename
-    return ResolvedWeights(path, "cache") if path.is_file() else None
+    wf = spec.files[0]
+    for name in (converted_name(wf.filename), wf.filename):
+        if name and (folder / name).is_file():
+            return ResolvedWeights(folder / name, "cache")
+    if spec.repo_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec.repo_id, wf.filename, revision=spec.revision, cache_dir=hf_cache_dir())
+        if isinstance(found, str):
+            return ResolvedWeights(Path(found), "hf-cache")
+    return None
 
 
 def hf_cache_dir() -> Path:
@@ -225,9 +251,11 @@ def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeight
             )
         check_transformers_folder(path, label)
         return ResolvedWeights(path, "argument")
+    wf = spec.files[0]
     if path.is_dir():
-        path = path / spec.files[0].filename
-    verify_file(path, spec.files[0].sha256, label)
+        path = path / wf.filename
+    # the registry's checksum is that of the published file, not of a conversion of it
+    verify_file(path, wf.sha256 if path.suffix == Path(wf.filename).suffix else None, label)
     return ResolvedWeights(path, "argument")
 
 
@@ -236,9 +264,12 @@ def _check_resolved(spec: ModelSpec, found: ResolvedWeights, label: str) -> None
         if found.origin == "cache":
             _check_manifest(found.path, label)
         check_transformers_folder(found.path, label)
+    elif found.origin == "hf-cache":
+        verify_file(found.path, None, label)  # hashed when downloaded; a damaged pickle fails to load
     else:
         wf = spec.files[0]
-        if wf.size_bytes is not None and found.path.stat().st_size != wf.size_bytes:
+        if wf.size_bytes is not None and found.path.name == wf.filename \
+                and found.path.stat().st_size != wf.size_bytes:
             raise ChecksumError(
                 f"{label}: cached {found.path} has the wrong size; delete it and run `localdepth models pull {spec.name}`"
             )
@@ -254,6 +285,8 @@ def pull(spec: ModelSpec) -> Path:
         return found.path
     if spec.layout == "folder":
         return _pull_hub(spec, label)
+    if spec.repo_id:
+        return _pull_hub_file(spec, label)
     return _pull_url(spec, label)
 
 
@@ -273,6 +306,55 @@ def _pull_hub(spec: ModelSpec, label: str) -> Path:
     _verify_hub_snapshot(folder, label)
     check_transformers_folder(folder, label)
     return folder
+
+
+def _pull_hub_file(spec: ModelSpec, label: str) -> Path:
+    """A single-file Hub entry: ``hf_hub_download``, the content address checked, then (for a
+    pickled checkpoint) the safetensors conversion written once to localdepth's cache."""
+    from huggingface_hub import hf_hub_download
+
+    wf = spec.files[0]
+    try:
+        path = Path(hf_hub_download(spec.repo_id, wf.filename, revision=spec.revision, cache_dir=hf_cache_dir()))
+    except Exception as e:  # network errors come as several library-specific types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(
+            f"cannot download {label} from huggingface.co/{spec.repo_id} ({reason[:160]}); {how_to_provide(spec)}"
+        ) from None
+    _verify_hub_file(path, label)
+    verify_file(path, wf.sha256, label)
+    return _store_file(spec, path, label)
+
+
+def _store_file(spec: ModelSpec, source: Path, label: str) -> Path:
+    """Put a verified single weights file into localdepth's cache (atomically, replacing what
+    was there): a pickled checkpoint as its safetensors conversion, anything else as is."""
+    from .checkpoints import convert_to_safetensors, read_state_dict
+
+    wf = spec.files[0]
+    dest_dir = model_dir(spec)
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{spec.name}."))
+    try:
+        converted = converted_name(wf.filename)
+        if converted:  # the entry publishes a pickled checkpoint: keep it as safetensors
+            target = staging / converted
+            if source.suffix == ".safetensors":
+                read_state_dict(source)  # a valid file of tensors, or one line why not
+                shutil.copy2(source, target)
+            else:
+                convert_to_safetensors(source, target)
+        else:
+            target = staging / wf.filename
+            shutil.copy2(source, target)
+            verify_file(target, wf.sha256, label)
+        if dest_dir.exists():
+            shutil.rmtree(dest_dir)
+        os.replace(staging, dest_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest_dir / target.name
 
 
 def _pull_url(spec: ModelSpec, label: str) -> Path:
@@ -314,24 +396,21 @@ def add(spec: ModelSpec, source: str | os.PathLike) -> Path:
     label = f"weights for {spec.name}"
     source = Path(source).expanduser()
     resolved = _resolve_explicit(spec, source, label)
+    if spec.layout != "folder":
+        return _store_file(spec, resolved.path, label)
     dest_dir = model_dir(spec)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{spec.name}."))
     try:
-        if spec.layout == "folder":
-            for p in resolved.path.iterdir():
-                if p.is_file() and (p.suffix in {".json", ".safetensors", ".bin"}):
-                    shutil.copy2(p, staging / p.name)
-            check_transformers_folder(staging, label)
-            _write_manifest(staging)
-        else:
-            target = staging / spec.files[0].filename
-            shutil.copy2(resolved.path, target)
-            verify_file(target, spec.files[0].sha256, label)
+        for p in resolved.path.iterdir():
+            if p.is_file() and (p.suffix in {".json", ".safetensors", ".bin"}):
+                shutil.copy2(p, staging / p.name)
+        check_transformers_folder(staging, label)
+        _write_manifest(staging)
         if dest_dir.exists():
             shutil.rmtree(dest_dir)
         os.replace(staging, dest_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return dest_dir if spec.layout == "folder" else dest_dir / spec.files[0].filename
+    return dest_dir

@@ -30,6 +30,14 @@ class NetworkOutput:
     camera_from_world: np.ndarray | None = None
 
 
+class Stream(ABC):
+    """One video stream through a network with temporal state (e.g. cached attention states)."""
+
+    @abstractmethod
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """One preprocessed frame ``(1, 3, h, w)`` -> its map ``(1, h', w')``, given the earlier ones."""
+
+
 class Backend(ABC):
     #: short name shown in sidecars and benchmarks ("torch", "tflite", "onnx")
     name: str = ""
@@ -59,6 +67,12 @@ class Backend(ABC):
             raise BackendError(f"the {self.name} backend does not take {', '.join(sorted(conditioning))}; "
                                "use --backend torch")
         return NetworkOutput(depth=self.infer(batch))
+
+    def open_stream(self):
+        """A :class:`Stream` for a video network that keeps temporal state between frames."""
+        from ..errors import BackendError
+
+        raise BackendError(f"the {self.name} backend does not stream video models; use --backend torch")
 
     def describe(self) -> dict:
         return {"backend": self.name, "device": self.device, "dtype": self.dtype}

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import BackendError
 from ..registry import ModelSpec
-from .base import Backend, NetworkOutput
+from .base import Backend, NetworkOutput, Stream
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -90,7 +90,7 @@ class TorchBackend(Backend):
             x = self._to_device(batch)
             extra = {k: self._to_device(v) for k, v in conditioning.items()}
             if extra or self._extra_outputs:  # every output, eagerly (graph replay keeps depth only)
-                out = self._eager_outputs(x.contiguous(memory_format=self._memory_format), **extra)
+                out = self._eager_outputs(self._layout(x), **extra)
             else:
                 out = {"depth": self.forward(x)}
             arrays = {k: v.float().cpu().numpy() for k, v in out.items() if v is not None}
@@ -109,10 +109,19 @@ class TorchBackend(Backend):
 
     def forward(self, pixel_values):
         """Tensor in, tensor out: ``(N, 3, h, w)`` -> depth ``(N, h', w')`` on the backend's device."""
-        pixel_values = pixel_values.contiguous(memory_format=self._memory_format)
+        pixel_values = self._layout(pixel_values)
         if self._graphs is not None:
             return self._graphs(pixel_values)
         return self._forward(pixel_values)
+
+    def _layout(self, x):
+        """channels_last for image batches on CUDA; clips ``(B, T, 3, h, w)`` stay as they are."""
+        return x.contiguous(memory_format=self._memory_format) if x.dim() == 4 else x.contiguous()
+
+    def open_stream(self) -> Stream:
+        if not hasattr(self.model, "stream_step"):
+            raise BackendError("this model predicts each frame on its own; it has no streaming state")
+        return _TorchStream(self)
 
     def _eager_outputs(self, pixel_values, **conditioning) -> dict:
         return self.model(pixel_values, **conditioning)
@@ -135,6 +144,21 @@ class TorchBackend(Backend):
         self._graphs = None
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
+
+
+class _TorchStream(Stream):
+    """The network's stream state (on the device) and the eager per-frame step."""
+
+    def __init__(self, backend: TorchBackend):
+        self.backend = backend
+        self.state = backend.model.new_stream()
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = self.backend._to_device(frame)
+            return self.backend.model.stream_step(x, self.state).float().cpu().numpy()
 
 
 class _CudaGraphs:

@@ -56,7 +56,10 @@ def markdown_table() -> str:
     """The registry as the README shows it (generated, so the README never drifts from the table)."""
     lines = ["| name | output | params | download | licence | source |", "|---|---|---|---|---|---|"]
     for spec in registry.MODELS.values():
-        kind = f"metric depth, ≤{spec.max_depth:g} m" if spec.output == "depth" else "relative disparity"
+        kind = "metric depth" + (f", ≤{spec.max_depth:g} m" if spec.max_depth else "") if spec.output == "depth" \
+            else "relative disparity"
+        if spec.temporal:
+            kind += " (video)"
         licence = spec.licence + ("" if spec.commercial_use else " (non-commercial)")
         lines.append(f"| `{spec.name}` | {kind} | {spec.params_millions:g}M | {_size(spec.download_mb)} | "
                      f"{licence} | `{spec.source}` |")

@@ -15,6 +15,8 @@ EXAMPLES = """examples:
   localdepth video clip.mp4 --format npz,png16 --outdir frames/  per-frame files, one 16-bit mapping
   localdepth video 'frames/*.png' --fps 24 --output seq.mp4      an image sequence (sorted naturally)
   localdepth video --webcam 0 --preview                          live window with fps (needs a display)
+  localdepth video clip.mp4 -m video-depth-anything-small --side  a video model: 32-frame windows, consistent
+  localdepth video --webcam 0 -m video-depth-anything-small      streaming: one frame in, cached temporal state
 """
 
 
@@ -48,9 +50,12 @@ def register(sub) -> None:
     s.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     s.add_argument("--max-res", type=int, metavar="PX", help="shrink frames so the longer side is at most PX")
     t = p.add_argument_group("temporal stability")
-    t.add_argument("--stabilize", default="align", choices=("off", "align", "align+ema"),
+    t.add_argument("--stabilize", choices=("off", "align", "align+ema"),
                    help="align: scale and shift of each frame fitted to the previous; align+ema: then smoothed "
-                        "(default: align)")
+                        "(default: align; off for video models, whose windows are consistent already)")
+    t.add_argument("--streaming", action=argparse.BooleanOptionalAction,
+                   help="video models: one frame at a time with cached temporal state, latency per frame shown "
+                        "(default for --webcam); otherwise overlapping 32-frame windows (default for files)")
     t.add_argument("--ema", type=float, default=0.5, help="weight of the newest frame for align+ema (default 0.5)")
     t.add_argument("--normalize", choices=("clip", "running"),
                    help="clip: two passes, one mapping from the whole clip (default for files); running: one pass, "
@@ -169,9 +174,10 @@ def main(args: argparse.Namespace) -> int:
     if sidecar is None and formats:
         sidecar = writers[0].outdir / "clip.json"
     try:
+        streaming = args.streaming if args.streaming is not None else args.webcam is not None
         summary = process_clip(source, estimator, writers, stabilize=args.stabilize, ema=args.ema,
                                normalize=normalize, warmup=args.warmup, progress=not args.quiet,
-                               sidecar_path=sidecar)
+                               sidecar_path=sidecar, streaming=streaming)
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
     if output is not None and formats:  # the frames' folder gets the clip's sidecar too

@@ -6,7 +6,8 @@ Every network localdepth runs through PyTorch is wrapped so that::
     outputs = network(pixel_values, **conditioning)   # -> dict[str, Tensor]
 
 ``pixel_values`` is the preprocessed batch (``(N, 3, h, w)``, or ``(N, h, w, 3)`` for NHWC
-entries); ``conditioning`` carries extra inputs some models take (``prompt_depth`` ...).
+entries; video networks also take clips ``(B, T, 3, h, w)`` and return ``(B, T, h', w')``);
+``conditioning`` carries extra inputs some models take (``prompt_depth`` ...).
 ``outputs`` has (see :class:`localdepth.backends.base.NetworkOutput` for the NumPy side):
 
 * ``"depth"``: ``(N, h', w')``, the raw map in the registry entry's convention (always there);
@@ -33,6 +34,7 @@ from ..registry import ModelSpec
 #: registry ``format`` -> module that loads it
 LOADERS: dict[str, str] = {
     "transformers": "localdepth.networks.hf",
+    "vda": "localdepth.networks.vda",
 }
 
 #: the keys a network may return, beside the required ``depth``

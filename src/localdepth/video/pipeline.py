@@ -1,5 +1,8 @@
 """A clip through the model: frames -> depth -> stabilisation -> one mapping -> writers.
 
+Depth comes from :mod:`.temporal`: frame by frame for image models; for video models
+(Video Depth Anything) in overlapping windows, or streaming one frame at a time.
+
 Two ways to get the clip's one mapping (``normalize``):
 
 * ``"clip"`` (default for files and image sequences), two passes: pass 1 predicts and
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +35,7 @@ import numpy as np
 
 from .readers import Frame, FrameSource
 from .stabilize import FLICKER_DEFINITION, ClipMapping, FlickerMeter, RangeTracker, Stabilizer
+from .temporal import is_video_model, make_predictor, warn_frame
 
 NORMALIZE_MODES = ("clip", "running")
 
@@ -47,6 +50,7 @@ class VideoSummary:
     seconds: float = 0.0
     mapping: ClipMapping | None = None
     stabilization: dict = field(default_factory=dict)
+    temporal: dict = field(default_factory=dict)  # how frames went through the model (see .temporal)
     outputs: list[dict] = field(default_factory=list)
     sidecar: dict | None = None
 
@@ -61,6 +65,9 @@ class VideoSummary:
             parts.append(f"{self.failed} failed")
         text = (f"{', '.join(parts)} in {self.seconds:.1f} s ({self.fps:.2f} fps); "
                 f"flicker {flicker} (stabilize {self.stabilization.get('mode', '?')})")
+        latency = self.temporal.get("latency_ms")
+        if latency:
+            text += f"; latency per frame: median {latency['median']:.0f} ms, p95 {latency['p95']:.0f} ms"
         return text + ("; interrupted: the files hold the frames done so far" if self.interrupted else "")
 
 
@@ -105,11 +112,17 @@ def _bar(total: int | None, desc: str, enabled: bool):
                 bar_format=None if total else "{desc}: {n_fmt} frames [{elapsed}, {rate_fmt}]")
 
 
-def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: str = "align", ema: float = 0.5,
+def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: str | None = None, ema: float = 0.5,
                  normalize: str = "clip", warmup: int = 16, margin: float = 0.1, progress: bool = True,
                  on_frame: Callable[[int, Frame, np.ndarray], None] | None = None,
-                 sidecar_path: str | Path | None = None, tmpdir: str | None = None) -> VideoSummary:
+                 sidecar_path: str | Path | None = None, tmpdir: str | None = None,
+                 streaming: bool = False) -> VideoSummary:
     """Predict, stabilise and write a clip; returns a :class:`VideoSummary`.
+
+    ``stabilize``: ``off``, ``align`` or ``align+ema``; None picks ``off`` for video models
+    (their windows are consistent already; a mode can still be stacked) and ``align`` for
+    image models. ``streaming``: video models run one frame at a time with cached temporal
+    state instead of in windows (image models always run frame by frame).
 
     ``writers``: objects with ``write(frame, map, mapping)``, ``close(complete=)`` and
     ``describe()`` (:class:`~localdepth.video.writers.DepthVideoWriter`,
@@ -121,6 +134,8 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
     """
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f"unknown normalisation '{normalize}'; choose from {', '.join(NORMALIZE_MODES)}")
+    if stabilize is None:
+        stabilize = "off" if is_video_model(estimator) else "align"
     stabilizer = Stabilizer(stabilize, ema)
     summary = VideoSummary()
     tracker = RangeTracker()
@@ -128,23 +143,26 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
     t_start = time.perf_counter()
     keep_rgb = any(getattr(w, "mode", None) == "side" for w in writers)
 
+    def failed(frame: Frame, error: Exception) -> None:  # one bad frame must not end the clip
+        summary.failed += 1
+        warn_frame(frame, error)
+
+    predictor = make_predictor(estimator, streaming=streaming, on_failure=failed)
+
     def predicted():
         """(frame, stabilised map) for each frame; stops quietly on Ctrl-C."""
         bar = _bar(source.expected_frames, "depth", progress)
         try:
-            for k, frame in enumerate(source):
-                try:
-                    raw = estimator.predict_decoded([frame.rgb])[0].map
-                except (ValueError, RuntimeError) as e:  # one bad frame must not end the clip
-                    summary.failed += 1
-                    print(f"localdepth: warning: frame {frame.index}: {e}", file=sys.stderr)
-                    continue
+            for k, (frame, raw) in enumerate(predictor(source)):
                 depth = stabilizer(raw)
                 tracker.update(depth, kind)
                 if on_frame is not None:
                     on_frame(k, frame, depth)
                 yield frame, depth
                 bar.update(1)  # after the consumer has stored or written it
+                latency = getattr(predictor, "last_latency_ms", None)
+                if latency is not None:
+                    bar.set_postfix_str(f"latency {latency:.0f} ms", refresh=False)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -210,6 +228,7 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
     summary.seconds = time.perf_counter() - t_start
     summary.flicker = meter.value if meter else None
     summary.stabilization = {**stabilizer.describe(), "normalization": summary.mapping.how if summary.mapping else normalize}
+    summary.temporal = predictor.describe()
     summary.outputs = [w.describe() for w in writers]
     summary.sidecar = clip_sidecar(source, estimator, summary)
     if sidecar_path is not None:
@@ -241,6 +260,7 @@ def clip_sidecar(source: FrameSource, estimator, summary: VideoSummary) -> dict:
         "interrupted": summary.interrupted,
         "mapping": summary.mapping.as_dict() if summary.mapping else None,
         "stabilization": summary.stabilization,
+        "temporal": summary.temporal,
         "flicker": {"percent": summary.flicker, "definition": FLICKER_DEFINITION},
         "outputs": summary.outputs,
         "seconds": round(summary.seconds, 3),
