@@ -145,6 +145,32 @@ def test_streaming_matches_the_official_streaming_model(small, photo, tmp_path):
         assert float(np.abs(g - w).max() / np.abs(w).max()) < 1e-4, k
 
 
+def test_a_pipe_on_standard_input_streams_with_its_latency(tiny, photo, tmp_path):
+    """`localdepth video -` reads a stream from a pipe (MPEG-TS, as ffmpeg writes to stdout) and
+    streams it by default: one frame at a time, latency per frame printed and recorded."""
+    av = pytest.importorskip("av")
+    _, path = tiny
+    ts = tmp_path / "clip.ts"
+    with av.open(str(ts), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = FRAME_SIZE[0], FRAME_SIZE[1], "yuv420p"
+        for rgb in pan_frames(photo, 12):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    video = tmp_path / "live.mp4"
+    r = subprocess.run([sys.executable, "-m", "localdepth", "video", "-", "-o", str(video), "-m", "vda-small",
+                        "--weights", str(path), "--input-size", str(INPUT_SIZE), "-q"], input=ts.read_bytes(),
+                       capture_output=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    stderr = r.stderr.decode()
+    assert r.returncode == 0, stderr
+    assert "12 frames written" in stderr and "latency per frame: median" in stderr
+    meta = json.loads(video.with_suffix(".json").read_text())
+    assert meta["source"]["name"] == "stdin" and meta["temporal"]["mode"] == "streaming"
+    assert meta["temporal"]["latency_ms"]["frames"] == 12 and meta["mapping"]["how"].startswith("running")
+
+
 def test_images_are_independent_clips_of_one_frame(tiny, photo):
     """4-D batches are independent images (so batching unrelated photos is safe), each the
     same as a clip of one frame."""

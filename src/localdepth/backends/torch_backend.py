@@ -1,6 +1,6 @@
-"""PyTorch through Hugging Face Transformers (``AutoModelForDepthEstimation``).
+"""PyTorch: the networks of :mod:`localdepth.networks` (Transformers' models and native ones).
 
-Attention runs through PyTorch's SDPA (Transformers' default). On CUDA the model also uses
+Attention runs through PyTorch's SDPA (Transformers' default; the native networks call it). On CUDA the model also uses
 ``channels_last`` (the convolutional DPT head gets faster cuDNN kernels) and TF32 matmuls for fp32;
 ``compile=True`` wraps the forward in ``torch.compile`` and ``cuda_graphs=True`` replays a captured
 CUDA graph per input shape (fixed-size batches: the launch overhead of a ViT at batch 1 is

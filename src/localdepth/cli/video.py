@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   localdepth video --webcam 0 --preview                          live window with fps (needs a display)
   localdepth video clip.mp4 -m video-depth-anything-small --side  a video model: 32-frame windows, consistent
   localdepth video --webcam 0 -m video-depth-anything-small      streaming: one frame in, cached temporal state
+  ffmpeg -i URL -f mpegts - | localdepth video - -m vda-small     a pipe on standard input, streaming
 """
 
 
@@ -28,7 +29,8 @@ def register(sub) -> None:
                     "clip. A flicker measure is printed at the end (see docs/video.md).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="a video file, or images: files, folders, globs (sorted naturally)")
+                   help="a video file, or images: files, folders, globs (sorted naturally); - reads a stream from "
+                        "standard input (e.g. ffmpeg ... -f mpegts -)")
     p.add_argument("--webcam", metavar="N", help="read camera N (or any OpenCV VideoCapture URL) instead of files")
     g = p.add_argument_group("outputs")
     g.add_argument("--output", "-o", type=Path, metavar="FILE.mp4",
@@ -55,7 +57,7 @@ def register(sub) -> None:
                         "(default: align; off for video models, whose windows are consistent already)")
     t.add_argument("--streaming", action=argparse.BooleanOptionalAction,
                    help="video models: one frame at a time with cached temporal state, latency per frame shown "
-                        "(default for --webcam); otherwise overlapping 32-frame windows (default for files)")
+                        "(default for --webcam and -); otherwise overlapping 32-frame windows (default for files)")
     t.add_argument("--ema", type=float, default=0.5, help="weight of the newest frame for align+ema (default 0.5)")
     t.add_argument("--normalize", choices=("clip", "running"),
                    help="clip: two passes, one mapping from the whole clip (default for files); running: one pass, "
@@ -169,12 +171,13 @@ def main(args: argparse.Namespace) -> int:
         source.close()
         raise
 
-    normalize = args.normalize or ("running" if args.webcam is not None or args.preview else "clip")
+    live = args.webcam is not None or args.inputs == ["-"]  # a camera or a pipe: no end to wait for
+    normalize = args.normalize or ("running" if live or args.preview else "clip")
     sidecar = output.with_suffix(".json") if output is not None else None
     if sidecar is None and formats:
         sidecar = writers[0].outdir / "clip.json"
     try:
-        streaming = args.streaming if args.streaming is not None else args.webcam is not None
+        streaming = args.streaming if args.streaming is not None else live
         summary = process_clip(source, estimator, writers, stabilize=args.stabilize, ema=args.ema,
                                normalize=normalize, warmup=args.warmup, progress=not args.quiet,
                                sidecar_path=sidecar, streaming=streaming)

@@ -109,7 +109,7 @@ def _bar(total: int | None, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, dynamic_ncols=True,
-                bar_format=None if total else "{desc}: {n_fmt} frames [{elapsed}, {rate_fmt}]")
+                bar_format=None if total else "{desc}: {n_fmt} frames [{elapsed}, {rate_fmt}{postfix}]")
 
 
 def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: str | None = None, ema: float = 0.5,

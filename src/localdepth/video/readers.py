@@ -373,6 +373,10 @@ def open_source(inputs: list[str], *, webcam: str | int | None = None, fps: floa
         return WebcamReader(webcam, fps, selection, max_res)
     if not inputs:
         raise LocalDepthError("no input given; e.g. `localdepth video clip.mp4 --output clip_depth.mp4`")
+    if inputs == ["-"]:  # a stream on standard input, e.g. `ffmpeg ... -f mpegts - | localdepth video -`
+        reader = WebcamReader("pipe:0", fps, selection, max_res)
+        reader.name = "stdin"
+        return reader
     missing = [p for p in inputs if Path(p).suffix.lower() in VIDEO_EXTENSIONS and not Path(p).is_file()]
     if missing:
         raise LocalDepthError(f"{missing[0]}: no such video file")
