@@ -24,15 +24,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import vda_reference as ref  # noqa: E402
+
 import localdepth  # noqa: E402
 from localdepth import registry, weights  # noqa: E402
 from localdepth.errors import ChecksumError, WeightsError  # noqa: E402
 from localdepth.networks.vda import SIZES  # noqa: E402
-from localdepth.video import FrameFilesWriter, ImageSequenceReader, process_clip  # noqa: E402
+from localdepth.video import ImageSequenceReader, process_clip  # noqa: E402
 from localdepth.video.readers import Frame  # noqa: E402
 from localdepth.video.temporal import WindowedDepth, video_input_size  # noqa: E402
-
-import vda_reference as ref  # noqa: E402
 
 INPUT_SIZE = 42  # network input 42 x 56 for 4:3 frames: a 3 x 4 patch grid
 FRAME_SIZE = (72, 54)  # (width, height) of the test clips

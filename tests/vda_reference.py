@@ -21,7 +21,6 @@ import types
 from functools import partial
 
 import pytest
-
 from conftest import SHARED
 
 REFERENCE = SHARED / "reference" / "video-depth-anything"

@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,9 +271,8 @@ def _check_resolved(spec: ModelSpec, found: ResolvedWeights, label: str) -> None
         wf = spec.files[0]
         if wf.size_bytes is not None and found.path.name == wf.filename \
                 and found.path.stat().st_size != wf.size_bytes:
-            raise ChecksumError(
-                f"{label}: cached {found.path} has the wrong size; delete it and run `localdepth models pull {spec.name}`"
-            )
+            raise ChecksumError(f"{label}: cached {found.path} has the wrong size; delete it and run "
+                                f"`localdepth models pull {spec.name}`")
 
 
 def pull(spec: ModelSpec) -> Path:
@@ -299,13 +299,32 @@ def _pull_hub(spec: ModelSpec, label: str) -> Path:
             allow_patterns=[wf.filename for wf in spec.files] + ["preprocessor_config.json"],
         ))
     except Exception as e:  # network errors come as several library-specific types
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(
-            f"cannot download {label} from huggingface.co/{spec.repo_id} ({reason[:160]}); {how_to_provide(spec)}"
-        ) from None
+        raise _hub_error(spec, label, e) from None
     _verify_hub_snapshot(folder, label)
     check_transformers_folder(folder, label)
     return folder
+
+
+def _hub_error(spec: ModelSpec, label: str, error: Exception) -> WeightsError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return WeightsError(
+        f"cannot download {label} from huggingface.co/{spec.repo_id} ({reason[:160]}); {how_to_provide(spec)}")
+
+
+@contextmanager
+def _replacing(dest_dir: Path):
+    """A staging folder beside ``dest_dir`` that replaces it, whole, when the block succeeds
+    (and is removed when it fails: a cache never holds half of something)."""
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{dest_dir.name}."))
+    try:
+        yield staging
+        if dest_dir.exists():
+            shutil.rmtree(dest_dir)
+        os.replace(staging, dest_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _pull_hub_file(spec: ModelSpec, label: str) -> Path:
@@ -317,10 +336,7 @@ def _pull_hub_file(spec: ModelSpec, label: str) -> Path:
     try:
         path = Path(hf_hub_download(spec.repo_id, wf.filename, revision=spec.revision, cache_dir=hf_cache_dir()))
     except Exception as e:  # network errors come as several library-specific types
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(
-            f"cannot download {label} from huggingface.co/{spec.repo_id} ({reason[:160]}); {how_to_provide(spec)}"
-        ) from None
+        raise _hub_error(spec, label, e) from None
     _verify_hub_file(path, label)
     verify_file(path, wf.sha256, label)
     return _store_file(spec, path, label)
@@ -332,10 +348,7 @@ def _store_file(spec: ModelSpec, source: Path, label: str) -> Path:
     from .checkpoints import convert_to_safetensors, read_state_dict
 
     wf = spec.files[0]
-    dest_dir = model_dir(spec)
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{spec.name}."))
-    try:
+    with _replacing(model_dir(spec)) as staging:
         converted = converted_name(wf.filename)
         if converted:  # the entry publishes a pickled checkpoint: keep it as safetensors
             target = staging / converted
@@ -348,13 +361,7 @@ def _store_file(spec: ModelSpec, source: Path, label: str) -> Path:
             target = staging / wf.filename
             shutil.copy2(source, target)
             verify_file(target, wf.sha256, label)
-        if dest_dir.exists():
-            shutil.rmtree(dest_dir)
-        os.replace(staging, dest_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return dest_dir / target.name
+    return model_dir(spec) / target.name
 
 
 def _pull_url(spec: ModelSpec, label: str) -> Path:
@@ -398,19 +405,10 @@ def add(spec: ModelSpec, source: str | os.PathLike) -> Path:
     resolved = _resolve_explicit(spec, source, label)
     if spec.layout != "folder":
         return _store_file(spec, resolved.path, label)
-    dest_dir = model_dir(spec)
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{spec.name}."))
-    try:
+    with _replacing(model_dir(spec)) as staging:
         for p in resolved.path.iterdir():
             if p.is_file() and (p.suffix in {".json", ".safetensors", ".bin"}):
                 shutil.copy2(p, staging / p.name)
         check_transformers_folder(staging, label)
         _write_manifest(staging)
-        if dest_dir.exists():
-            shutil.rmtree(dest_dir)
-        os.replace(staging, dest_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return dest_dir
+    return model_dir(spec)
