@@ -233,14 +233,25 @@ def test_metric_windows_and_the_wide_frame_rule_match_the_official_code(photo, t
         assert float(np.abs(g - w).max() / np.abs(w).max()) < 1e-4, i
 
 
-def test_stabilize_modes_stack_on_a_video_model(tiny, photo):
+def test_video_model_output_goes_through_the_writers_with_audio_and_stacked_stabilisation(tiny, photo, tmp_path):
+    """An MP4 with sound through the windows into a side-by-side depth video: every frame
+    written at the source's timing, the audio copied, and `align+ema` stacked on top."""
+    pytest.importorskip("av")
+    from test_video import make_clip, probe
+
+    from localdepth.video import DepthVideoWriter, VideoFileReader
+
     _, path = tiny
-    est = load_vda(path)
-    seen = []
-    summary = process_clip(_ListSource(as_frames(pan_frames(photo, 24))), est, [], stabilize="align+ema",
-                           progress=False, on_frame=lambda k, f, d: seen.append(f.index))
-    assert summary.stabilization["mode"] == "align+ema" and summary.temporal["mode"] == "windows"
-    assert seen == list(range(24))
+    clip = make_clip(tmp_path / "clip.mp4", photo, n=30, size=FRAME_SIZE)
+    source = VideoFileReader(clip)
+    out = tmp_path / "depth.mp4"
+    writer = DepthVideoWriter(out, source.output_fps, mode="side", audio_from=source.audio_path)
+    summary = process_clip(source, load_vda(path), [writer], stabilize="align+ema", progress=False)
+    assert summary.frames == 30 and summary.stabilization["mode"] == "align+ema"
+    assert summary.temporal["mode"] == "windows" and summary.temporal["windows"] == 2
+    info = probe(out)
+    assert info["frames"] == 30 and info["width"] == 2 * FRAME_SIZE[0] and info["audio"]
+    assert info["end"] == pytest.approx(probe(clip)["end"], abs=1e-6)
 
 
 def test_input_path_is_pinned_to_the_official_transform(tiny, photo, monkeypatch):
@@ -277,24 +288,6 @@ def test_input_path_is_pinned_to_the_official_transform(tiny, photo, monkeypatch
         monkeypatch.setattr(temporal, "preprocess", mutation)
         got = [d for _, d in WindowedDepth(est)(as_frames(rgbs))]
         assert min(pearson(g, w) for g, w in zip(got, want)) < 0.9999, name
-
-
-class _ListSource:
-    """A frame source over frames in memory (process_clip only iterates it)."""
-
-    def __init__(self, frames):
-        self.frames, self.skipped, self.expected_frames = frames, 0, len(frames)
-
-    def __iter__(self):
-        return iter(self.frames)
-
-    def describe(self):
-        return {"type": "list"}
-
-    def close(self):
-        pass
-
-    output_fps = 24
 
 
 # ----------------------------------------------------------------------------- window logic, memory
