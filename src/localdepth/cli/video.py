@@ -173,11 +173,11 @@ def main(args: argparse.Namespace) -> int:
 
     live = args.webcam is not None or args.inputs == ["-"]  # a camera or a pipe: no end to wait for
     normalize = args.normalize or ("running" if live or args.preview else "clip")
+    streaming = args.streaming if args.streaming is not None else live
     sidecar = output.with_suffix(".json") if output is not None else None
     if sidecar is None and formats:
         sidecar = writers[0].outdir / "clip.json"
     try:
-        streaming = args.streaming if args.streaming is not None else live
         summary = process_clip(source, estimator, writers, stabilize=args.stabilize, ema=args.ema,
                                normalize=normalize, warmup=args.warmup, progress=not args.quiet,
                                sidecar_path=sidecar, streaming=streaming)
