@@ -62,7 +62,7 @@ def video_input_size(height: int, width: int, input_size: int, multiple: int = 1
     ratio = max(height, width) / min(height, width)
     if ratio > WIDE_RATIO:
         input_size = int(input_size * 1.777 / ratio)
-        input_size = round(input_size / multiple) * multiple
+        input_size = max(multiple, round(input_size / multiple) * multiple)  # never below one patch
     return input_size
 
 
