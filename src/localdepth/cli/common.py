@@ -113,7 +113,8 @@ def prompt_source(args: argparse.Namespace, model: str, n_inputs: int):
         if n_inputs > 1:
             raise PromptDepthError(f"--prompt-depth {given} is one map for {n_inputs} images; give a folder with one "
                                    "map per image (same relative path and stem)")
-        return lambda item: (read_prompt_depth(root, scale), str(root))
+        metres = read_prompt_depth(root, scale)  # read once, now: a bad file is a usage error before any loading
+        return lambda item: (metres, str(root))
     if not root.is_dir():
         raise PromptDepthError(f"--prompt-depth {given}: no such file or folder")
 
