@@ -130,6 +130,9 @@ class ModelSpec:
     postprocessing: Postprocessing = field(default_factory=Postprocessing)
     #: the extra depth input the model takes (None: the image only)
     prompt: PromptDepthInput | None = None
+    #: the network predicts the camera too (Depth Pro: the field of view); geometry uses it when the
+    #: user gives no intrinsics and the photo's EXIF has none
+    predicts_camera: bool = False
 
     @property
     def source(self) -> str:
@@ -269,7 +272,7 @@ def _depth_pro_entries() -> list[ModelSpec]:
         # the model card's licence tag (Apple Machine Learning Research Model licence: research only)
         licence="apple-amlr", commercial_use=False, params_millions=952.0, download_mb=1904.0,
         output="depth", max_depth=1e4, preprocessing=_DEPTH_PRO,
-        postprocessing=Postprocessing(interpolation="bilinear", inverse_range=(1e-4, 1e4)),
+        postprocessing=Postprocessing(interpolation="bilinear", inverse_range=(1e-4, 1e4)), predicts_camera=True,
         aliases=("depthpro", "apple-depth-pro"),
         paper="Bochkovskii et al., Depth Pro: Sharp Monocular Metric Depth in Less Than a Second, ICLR 2025 "
               "(arXiv:2410.02073)",
