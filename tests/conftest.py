@@ -17,6 +17,7 @@ SHARED = Path(os.environ.get("LOCALDEPTH_SHARED", ROOT.parent / "shared"))
 IMAGES = SHARED / "data" / "images"
 RGBD = SHARED / "data" / "rgbd"
 PYDNET = SHARED / "models" / "pydnet" / "optimized_pydnet++.tflite"
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 def _need(path: Path) -> Path:
@@ -211,27 +212,26 @@ def save_tiny_prompt_depth_anything(folder: Path, seed: int = 0) -> Path:
     sigmoid head), tiny widths, saved with the processor configuration of the released checkpoints
     (756, multiples of 14, aspect kept, bicubic, ImageNet mean/std, prompt in metres)."""
     import torch
-    from transformers import (Dinov2Config, PromptDepthAnythingConfig, PromptDepthAnythingForDepthEstimation,
+    from transformers import (PromptDepthAnythingConfig, PromptDepthAnythingForDepthEstimation,
                               PromptDepthAnythingImageProcessorPil)
 
     torch.manual_seed(seed)
-    backbone = Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, mlp_ratio=2, patch_size=14, image_size=518,
-        out_indices=[1, 2, 3, 4], reshape_hidden_states=False, apply_layernorm=True, initializer_range=0.1)
+    da = tiny_depth_anything_config("metric")  # the same DINOv2 + DPT sizes, with the prompt fusion added
     config = PromptDepthAnythingConfig(
-        backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], reassemble_hidden_size=32, fusion_hidden_size=16,
-        head_hidden_size=8, patch_size=14, depth_estimation_type="metric", max_depth=None, initializer_range=0.1)
+        backbone_config=da.backbone_config, neck_hidden_sizes=da.neck_hidden_sizes,
+        reassemble_hidden_size=da.reassemble_hidden_size, fusion_hidden_size=da.fusion_hidden_size,
+        head_hidden_size=da.head_hidden_size, patch_size=14, depth_estimation_type="metric", max_depth=None,
+        initializer_range=0.1)
     model = PromptDepthAnythingForDepthEstimation(config).eval()
     # the sigmoid head of a random network sits near 0.5 everywhere: spread its input to use its range
     x = torch.randn(1, 3, 252, 336, generator=torch.Generator().manual_seed(0))
     prompt = torch.rand(1, 1, 24, 32, generator=torch.Generator().manual_seed(1)) * 3 + 0.5
     _rescale_output(model.head.conv3, lambda: model(pixel_values=x, prompt_depth=prompt), 0.0, 1.5)
     model.save_pretrained(folder)
-    PromptDepthAnythingImageProcessorPil(
-        do_resize=True, size={"height": 756, "width": 756}, ensure_multiple_of=14, keep_aspect_ratio=True,
-        do_rescale=True, do_normalize=True, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
-        resample=3, prompt_scale_to_meter=0.001,
-    ).save_pretrained(folder)
+    # the processor of the released checkpoints (Transformers' conversion script): 756, x14, aspect kept, bicubic
+    PromptDepthAnythingImageProcessorPil(size={"height": 756, "width": 756}, ensure_multiple_of=14,
+                                         keep_aspect_ratio=True, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+                                         resample=3, prompt_scale_to_meter=0.001).save_pretrained(folder)
     return folder
 
 

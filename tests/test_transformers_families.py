@@ -127,20 +127,6 @@ def test_zoedepth_map_matches_transformers_post_processing(zoe):
     assert pearson >= 0.999 and rel < ZOE_MAP_REL, (pearson, rel)
 
 
-@pytest.mark.parametrize("mutation", ["bgr", "imagenet-normalisation", "bicubic", "no-align-corners", "no-padding"])
-def test_zoedepth_input_check_catches_mutations(zoe, mutation):
-    pre = zoe.est.spec.preprocessing
-    rgb = zoe.rgb
-    if mutation == "bgr":
-        rgb = np.ascontiguousarray(rgb[:, :, ::-1])
-    else:
-        change = {"imagenet-normalisation": {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
-                  "bicubic": {"interpolation": "bicubic", "align_corners": False},
-                  "no-align-corners": {"align_corners": False}, "no-padding": {"reflect_pad_factor": 0.0}}[mutation]
-        pre = dataclasses.replace(pre, **change)
-    assert input_error(preprocess(rgb, pre), zoe.pixel_values) > ZOE_INPUT_ATOL
-
-
 def test_zoedepth_map_check_catches_a_missing_flip_average_and_a_mirrored_output(zoe):
     assert compare(zoe.unflipped, zoe.reference)[1] > ZOE_MAP_REL  # the flip average is not a no-op here
     assert compare(zoe.result.map[:, ::-1], zoe.reference)[1] > ZOE_MAP_REL
@@ -199,19 +185,6 @@ def test_prompt_depth_anything_map_matches_transformers_post_processing(pda):
     lo, hi = pda.lidar_mm.min() / 1000, pda.lidar_mm.max() / 1000
     assert lo - 0.1 * (hi - lo) <= r.map.min() and r.map.max() <= hi + 0.1 * (hi - lo)
     assert r.notes["prompt_depth"]["range_m"] == pytest.approx([lo, hi], rel=1e-6)
-
-
-@pytest.mark.parametrize("mutation", ["bgr", "half-normalisation", "opencv-bicubic", "bilinear"])
-def test_prompt_depth_anything_input_check_catches_mutations(pda, mutation):
-    pre = pda.est.spec.preprocessing
-    rgb = pda.rgb
-    if mutation == "bgr":
-        rgb = np.ascontiguousarray(rgb[:, :, ::-1])
-    else:
-        change = {"half-normalisation": {"mean": (0.5,) * 3, "std": (0.5,) * 3},
-                  "opencv-bicubic": {"interpolation": "bicubic"}, "bilinear": {"interpolation": "bilinear"}}[mutation]
-        pre = dataclasses.replace(pre, **change)
-    assert input_error(preprocess(rgb, pre), pda.pixel_values) > PDA_INPUT_ATOL
 
 
 def test_prompt_depth_anything_map_check_catches_a_mirrored_output_and_wrong_prompt_units(pda):
@@ -300,19 +273,6 @@ def test_depth_pro_map_and_camera_match_transformers_post_processing(depth_pro):
     assert r.notes["predicted_field_of_view_deg"] == pytest.approx(depth_pro.fov, rel=1e-5)
 
 
-@pytest.mark.parametrize("mutation", ["bgr", "imagenet-normalisation", "bicubic"])
-def test_depth_pro_input_check_catches_mutations(depth_pro, mutation):
-    pre = depth_pro.est.spec.preprocessing
-    rgb = depth_pro.rgb
-    if mutation == "bgr":
-        rgb = np.ascontiguousarray(rgb[:, :, ::-1])
-    else:
-        change = {"imagenet-normalisation": {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
-                  "bicubic": {"interpolation": "bicubic"}}[mutation]
-        pre = dataclasses.replace(pre, **change)
-    assert input_error(preprocess(rgb, pre), depth_pro.pixel_values) > DP_INPUT_ATOL
-
-
 def test_depth_pro_map_check_catches_a_mirrored_output_and_depth_space_resizing(depth_pro):
     r = depth_pro.result
     assert compare(r.map[:, ::-1], depth_pro.reference)[1] > DP_MAP_REL
@@ -363,6 +323,35 @@ def test_depth_pro_field_of_view_reaches_the_point_cloud(depth_pro, tiny_depth_p
     assert report["intrinsics"]["fx"] == pytest.approx(depth_pro.focal, rel=1e-5)
     assert cli(["pointcloud", str(tmp_path / "out" / "demo08.npy"), "-o", str(tmp_path / "g.ply"), "--fov", "60"]) == 0
     assert json.loads((tmp_path / "g.ply.json").read_text())["intrinsics_source"] == "given"
+
+
+# ----------------------------------------------------------------------------- the input checks can fail
+
+_IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+#: (family fixture, tolerance, mutation name, change to the entry's preprocessing or "bgr")
+MUTATIONS = [
+    *[("zoe", ZOE_INPUT_ATOL, name, change) for name, change in {
+        "bgr": "bgr", "imagenet-normalisation": _IMAGENET,
+        "bicubic": {"interpolation": "bicubic", "align_corners": False},
+        "no-align-corners": {"align_corners": False}, "no-padding": {"reflect_pad_factor": 0.0}}.items()],
+    *[("pda", PDA_INPUT_ATOL, name, change) for name, change in {
+        "bgr": "bgr", "half-normalisation": {"mean": (0.5,) * 3, "std": (0.5,) * 3},
+        "opencv-bicubic": {"interpolation": "bicubic"}, "bilinear": {"interpolation": "bilinear"}}.items()],
+    *[("depth_pro", DP_INPUT_ATOL, name, change) for name, change in {
+        "bgr": "bgr", "imagenet-normalisation": _IMAGENET, "bicubic": {"interpolation": "bicubic"}}.items()],
+]
+
+
+@pytest.mark.parametrize("family,tolerance,mutation,change", MUTATIONS, ids=[f"{m[0]}-{m[2]}" for m in MUTATIONS])
+def test_input_checks_catch_each_mutation(request, family, tolerance, mutation, change):
+    """A BGR image, another normalisation, interpolation or padding gives an input over the tolerance."""
+    fx = request.getfixturevalue(family)
+    pre, rgb = fx.est.spec.preprocessing, fx.rgb
+    if change == "bgr":
+        rgb = np.ascontiguousarray(rgb[:, :, ::-1])
+    else:
+        pre = dataclasses.replace(pre, **change)
+    assert input_error(preprocess(rgb, pre), fx.pixel_values) > tolerance
 
 
 # ----------------------------------------------------------------------------- through `localdepth run`

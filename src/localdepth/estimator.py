@@ -62,6 +62,13 @@ def check_prompt(spec: ModelSpec, given: bool) -> None:
                                "[--prompt-scale METRES_PER_UNIT], or predict(image, prompt_depth=array_in_metres)")
 
 
+def refuse_prompt_models(spec: ModelSpec, command: str) -> None:
+    """For commands that carry no prompt depth (``video``, ``batch``): a one-line error for models that need one."""
+    if spec.prompt is not None and spec.prompt.required:
+        raise PromptDepthError(f"{spec.name} needs a prompt depth map per image, which `localdepth {command}` does not "
+                               "take; use `localdepth run --prompt-depth FOLDER`")
+
+
 class DepthEstimator:
     """A loaded model ready to predict depth.
 

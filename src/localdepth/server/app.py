@@ -285,6 +285,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         return {
             "default": state.default,
             "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.kind == "depth" else "relative",
+                        "prompt_depth": "required" if b.estimator.spec.prompt is not None else "none",
                         "max_batch": b.max_batch, "waiting": b.waiting} for b in state.batchers.values()],
             "formats": list(encode.RESPONSE_FORMATS),
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
