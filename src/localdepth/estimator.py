@@ -116,9 +116,6 @@ class DepthEstimator:
             raw = 1.0 / np.maximum(raw, _MIN_RAW)
         return raw
 
-    def takes_prompt(self) -> bool:
-        return self.spec.prompt is not None
-
     def check_prompt(self, given: bool) -> None:
         """See :func:`check_prompt`."""
         check_prompt(self.spec, given)
