@@ -353,7 +353,9 @@ def test_window_logic_matches_the_official_on_a_long_clip_in_bounded_memory():
     assert predictor.windows == len(range(0, n, 22))
     for i, depth in got:
         assert pearson(depth, want[i]) >= 0.9999, i
-        np.testing.assert_allclose(depth, want[i], rtol=1e-4, atol=1e-5)
+        # float32 arithmetic (the official fit sums in float32): measured at most 6.6e-6 of the
+        # map's maximum; a wrong keyframe or blend is off by about half of it
+        assert float(np.abs(depth - want[i]).max() / np.abs(want[i]).max()) < 5e-5, i
     # one window (32) plus what is waiting to be blended (8) and handed out: not the clip
     assert peak <= 32 + 10, peak
 

@@ -2,8 +2,9 @@
 
 Imported by the tests only, never by the package. The reference imports
 ``torchvision.transforms.Compose`` (a list of callables applied in turn) and prints a line when
-xFormers is absent; a small stand-in module replaces torchvision so that it need not be
-installed (it pulls CUDA wheels).
+xFormers is absent; a small stand-in module replaces torchvision while the reference is
+imported (then it is removed again: other libraries probe for torchvision), so that it need not
+be installed (it pulls CUDA wheels).
 
 Random weights: the official initialisation zeroes the motion modules' output projections, so
 a freshly built model ignores time entirely; :func:`randomize` gives them random weights too,
@@ -47,16 +48,21 @@ def reference():
         pytest.skip(f"{REFERENCE} is absent (the official code lives in ../shared/reference)")
     pytest.importorskip("einops")
     pytest.importorskip("easydict")
-    if "torchvision" not in sys.modules:
+    stand_in = "torchvision" not in sys.modules
+    if stand_in:
         tv, transforms = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
         transforms.Compose = _Compose
         tv.transforms = transforms
         sys.modules["torchvision"], sys.modules["torchvision.transforms"] = tv, transforms
     if str(REFERENCE) not in sys.path:
         sys.path.insert(0, str(REFERENCE))
-    with contextlib.redirect_stdout(io.StringIO()):  # "xFormers not available"
-        import video_depth_anything.video_depth as offline
-        import video_depth_anything.video_depth_stream as stream
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # "xFormers not available"
+            import video_depth_anything.video_depth as offline
+            import video_depth_anything.video_depth_stream as stream
+    finally:
+        if stand_in:  # the reference holds Compose now; other code must not see a fake torchvision
+            del sys.modules["torchvision"], sys.modules["torchvision.transforms"]
     return offline, stream
 
 

@@ -119,8 +119,10 @@ class _VideoModelInput:
                           "a video model needs one frame size (skipped)")
 
     def to_frame(self, depth: np.ndarray) -> np.ndarray:
-        """A network-resolution map at the frame's size, resized as the reference does."""
-        return to_original_size(depth, *self.size, self.estimator.kind, align_corners=True)
+        """A network-resolution map at the frame's size, resized as the reference does
+        (the entry's postprocessing: bilinear, ``align_corners=True``)."""
+        spec = self.estimator.spec
+        return to_original_size(depth, *self.size, self.estimator.kind, spec.postprocessing, spec.preprocessing)
 
 
 class WindowedDepth:
