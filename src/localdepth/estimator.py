@@ -20,7 +20,7 @@ from .backends.base import NetworkOutput
 from .errors import LocalDepthError
 from .images import as_rgb, load_image
 from .postprocess import DepthResult, intrinsics_to_original, to_original_size
-from .preprocess import network_size, preprocess
+from .preprocess import network_input_note, network_size, preprocess
 from .registry import ModelSpec
 from .weights import resolve
 
@@ -165,6 +165,7 @@ class DepthEstimator:
                 timings={"inference": infer_ms, "postprocess": _ms(t0)},
                 source=sources[j], image=image if keep_image else None, max_depth=self.spec.max_depth,
                 confidence=confidence, intrinsics=camera, camera_from_world=pose,
+                notes=network_input_note(h, w, self.spec.preprocessing, self.input_size),
             ))
         return results
 

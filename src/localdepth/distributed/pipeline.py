@@ -33,9 +33,11 @@ import numpy as np
 from .. import registry
 from ..errors import LocalDepthError
 from ..images import load_image
+from ..limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from ..postprocess import DepthResult, to_original_size
-from ..preprocess import preprocess
+from ..preprocess import network_input_note, preprocess
 from ..runner import _short
+from ..safety import one_line, quoted
 from ..weights import resolve
 from ..writers import WriteOptions
 from .outputs import OutputTarget
@@ -110,6 +112,7 @@ class BatchConfig:
     gpus_per_worker: float = 0.0
     cpus_per_worker: float | None = None  # None: 1, or less when the cluster is small (see plan_resources)
     skip_existing: bool = True
+    max_pixels: int | None = MAX_IMAGE_PIXELS  # larger images are refused before decoding
 
     @property
     def options(self) -> WriteOptions:
@@ -134,7 +137,10 @@ def _ms(t0: float) -> float:
 
 def _read_bytes(url: str) -> bytes:
     with filesystem(url).open(url, "rb") as f:
-        return f.read()
+        data = f.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise LocalDepthError(f"{quoted(url)}: the file is over the limit of {MAX_IMAGE_BYTES} bytes for an image")
+    return data
 
 
 # ----------------------------------------------------------------------------- stage 1: CPU tasks
@@ -156,7 +162,7 @@ def decode_stage(rows, cfg: BatchConfig, target: OutputTarget):
                     status = "skipped"
                 else:
                     t0 = time.perf_counter()
-                    rgb = load_image(_read_bytes(src) if is_url(src) else src)
+                    rgb = load_image(_read_bytes(src) if is_url(src) else src, max_pixels=cfg.max_pixels)
                     dec_ms = _ms(t0)
                     t0 = time.perf_counter()
                     tensor = preprocess(rgb, spec.preprocessing, cfg.input_size)
@@ -236,7 +242,7 @@ class InferenceActor:
                     self._infer([i], tensors, rows, raw, infer_ms, status, errors)
                 return
             i = group[0]
-            status[i], errors[i] = "failed", f"{rows['input'].iat[i]}: inference failed ({_short(e)})"
+            status[i], errors[i] = "failed", f"{quoted(rows['input'].iat[i])}: inference failed ({_short(e)})"
             return
         for j, i in enumerate(group):
             raw[i] = _pack(np.asarray(out[j], dtype=np.float32))
@@ -275,13 +281,14 @@ def write_stage(rows, cfg: BatchConfig, target: OutputTarget):
                     map=depth, kind=spec.output, model=spec.name, input_size=(int(r.input_h), int(r.input_w)),
                     timings={"decode": r.decode_ms, "preprocess": r.preprocess_ms, "inference": r.inference_ms,
                              "postprocess": post_ms},
-                    source=r.input, image=_unpack(r.image) if r.image else None, max_depth=spec.max_depth)
+                    source=r.input, image=_unpack(r.image) if r.image else None, max_depth=spec.max_depth,
+                    notes=network_input_note(int(r.height), int(r.width), spec.preprocessing, cfg.input_size))
                 t0 = time.perf_counter()
                 target.write(result, paths, json.loads(r.model_info))
                 write_ms = _ms(t0)
                 status = "ok"
             except Exception as e:
-                status, error = "failed", f"{r.input}: cannot write outputs ({_short(e)})"
+                status, error = "failed", f"{quoted(r.input)}: cannot write outputs ({_short(e)})"
         values = {"index": r.index, "input": r.input, "rel": r.rel, "status": status, "error": error,
                   "kind": spec.output, "outputs": list(paths.values()) if status in ("ok", "skipped") else [],
                   "decode_ms": r.decode_ms, "preprocess_ms": r.preprocess_ms, "inference_ms": r.inference_ms,
