@@ -18,6 +18,7 @@ empty value for rows that have none (skipped, failed), which ragged tensor colum
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -68,17 +69,72 @@ def require_ray():
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False):
     """Join a Ray cluster (``address``: ``auto``, ``ray://host:10001``, ``host:6379``), or start a
-    local one with ``num_cpus`` (default: all cores). Reuses a session already running here."""
+    local one with ``num_cpus`` (default: all cores). Reuses a session already running here.
+
+    A local Ray listens on 127.0.0.1 only (nothing on the network can join it or reach its
+    services) and is stopped when this process ends, even by ``kill -9``
+    (:mod:`localdepth.distributed.watchdog`).
+    """
     ray = require_ray()
     if ray.is_initialized():
         return ray
     kwargs = dict(include_dashboard=False, log_to_driver=not quiet, configure_logging=True,
                   logging_level="ERROR")
     if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        if _is_loopback_address(address):  # a local Ray bound to 127.0.0.1 (ours): join it as a local node
+            with _loopback_only():
+                ray.init(address=address, _node_ip_address="127.0.0.1", **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+        return ray
+    from . import watchdog
+
+    before = watchdog.children()
+    with _loopback_only():
+        context = ray.init(num_cpus=num_cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **kwargs)
+    watchdog.start(watchdog.children() - before, context.address_info.get("session_dir", ""))
     return ray
+
+
+def _is_loopback_address(address: str) -> bool:
+    """``127.0.0.1:6379``, ``localhost:6379``, ``[::1]:6379`` (a ``ray://`` client address is not joined as a node)."""
+    import ipaddress
+
+    if "://" in address:
+        return False
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """Make ``ray.init`` start a single-node Ray bound to 127.0.0.1.
+
+    Ray binds its services to every interface unless the node's address is the loopback one,
+    and on Linux it replaces 127.0.0.1 by the machine's network address unless clusters are
+    switched off, as Ray does by default on Windows and macOS (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``,
+    read by Ray at import time, hence the constant too). Restored afterwards, so that joining a
+    real cluster later in this process works as usual.
+    """
+    from ray._private import ray_constants
+
+    env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # the processes Ray starts read it too
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = flag
+        if env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = env
 
 
 def cluster_is_local(ray) -> bool:
