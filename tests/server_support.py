@@ -84,14 +84,23 @@ def serve_process(args: list[str], log_path: Path, env: dict | None = None, read
 
 
 @contextlib.contextmanager
-def serve_in_thread(app, ready_timeout: float = 60.0):
-    """Run an app with a real uvicorn on 127.0.0.1 (a free port) in a thread of this process; yield its URL."""
+def serve_in_thread(app, ready_timeout: float = 60.0, settings=None):
+    """Run an app with a real uvicorn on 127.0.0.1 (a free port) in a thread of this process; yield its URL.
+
+    The uvicorn configuration is `localdepth serve`'s (connection limits and timeouts from
+    ``settings``, default ServerSettings()).
+    """
     import threading
 
     import uvicorn
 
+    from localdepth.server import ServerSettings
+    from localdepth.server.http import uvicorn_config
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    config = uvicorn_config(app, settings or ServerSettings(), host="127.0.0.1", port=port, log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

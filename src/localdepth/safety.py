@@ -215,8 +215,8 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "max_wait_ms": Range(0, 60_000),
     "queue_size": _COUNT,
     "timeout": _POSITIVE, "timeout_s": _POSITIVE,
-    "header_timeout_s": _POSITIVE, "body_timeout_s": _POSITIVE,
-    "keep_alive_s": _POSITIVE,
+    "header_timeout": _POSITIVE, "header_timeout_s": _POSITIVE, "body_timeout": _POSITIVE, "body_timeout_s": _POSITIVE,
+    "keep_alive": _POSITIVE, "keep_alive_s": _POSITIVE,
     "max_connections": _COUNT,
     "retry_after_s": _NON_NEGATIVE,
 }

@@ -23,9 +23,10 @@ from .. import __version__, registry
 from ..errors import ImageDecodeError, LocalDepthError
 from ..images import load_image
 from . import encode
-from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
-from .metrics import MetricsMiddleware, ServerMetrics
-from .security import HTTPError, TokenAuthMiddleware, read_upload
+from ..safety import InvalidValueError, check_options, one_line
+from .batcher import BatcherStoppedError, DynamicBatcher, PixelBudget, QueueFullError
+from .metrics import CLIENT_CLOSED, MetricsMiddleware, ServerMetrics
+from .security import ClientClosed, HTTPError, TokenAuthMiddleware, read_upload
 from .settings import ServerSettings
 
 log = logging.getLogger("localdepth.server")
@@ -109,20 +110,26 @@ class ServerState:
         return self.batchers[name]
 
 
-def decode_upload(data: bytes, max_pixels: int):
-    """Encoded bytes -> RGB array; HTTPError 413 over the pixel limit, 400 for anything undecodable."""
+def image_pixels(data: bytes, max_pixels: int) -> int | None:
+    """Width x height from the image's header, without decoding: 413 over ``max_pixels`` or for a
+    decompression bomb; None when Pillow cannot open it (:func:`decode_upload` then says why)."""
     from PIL import Image
 
-    try:  # read the size from the header first: a decompression bomb is refused before decoding
+    try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
     except Image.DecompressionBombError:
         raise HTTPError(413, f"image refused as a possible decompression bomb (over the limit of {max_pixels} pixels)") from None
     except Exception:
-        pass  # not an image, or one Pillow cannot open: load_image says why
-    else:
-        if width * height > max_pixels:
-            raise HTTPError(413, f"{width}x{height} image is over the limit of {max_pixels} pixels")
+        return None
+    if width * height > max_pixels:
+        raise HTTPError(413, f"{width}x{height} image is over the limit of {max_pixels} pixels")
+    return width * height
+
+
+def decode_upload(data: bytes, max_pixels: int):
+    """Encoded bytes -> RGB array; HTTPError 413 over the pixel limit, 400 for anything undecodable."""
+    image_pixels(data, max_pixels)  # a decompression bomb is refused before decoding
     try:
         return load_image(data, max_pixels=max_pixels)
     except ImageDecodeError as e:
@@ -130,7 +137,15 @@ def decode_upload(data: bytes, max_pixels: int):
         raise HTTPError(413 if "over the limit" in message or "decompression bomb" in message else 400,
                         f"upload: {message}") from None
     except Exception as e:  # any other decoder failure is still a bad upload, not a server fault
-        raise HTTPError(400, f"upload: cannot decode the image ({type(e).__name__}: {e})") from None
+        raise HTTPError(400, f"upload: cannot decode the image ({type(e).__name__}: {one_line(str(e))[:200]})") from None
+
+
+def inference_failure(e: BaseException) -> str:
+    """What a client is told when the model failed on its image: one line, no backend internals
+    (ONNX Runtime's messages carry source paths and graph node names); the log has the details."""
+    if isinstance(e, LocalDepthError):
+        return f"inference failed: {one_line(str(e))}"
+    return f"inference failed on this image ({type(e).__name__}); the server log has the details"
 
 
 DEPTH_REQUEST_BODY = {
@@ -148,8 +163,9 @@ DEPTH_RESPONSES = {
     400: {"description": "Not an image, corrupt image, or bad parameters"},
     401: {"description": "Missing or wrong bearer token (when the server has one)"},
     404: {"description": "The requested model is not loaded"},
+    408: {"description": "The request body did not arrive within the body timeout"},
     413: {"description": "Upload over the byte limit, or image over the pixel limit"},
-    503: {"description": "Queue full or still loading: retry after Retry-After seconds"},
+    503: {"description": "Queue or decoded-pixel budget full, or still loading: retry after Retry-After seconds"},
     504: {"description": "The depth map did not come within the request timeout"},
 }
 
@@ -165,6 +181,8 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     metrics = ServerMetrics()
     state = ServerState(estimators, settings, metrics)
     decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
+    held = PixelBudget(settings.max_queued_pixels)
+    metrics.pixels_held.set_function(lambda: held.used)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -181,6 +199,13 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     @app.exception_handler(HTTPError)
     async def _http_error(request: Request, exc: HTTPError):
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(ClientClosed)
+    async def _client_closed(request: Request, exc: ClientClosed):
+        metrics.client_closed.inc()
+        log.info("%s %s: the client closed the connection before its upload was read", request.method,
+                 request.url.path)
+        return Response(status_code=CLIENT_CLOSED)  # never delivered; counted as 499, not as a server error
 
     @app.exception_handler(RequestValidationError)
     async def _bad_parameters(request: Request, exc: RequestValidationError):
@@ -200,9 +225,15 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         cx: float | None = Query(None, description="ply: principal point x, pixels (default (W-1)/2)"),
         cy: float | None = Query(None, description="ply: principal point y, pixels (default (H-1)/2)"),
         fov: float | None = Query(None, description=f"ply: horizontal field of view, degrees (default {encode.DEFAULT_FOV_DEG:g} when no fx)"),
-        max_points: int | None = Query(None, ge=1, description="ply: subsample to at most this many points"),
+        max_points: int | None = Query(None, description="ply: subsample to at most this many points "
+                                                          "(capped at the server's max_points)"),
     ):
         batcher = state.pick(model)
+        try:  # the same ranges as the command line's; budgets are capped at the server's maximum
+            check_options({"fx": fx, "fy": fy, "cx": cx, "cy": cy, "fov": fov, "max_points": max_points}, label=str)
+        except InvalidValueError as e:
+            raise HTTPError(400, str(e)) from None
+        points = min(max_points or settings.max_points, settings.max_points)
         if format == "color":
             from ..writers import colormap_lut
             try:
@@ -212,14 +243,27 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         retry = {"Retry-After": str(settings.retry_after_s)}
         if batcher.full:  # refuse before reading and decoding: back-pressure should be cheap
             raise HTTPError(503, f"busy: {batcher.name} has {settings.queue_size} requests waiting; retry later", retry)
-        data = await read_upload(request, settings.max_upload_bytes)
-        async with decode_slots:  # bounds the memory that decoded images take at once
+        data = await read_upload(request, settings.max_upload_bytes, settings.body_timeout_s)
+        # the memory budget counts decoded pixels, reserved from the header before decoding and
+        # held until the answer is built: images waiting in the queue are what filled memory
+        pixels = image_pixels(data, settings.max_pixels) or 1
+        if not held.reserve(pixels):
+            raise HTTPError(503, f"busy: the server holds {held.used} decoded pixels of its budget of {held.limit}; "
+                                 "retry later", retry)
+        try:
+            return await answer(batcher, data, format, cmap, (fx, fy, cx, cy, fov), points, retry)
+        finally:
+            held.release(pixels)
+
+    async def answer(batcher: DynamicBatcher, data: bytes, format: str, cmap: str, camera: tuple, points: int,
+                     retry: dict) -> Response:
+        async with decode_slots:  # bounds the memory that decoding takes at once
             image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
         del data
         intrinsics = None
         if format == "ply":
             try:
-                intrinsics = encode.request_intrinsics(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
+                intrinsics = encode.request_intrinsics(image.shape[1], image.shape[0], *camera)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
         try:
@@ -231,7 +275,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         except TimeoutError:
             raise HTTPError(504, f"no depth map within the timeout of {settings.timeout_s:g} s") from None
         except Exception as e:  # the model failed on this batch: report it, keep serving
-            raise HTTPError(500, f"inference failed ({type(e).__name__}: {e})") from None
+            raise HTTPError(500, inference_failure(e)) from None
         if format == "json":
             body, media, headers = await run_in_threadpool(encode.as_json, result)
         elif format == "npy":
@@ -241,8 +285,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         elif format == "color":
             body, media, headers = await run_in_threadpool(encode.as_color, result, cmap)
         else:
-            body, media, headers = await run_in_threadpool(
-                encode.as_ply, result, image, intrinsics, max_points or settings.max_points)
+            body, media, headers = await run_in_threadpool(encode.as_ply, result, image, intrinsics, points)
         headers.setdefault("Content-Disposition", f'inline; filename="{FILENAMES[format]}"')
         return Response(body, media_type=media, headers=headers)
 
@@ -254,9 +297,9 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
             "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.kind == "depth" else "relative",
                         "max_batch": b.max_batch, "waiting": b.waiting} for b in state.batchers.values()],
             "formats": list(encode.RESPONSE_FORMATS),
-            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-                       "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
-                       "queue_size": settings.queue_size, "timeout_s": settings.timeout_s},
+            "limits": {name: getattr(settings, name) for name in (
+                "max_upload_bytes", "max_pixels", "max_queued_pixels", "max_batch", "max_wait_ms", "queue_size",
+                "timeout_s", "max_points", "header_timeout_s", "body_timeout_s", "keep_alive_s", "max_connections")},
         }
 
     @app.get("/healthz", summary="Ready once every model is loaded (no token needed)")
