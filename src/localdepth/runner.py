@@ -235,8 +235,12 @@ class Runner:
         def finished_writes(block_until: int) -> Iterator[ItemOutcome]:
             nonlocal in_flight
             while writes and (len(writes) > block_until or writes[0].done()):
+                # wait with the future still queued: Ctrl-C during the wait must not lose a write
+                # that then finishes (the finally below reports the writes that did)
+                outcome = writes[0].result()
+                writes.popleft()
                 in_flight -= 1
-                yield writes.popleft().result()
+                yield outcome
 
         try:
             while True:

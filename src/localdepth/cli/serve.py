@@ -101,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..server import ServerSettings, create_app
-        from ..server.http import uvicorn_config
+        from ..server.http import release_freed_memory, uvicorn_config
     except ImportError as e:
         print(f"localdepth: error: the server needs its extra ({e.name} is missing): pip install 'localdepth[server]'",
               file=sys.stderr)
@@ -124,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{args.port}/" + (f"?token={settings.token}" if settings.token else "")
     print(f"localdepth: loading the models, then serving the web page at {url} (API docs at /docs)", file=sys.stderr)
+    release_freed_memory()
     server = uvicorn.Server(uvicorn_config(app, settings, host=args.host, port=args.port, log_level=args.log_level,
                                            access_log=not args.no_access_log))
     server.run()
