@@ -271,6 +271,10 @@ def read_reference(path, *, scale: float | None = None, shape: tuple[int, int] |
     import cv2
     from pathlib import Path
 
+    from .safety import NUMERIC_OPTIONS
+
+    if scale is not None:  # 0 would divide by zero, NaN would give a NaN reference
+        NUMERIC_OPTIONS["reference_scale"].check("--reference-scale", scale)
     p = Path(path)
     if p.suffix.lower() in (".npy", ".npz"):
         data = np.load(p)
