@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +114,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ld-mem-") as tmp:
         image = Path(tmp) / "photo.jpg"
         image.write_bytes(jpeg_bytes(smooth_image(h, w)))
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
+        path = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
         for run in range(args.runs):
             for name, (queued, tune) in configs.items():  # alternate, so that all see the same machine load
                 folder = Path(tmp) / f"model-{name}-{run}"
@@ -128,8 +128,9 @@ def main() -> int:
                     return 1
                 results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 r = results[name][-1]
-                print(f"  run {run + 1} {name:9s}: peak +{r['peak'] / 2**20:.0f} MiB, after +{r['after'] / 2**20:.0f} MiB, "
-                      f"live {r['live'] / 2**20:.1f} MiB, trimmed +{r['trimmed'] / 2**20:.0f} MiB, answers {r['answers']}")
+                print(f"  run {run + 1} {name:11s}: peak +{r['peak'] / 2**20:.0f} MiB, "
+                      f"after +{r['after'] / 2**20:.0f} MiB, live {r['live'] / 2**20:.1f} MiB, "
+                      f"trimmed +{r['trimmed'] / 2**20:.0f} MiB, answers {r['answers']}")
     print("\n| configuration | peak RSS over idle | kept 3 s later | still referenced | kept after malloc_trim |")
     print("|---|---|---|---|---|")
     med = {name: {k: statistics.median(r[k] for r in rs) for k in ("peak", "after", "live", "trimmed")}

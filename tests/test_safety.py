@@ -11,7 +11,6 @@ budget fails the test instead of allocating gigabytes).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2

@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import LocalDepthError
 
@@ -123,6 +123,20 @@ def check_outdir(outdir: str | os.PathLike) -> None:
 def under_root(root: str | os.PathLike, rel: str | os.PathLike) -> Path:
     """``root / rel``, refused (:class:`UnsafePathError`) unless it stays under ``root``."""
     return contained(root, Path(root) / relative_output(rel))
+
+
+# ----------------------------------------------------------------------------- network addresses
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``127.0.0.1``, ``::1`` (and the rest of 127.0.0.0/8): only this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 # ----------------------------------------------------------------------------- numeric options

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import ipaddress
 import os
 import sys
 
 from .. import limits, registry
 from ..backends import BACKENDS
 from ..errors import LocalDepthError
+from ..safety import is_loopback_host
 
 TOKEN_ENV = "LOCALDEPTH_TOKEN"
 
@@ -69,15 +69,6 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _loaders(args: argparse.Namespace) -> list:
     from ..estimator import load
 
@@ -118,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"localdepth: error: {e}", file=sys.stderr)
         return 2
     app = create_app(_loaders(args), settings)
-    if not _is_loopback(args.host) and not settings.token:
+    if not is_loopback_host(args.host) and not settings.token:
         print(f"localdepth: warning: serving on {args.host} without a token: anyone who can reach this port can use it "
               f"(set --token or ${TOKEN_ENV})", file=sys.stderr)
     shown = f"[{args.host}]" if ":" in args.host else args.host

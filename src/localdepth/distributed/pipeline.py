@@ -38,7 +38,7 @@ from ..limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from ..postprocess import DepthResult, to_original_size
 from ..preprocess import network_input_note, preprocess
 from ..runner import _short
-from ..safety import one_line, quoted
+from ..safety import is_loopback_host, one_line, quoted
 from ..weights import resolve
 from ..writers import WriteOptions
 from .outputs import OutputTarget
@@ -98,17 +98,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
 
 def _is_loopback_address(address: str) -> bool:
     """``127.0.0.1:6379``, ``localhost:6379``, ``[::1]:6379`` (a ``ray://`` client address is not joined as a node)."""
-    import ipaddress
-
-    if "://" in address:
-        return False
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return "://" not in address and is_loopback_host(address.rsplit(":", 1)[0])
 
 
 @contextlib.contextmanager
@@ -436,7 +426,7 @@ def run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest:
         resolve(spec, cfg.weights)  # missing weights: one line here, not an actor that never starts
     cpus = ray.cluster_resources().get("CPU", 1.0)
     actor_cpus = plan_resources(cfg, cpus)
-    on_error = on_error or (lambda line: print(f"localdepth: error: {line}", file=sys.stderr))
+    on_error = on_error or (lambda line: print(f"localdepth: error: {one_line(line)}", file=sys.stderr))
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress

@@ -43,8 +43,9 @@ class HeaderDeadlineProtocol(H11Protocol):
     def _header_timeout(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            peer = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
             log.info("closed a connection from %s that sent no complete request headers within %g s",
-                     "%s:%d" % self.client if self.client else "?", self.header_timeout_s)
+                     peer, self.header_timeout_s)
             self.transport.close()
 
     def handle_events(self) -> None:
