@@ -41,8 +41,10 @@ SERVER_MAX_UPLOAD_BYTES = 20 * MIB
 #: largest accepted image, width x height, read from the header before decoding
 SERVER_MAX_PIXELS = 25_000_000
 #: decoded pixels held at once across all requests (decoding, waiting, inferring, encoding);
-#: beyond it new requests get 503. About 25 bytes per pixel are live while a request is served
-#: (the RGB image, the float map at the image's size and its encodings), so 100 Mpx is ~2.5 GB.
+#: beyond it new requests get 503. A request holds its decoded image (3 bytes per pixel), then its
+#: map at the image's size (4) and that map's encoding (2 for png16, 4 for npy, 5.3 for json):
+#: 100 Mpx is about 0.7 to 1.2 GB. The network's activations are bounded apart (max_batch and
+#: the network input budget above).
 SERVER_MAX_QUEUED_PIXELS = 100_000_000
 #: requests waiting for one model
 SERVER_QUEUE_SIZE = 64
