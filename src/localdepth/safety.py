@@ -200,6 +200,7 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "reference_scale": _POSITIVE,
     "depth_scale": _POSITIVE,
     "max_points": _COUNT,
+    "prompt_scale": _POSITIVE,
     # work and batching
     "batch_size": Range(1, 1024, integer=True),
     "workers": Range(1, 1024, integer=True),
@@ -220,6 +221,9 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "max_frames": _COUNT,
     "max_res": Range(16, None, integer=True),
     "ema": Range(0, 1, lo_open=True),
+    # URL inputs
+    "url_timeout": Range(0, 3600, lo_open=True),
+    "url_max_mb": Range(0, 4096, lo_open=True),
     # the server
     "port": Range(1, 65535, integer=True),
     "max_upload_mb": Range(0, 4096, lo_open=True),
