@@ -145,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         ready, _, _ = select.select([fd], [], [], POLL_S)
         if ready and not os.read(fd, 1):  # end of file: the driver is gone
             break
-        seen = _with_descendants(seen) or seen
+        seen = _with_descendants(seen)
+        if not seen:  # Ray ended (ray.shutdown, or it died): stop what may be left of it, and leave
+            terminate(_session_processes(session_dir))
+            return 0
     time.sleep(0.2)  # a normal exit shuts Ray down itself; let it
     terminate({**_with_descendants(seen), **_session_processes(session_dir)})
     return 0

@@ -249,7 +249,8 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     ):
         batcher = state.pick(model)
         try:  # the same ranges as the command line's; budgets are capped at the server's maximum
-            check_options({"fx": fx, "fy": fy, "cx": cx, "cy": cy, "fov": fov, "max_points": max_points}, label=str)
+            check_options({"fx": fx, "fy": fy, "cx": cx, "cy": cy, "fov": fov, "max_points": max_points,
+                           "prompt_scale": prompt_scale}, label=str)
         except InvalidValueError as e:
             raise HTTPError(400, str(e)) from None
         points = min(max_points or settings.max_points, settings.max_points)
