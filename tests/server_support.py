@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -90,8 +91,6 @@ def serve_in_thread(app, ready_timeout: float = 60.0, settings=None):
     The uvicorn configuration is `localdepth serve`'s (connection limits and timeouts from
     ``settings``, default ServerSettings()).
     """
-    import threading
-
     import uvicorn
 
     from localdepth.server import ServerSettings
@@ -114,3 +113,24 @@ def serve_in_thread(app, ready_timeout: float = 60.0, settings=None):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+class GatedEstimator:
+    """The real estimator behind a gate, so a test decides when inference may finish."""
+
+    def __init__(self, estimator):
+        self._estimator = estimator
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.finished = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._estimator, name)
+
+    def predict_decoded(self, images, **kwargs):
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        try:
+            return self._estimator.predict_decoded(images, **kwargs)
+        finally:
+            self.finished.set()

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import io
-import threading
 
 import cv2
 import httpx
@@ -19,7 +18,7 @@ pytest.importorskip("fastapi")
 import localdepth  # noqa: E402
 from localdepth.server import ServerSettings, create_app  # noqa: E402
 from localdepth.writers import decode_png16  # noqa: E402
-from server_support import jpeg_bytes, png_bytes, png_header_only, smooth_image  # noqa: E402
+from server_support import GatedEstimator, jpeg_bytes, png_bytes, png_header_only, smooth_image  # noqa: E402
 
 H, W = 42, 56  # small images keep the tiny model fast
 
@@ -65,27 +64,6 @@ def metric_estimator(tiny_metric_dir):
 @pytest.fixture(scope="module")
 def image():
     return smooth_image(H, W, seed=3)
-
-
-class GatedEstimator:
-    """The real estimator behind a gate, so a test decides when inference may finish."""
-
-    def __init__(self, estimator):
-        self._estimator = estimator
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-        self.finished = threading.Event()
-
-    def __getattr__(self, name):
-        return getattr(self._estimator, name)
-
-    def predict_decoded(self, images, **kwargs):
-        self.entered.set()
-        assert self.gate.wait(30), "the test never opened the gate"
-        try:
-            return self._estimator.predict_decoded(images, **kwargs)
-        finally:
-            self.finished.set()
 
 
 class FailingEstimator:

@@ -9,7 +9,6 @@ import contextlib
 import io
 import logging
 import socket
-import threading
 import time
 
 import httpx
@@ -20,7 +19,7 @@ pytest.importorskip("fastapi")
 
 from localdepth import limits  # noqa: E402
 from localdepth.server import ServerSettings, create_app  # noqa: E402
-from server_support import png_bytes, serve_in_thread, smooth_image  # noqa: E402
+from server_support import GatedEstimator, png_bytes, serve_in_thread, smooth_image  # noqa: E402
 
 H, W = 42, 56
 
@@ -106,21 +105,6 @@ def test_declared_content_length_over_the_cap_is_answered_before_the_body_is_rea
 
 
 # ----------------------------------------------------------------------------- pixels and points
-
-class GatedEstimator:
-    def __init__(self, estimator):
-        self._estimator = estimator
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def __getattr__(self, name):
-        return getattr(self._estimator, name)
-
-    def predict_decoded(self, images, **kwargs):
-        self.entered.set()
-        assert self.gate.wait(30), "the test never opened the gate"
-        return self._estimator.predict_decoded(images, **kwargs)
-
 
 def test_decoded_pixels_held_at_once_are_budgeted(tiny_estimator):
     """Requests hold their decoded pixels from decoding to the answer: once the budget is taken,
