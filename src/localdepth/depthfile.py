@@ -2,8 +2,9 @@
 
 ``read_depth_map(path)`` understands ``.npy``/``.npz`` (float maps), ``.pfm`` and localdepth's
 16-bit ``.png`` (decoded with the mapping in the ``.json`` sidecar beside it). The kind
-(``"depth"`` = metres, ``"disparity"`` = relative inverse depth) comes from the sidecar,
-else from the caller's ``kind``.
+(``"depth"`` = z-depth, ``"disparity"`` = relative inverse depth) comes from the sidecar,
+else from the caller's ``kind``; depth is in metres unless the sidecar's ``units`` say
+``relative`` (:func:`is_metric`).
 """
 
 from __future__ import annotations
@@ -63,3 +64,16 @@ def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarra
     if found not in ("depth", "disparity"):
         raise LocalDepthError(f"{path}: unknown map kind '{found}' (depth or disparity)")
     return arr, found, meta
+
+
+def is_metric(kind: str, meta: dict) -> bool:
+    """A map of ``kind`` with sidecar ``meta`` is in metres: depth, unless its sidecar says relative units."""
+    return kind == "depth" and (meta.get("units") or "m") == "m"
+
+
+def predicted_camera(meta: dict, width: int, height: int):
+    """The camera the model predicted, from a sidecar's ``predicted_intrinsics`` (sized to the map), or None."""
+    from .geometry import camera_from_dict
+
+    info = meta.get("predicted_intrinsics")
+    return camera_from_dict(info, width, height) if info and "fx" in info else None

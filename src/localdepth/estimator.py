@@ -63,6 +63,10 @@ class DepthEstimator:
         self.backend = backend
         self.input_size = input_size
         self.weights_path = weights_path
+        #: the camera the user gave (``{"intrinsics": "fx,fy,cx,cy"}`` or ``{"fov": degrees}``), for
+        #: models whose metres depend on the focal length (Depth Anything 3 Metric); else EXIF or
+        #: the default, by :func:`localdepth.geometry.resolve_intrinsics`
+        self.camera: dict = {}
 
     @property
     def name(self) -> str:
@@ -71,6 +75,11 @@ class DepthEstimator:
     @property
     def kind(self) -> str:
         return self.spec.output
+
+    @property
+    def metric(self) -> bool:
+        """The maps are in metres."""
+        return self.spec.metric
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         return network_size(height, width, self.spec.preprocessing, self.input_size)
@@ -152,21 +161,59 @@ class DepthEstimator:
         out = self.run_network(batch)
         infer_ms = _ms(t0) / len(images)
         input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
-        results = []
-        for j, image in enumerate(images):
-            t0 = time.perf_counter()
-            h, w = image.shape[:2]
-            depth = to_original_size(out.depth[j], h, w, self.spec.output)
-            confidence = None if out.confidence is None else to_original_size(out.confidence[j], h, w, "confidence")
-            camera = None if out.intrinsics is None else intrinsics_to_original(out.intrinsics[j], input_size, h, w)
-            pose = None if out.camera_from_world is None else out.camera_from_world[j]
-            results.append(DepthResult(
-                map=depth, kind=self.spec.output, model=self.spec.name, input_size=input_size,
-                timings={"inference": infer_ms, "postprocess": _ms(t0)},
-                source=sources[j], image=image if keep_image else None, max_depth=self.spec.max_depth,
-                confidence=confidence, intrinsics=camera, camera_from_world=pose,
-            ))
-        return results
+        return [self._result(out, j, image, input_size, sources[j], infer_ms, keep_image)
+                for j, image in enumerate(images)]
+
+    def _result(self, out: NetworkOutput, j: int, image: np.ndarray, input_size: tuple[int, int],
+                source: str | None, infer_ms: float, keep_image: bool) -> DepthResult:
+        """The ``j``-th network output at ``image``'s resolution (``input_size``: the network grid)."""
+        t0 = time.perf_counter()
+        h, w = image.shape[:2]
+        raw, notes = out.depth[j], {}
+        if self.spec.metric_focal:
+            scale, notes["metric_scale"] = self._focal_scale(h, w, input_size, source)
+            raw = raw * np.float32(scale)
+        depth = to_original_size(raw, h, w, self.spec.output)
+        confidence = None if out.confidence is None else to_original_size(out.confidence[j], h, w, "confidence")
+        camera = None if out.intrinsics is None else intrinsics_to_original(out.intrinsics[j], input_size, h, w)
+        pose = None if out.camera_from_world is None else out.camera_from_world[j]
+        return DepthResult(
+            map=depth, kind=self.spec.output, model=self.spec.name, input_size=input_size,
+            timings={"inference": infer_ms, "postprocess": _ms(t0)},
+            source=source, image=image if keep_image else None, max_depth=self.spec.max_depth,
+            confidence=confidence, intrinsics=camera, camera_from_world=pose, notes=notes, metric=self.spec.metric,
+        )
+
+    def _focal_scale(self, height: int, width: int, input_size: tuple[int, int], source: str | None) -> tuple[float, dict]:
+        """Metres per raw unit for a model whose output is the depth at a reference focal length:
+        ``focal / metric_focal``, the focal (mean of fx and fy) in pixels of the network input and
+        taken from the one intrinsics rule (given, EXIF, default)."""
+        from .geometry import resolve_intrinsics
+
+        try:
+            cam = resolve_intrinsics(width, height, intrinsics=self.camera.get("intrinsics"),
+                                     fov=self.camera.get("fov"), image_path=source)
+        except ValueError as e:
+            raise LocalDepthError(str(e)) from None
+        focal = 0.5 * (cam.fx * input_size[1] / width + cam.fy * input_size[0] / height)
+        note = {"rule": f"metres = focal_px * output / {self.spec.metric_focal:g}",
+                "focal_px": round(focal, 4), "focal_of": f"the {input_size[1]}x{input_size[0]} network input",
+                "intrinsics_source": cam.origin, "intrinsics": cam.source}
+        return focal / self.spec.metric_focal, note
+
+    def predict_views(self, images: Sequence, *, sources: Sequence[str | None] | None = None,
+                      reference_strategy: str = "saddle_balanced", max_views: int | None = None,
+                      keep_image: bool = False) -> list[DepthResult]:
+        """Several views of one scene through an any-view model together (Depth Anything 3).
+
+        Every result holds that view's depth at its image's resolution, confidence, intrinsics
+        (pixels of that image) and ``camera_from_world`` (4x4, OpenCV axes), all views in one world
+        frame. See :mod:`localdepth.multiview` (reference view, memory bound).
+        """
+        from .multiview import predict_views
+
+        return predict_views(self, images, sources=sources, reference_strategy=reference_strategy,
+                             max_views=max_views, keep_image=keep_image)
 
     def _groups(self, images: Sequence[np.ndarray], batch_size: int) -> Iterable[list[int]]:
         limit = max(1, batch_size)
@@ -189,7 +236,7 @@ class DepthEstimator:
         spec = self.spec
         return {
             "model": spec.name, "family": spec.family, "source": spec.source, "licence": spec.licence,
-            "kind": spec.output, "max_depth": spec.max_depth, **self.backend.describe(),
+            "kind": spec.output, "metric": spec.metric, "max_depth": spec.max_depth, **self.backend.describe(),
         }
 
     def close(self) -> None:

@@ -55,20 +55,23 @@ def pseudo_depth(disparity: np.ndarray) -> np.ndarray:
 
 
 def metric_depth_or_refuse(depth: np.ndarray, kind: str, *, relative: bool = False,
-                           aligned: bool = False) -> tuple[np.ndarray, str]:
+                           aligned: bool = False, metric: bool | None = None) -> tuple[np.ndarray, str]:
     """The depth to build geometry from, and its units ("m" or "arbitrary").
 
-    A metric map (``kind == "depth"``) or an aligned one is used as is. A relative disparity
-    map has no scale: it is refused unless ``relative`` is set, and then its
-    :func:`pseudo_depth` is used, in arbitrary units.
+    A metric map (``metric``, by default ``kind == "depth"``) or an aligned one is used as is.
+    A relative map has no scale: it is refused unless ``relative`` is set, and then a relative
+    depth map is used as is and a disparity map through its :func:`pseudo_depth`, in arbitrary units.
     """
-    if kind == "depth" or aligned:
+    if (kind == "depth" if metric is None else metric) or aligned:
         return np.asarray(depth, dtype=np.float32), "m"
     if not relative:
+        what = ("depth with unknown scale, so the cloud would be in arbitrary units" if kind == "depth" else
+                "inverse depth with unknown scale and shift, so a point cloud from it would be distorted")
         raise LocalDepthError(
-            "this map is relative (inverse depth with unknown scale and shift), so a point cloud from it "
-            "would be distorted; use a metric model, align it first (`localdepth align` / --points / --reference), "
-            "or pass --relative to accept arbitrary units")
+            f"this map is relative ({what}); use a metric model, align it first (`localdepth align` / --points / "
+            "--reference), or pass --relative to accept arbitrary units")
+    if kind == "depth":
+        return np.asarray(depth, dtype=np.float32), "arbitrary"
     return pseudo_depth(depth), "arbitrary"
 
 
@@ -187,15 +190,17 @@ def write_mesh(path: str | Path, mesh) -> None:
 def export(depth: np.ndarray, kind: str, K: np.ndarray, image: np.ndarray | None = None, *,
            pointcloud: str | Path | None = None, mesh: str | Path | None = None, relative: bool = False,
            aligned: bool = False, voxel_size: float | None = None, estimate_normals: bool = False,
-           max_depth: float | None = None, edge_threshold: float = 0.05) -> dict:
+           max_depth: float | None = None, edge_threshold: float = 0.05, metric: bool | None = None) -> dict:
     """Write a point cloud and/or a mesh for one map; returns the sidecar entry.
 
     Refuses relative maps unless ``relative`` or ``aligned`` (see :func:`metric_depth_or_refuse`).
     """
-    z, units = metric_depth_or_refuse(depth, kind, relative=relative, aligned=aligned)
+    z, units = metric_depth_or_refuse(depth, kind, relative=relative, aligned=aligned, metric=metric)
     report: dict = {"units": units}
     if units != "m":
-        report["note"] = "built from a relative map: arbitrary units (1/disparity, median 1), shapes are distorted"
+        report["note"] = ("built from a relative depth map: arbitrary units (the scale is unknown), shapes are right"
+                          if kind == "depth" else
+                          "built from a relative map: arbitrary units (1/disparity, median 1), shapes are distorted")
     if pointcloud:
         pcd = make_point_cloud(z, K, image, max_depth=max_depth, voxel_size=voxel_size, estimate_normals=estimate_normals)
         write_point_cloud(pointcloud, pcd)

@@ -20,7 +20,8 @@ class DepthResult:
 
     * ``"disparity"``: relative inverse depth, affine-invariant (larger = closer; unknown
       scale and shift), as Depth Anything, MiDaS and PyDNet predict;
-    * ``"depth"``: metric z-depth in metres (distance along the optical axis).
+    * ``"depth"``: z-depth (distance along the optical axis, larger = farther): in metres when
+      ``metric`` (metric models), else up to an unknown scale (Depth Anything 3, its Mono network).
     """
 
     map: np.ndarray
@@ -40,10 +41,20 @@ class DepthResult:
     camera_from_world: np.ndarray | None = None
     #: model-specific facts for the sidecar (e.g. which focal turned a metric model's output into metres)
     notes: dict = field(default_factory=dict)
+    #: the map is in metres; None: as ``kind`` says by default (``depth`` = metres)
+    metric: bool | None = None
+
+    def __post_init__(self):
+        if self.metric is None:
+            self.metric = self.kind == "depth"
 
     @property
     def units(self) -> str:
-        return "m" if self.kind == "depth" else "relative"
+        return "m" if self.metric else "relative"
+
+    @property
+    def convention(self) -> str:
+        return describe_map(self.kind, self.metric)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -53,6 +64,15 @@ class DepthResult:
         t = ", ".join(f"{k}={v:.1f}ms" for k, v in self.timings.items())
         return (f"DepthResult(model={self.model!r}, kind={self.kind!r}, shape={self.map.shape}, "
                 f"range=[{float(self.map.min()):.4g}, {float(self.map.max()):.4g}] {self.units}, {t})")
+
+
+def describe_map(kind: OutputKind, metric: bool) -> str:
+    """The ``convention`` line of sidecars and headers for a map of ``kind`` (metric or not)."""
+    if kind == "disparity":
+        return "relative inverse depth: larger = closer, unknown scale and shift"
+    if metric:
+        return "z-depth along the optical axis, metres"
+    return "z-depth along the optical axis, relative units: larger = farther, unknown scale"
 
 
 def to_original_size(prediction: np.ndarray, height: int, width: int, kind: OutputKind) -> np.ndarray:

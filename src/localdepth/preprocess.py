@@ -38,6 +38,9 @@ def network_size(height: int, width: int, pre: Preprocessing, input_size: int | 
         if input_size is not None and input_size != pre.fixed_hw[0]:
             raise ValueError(f"this model takes a fixed {pre.fixed_hw[0]}x{pre.fixed_hw[1]} input; --input-size does not apply")
         return pre.fixed_hw
+    if pre.resize == "upper_bound":
+        h, w = _upper_bound_size(height, width, input_size or pre.input_size)
+        return _nearest_multiple(h, pre.multiple_of), _nearest_multiple(w, pre.multiple_of)
     target = input_size or pre.input_size
     scale_h, scale_w = target / height, target / width
     if pre.resize == "lower_bound":
@@ -50,16 +53,53 @@ def network_size(height: int, width: int, pre: Preprocessing, input_size: int | 
     return h, w
 
 
+def _upper_bound_size(height: int, width: int, target: int) -> tuple[int, int]:
+    """Scale so the longer side is ``target`` (Python's rounding, as the Depth Anything 3 reference)."""
+    longest = max(height, width)
+    if longest == target:
+        return height, width
+    scale = target / float(longest)
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def _nearest_multiple(x: int, multiple: int) -> int:
+    """The multiple of ``multiple`` nearest to ``x`` (ties go up), at least one ``multiple``."""
+    down = (x // multiple) * multiple
+    up = down + multiple
+    return max(multiple, up if up - x <= x - down else down)
+
+
+def _resize_auto(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bicubic when a side grows, area otherwise (the Depth Anything 3 reference's choice)."""
+    if image.shape[:2] == (h, w):
+        return image
+    grows = h > image.shape[0] or w > image.shape[1]
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC if grows else cv2.INTER_AREA)
+
+
+def _resize_upper_bound(rgb: np.ndarray, pre: Preprocessing, input_size: int | None) -> np.ndarray:
+    """The Depth Anything 3 input resize: longer side to ``input_size``, then each side to its nearest
+    multiple of the patch, two resizes on 8-bit pixels as the reference does (16-bit and float images
+    are resized as floats, keeping their precision)."""
+    h, w = _upper_bound_size(rgb.shape[0], rgb.shape[1], input_size or pre.input_size)
+    x = _resize_auto(rgb, h, w)
+    return _resize_auto(x, _nearest_multiple(h, pre.multiple_of), _nearest_multiple(w, pre.multiple_of))
+
+
 def preprocess(rgb: np.ndarray, pre: Preprocessing, input_size: int | None = None) -> np.ndarray:
     """Decoded RGB image ``(H, W, 3)`` -> one network input.
 
     Returns ``(3, h, w)`` for ``nchw`` models, ``(h, w, 3)`` for ``nhwc`` ones, float32.
-    Scaling to [0, 1] happens before the resize, as in the Depth Anything reference.
+    Scaling to [0, 1] happens before the resize, as in the Depth Anything reference (after it for
+    Depth Anything 3, as in its reference).
     """
-    h, w = network_size(rgb.shape[0], rgb.shape[1], pre, input_size)
-    x = to_float(rgb)
-    if (h, w) != x.shape[:2]:
-        x = cv2.resize(x, (w, h), interpolation=_INTERPOLATION[pre.interpolation])
+    if pre.resize == "upper_bound":
+        x = to_float(_resize_upper_bound(rgb, pre, input_size))
+    else:
+        h, w = network_size(rgb.shape[0], rgb.shape[1], pre, input_size)
+        x = to_float(rgb)
+        if (h, w) != x.shape[:2]:
+            x = cv2.resize(x, (w, h), interpolation=_INTERPOLATION[pre.interpolation])
     mean = np.asarray(pre.mean, dtype=np.float32)
     std = np.asarray(pre.std, dtype=np.float32)
     if np.any(mean != 0) or np.any(std != 1):

@@ -15,7 +15,7 @@ from typing import Literal
 from .errors import ModelNotFoundError
 
 OutputKind = Literal["disparity", "depth"]
-ResizeMode = Literal["lower_bound", "minimal", "fixed"]
+ResizeMode = Literal["lower_bound", "minimal", "fixed", "upper_bound"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,8 +31,11 @@ class Preprocessing:
         (Depth Anything);
       * ``minimal``: keep aspect ratio, scale as little as possible so that one side equals
         ``input_size`` (MiDaS ``minimal``);
-      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet).
+      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet);
+      * ``upper_bound``: keep aspect ratio, scale so the longer side is ``input_size``, then resize
+        each side to its nearest multiple (Depth Anything 3; 8-bit pixels, two resizes).
     Sides are rounded to ``multiple_of`` (the ViT patch size, or the decoder stride).
+    ``interpolation="auto"``: bicubic when enlarging, area when shrinking (Depth Anything 3).
     Pixel values are scaled to [0, 1], then ``(x - mean) / std``.
     """
 
@@ -40,7 +43,7 @@ class Preprocessing:
     input_size: int = 518
     multiple_of: int = 14
     fixed_hw: tuple[int, int] | None = None
-    interpolation: Literal["bicubic", "bilinear", "area"] = "bicubic"
+    interpolation: Literal["bicubic", "bilinear", "area", "auto"] = "bicubic"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     layout: Literal["nchw", "nhwc"] = "nchw"
@@ -58,7 +61,7 @@ class ModelSpec:
     name: str
     family: str
     description: str
-    format: Literal["transformers", "tflite"]
+    format: Literal["transformers", "tflite", "da3"]
     files: tuple[WeightFile, ...]
     licence: str
     commercial_use: bool
@@ -75,6 +78,9 @@ class ModelSpec:
     #: the raw network output is depth-like (larger = farther): take its reciprocal so the map
     #: is disparity-like, as the ``output`` kind says
     reciprocal_output: bool = False
+    #: the network configuration, for formats whose loader builds the network itself (``da3``:
+    #: the official ``model_name``, a row of :data:`localdepth.networks.da3.config.ARCHITECTURES`)
+    architecture: str | None = None
 
     @property
     def source(self) -> str:
@@ -88,9 +94,35 @@ class ModelSpec:
         ship; ``"file"``: one weights file (TFLite, a ``.pth`` checkpoint)."""
         return "folder" if any(f.filename == "config.json" for f in self.files) else "file"
 
+    #: ``output == "depth"`` known only up to an unknown scale (Depth Anything 3 and its Mono
+    #: network), not in metres
+    relative_depth: bool = False
+    #: metric depth = focal length (pixels of the network input) * raw output / ``metric_focal``
+    #: (Depth Anything 3 Metric: 300); the focal comes from the one intrinsics rule
+    metric_focal: float | None = None
+    #: outputs beyond the map (see :data:`localdepth.networks.OPTIONAL_OUTPUTS`), and ``"views"``
+    #: for networks that take several views of one scene together
+    predicts: tuple[str, ...] = ()
+
+    @property
+    def metric(self) -> bool:
+        """The map is in metres (metric depth)."""
+        return self.output == "depth" and not self.relative_depth
+
+    @property
+    def output_label(self) -> str:
+        """What the map holds, in a few words (``models`` tables)."""
+        if self.output == "disparity":
+            return "relative disparity"
+        if self.relative_depth:
+            return "relative depth"
+        return f"metric depth, ≤{self.max_depth:g} m" if self.max_depth else "metric depth (m)"
+
     @property
     def units(self) -> str:
-        return "metres" if self.output == "depth" else "relative inverse depth (affine-invariant)"
+        if self.output == "disparity":
+            return "relative inverse depth (affine-invariant)"
+        return "relative depth (unknown scale)" if self.relative_depth else "metres"
 
 
 _DA = Preprocessing(resize="lower_bound", input_size=518, multiple_of=14)
@@ -105,6 +137,40 @@ _SIZES = {  # params (M), model.safetensors (MB) for the three ViT sizes
     "small": (24.8, 99.2), "base": (97.5, 390.0), "large": (335.3, 1340.0),
 }
 _DA2_PAPER = "Yang et al., Depth Anything V2, NeurIPS 2024 (arXiv:2406.09414)"
+_DA3 = Preprocessing(resize="upper_bound", input_size=504, multiple_of=14, interpolation="auto")
+_DA3_PAPER = "Lin et al., Depth Anything 3: Recovering the Visual Space from Any Views, 2025"
+#: name, official model_name, Hub repository, licence, params (M, counted from the architecture), what it is for
+_DA3_ENTRIES = (
+    ("da3-small", "da3-small", "depth-anything/DA3-SMALL", "apache-2.0", 34.3,
+     "Depth Anything 3 Small: depth, confidence and camera from one or many views (any-view)"),
+    ("da3-base", "da3-base", "depth-anything/DA3-BASE", "apache-2.0", 135.4,
+     "Depth Anything 3 Base: depth, confidence and camera from one or many views (any-view)"),
+    ("da3-large", "da3-large", "depth-anything/DA3-LARGE-1.1", _NC, 410.9,
+     "Depth Anything 3 Large (1.1): depth, confidence and camera from one or many views (any-view)"),
+    ("da3-giant", "da3-giant", "depth-anything/DA3-GIANT-1.1", _NC, 1320.0,
+     "Depth Anything 3 Giant (1.1): depth, confidence and camera from one or many views (any-view)"),
+    ("da3-mono-large", "da3mono-large", "depth-anything/DA3MONO-LARGE", "apache-2.0", 334.2,
+     "Depth Anything 3 Mono Large: relative depth of a single image"),
+    ("da3-metric-large", "da3metric-large", "depth-anything/DA3METRIC-LARGE", "apache-2.0", 334.2,
+     "Depth Anything 3 Metric Large: metric depth in metres of a single image (from its focal length)"),
+)
+
+
+def _depth_anything_3_entries() -> list[ModelSpec]:
+    entries = []
+    for name, model_name, repo, licence, params, description in _DA3_ENTRIES:
+        metric = model_name == "da3metric-large"
+        any_view = model_name not in ("da3mono-large", "da3metric-large")
+        entries.append(ModelSpec(
+            name=name, family="depth-anything-3", description=description, format="da3", repo_id=repo,
+            files=_HF_FILES, licence=licence, commercial_use=licence != _NC, params_millions=params,
+            download_mb=round(params * 4.0, -1),  # fp32 safetensors
+            output="depth", relative_depth=not metric, metric_focal=300.0 if metric else None,
+            preprocessing=_DA3, architecture=model_name,
+            predicts=("confidence", "intrinsics", "camera_from_world", "views") if any_view else (),
+            aliases=tuple(sorted({model_name, name.replace("da3-", "depth-anything-3-")} - {name})), paper=_DA3_PAPER,
+        ))
+    return entries
 
 
 def _depth_anything_entries() -> list[ModelSpec]:
@@ -145,7 +211,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
 
 
 def _build_table() -> dict[str, ModelSpec]:
-    entries = _depth_anything_entries()
+    entries = _depth_anything_entries() + _depth_anything_3_entries()
     midas_paper = "Ranftl et al., Vision Transformers for Dense Prediction, ICCV 2021"
     entries += [
         ModelSpec(

@@ -6,11 +6,12 @@ input's relative folder):
 =========  ====================  ===========================================================
 format     file                  contents
 =========  ====================  ===========================================================
-npy        ``stem.npy``          float32 map as predicted (metres, or relative disparity)
+npy        ``stem.npy``          float32 map as predicted (metres, relative depth or relative disparity)
+conf       ``stem_conf.npy``     float32 per-pixel confidence (models that predict one: Depth Anything 3)
 pfm        ``stem.pfm``          the same float32 map, Portable Float Map (rows bottom-up)
 png16      ``stem.png``          uint16; metric depth: millimetres (value * 0.001 = metres);
-                                 relative maps: normalised per image to 0..65535, min/max in
-                                 the sidecar (value = offset + scale * png)
+                                 relative maps (disparity or depth): normalised per image to
+                                 0..65535, min/max in the sidecar (value = offset + scale * png)
 color      ``stem_color.png``    colour-mapped picture, closer = high end of the map
 side       ``stem_side.png``     input image and colour map side by side
 normals    ``stem_normals.png``  surface normals, RGB = (n + 1) / 2 * 255 in the camera frame
@@ -73,14 +74,15 @@ def encode_rgb_png(rgb: np.ndarray) -> bytes:
 
 # ----------------------------------------------------------------------------- encoders
 
-def encode_png16(depth: np.ndarray, kind: str) -> tuple[np.ndarray, dict]:
+def encode_png16(depth: np.ndarray, kind: str, metric: bool | None = None) -> tuple[np.ndarray, dict]:
     """Map -> (uint16 array, mapping). ``value = offset + scale * png`` recovers the map.
 
-    Metric depth is stored in millimetres (values beyond 65.535 m are clipped, and counted);
-    relative maps are normalised per image to the full 0..65535 range.
+    Metric depth (``metric``, by default ``kind == "depth"``) is stored in millimetres (values
+    beyond 65.535 m are clipped, and counted); relative maps (disparity, or depth of unknown
+    scale) are normalised per image to the full 0..65535 range.
     """
     finite = np.isfinite(depth)
-    if kind == "depth":
+    if kind == "depth" if metric is None else metric:
         mm = np.where(finite, depth, 0.0) / METRIC_PNG16_SCALE
         clipped = int(np.count_nonzero(mm > PNG16_MAX))
         png = np.clip(np.rint(mm), 0, PNG16_MAX).astype(np.uint16)
@@ -188,8 +190,18 @@ def _pfm(r: DepthResult, _: WriteOptions) -> tuple[bytes, dict]:
                                                                   "rows": "bottom-to-top (PFM)"}
 
 
+def _conf(r: DepthResult, _: WriteOptions) -> tuple[bytes, dict]:
+    import io
+
+    if r.confidence is None:
+        raise ValueError(f"{r.model} predicts no confidence; drop 'conf' from --format")
+    buf = io.BytesIO()
+    np.save(buf, r.confidence.astype(np.float32, copy=False))
+    return buf.getvalue(), {"dtype": "float32", "note": "per-pixel confidence of the depth, larger = more confident"}
+
+
 def _png16(r: DepthResult, _: WriteOptions) -> tuple[bytes, dict]:
-    png, mapping = encode_png16(r.map, r.kind)
+    png, mapping = encode_png16(r.map, r.kind, r.metric)
     return _encode(".png", png), {"dtype": "uint16", **mapping}
 
 
@@ -215,6 +227,7 @@ def _normals(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
 #: format name -> (file suffix after the stem, encoder). Other modules register more formats here.
 FORMATS: dict[str, tuple[str, Encoder]] = {
     "npy": (".npy", _npy),
+    "conf": ("_conf.npy", _conf),
     "png16": (".png", _png16),
     "color": ("_color.png", _color),
     "side": ("_side.png", _side),
@@ -251,15 +264,13 @@ def sidecar(result: DepthResult, model_info: dict, outputs: dict, extra: dict | 
     from . import __version__
 
     finite = result.map[np.isfinite(result.map)]
-    convention = ("z-depth along the optical axis, metres" if result.kind == "depth"
-                  else "relative inverse depth: larger = closer, unknown scale and shift")
     return {
         "localdepth_version": __version__,
         "source": result.source,
         "model": model_info,
         "kind": result.kind,
         "units": result.units,
-        "convention": convention,
+        "convention": result.convention,
         "height": int(result.map.shape[0]), "width": int(result.map.shape[1]),
         "input_size": [int(v) for v in result.input_size],
         "range": {"min": float(finite.min()) if finite.size else None,

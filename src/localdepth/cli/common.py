@@ -29,9 +29,16 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None
 def load_from_args(args: argparse.Namespace, name: str | None = None):
     from ..estimator import load
 
-    return load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
-                dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
-                cuda_graphs=getattr(args, "cuda_graphs", False))
+    estimator = load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
+                     dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
+                     cuda_graphs=getattr(args, "cuda_graphs", False))
+    # a camera the user gave also sets the metres of focal-dependent models (Depth Anything 3 Metric)
+    estimator.camera = {k: getattr(args, k) for k in ("intrinsics", "fov") if getattr(args, k, None) is not None}
+    wanted = [f.strip().lower() for f in str(getattr(args, "format", None) or "").split(",")]
+    if "conf" in wanted and "confidence" not in estimator.spec.predicts:
+        raise LocalDepthError(f"{estimator.name} predicts no confidence; drop 'conf' from --format "
+                              "(Depth Anything 3 models have one, e.g. da3-small)")
+    return estimator
 
 
 def add_format_args(parser: argparse.ArgumentParser) -> None:

@@ -90,10 +90,11 @@ def align_from_args(args: argparse.Namespace, source: np.ndarray, kind: str):
 
 def export_geometry(args: argparse.Namespace, depth: np.ndarray, kind: str, image: np.ndarray | None,
                     image_path=None, *, aligned: bool = False, pointcloud: Path | None = None,
-                    mesh: Path | None = None, predicted=None) -> dict:
+                    mesh: Path | None = None, predicted=None, metric: bool | None = None) -> dict:
     """Write ``pointcloud``/``mesh`` for one map; returns the sidecar entries (intrinsics included).
 
     ``predicted``: the camera the model predicted, used when the user gave none and EXIF has none.
+    ``metric``: the map is in metres (default: ``kind == "depth"``).
     """
     from ..pointcloud import export
 
@@ -102,7 +103,7 @@ def export_geometry(args: argparse.Namespace, depth: np.ndarray, kind: str, imag
     report = export(depth, kind, cam.K, image, pointcloud=pointcloud, mesh=mesh, relative=args.relative,
                     aligned=aligned, voxel_size=getattr(args, "voxel_size", None),
                     estimate_normals=getattr(args, "normals", False), max_depth=getattr(args, "max_depth", None),
-                    edge_threshold=getattr(args, "edge_threshold", 0.05))
+                    edge_threshold=getattr(args, "edge_threshold", 0.05), metric=metric)
     return {"intrinsics": cam.as_dict(), "intrinsics_source": cam.origin, "geometry": report}
 
 
@@ -153,10 +154,12 @@ def run_with_geometry(args: argparse.Namespace, items, estimator, options) -> in
     model_info = estimator.describe()
     ok = failed = 0
     several = len(items) > 1
-    if estimator.kind != "depth" and not args.relative:
-        raise LocalDepthError(f"{estimator.name} predicts relative inverse depth (no scale), so its point cloud would "
-                              "be distorted; use a metric model (e.g. depth-anything-v2-metric-indoor-small), "
-                              "`localdepth align` then `localdepth pointcloud`, or pass --relative (arbitrary units)")
+    if not estimator.metric and not args.relative:
+        what = ("relative depth (no scale), so its point cloud would be in arbitrary units" if estimator.kind == "depth"
+                else "relative inverse depth (no scale), so its point cloud would be distorted")
+        raise LocalDepthError(f"{estimator.name} predicts {what}; use a metric model (e.g. da3-metric-large or "
+                              "depth-anything-v2-metric-indoor-small), `localdepth align` then `localdepth pointcloud`, "
+                              "or pass --relative (arbitrary units)")
     for item in items:
         try:
             if item.error:
@@ -166,7 +169,7 @@ def run_with_geometry(args: argparse.Namespace, items, estimator, options) -> in
             result = estimator.predict_decoded([image], sources=[str(item.path)], keep_image=True)[0]
             cloud, mesh = geometry_paths(args, item, args.outdir, several)
             extra = export_geometry(args, result.map, result.kind, image, item.path, pointcloud=cloud, mesh=mesh,
-                                    predicted=result.intrinsics)
+                                    predicted=result.intrinsics, metric=result.metric)
             opts = dataclasses.replace(options, extra_sidecar={**options.extra_sidecar, **extra})
             write_result(result, paths, opts, model_info)
             ok += 1

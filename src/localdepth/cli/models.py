@@ -27,7 +27,8 @@ def register(sub) -> None:
 def _row(spec: registry.ModelSpec) -> dict:
     local = weights.cached(spec)
     return {
-        "name": spec.name, "family": spec.family, "kind": spec.output, "max_depth": spec.max_depth,
+        "name": spec.name, "family": spec.family, "kind": spec.output, "metric": spec.metric,
+        "output": spec.output_label, "max_depth": spec.max_depth,
         "params_m": spec.params_millions, "download_mb": spec.download_mb, "licence": spec.licence,
         "commercial_use": spec.commercial_use, "source": spec.source,
         "input_size": spec.preprocessing.fixed_hw or spec.preprocessing.input_size,
@@ -41,14 +42,14 @@ def _size(mb: float) -> str:
 
 def _print_table(rows: list[dict]) -> None:
     headers = ("name", "kind", "params", "size", "licence", "local")
-    table = [(r["name"], r["kind"] + (f" (≤{r['max_depth']:g} m)" if r["max_depth"] else ""),
+    table = [(r["name"], r["output"],
               f"{r['params_m']:g}M", _size(r["download_mb"]), r["licence"] + ("" if r["commercial_use"] else " *"),
               "yes" if r["local"] else "no") for r in rows]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
-    print("\n* not for commercial use.  kind: disparity = relative inverse depth, depth = metres."
+    print("\n* not for commercial use.  disparity = inverse depth; relative = unknown scale; metric = metres."
           f"\nweights cache: {weights.home() / 'models'} (LOCALDEPTH_HOME); Hub models also use the Hugging Face cache.")
 
 
@@ -56,7 +57,7 @@ def markdown_table() -> str:
     """The registry as the README shows it (generated, so the README never drifts from the table)."""
     lines = ["| name | output | params | download | licence | source |", "|---|---|---|---|---|---|"]
     for spec in registry.MODELS.values():
-        kind = f"metric depth, ≤{spec.max_depth:g} m" if spec.output == "depth" else "relative disparity"
+        kind = spec.output_label
         licence = spec.licence + ("" if spec.commercial_use else " (non-commercial)")
         lines.append(f"| `{spec.name}` | {kind} | {spec.params_millions:g}M | {_size(spec.download_mb)} | "
                      f"{licence} | `{spec.source}` |")

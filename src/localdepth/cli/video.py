@@ -84,7 +84,7 @@ class PreviewWindow:
         self.frames = 0
         self._times: list[float] = []
 
-    def write(self, frame, depth, mapping) -> None:
+    def write(self, frame, depth, mapping, confidence=None) -> None:
         import time
 
         import cv2

@@ -7,8 +7,8 @@ the crop). Alignments (reusing :mod:`localdepth.align`):
 
 =========================  =============================================================
 ``none``                   the prediction as is (metric models only)
-``scale``                  one least-squares scale (in depth space for metric models,
-                           in disparity space for relative ones)
+``scale``                  one least-squares scale (in depth space for depth maps, metric
+                           or relative (Depth Anything 3), in disparity space for disparity)
 ``scale-shift-disparity``  scale and shift of inverse depth (the MiDaS / Depth Anything
                            protocol for relative models; metric maps are inverted first)
 ``scale-shift-depth``      scale and shift of depth (relative maps are inverted first)
@@ -43,6 +43,8 @@ class Predictor:
     label: str
     predict: Callable[[np.ndarray, Sample], tuple[np.ndarray, str]]
     info: dict = field(default_factory=dict)
+    #: its depth maps are in metres (False: relative depth, as Depth Anything 3 predicts)
+    metric: bool = True
 
 
 def oracle() -> Predictor:
@@ -52,20 +54,29 @@ def oracle() -> Predictor:
 
 def estimator_predictor(estimator, label: str | None = None) -> Predictor:
     def predict(rgb: np.ndarray, sample: Sample) -> tuple[np.ndarray, str]:
+        if estimator.spec.metric_focal and sample.intrinsics and "fx" in sample.intrinsics:
+            # the dataset's camera sets the metres of a focal-dependent model (Depth Anything 3 Metric)
+            from ..geometry import camera_from_dict
+
+            cam = camera_from_dict(sample.intrinsics, rgb.shape[1], rgb.shape[0])
+            estimator.camera = {"intrinsics": f"{cam.fx!r},{cam.fy!r},{cam.cx!r},{cam.cy!r}"}
         r = estimator.predict_decoded([rgb], sources=[sample.rgb_path])[0]
         return r.map, r.kind
 
-    return Predictor(label or estimator.name, predict, estimator.describe())
+    return Predictor(label or estimator.name, predict, estimator.describe(), metric=estimator.metric)
 
 
 def align_prediction(pred: np.ndarray, kind: str, gt: np.ndarray, valid: np.ndarray, mode: str,
-                     robust: str | None = None) -> tuple[np.ndarray, alignment.AlignmentFit | None]:
-    """Metric depth from a prediction under alignment ``mode`` (see module docstring)."""
+                     robust: str | None = None, metric: bool | None = None
+                     ) -> tuple[np.ndarray, alignment.AlignmentFit | None]:
+    """Metric depth from a prediction under alignment ``mode`` (see module docstring).
+
+    ``metric``: a ``depth`` prediction is in metres (default: yes; Depth Anything 3's is not)."""
     if mode not in ALIGNMENTS:
         raise LocalDepthError(f"unknown alignment '{mode}'; choose from {', '.join(ALIGNMENTS)}")
     pred = np.asarray(pred, dtype=np.float64)
     if mode == "none":
-        if kind != "depth":
+        if kind != "depth" or metric is False:
             raise LocalDepthError("a relative model needs an alignment: --align scale-shift-disparity (or scale)")
         return pred.astype(np.float32), None
     if mode == "scale":
@@ -126,7 +137,7 @@ def evaluate(predictors: list[Predictor], dataset: Dataset, settings: EvalSettin
         for p in predictors:
             raw, kind = p.predict(rgb, sample)
             raw = _resize(raw, gt.shape)
-            depth, fit = align_prediction(raw, kind, gt, valid, settings.alignment, settings.robust)
+            depth, fit = align_prediction(raw, kind, gt, valid, settings.alignment, settings.robust, p.metric)
             # the usual protocol: clamp predictions into the evaluated range
             depth = np.clip(np.nan_to_num(depth, nan=lo or 1e-3, posinf=clamp_hi or np.finfo(np.float32).max),
                             lo or 1e-3, clamp_hi if clamp_hi is not None else None)

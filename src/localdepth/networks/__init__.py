@@ -33,6 +33,7 @@ from ..registry import ModelSpec
 #: registry ``format`` -> module that loads it
 LOADERS: dict[str, str] = {
     "transformers": "localdepth.networks.hf",
+    "da3": "localdepth.networks.da3",
 }
 
 #: the keys a network may return, beside the required ``depth``

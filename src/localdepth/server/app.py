@@ -232,6 +232,9 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
             raise HTTPError(504, f"no depth map within the timeout of {settings.timeout_s:g} s") from None
         except Exception as e:  # the model failed on this batch: report it, keep serving
             raise HTTPError(500, f"inference failed ({type(e).__name__}: {e})") from None
+        if format == "ply" and result.intrinsics is not None:  # the model's camera, unless the request gave one
+            intrinsics = encode.request_intrinsics(image.shape[1], image.shape[0], fx, fy, cx, cy, fov,
+                                                   predicted=result.intrinsics)
         if format == "json":
             body, media, headers = await run_in_threadpool(encode.as_json, result)
         elif format == "npy":
@@ -251,7 +254,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         state.pick(None)  # 503 while loading
         return {
             "default": state.default,
-            "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.kind == "depth" else "relative",
+            "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.metric else "relative",
                         "max_batch": b.max_batch, "waiting": b.waiting} for b in state.batchers.values()],
             "formats": list(encode.RESPONSE_FORMATS),
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,

@@ -34,8 +34,7 @@ def describe(result: DepthResult) -> dict:
     h, w = result.map.shape
     return {
         "model": result.model, "kind": result.kind, "units": result.units,
-        "convention": ("z-depth along the optical axis, metres" if result.kind == "depth"
-                       else "relative inverse depth: larger = closer, unknown scale and shift"),
+        "convention": result.convention,
         "height": int(h), "width": int(w), "input_size": [int(v) for v in result.input_size],
         "range": {"min": lo, "max": hi},
         "timings_ms": {k: round(v, 3) for k, v in result.timings.items()},
@@ -67,7 +66,7 @@ def as_npy(result: DepthResult) -> tuple[bytes, str, dict]:
 
 
 def as_png16(result: DepthResult) -> tuple[bytes, str, dict]:
-    png, mapping = encode_png16(result.map, result.kind)
+    png, mapping = encode_png16(result.map, result.kind, result.metric)
     headers = base_headers(result)
     headers.update({"X-Depth-Scale": f"{mapping['scale']!r}", "X-Depth-Offset": f"{mapping['offset']!r}",
                     "X-Depth-Note": "value = offset + scale * png"})
@@ -86,9 +85,12 @@ def as_color(result: DepthResult, cmap: str) -> tuple[bytes, str, dict]:
 
 # ----------------------------------------------------------------------------- point clouds
 
-def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=None, fov=None) -> Intrinsics:
+def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=None, fov=None,
+                       predicted: Intrinsics | None = None) -> Intrinsics:
     """The camera of a request: explicit ``fx, fy, cx, cy``, or a horizontal ``fov`` (degrees),
-    or the stated default (:func:`localdepth.geometry.default_intrinsics`, 60°).
+    or the camera the model predicted (``predicted``), or the stated default
+    (:func:`localdepth.geometry.default_intrinsics`, 60°): the order of
+    :func:`localdepth.geometry.resolve_intrinsics` (uploads carry no file for EXIF).
 
     A missing ``fy`` equals ``fx``; a missing ``cx, cy`` is the image centre ((W - 1) / 2,
     (H - 1) / 2: pixel centres at integer coordinates). Raises ValueError with a one-line reason.
@@ -96,6 +98,8 @@ def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=No
     if fov is not None and (fx is not None or fy is not None):
         raise ValueError("give either fov or fx/fy, not both")
     if fx is None and fy is None:
+        if fov is None and cx is None and cy is None:
+            return geometry.resolve_intrinsics(width, height, predicted=predicted)
         k = geometry.from_fov(float(fov), width, height) if fov is not None else geometry.default_intrinsics(width, height)
         if cx is None and cy is None:
             return k
@@ -142,11 +146,11 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
     """A coloured point cloud of the map (subsampled on a regular grid to at most ``max_points``)."""
     h, w = result.map.shape
     stride = max(1, math.ceil(math.sqrt(h * w / max_points)))
-    metric = result.kind == "depth"
-    z = result.map if metric else pseudo_depth(result.map)
+    metric = result.metric
+    z = result.map if result.kind == "depth" else pseudo_depth(result.map)
     points, pixels = back_project(z, k, stride)
     colors = to_uint8(image).reshape(-1, 3)[pixels]
-    units = ("metres" if metric else
+    units = ("metres" if metric else "arbitrary (relative depth: scale unknown)" if result.kind == "depth" else
              "arbitrary (relative model: pseudo-depth 1/(0.1+0.9t) from normalised disparity t; scale and shift unknown)")
     comments = [f"localdepth {__version__} model {result.model} kind {result.kind}",
                 f"units {units}",
@@ -155,6 +159,6 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
     headers = base_headers(result)
     headers.update({"X-Point-Units": "m" if metric else "arbitrary", "X-Point-Count": str(len(points)),
                     "X-Point-Stride": str(stride),
-                    "X-Intrinsics": f"{k.fx:.6g},{k.fy:.6g},{k.cx:.6g},{k.cy:.6g}",
+                    "X-Intrinsics": f"{k.fx:.6g},{k.fy:.6g},{k.cx:.6g},{k.cy:.6g}", "X-Intrinsics-Source": k.origin,
                     "Content-Disposition": 'attachment; filename="depth.ply"'})
     return ply_bytes(points, colors, comments), "application/octet-stream", headers

@@ -12,7 +12,8 @@ image sequences):
 format  file              contents
 ======  ================  ==============================================================
 npz     ``stem.npz``      ``depth``: float32 map as written (aligned disparity in the first
-                          frame's units, or metres), ``index``, ``time`` (seconds)
+                          frame's units, or metres), ``index``, ``time`` (seconds), and
+                          ``confidence`` (float32) for models that predict one (Depth Anything 3)
 png16   ``stem.png``      uint16 with the clip's mapping: ``value = offset + scale * png``
                           (scale and offset in the clip's JSON sidecar, the same for every frame)
 exr     ``stem.exr``      float32 map in channel ``Z`` (OpenEXR, ZIP compression)
@@ -182,7 +183,7 @@ class DepthVideoWriter:
             self._out = av.open(str(self.path), "w")
             self._open_video(width, height)
 
-    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping) -> None:
+    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping, confidence: np.ndarray | None = None) -> None:
         import av
 
         picture = depth_picture(depth, mapping, self.cmap)
@@ -270,13 +271,15 @@ class FrameFilesWriter:
     def paths(self, name: str) -> dict[str, Path]:
         return {fmt: self.outdir / f"{name}{FRAME_FORMATS[fmt]}" for fmt in self.formats}
 
-    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping) -> None:
+    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping, confidence: np.ndarray | None = None) -> None:
         import cv2
 
         for fmt, path in self.paths(frame.name).items():
             if fmt == "npz":
                 buf = io.BytesIO()
-                np.savez_compressed(buf, depth=depth.astype(np.float32, copy=False), index=frame.index, time=frame.time)
+                extra = {} if confidence is None else {"confidence": confidence.astype(np.float32, copy=False)}
+                np.savez_compressed(buf, depth=depth.astype(np.float32, copy=False), index=frame.index, time=frame.time,
+                                    **extra)
                 data = buf.getvalue()
             elif fmt == "png16":
                 ok, enc = cv2.imencode(".png", mapping.to_png16(depth))
