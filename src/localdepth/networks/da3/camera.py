@@ -4,7 +4,9 @@ Pose encoding per view: ``[t (3), q (4, x y z w), fov_h, fov_w]``, where ``[R(q)
 camera-to-world transform (OpenCV axes: x right, y down, z forward) and the fields of view are
 in radians over the network input's height and width. Intrinsics follow as
 ``fx = (W/2) / tan(fov_w/2)``, ``fy = (H/2) / tan(fov_h/2)`` and ``(cx, cy) = (W/2, H/2)``, in
-pixels of the network input (the upstream convention, pixel centres at integer coordinates).
+pixels of the network input, the principal point at the image centre in continuous coordinates
+(pixel edges at integers), as upstream writes it and scales it when images are resized.
+:func:`to_pixel_centres` gives localdepth's convention (pixel centres at integers).
 
 * :class:`CameraDec` reads a view's camera token -> its pose encoding.
 * :class:`CameraEnc` turns known cameras into tokens that replace the learnt camera tokens.
@@ -77,6 +79,15 @@ def decode_pose(encoding: torch.Tensor, height: int, width: int) -> tuple[torch.
     K[..., 1, 2] = height / 2.0
     K[..., 2, 2] = 1.0
     return invert_rigid(world_from_camera), K
+
+
+def to_pixel_centres(K: torch.Tensor) -> torch.Tensor:
+    """Intrinsics in continuous coordinates (pixel edges at integers) -> pixel centres at integers:
+    the principal point moves by half a pixel, ``W/2`` becoming ``(W - 1)/2``."""
+    K = K.clone()
+    K[..., 0, 2] -= 0.5
+    K[..., 1, 2] -= 0.5
+    return K
 
 
 def encode_pose(camera_from_world: torch.Tensor, K: torch.Tensor, height: int, width: int) -> torch.Tensor:

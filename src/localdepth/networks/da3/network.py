@@ -8,8 +8,9 @@ sides multiples of 14):
   attend to each other; poses share one world frame, that of the reference view).
 
 Returns ``depth (N, h, w)``; the any-view networks add ``confidence (N, h, w)``,
-``intrinsics (N, 3, 3)`` (pixels of the ``h x w`` input) and ``camera_from_world (N, 4, 4)``
-(OpenCV axes). ``rays=True`` adds the head's ray map ``rays (N, 8h/14, 8w/14, 6)`` and
+``intrinsics (N, 3, 3)`` (pixels of the ``h x w`` input, pixel centres at integer coordinates: the
+principal point the network puts at the image centre is ``((w-1)/2, (h-1)/2)``) and
+``camera_from_world (N, 4, 4)`` (OpenCV axes). ``rays=True`` adds the head's ray map ``rays (N, 8h/14, 8w/14, 6)`` and
 ``ray_confidence``. Known cameras (``camera_from_world`` and ``intrinsics`` on the input grid)
 replace the learnt camera tokens, as upstream; the returned cameras are always the decoded ones.
 
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from .backbone import Backbone
-from .camera import CameraDec, CameraEnc, decode_pose
+from .camera import CameraDec, CameraEnc, decode_pose, to_pixel_centres
 from .config import Architecture
 from .heads import DPT, DualDPT
 
@@ -78,7 +79,8 @@ class DepthAnything3Network(nn.Module):
             out["depth"] = torch.cat([_sky_to_far(maps["depth"][s], maps["sky"][s]) for s in scenes])
         if self.arch.camera:  # decoded from the camera tokens, given cameras or not (as upstream)
             encoding = self.cam_dec(features[-1][1].flatten(0, 1).float())
-            out["camera_from_world"], out["intrinsics"] = decode_pose(encoding, height, width)
+            out["camera_from_world"], K = decode_pose(encoding, height, width)
+            out["intrinsics"] = to_pixel_centres(K)
         if rays and "rays" in maps:
             out["rays"], out["ray_confidence"] = maps["rays"], maps["ray_confidence"]
         assert out["depth"].shape[0] == n
