@@ -115,7 +115,7 @@ class ModelSpec:
         if self.output == "disparity":
             return "relative disparity"
         if self.relative_depth:
-            return "relative depth"
+            return "relative depth" + (", camera" if "camera_from_world" in self.predicts else "")
         return f"metric depth, ≤{self.max_depth:g} m" if self.max_depth else "metric depth (m)"
 
     @property
