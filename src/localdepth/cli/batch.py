@@ -52,7 +52,10 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     require_ray()  # before listing a large collection: say how to install Ray first
-    registry.get(args.model)  # an unknown model fails before Ray starts
+    spec = registry.get(args.model)  # an unknown model fails before Ray starts
+    if spec.predicts or spec.metric_focal:  # the Ray stages carry the depth map only
+        raise LocalDepthError(f"localdepth batch carries the depth map only, not {spec.name}'s confidence, camera "
+                              "or focal-dependent metres; use `localdepth run` for it")
     sources = collect(args.inputs)
     if not sources:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)

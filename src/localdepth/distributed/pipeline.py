@@ -275,7 +275,8 @@ def write_stage(rows, cfg: BatchConfig, target: OutputTarget):
                     map=depth, kind=spec.output, model=spec.name, input_size=(int(r.input_h), int(r.input_w)),
                     timings={"decode": r.decode_ms, "preprocess": r.preprocess_ms, "inference": r.inference_ms,
                              "postprocess": post_ms},
-                    source=r.input, image=_unpack(r.image) if r.image else None, max_depth=spec.max_depth)
+                    source=r.input, image=_unpack(r.image) if r.image else None, max_depth=spec.max_depth,
+                    metric=spec.metric)
                 t0 = time.perf_counter()
                 target.write(result, paths, json.loads(r.model_info))
                 write_ms = _ms(t0)
