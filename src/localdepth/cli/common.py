@@ -23,7 +23,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None
     g.add_argument("--compile", action="store_true", help="PyTorch: torch.compile the model (slow first batch)")
     g.add_argument("--cuda-graphs", action="store_true", help="PyTorch on CUDA: replay a CUDA graph per input shape")
     g.add_argument("--input-size", type=int, metavar="N",
-                   help="network input size (short side for Depth Anything; default: the model's)")
+                   help="network input size (short side for Depth Anything V1/V2, long side for Depth Anything 3; "
+                        "default: the model's)")
 
 
 def load_from_args(args: argparse.Namespace, name: str | None = None):
