@@ -146,7 +146,8 @@ def official_tiny(arch, seed: int = 0):
         head = DualDPT(arch.head_dim_in, output_dim=2, features=arch.head_features,
                        out_channels=list(arch.head_out_channels))
     else:
-        head = DPT(arch.head_dim_in, output_dim=1, features=arch.head_features, out_channels=list(arch.head_out_channels))
+        head = DPT(arch.head_dim_in, output_dim=1, features=arch.head_features,
+                   out_channels=list(arch.head_out_channels))
     cameras = (CameraDec(dim_in=arch.head_dim_in), CameraEnc(dim_out=arch.embed_dim)) if arch.camera else (None, None)
     net = DepthAnything3Net(backbone, head, *cameras).eval()
     randomize_(net, seed)

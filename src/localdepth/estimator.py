@@ -184,7 +184,8 @@ class DepthEstimator:
             confidence=confidence, intrinsics=camera, camera_from_world=pose, notes=notes, metric=self.spec.metric,
         )
 
-    def _focal_scale(self, height: int, width: int, input_size: tuple[int, int], source: str | None) -> tuple[float, dict]:
+    def _focal_scale(self, height: int, width: int, input_size: tuple[int, int],
+                     source: str | None) -> tuple[float, dict]:
         """Metres per raw unit for a model whose output is the depth at a reference focal length:
         ``focal / metric_focal``, the focal (mean of fx and fy) in pixels of the network input and
         taken from the one intrinsics rule (given, EXIF, default)."""

@@ -183,7 +183,8 @@ class DepthVideoWriter:
             self._out = av.open(str(self.path), "w")
             self._open_video(width, height)
 
-    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping, confidence: np.ndarray | None = None) -> None:
+    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping,
+              confidence: np.ndarray | None = None) -> None:
         import av
 
         picture = depth_picture(depth, mapping, self.cmap)
@@ -271,7 +272,8 @@ class FrameFilesWriter:
     def paths(self, name: str) -> dict[str, Path]:
         return {fmt: self.outdir / f"{name}{FRAME_FORMATS[fmt]}" for fmt in self.formats}
 
-    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping, confidence: np.ndarray | None = None) -> None:
+    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping,
+              confidence: np.ndarray | None = None) -> None:
         import cv2
 
         for fmt, path in self.paths(frame.name).items():

@@ -72,8 +72,9 @@ def load_checkpoint(network: DepthAnything3Network, state: dict[str, torch.Tenso
                                    f"first differing key '{key}' is missing")
             state[key] = state[twin]
         if tuple(state[key].shape) != tuple(expected[key].shape):
+            got, want = tuple(state[key].shape), tuple(expected[key].shape)
             raise BackendError(f"{label} does not match {network.model_name or 'the architecture'}: first differing "
-                               f"key '{key}' has shape {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}")
+                               f"key '{key}' has shape {got}, expected {want}")
     extra = next((k for k in state if k not in expected), None)
     if extra is not None:
         raise BackendError(f"{label} does not match {network.model_name or 'the architecture'}: "

@@ -154,7 +154,8 @@ def reference_view(class_tokens: torch.Tensor, strategy: str = "saddle_balanced"
     """
     b, s, _ = class_tokens.shape
     if strategy not in REFERENCE_STRATEGIES:
-        raise ValueError(f"unknown reference view strategy '{strategy}'; choose one of {', '.join(REFERENCE_STRATEGIES)}")
+        raise ValueError(f"unknown reference view strategy '{strategy}'; "
+                         f"choose one of {', '.join(REFERENCE_STRATEGIES)}")
     if s <= 1 or strategy == "first":
         return torch.zeros(b, dtype=torch.long, device=class_tokens.device)
     if strategy == "middle":

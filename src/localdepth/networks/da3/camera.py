@@ -91,7 +91,8 @@ def to_pixel_centres(K: torch.Tensor) -> torch.Tensor:
 
 
 def encode_pose(camera_from_world: torch.Tensor, K: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Inverse of :func:`decode_pose` (up to the quaternion's sign): ``(..., 4, 4)``, ``(..., 3, 3)`` -> ``(..., 9)``."""
+    """Inverse of :func:`decode_pose` (up to the quaternion's sign): ``(..., 4, 4)`` poses and
+    ``(..., 3, 3)`` intrinsics -> ``(..., 9)``."""
     world_from_camera = invert_rigid(camera_from_world)
     fov_h = 2 * torch.atan((height / 2) / K[..., 1, 1])
     fov_w = 2 * torch.atan((width / 2) / K[..., 0, 0])

@@ -75,4 +75,5 @@ def architecture(model_name: str) -> Architecture:
     try:
         return ARCHITECTURES[model_name]
     except KeyError:
-        raise KeyError(f"unknown Depth Anything 3 model_name '{model_name}'; known: {', '.join(ARCHITECTURES)}") from None
+        known = ", ".join(ARCHITECTURES)
+        raise KeyError(f"unknown Depth Anything 3 model_name '{model_name}'; known: {known}") from None

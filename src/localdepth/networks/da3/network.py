@@ -10,12 +10,13 @@ sides multiples of 14):
 Returns ``depth (N, h, w)``; the any-view networks add ``confidence (N, h, w)``,
 ``intrinsics (N, 3, 3)`` (pixels of the ``h x w`` input, pixel centres at integer coordinates: the
 principal point the network puts at the image centre is ``((w-1)/2, (h-1)/2)``) and
-``camera_from_world (N, 4, 4)`` (OpenCV axes). ``rays=True`` adds the head's ray map ``rays (N, 8h/14, 8w/14, 6)`` and
-``ray_confidence``. Known cameras (``camera_from_world`` and ``intrinsics`` on the input grid)
-replace the learnt camera tokens, as upstream; the returned cameras are always the decoded ones.
+``camera_from_world (N, 4, 4)`` (OpenCV axes). ``rays=True`` adds the head's ray map
+``rays (N, 8h/14, 8w/14, 6)`` and ``ray_confidence``. Known cameras (``camera_from_world`` and
+``intrinsics`` on the input grid) replace the learnt camera tokens, as upstream; the returned
+cameras are always the decoded ones.
 
 The raw depth is the network's own: relative for the any-view and Mono networks, and for Metric
-the depth a camera of focal length 300 px would see (see :mod:`localdepth.postprocess` for metres).
+the depth a camera of focal length 300 px would see (the estimator turns it into metres).
 Mono and Metric predict a sky map; sky pixels get the 99th percentile of the other pixels' depth,
 as upstream (which takes that percentile over a random sample of 100k pixels; here, all of them).
 """
