@@ -6,8 +6,9 @@
 Both networks get the same random weights of the real architecture (the official model
 initialised, saved with its ``save_pretrained`` and loaded by localdepth strictly) and the same
 input tensor. Calls alternate (official, localdepth, official, ...) so that load on a shared
-machine weighs on both; the table gives medians over ``--runs`` timed calls after a warm-up,
-and the ratio official / localdepth (> 1: localdepth is faster).
+machine weighs on both; the table gives medians over ``--runs`` timed calls after a warm-up, of
+wall time and of the process's CPU time (steadier than wall time when other work shares the
+cores), and the ratios official / localdepth (> 1: localdepth is faster).
 
 Rows: fp32 (official run without autocast: the same arithmetic) and bf16 (localdepth's backbone
 in bf16, heads in fp32; the official ``DepthAnything3.forward`` under its own bf16 autocast),
@@ -31,15 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _timed(fn, runs: int, warmup: int, sync) -> list[float]:
-    out = []
-    for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        if i >= warmup:
-            out.append(time.perf_counter() - t0)
-    return out
+def _timed(fn, sync) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    sync()
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -86,8 +84,9 @@ def main() -> None:
             ours["bf16"] = load_network(spec, folder, device=str(device), dtype=torch.bfloat16)
     off = off.to(device)
 
-    print("| views | dtype | official ms (median) | localdepth ms (median) | official / localdepth | max rel. diff |")
-    print("|---|---|---|---|---|---|")
+    print("| views | dtype | official ms (median) | localdepth ms (median) | official / localdepth "
+          "| official CPU s | localdepth CPU s | CPU ratio | max rel. diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for views in (int(v) for v in args.views.split(",")):
         x = torch.randn(1, views, 3, args.height, args.width, generator=torch.Generator().manual_seed(0)).to(device)
         for dtype in args.dtypes.split(","):
@@ -110,11 +109,12 @@ def main() -> None:
             diff = float((got["depth"].float() - ref["depth"][0].float()).abs().max() / ref["depth"].abs().max())
             t_off, t_ours = [], []
             for _ in range(args.warmup + args.runs):  # interleaved: one call each, in turn
-                t_off += _timed(official, 1, 0, sync)
-                t_ours += _timed(localdepth, 1, 0, sync)
-            m_off = statistics.median(t_off[args.warmup:]) * 1000
-            m_ours = statistics.median(t_ours[args.warmup:]) * 1000
-            print(f"| {views} | {dtype} | {m_off:.0f} | {m_ours:.0f} | {m_off / m_ours:.2f} | {diff:.1e} |", flush=True)
+                t_off.append(_timed(official, sync))
+                t_ours.append(_timed(localdepth, sync))
+            m_off, c_off = (statistics.median(t[k] for t in t_off[args.warmup:]) for k in (0, 1))
+            m_ours, c_ours = (statistics.median(t[k] for t in t_ours[args.warmup:]) for k in (0, 1))
+            print(f"| {views} | {dtype} | {m_off * 1000:.0f} | {m_ours * 1000:.0f} | {m_off / m_ours:.2f} "
+                  f"| {c_off:.2f} | {c_ours:.2f} | {c_off / c_ours:.2f} | {diff:.1e} |", flush=True)
     with contextlib.suppress(Exception):
         print(f"\nload average after: {load_average()}")
 
