@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import ModelNotFoundError
+from .limits import NETWORK_MAX_ASPECT, NETWORK_MAX_PIXELS
 
 OutputKind = Literal["disparity", "depth"]
 ResizeMode = Literal["lower_bound", "minimal", "fixed", "upper_bound"]
@@ -29,24 +30,83 @@ class Preprocessing:
     ``resize``:
       * ``lower_bound``: keep aspect ratio, scale so both sides are at least ``input_size``
         (Depth Anything);
-      * ``minimal``: keep aspect ratio, scale as little as possible so that one side equals
-        ``input_size`` (MiDaS ``minimal``);
-      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet);
+      * ``minimal``: keep aspect ratio, scale as little as possible so that one side reaches its
+        target, ``input_size`` (MiDaS ``minimal``) or ``target_hw`` (ZoeDepth: 384 x 512);
+      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet, Depth Pro);
       * ``upper_bound``: keep aspect ratio, scale so the longer side is ``input_size``, then resize
         each side to its nearest multiple (Depth Anything 3; 8-bit pixels, two resizes).
     Sides are rounded to ``multiple_of`` (the ViT patch size, or the decoder stride).
-    ``interpolation="auto"``: bicubic when enlarging, area when shrinking (Depth Anything 3).
+
+    ``interpolation``: ``bicubic``/``bilinear``/``area`` are OpenCV's (``bicubic`` as the Depth
+    Anything reference; ``bilinear`` equals PyTorch's ``interpolate`` without antialiasing);
+    ``pil-bicubic`` is Pillow's antialiased bicubic on the 8-bit image, as Transformers' PIL image
+    processors resize. ``align_corners`` (bilinear only) maps corner pixel centres onto each other,
+    as ZoeDepth's ``interpolate(..., align_corners=True)``. ``auto``: bicubic when enlarging, area
+    when shrinking (Depth Anything 3).
+
+    ``reflect_pad_factor``: ZoeDepth pads each side of the image, before the resize, by
+    ``int(sqrt(side / 2) * factor)`` pixels of reflection (factor 3) against border artefacts;
+    postprocessing cuts the same margin off the prediction. 0 = no padding.
+
     Pixel values are scaled to [0, 1], then ``(x - mean) / std``.
+
+    The network input is bounded whatever the image (:func:`localdepth.preprocess.plan_network_input`):
+    at most ``max_pixels`` pixels, and a long side at most ``max_aspect`` times the short side;
+    beyond them the input is shrunk (defaults and the measurements behind them:
+    :mod:`localdepth.limits`).
     """
 
     resize: ResizeMode
     input_size: int = 518
     multiple_of: int = 14
     fixed_hw: tuple[int, int] | None = None
-    interpolation: Literal["bicubic", "bilinear", "area", "auto"] = "bicubic"
+    target_hw: tuple[int, int] | None = None  # minimal resize towards (h, w) instead of input_size
+    interpolation: Literal["bicubic", "bilinear", "area", "pil-bicubic", "auto"] = "bicubic"
+    align_corners: bool = False
+    reflect_pad_factor: float = 0.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     layout: Literal["nchw", "nhwc"] = "nchw"
+    max_pixels: int = NETWORK_MAX_PIXELS
+    max_aspect: float = NETWORK_MAX_ASPECT
+
+
+@dataclass(frozen=True)
+class Postprocessing:
+    """How the reference brings the network output back to a map at the image's resolution.
+
+    ``interpolation``: how the map is resized to the image (``bilinear`` with pixel-centre
+    alignment, or ``bicubic`` as Transformers' ``post_process_depth_estimation`` for ZoeDepth and
+    Prompt Depth Anything); ``align_corners`` as in PyTorch (bilinear only).
+
+    ``inverse_range``: the network predicts *inverse* depth (Depth Pro): the inverse map is resized,
+    clamped to this range (1/m) and inverted at the image's resolution, as its reference does.
+
+    ``flip_average``: the prediction is averaged with the mirrored prediction of the mirrored image
+    (ZoeDepth's test-time augmentation, as Transformers' post-processing takes ``outputs_flipped``).
+    """
+
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    align_corners: bool = False
+    inverse_range: tuple[float, float] | None = None
+    flip_average: bool = False
+
+
+@dataclass(frozen=True)
+class PromptDepthInput:
+    """A metric depth map that a model takes beside the image (Prompt Depth Anything: a phone's LiDAR).
+
+    The prompt goes to the network at its own resolution (the network resizes it to each decoder
+    level); larger than ``max_pixels`` it is first shrunk (area averaging) to bound the work.
+    ``units``: what the network expects (metres; ``--prompt-scale`` converts). ``normalisation``
+    says what the network does with it (for the sidecar and docs).
+    """
+
+    required: bool = True
+    units: str = "metres"
+    max_pixels: int = 1536 * 2048
+    normalisation: str = ("min-max per image inside the network (prompt -> [0, 1]); the prediction is mapped back "
+                          "to the prompt's [min, max] in metres")
 
 
 @dataclass(frozen=True)
@@ -78,9 +138,24 @@ class ModelSpec:
     #: the raw network output is depth-like (larger = farther): take its reciprocal so the map
     #: is disparity-like, as the ``output`` kind says
     reciprocal_output: bool = False
+    postprocessing: Postprocessing = field(default_factory=Postprocessing)
+    #: the extra depth input the model takes (None: the image only)
+    prompt: PromptDepthInput | None = None
+    #: the network predicts the camera too (Depth Pro: the field of view); geometry uses it when the
+    #: user gives no intrinsics and the photo's EXIF has none
+    predicts_camera: bool = False
     #: the network configuration, for formats whose loader builds the network itself (``da3``:
     #: the official ``model_name``, a row of :data:`localdepth.networks.da3.config.ARCHITECTURES`)
     architecture: str | None = None
+    #: ``output == "depth"`` known only up to an unknown scale (Depth Anything 3 and its Mono
+    #: network), not in metres
+    relative_depth: bool = False
+    #: metric depth = focal length (pixels of the network input) * raw output / ``metric_focal``
+    #: (Depth Anything 3 Metric: 300); the focal comes from the one intrinsics rule
+    metric_focal: float | None = None
+    #: more outputs: ``"confidence"`` (a per-pixel confidence map), ``"views"`` (the network takes
+    #: several views of one scene together)
+    predicts: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
@@ -94,29 +169,10 @@ class ModelSpec:
         ship; ``"file"``: one weights file (TFLite, a ``.pth`` checkpoint)."""
         return "folder" if any(f.filename == "config.json" for f in self.files) else "file"
 
-    #: ``output == "depth"`` known only up to an unknown scale (Depth Anything 3 and its Mono
-    #: network), not in metres
-    relative_depth: bool = False
-    #: metric depth = focal length (pixels of the network input) * raw output / ``metric_focal``
-    #: (Depth Anything 3 Metric: 300); the focal comes from the one intrinsics rule
-    metric_focal: float | None = None
-    #: outputs beyond the map (see :data:`localdepth.networks.OPTIONAL_OUTPUTS`), and ``"views"``
-    #: for networks that take several views of one scene together
-    predicts: tuple[str, ...] = ()
-
     @property
     def metric(self) -> bool:
         """The map is in metres (metric depth)."""
         return self.output == "depth" and not self.relative_depth
-
-    @property
-    def output_label(self) -> str:
-        """What the map holds, in a few words (``models`` tables)."""
-        if self.output == "disparity":
-            return "relative disparity"
-        if self.relative_depth:
-            return "relative depth" + (", camera" if "camera_from_world" in self.predicts else "")
-        return f"metric depth, ≤{self.max_depth:g} m" if self.max_depth else "metric depth (m)"
 
     @property
     def units(self) -> str:
@@ -137,6 +193,45 @@ _SIZES = {  # params (M), model.safetensors (MB) for the three ViT sizes
     "small": (24.8, 99.2), "base": (97.5, 390.0), "large": (335.3, 1340.0),
 }
 _DA2_PAPER = "Yang et al., Depth Anything V2, NeurIPS 2024 (arXiv:2406.09414)"
+
+
+def _depth_anything_entries() -> list[ModelSpec]:
+    entries: list[ModelSpec] = []
+    for size, (params, mb) in _SIZES.items():
+        cap = size.capitalize()
+        licence, commercial = ("apache-2.0", True) if size == "small" else (_NC, False)
+        entries.append(ModelSpec(
+            name=f"depth-anything-v2-{size}", family="depth-anything-v2",
+            description=f"Depth Anything V2 {cap}, relative depth (DINOv2 ViT-{size[0].upper()} + DPT head)",
+            format="transformers", repo_id=f"depth-anything/Depth-Anything-V2-{cap}-hf",
+            files=_HF_FILES, licence=licence, commercial_use=commercial,
+            params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
+            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER,
+        ))
+        for scene, max_depth, data in (("indoor", 20.0, "Hypersim"), ("outdoor", 80.0, "Virtual KITTI 2")):
+            entries.append(ModelSpec(
+                name=f"depth-anything-v2-metric-{scene}-{size}", family="depth-anything-v2-metric",
+                description=f"Depth Anything V2 {cap} fine-tuned on {data}: metric depth in metres, up to {max_depth:g} m",
+                format="transformers",
+                repo_id=f"depth-anything/Depth-Anything-V2-Metric-{scene.capitalize()}-{cap}-hf",
+                files=_HF_FILES, licence="apache-2.0", commercial_use=True,
+                params_millions=params, download_mb=mb, output="depth", max_depth=max_depth,
+                preprocessing=_DA, paper=_DA2_PAPER,
+            ))
+        entries.append(ModelSpec(
+            name=f"depth-anything-v1-{size}", family="depth-anything-v1",
+            description=f"Depth Anything (V1) {cap}, relative depth",
+            format="transformers", repo_id=f"LiheYoung/depth-anything-{size}-hf",
+            files=_HF_FILES, licence="apache-2.0", commercial_use=True,
+            params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
+            aliases=(f"depth-anything-{size}",),
+            paper="Yang et al., Depth Anything, CVPR 2024 (arXiv:2401.10891)",
+        ))
+    order = ["depth-anything-v2-", "depth-anything-v2-metric-indoor", "depth-anything-v2-metric-outdoor",
+             "depth-anything-v1"]
+    return sorted(entries, key=lambda e: max(i for i, p in enumerate(order) if e.name.startswith(p)))
+
+
 _DA3 = Preprocessing(resize="upper_bound", input_size=504, multiple_of=14, interpolation="auto")
 _DA3_PAPER = "Lin et al., Depth Anything 3: Recovering the Visual Space from Any Views, 2025"
 #: name, official model_name, Hub repository, licence, params (M, counted from the architecture), what it is for
@@ -167,7 +262,7 @@ def _depth_anything_3_entries() -> list[ModelSpec]:
             download_mb=round(params * 4.0, -1),  # fp32 safetensors
             output="depth", relative_depth=not metric, metric_focal=300.0 if metric else None,
             preprocessing=_DA3, architecture=model_name,
-            predicts=("confidence", "intrinsics", "camera_from_world", "views") if any_view else (),
+            predicts_camera=any_view, predicts=("confidence", "views") if any_view else (),
             aliases=tuple(sorted({model_name, name.replace("da3-", "depth-anything-3-")} - {name})), paper=_DA3_PAPER,
         ))
     return entries
@@ -249,7 +344,76 @@ def _build_table() -> dict[str, ModelSpec]:
             paper="Poggi et al., Towards real-time unsupervised monocular depth estimation on CPU, IROS 2018",
         ),
     ]
+    entries += _depth_pro_entries() + _zoedepth_entries() + _prompt_depth_anything_entries()
     return {e.name: e for e in entries}
+
+
+# Depth Pro (Transformers' DepthProImageProcessor): a fixed 1536 x 1536 input whatever the aspect ratio,
+# mean/std 0.5, bilinear without antialiasing. The network predicts canonical inverse depth and the
+# horizontal field of view; metric inverse depth = canonical * width / focal (resolution-free:
+# 2 tan(fov / 2)), resized bilinearly to the image, clamped to [1e-4, 1e4] and inverted.
+_DEPTH_PRO = Preprocessing(resize="fixed", fixed_hw=(1536, 1536), input_size=1536, multiple_of=1,
+                           interpolation="bilinear", mean=HALF, std=HALF)
+# ZoeDepth (Transformers' ZoeDepthImageProcessor): reflect padding of int(sqrt(side / 2) * 3), then the
+# aspect-preserving resize that changes the image least towards 384 x 512, sides multiples of 32,
+# bilinear with align_corners=True; mean/std 0.5. After the network: the flip-averaged prediction is
+# resized bicubically to the padded size and the padding cut off.
+_ZOEDEPTH = Preprocessing(resize="minimal", input_size=384, target_hw=(384, 512), multiple_of=32,
+                          interpolation="bilinear", align_corners=True, reflect_pad_factor=3.0, mean=HALF, std=HALF)
+# Prompt Depth Anything (its Transformers processor, as converted from the official code): the
+# aspect-preserving resize that changes the image least towards 756 x 756, multiples of 14,
+# bicubic, ImageNet mean/std; the prompt depth goes in metres at its own resolution.
+_PROMPT_DA = Preprocessing(resize="minimal", input_size=756, multiple_of=14, interpolation="pil-bicubic")
+
+
+def _depth_pro_entries() -> list[ModelSpec]:
+    return [ModelSpec(
+        name="depth-pro", family="depth-pro",
+        description="Apple Depth Pro: metric depth in metres and the camera's field of view from one photo, "
+                    "no calibration needed (three DINOv2 ViT-L/16 encoders, 1536 x 1536 input)",
+        format="transformers", repo_id="apple/DepthPro-hf", files=_HF_FILES,
+        # the model card's licence tag (Apple Machine Learning Research Model licence: research only)
+        licence="apple-amlr", commercial_use=False, params_millions=952.0, download_mb=1904.0,
+        output="depth", max_depth=1e4, preprocessing=_DEPTH_PRO,
+        postprocessing=Postprocessing(interpolation="bilinear", inverse_range=(1e-4, 1e4)), predicts_camera=True,
+        aliases=("depthpro", "apple-depth-pro"),
+        paper="Bochkovskii et al., Depth Pro: Sharp Monocular Metric Depth in Less Than a Second, ICLR 2025 "
+              "(arXiv:2410.02073)",
+    )]
+
+
+def _zoedepth_entries() -> list[ModelSpec]:
+    paper = "Bhat et al., ZoeDepth: Zero-shot Transfer by Combining Relative and Metric Depth (arXiv:2302.12288)"
+    post = Postprocessing(interpolation="bicubic", flip_average=True)
+    rows = (("nyu", "NYU Depth v2 (indoor)", 10.0, 343.8, 1375.0),
+            ("kitti", "KITTI (driving)", 80.0, 343.8, 1375.0),
+            ("nyu-kitti", "NYU and KITTI, each image routed to the indoor or the outdoor head", 80.0, 345.1, 1380.0))
+    return [ModelSpec(
+        name=f"zoedepth-{data}", family="zoedepth",
+        description=f"ZoeDepth (BEiT-L/16 + metric bins) fine-tuned on {what}: metric depth in metres, up to {top:g} m",
+        format="transformers", repo_id=f"Intel/zoedepth-{data}", files=_HF_FILES,
+        licence="mit", commercial_use=True, params_millions=params, download_mb=mb,
+        output="depth", max_depth=top, preprocessing=_ZOEDEPTH, postprocessing=post,
+        aliases=(f"zoe-{data}", f"zoed-{''.join(w[0] for w in data.split('-'))}"), paper=paper,
+    ) for data, what, top, params, mb in rows]
+
+
+def _prompt_depth_anything_entries() -> list[ModelSpec]:
+    paper = ("Lin et al., Prompting Depth Anything for 4K Resolution Accurate Metric Depth Estimation, CVPR 2025 "
+             "(arXiv:2412.14015)")
+    rows = (("vits", "ViT-S", "", 25.1, 100.0),
+            ("vits-transparent", "ViT-S", ", fine-tuned for transparent and reflective objects", 25.1, 100.0),
+            ("vitl", "ViT-L", "", 340.0, 1360.0))
+    return [ModelSpec(
+        name=f"prompt-depth-anything-{size}", family="prompt-depth-anything",
+        description=f"Prompt Depth Anything {vit}{extra}: metric depth in metres from the image and a low-resolution "
+                    "depth prompt (a phone's LiDAR, any sparse depth) given with --prompt-depth",
+        format="transformers", repo_id=f"depth-anything/prompt-depth-anything-{size}-hf", files=_HF_FILES,
+        licence="apache-2.0", commercial_use=True, params_millions=params, download_mb=mb,
+        output="depth", max_depth=None, preprocessing=_PROMPT_DA,
+        postprocessing=Postprocessing(interpolation="bicubic"), prompt=PromptDepthInput(),
+        aliases=(f"promptda-{size}",), paper=paper,
+    ) for size, vit, extra, params, mb in rows]
 
 
 MODELS: dict[str, ModelSpec] = _build_table()

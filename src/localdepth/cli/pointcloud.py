@@ -15,8 +15,9 @@ def register(sub) -> None:
     p = sub.add_parser(
         "pointcloud", help="depth map -> coloured point cloud (PLY/PCD) and/or mesh (PLY/OBJ/GLB)",
         description="Back-project a depth map through a pinhole camera (--intrinsics, --fov, the image's EXIF, "
-                    "the camera the model predicted (sidecar), or a 60 degree default) with Open3D. Relative maps "
-                    "need alignment (--points/--reference) or --relative (arbitrary units).")
+                    "the camera the model predicted (in the map's sidecar), or a 60 degree default) with Open3D. "
+                    "Relative maps need alignment (--points/--reference) "
+                    "or --relative (arbitrary units).")
     p.add_argument("map", type=Path, metavar="MAP", help="depth map (.npy, .pfm, or .png with sidecar)")
     p.add_argument("--image", type=Path, help="RGB image for colours and EXIF (default: the sidecar's source)")
     p.add_argument("--output", "-o", type=Path, help="point cloud file: .ply or .pcd")
@@ -30,7 +31,7 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..depthfile import is_metric, predicted_camera, read_depth_map
+    from ..depthfile import is_metric, read_depth_map
     from ..errors import LocalDepthError
     from ..images import load_image
     from ..writers import atomic_write_bytes
@@ -45,9 +46,14 @@ def main(args: argparse.Namespace) -> int:
     if wants_alignment(args):
         depth, report["alignment"] = align_from_args(args, depth, kind)
         aligned = True
+    predicted = None
+    if meta.get("predicted_intrinsics"):  # the camera the model predicted (Depth Pro's field of view...)
+        from ..geometry import camera_from_dict
+
+        predicted = camera_from_dict(meta["predicted_intrinsics"], depth.shape[1], depth.shape[0])
     report.update(export_geometry(args, depth, kind, image, image_path, aligned=aligned,
-                                  pointcloud=args.output, mesh=args.mesh, metric=is_metric(kind, meta),
-                                  predicted=predicted_camera(meta, depth.shape[1], depth.shape[0])))
+                                  pointcloud=args.output, mesh=args.mesh, predicted=predicted,
+                                  metric=is_metric(kind, meta)))
     report["source"] = str(args.map)
     report["image"] = str(image_path) if image_path else None
     target = args.output or args.mesh

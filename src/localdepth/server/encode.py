@@ -85,12 +85,9 @@ def as_color(result: DepthResult, cmap: str) -> tuple[bytes, str, dict]:
 
 # ----------------------------------------------------------------------------- point clouds
 
-def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=None, fov=None,
-                       predicted: Intrinsics | None = None) -> Intrinsics:
+def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=None, fov=None) -> Intrinsics:
     """The camera of a request: explicit ``fx, fy, cx, cy``, or a horizontal ``fov`` (degrees),
-    or the camera the model predicted (``predicted``), or the stated default
-    (:func:`localdepth.geometry.default_intrinsics`, 60°): the order of
-    :func:`localdepth.geometry.resolve_intrinsics` (uploads carry no file for EXIF).
+    or the stated default (:func:`localdepth.geometry.default_intrinsics`, 60°).
 
     A missing ``fy`` equals ``fx``; a missing ``cx, cy`` is the image centre ((W - 1) / 2,
     (H - 1) / 2: pixel centres at integer coordinates). Raises ValueError with a one-line reason.
@@ -98,8 +95,6 @@ def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=No
     if fov is not None and (fx is not None or fy is not None):
         raise ValueError("give either fov or fx/fy, not both")
     if fx is None and fy is None:
-        if fov is None and cx is None and cy is None:
-            return geometry.resolve_intrinsics(width, height, predicted=predicted)
         k = geometry.from_fov(float(fov), width, height) if fov is not None else geometry.default_intrinsics(width, height)
         if cx is None and cy is None:
             return k
@@ -146,6 +141,8 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
     """A coloured point cloud of the map (subsampled on a regular grid to at most ``max_points``)."""
     h, w = result.map.shape
     stride = max(1, math.ceil(math.sqrt(h * w / max_points)))
+    while math.ceil(h / stride) * math.ceil(w / stride) > max_points:  # the grid's edges round up
+        stride += 1
     metric = result.metric
     z = result.map if result.kind == "depth" else pseudo_depth(result.map)
     points, pixels = back_project(z, k, stride)
@@ -155,10 +152,12 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
     comments = [f"localdepth {__version__} model {result.model} kind {result.kind}",
                 f"units {units}",
                 "frame OpenCV camera: x right, y down, z forward",
-                f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} image {w}x{h} stride {stride}"]
+                f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} image {w}x{h} stride {stride}",
+                f"intrinsics_source {k.origin}"]
     headers = base_headers(result)
     headers.update({"X-Point-Units": "m" if metric else "arbitrary", "X-Point-Count": str(len(points)),
                     "X-Point-Stride": str(stride),
-                    "X-Intrinsics": f"{k.fx:.6g},{k.fy:.6g},{k.cx:.6g},{k.cy:.6g}", "X-Intrinsics-Source": k.origin,
+                    "X-Intrinsics": f"{k.fx:.6g},{k.fy:.6g},{k.cx:.6g},{k.cy:.6g}",
+                    "X-Intrinsics-Source": k.origin,
                     "Content-Disposition": 'attachment; filename="depth.ply"'})
     return ply_bytes(points, colors, comments), "application/octet-stream", headers
