@@ -268,43 +268,6 @@ def _depth_anything_3_entries() -> list[ModelSpec]:
     return entries
 
 
-def _depth_anything_entries() -> list[ModelSpec]:
-    entries: list[ModelSpec] = []
-    for size, (params, mb) in _SIZES.items():
-        cap = size.capitalize()
-        licence, commercial = ("apache-2.0", True) if size == "small" else (_NC, False)
-        entries.append(ModelSpec(
-            name=f"depth-anything-v2-{size}", family="depth-anything-v2",
-            description=f"Depth Anything V2 {cap}, relative depth (DINOv2 ViT-{size[0].upper()} + DPT head)",
-            format="transformers", repo_id=f"depth-anything/Depth-Anything-V2-{cap}-hf",
-            files=_HF_FILES, licence=licence, commercial_use=commercial,
-            params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
-            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER,
-        ))
-        for scene, max_depth, data in (("indoor", 20.0, "Hypersim"), ("outdoor", 80.0, "Virtual KITTI 2")):
-            entries.append(ModelSpec(
-                name=f"depth-anything-v2-metric-{scene}-{size}", family="depth-anything-v2-metric",
-                description=f"Depth Anything V2 {cap} fine-tuned on {data}: metric depth in metres, up to {max_depth:g} m",
-                format="transformers",
-                repo_id=f"depth-anything/Depth-Anything-V2-Metric-{scene.capitalize()}-{cap}-hf",
-                files=_HF_FILES, licence="apache-2.0", commercial_use=True,
-                params_millions=params, download_mb=mb, output="depth", max_depth=max_depth,
-                preprocessing=_DA, paper=_DA2_PAPER,
-            ))
-        entries.append(ModelSpec(
-            name=f"depth-anything-v1-{size}", family="depth-anything-v1",
-            description=f"Depth Anything (V1) {cap}, relative depth",
-            format="transformers", repo_id=f"LiheYoung/depth-anything-{size}-hf",
-            files=_HF_FILES, licence="apache-2.0", commercial_use=True,
-            params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
-            aliases=(f"depth-anything-{size}",),
-            paper="Yang et al., Depth Anything, CVPR 2024 (arXiv:2401.10891)",
-        ))
-    order = ["depth-anything-v2-", "depth-anything-v2-metric-indoor", "depth-anything-v2-metric-outdoor",
-             "depth-anything-v1"]
-    return sorted(entries, key=lambda e: max(i for i, p in enumerate(order) if e.name.startswith(p)))
-
-
 def _build_table() -> dict[str, ModelSpec]:
     entries = _depth_anything_entries() + _depth_anything_3_entries()
     midas_paper = "Ranftl et al., Vision Transformers for Dense Prediction, ICCV 2021"
