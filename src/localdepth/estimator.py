@@ -156,8 +156,10 @@ class DepthEstimator:
         for j, image in enumerate(images):
             t0 = time.perf_counter()
             h, w = image.shape[:2]
-            depth = to_original_size(out.depth[j], h, w, self.spec.output)
-            confidence = None if out.confidence is None else to_original_size(out.confidence[j], h, w, "confidence")
+            resize = self.spec.output_resize
+            depth = to_original_size(out.depth[j], h, w, self.spec.output, resize)
+            confidence = (None if out.confidence is None
+                          else to_original_size(out.confidence[j], h, w, "confidence", resize))
             camera = None if out.intrinsics is None else intrinsics_to_original(out.intrinsics[j], input_size, h, w)
             pose = None if out.camera_from_world is None else out.camera_from_world[j]
             results.append(DepthResult(

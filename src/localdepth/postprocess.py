@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from .geometry import Intrinsics, from_matrix
-from .registry import OutputKind
+from .registry import OutputKind, OutputResize
 
 
 @dataclass
@@ -55,18 +54,31 @@ class DepthResult:
                 f"range=[{float(self.map.min()):.4g}, {float(self.map.max()):.4g}] {self.units}, {t})")
 
 
-def to_original_size(prediction: np.ndarray, height: int, width: int, kind: OutputKind) -> np.ndarray:
+def to_original_size(prediction: np.ndarray, height: int, width: int, kind: OutputKind | str,
+                     method: OutputResize = "bilinear") -> np.ndarray:
     """Resize a network-resolution map ``(h, w)`` back to ``(height, width)``.
 
-    Bilinear with pixel-centre alignment (``align_corners=False``); bilinear never
-    overshoots, so a non-negative map stays non-negative.
+    ``method`` is the model's :attr:`~localdepth.registry.ModelSpec.output_resize`, done by
+    ``torch.nn.functional.interpolate`` as the reference implementations do it (``bilinear``:
+    ``align_corners=False``, pixel centres aligned; ``bilinear-corners``: ``align_corners=True``;
+    ``bicubic``: ``align_corners=False``). Bicubic may overshoot, so a metric depth map is
+    clipped at 0 afterwards.
     """
     pred = np.asarray(prediction, dtype=np.float32)
     if pred.shape != (height, width):
-        pred = cv2.resize(pred, (width, height), interpolation=cv2.INTER_LINEAR)
+        import torch
+        import torch.nn.functional as F
+
+        mode, corners = _RESIZE[method]
+        with torch.inference_mode():
+            grid = torch.from_numpy(np.ascontiguousarray(pred))[None, None]
+            pred = F.interpolate(grid, size=(height, width), mode=mode, align_corners=corners)[0, 0].numpy()
     if kind == "depth":
         pred = np.maximum(pred, 0.0)
     return np.ascontiguousarray(pred, dtype=np.float32)
+
+
+_RESIZE = {"bilinear": ("bilinear", False), "bilinear-corners": ("bilinear", True), "bicubic": ("bicubic", False)}
 
 
 def intrinsics_to_original(K_network: np.ndarray, network_hw: tuple[int, int], height: int, width: int) -> Intrinsics:

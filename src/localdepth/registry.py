@@ -16,6 +16,11 @@ from .errors import ModelNotFoundError
 
 OutputKind = Literal["disparity", "depth"]
 ResizeMode = Literal["lower_bound", "minimal", "fixed"]
+#: how a network-resolution map is brought to the image's size (``torch.nn.functional.interpolate``):
+#: ``bilinear`` with pixel centres aligned (``align_corners=False``, as ``cv2.resize``),
+#: ``bilinear-corners`` with the corner pixels aligned (``align_corners=True``), ``bicubic``
+#: (``align_corners=False``, Keys a=-0.75, which may overshoot)
+OutputResize = Literal["bilinear", "bilinear-corners", "bicubic"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -73,8 +78,14 @@ class ModelSpec:
     aliases: tuple[str, ...] = field(default_factory=tuple)
     paper: str = ""
     #: the raw network output is depth-like (larger = farther): take its reciprocal so the map
-    #: is disparity-like, as the ``output`` kind says
+    #: is disparity-like, as the ``output`` kind says (:func:`localdepth.postprocess.depth_like_to_disparity`)
     reciprocal_output: bool = False
+    #: how the reference implementation resizes the map to the image (see :data:`OutputResize`)
+    output_resize: OutputResize = "bilinear"
+    #: how the ViT's position embeddings are resized to the patch grid: ``transformers`` (the
+    #: model's own Transformers code), or ``dinov2`` (the official DINOv2 rule the Depth Anything
+    #: code runs: bicubic with scale factor ``(n + 0.1) / N``; :mod:`localdepth.networks.dinov2`)
+    position_embedding: Literal["transformers", "dinov2"] = "transformers"
 
     @property
     def source(self) -> str:
@@ -105,6 +116,10 @@ _SIZES = {  # params (M), model.safetensors (MB) for the three ViT sizes
     "small": (24.8, 99.2), "base": (97.5, 390.0), "large": (335.3, 1340.0),
 }
 _DA2_PAPER = "Yang et al., Depth Anything V2, NeurIPS 2024 (arXiv:2406.09414)"
+# What the official code does beyond Transformers' port: ``DepthAnythingV2.infer_image`` resizes
+# with ``align_corners=True`` (relative and metric_depth alike), and its DINOv2 resizes position
+# embeddings with the 0.1 offset. Checked against that code in tests/test_reference_fidelity.py.
+_DA2_REFERENCE = {"output_resize": "bilinear-corners", "position_embedding": "dinov2"}
 
 
 def _depth_anything_entries() -> list[ModelSpec]:
@@ -118,7 +133,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
             format="transformers", repo_id=f"depth-anything/Depth-Anything-V2-{cap}-hf",
             files=_HF_FILES, licence=licence, commercial_use=commercial,
             params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
-            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER,
+            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER, **_DA2_REFERENCE,
         ))
         for scene, max_depth, data in (("indoor", 20.0, "Hypersim"), ("outdoor", 80.0, "Virtual KITTI 2")):
             entries.append(ModelSpec(
@@ -128,7 +143,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
                 repo_id=f"depth-anything/Depth-Anything-V2-Metric-{scene.capitalize()}-{cap}-hf",
                 files=_HF_FILES, licence="apache-2.0", commercial_use=True,
                 params_millions=params, download_mb=mb, output="depth", max_depth=max_depth,
-                preprocessing=_DA, paper=_DA2_PAPER,
+                preprocessing=_DA, paper=_DA2_PAPER, **_DA2_REFERENCE,
             ))
         entries.append(ModelSpec(
             name=f"depth-anything-v1-{size}", family="depth-anything-v1",
@@ -138,6 +153,8 @@ def _depth_anything_entries() -> list[ModelSpec]:
             params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
             aliases=(f"depth-anything-{size}",),
             paper="Yang et al., Depth Anything, CVPR 2024 (arXiv:2401.10891)",
+            # run.py of the V1 repository resizes with align_corners=False; its DINOv2 is the official one
+            output_resize="bilinear", position_embedding="dinov2",
         ))
     order = ["depth-anything-v2-", "depth-anything-v2-metric-indoor", "depth-anything-v2-metric-outdoor",
              "depth-anything-v1"]
@@ -154,6 +171,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-large", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=343.0, download_mb=1370.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-large",), paper=midas_paper,
+            output_resize="bicubic",
         ),
         ModelSpec(
             name="midas-dpt-hybrid", family="midas",
@@ -161,7 +179,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-hybrid-midas", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=123.0, download_mb=490.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-hybrid", "dpt-hybrid-midas"),
-            paper=midas_paper,
+            paper=midas_paper, output_resize="bicubic",
         ),
         ModelSpec(
             name="pydnet", family="pydnet",

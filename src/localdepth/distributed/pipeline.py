@@ -269,7 +269,7 @@ def write_stage(rows, cfg: BatchConfig, target: OutputTarget):
         if status == "pending":
             try:
                 t0 = time.perf_counter()
-                depth = to_original_size(_unpack(r.raw), int(r.height), int(r.width), spec.output)
+                depth = to_original_size(_unpack(r.raw), int(r.height), int(r.width), spec.output, spec.output_resize)
                 post_ms = _ms(t0)
                 result = DepthResult(
                     map=depth, kind=spec.output, model=spec.name, input_size=(int(r.input_h), int(r.input_w)),

@@ -37,4 +37,8 @@ def load(spec: ModelSpec, path: Path, *, device: str = "cpu", dtype=torch.float3
     except (OSError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BackendError(f"cannot load the model in {path}: {first[:200]}") from None
+    if spec.position_embedding == "dinov2":
+        from .dinov2 import use_reference_interpolation
+
+        use_reference_interpolation(model)
     return TransformersDepth(model.eval().to(device))
