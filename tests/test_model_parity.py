@@ -1,4 +1,8 @@
-"""Our networks against the references: Transformers for the same weights, ground truth for PyDNet++."""
+"""Our networks against the references: Transformers for the same weights, ground truth for PyDNet++.
+
+The official Depth Anything V2 code is the reference for the maps themselves
+(tests/test_reference_fidelity.py); here Transformers checks the loading and plumbing.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,17 @@ from localdepth.images import load_image
 from conftest import RGBD
 
 
+# At 518x518 the ViT runs on its own 37x37 position table, so localdepth's network (which resizes
+# position embeddings by the official DINOv2 rule on other grids) must equal Transformers exactly.
 def test_backend_output_equals_transformers_for_same_pixel_values(tiny_da_dir, tiny_estimator):
     from transformers import AutoModelForDepthEstimation
 
     reference = AutoModelForDepthEstimation.from_pretrained(str(tiny_da_dir)).eval()
-    pixel_values = torch.randn(2, 3, 182, 252, generator=torch.Generator().manual_seed(3))
+    pixel_values = torch.randn(2, 3, 518, 518, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         expected = reference(pixel_values=pixel_values).predicted_depth.numpy()
     ours = tiny_estimator.backend.infer(pixel_values.numpy())
-    assert ours.shape == expected.shape == (2, 182, 252)
+    assert ours.shape == expected.shape == (2, 518, 518)
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6 * float(np.abs(expected).max()))
 
 
@@ -29,7 +35,7 @@ def test_metric_model_output_equals_transformers(tiny_metric_dir):
 
     est = localdepth.load("depth-anything-v2-metric-indoor-small", weights=tiny_metric_dir, device="cpu")
     reference = AutoModelForDepthEstimation.from_pretrained(str(tiny_metric_dir)).eval()
-    x = torch.randn(1, 3, 140, 196, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(1, 3, 518, 518, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         expected = reference(pixel_values=x).predicted_depth.numpy()
     np.testing.assert_allclose(est.backend.infer(x.numpy()), expected, rtol=1e-5, atol=1e-5)
@@ -39,7 +45,10 @@ def test_metric_model_output_equals_transformers(tiny_metric_dir):
 
 
 # Photos larger than 518 px on both sides: there the reference's lower-bound resize and the
-# Transformers image processor pick the same network size, so the outputs are comparable.
+# Transformers image processor pick the same network size, so the outputs are comparable. They
+# still differ by design: Transformers resizes the input with PIL, the position embeddings by its
+# own rule and the map with bicubic; localdepth follows the official code in all three. Measured
+# Pearson 0.988 / 0.994 / 0.995 (it was 0.992 / 0.997 / 0.999 with Transformers' rules).
 @pytest.mark.parametrize("name", ["demo01.jpg", "demo04.jpg", "demo11.jpg"])
 def test_pipeline_correlates_with_transformers_pipeline(tiny_da_dir, tiny_estimator, shared_images, name):
     from PIL import Image
@@ -53,7 +62,7 @@ def test_pipeline_correlates_with_transformers_pipeline(tiny_da_dir, tiny_estima
     assert ours.map.shape == (height, width) == reference.shape
     assert ours.map.dtype == np.float32 and ours.kind == "disparity"
     pearson = np.corrcoef(ours.map.ravel(), reference.ravel())[0, 1]
-    assert pearson >= 0.97, f"Pearson {pearson:.4f} with transformers.pipeline"
+    assert pearson >= 0.98, f"Pearson {pearson:.4f} with transformers.pipeline"
 
 
 def test_small_images_follow_the_reference_lower_bound_resize(tiny_estimator, shared_images):
