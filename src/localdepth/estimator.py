@@ -19,7 +19,7 @@ from .backends import Backend, create_backend
 from .backends.base import NetworkOutput
 from .errors import LocalDepthError
 from .images import as_rgb, load_image
-from .postprocess import DepthResult, intrinsics_to_original, to_original_size
+from .postprocess import DepthResult, depth_like_to_disparity, intrinsics_to_original, to_original_size
 from .preprocess import network_size, preprocess
 from .registry import ModelSpec
 from .weights import resolve
@@ -41,9 +41,6 @@ def warn_licence(spec: ModelSpec) -> None:
         f"{spec.name} weights are licensed {spec.licence}: not for commercial use",
         NonCommercialLicenceWarning, stacklevel=3,
     )
-
-
-_MIN_RAW = 1e-3  # floor of depth-like raw outputs before their reciprocal
 
 
 def _ms(t0: float) -> float:
@@ -94,7 +91,7 @@ class DepthEstimator:
 
     def _convention(self, raw: np.ndarray) -> np.ndarray:
         if self.spec.reciprocal_output:
-            raw = 1.0 / np.maximum(raw, _MIN_RAW)
+            return depth_like_to_disparity(raw)
         return raw
 
     def predict(self, inputs, *, batch_size: int = 1, keep_image: bool = False):

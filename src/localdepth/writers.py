@@ -9,8 +9,9 @@ format     file                  contents
 npy        ``stem.npy``          float32 map as predicted (metres, or relative disparity)
 pfm        ``stem.pfm``          the same float32 map, Portable Float Map (rows bottom-up)
 png16      ``stem.png``          uint16; metric depth: millimetres (value * 0.001 = metres);
-                                 relative maps: normalised per image to 0..65535, min/max in
-                                 the sidecar (value = offset + scale * png)
+                                 relative maps: the 0.1st..99.9th percentile of the map over
+                                 0..65535 (value = offset + scale * png; values beyond the
+                                 range saturate and are counted), min/max in the sidecar
 color      ``stem_color.png``    colour-mapped picture, closer = high end of the map
 side       ``stem_side.png``     input image and colour map side by side
 normals    ``stem_normals.png``  surface normals, RGB = (n + 1) / 2 * 255 in the camera frame
@@ -42,6 +43,17 @@ from .postprocess import DepthResult
 PNG16_MAX = 65535
 METRIC_PNG16_SCALE = 0.001  # metres per unit: millimetres
 ROBUST_PERCENTILES = (1.0, 99.0)  # colour range of pictures, unless a range is given
+#: the range a relative png16 spans: wide enough to keep nearly every pixel, robust to the few
+#: outliers a network can produce (one spike must not squeeze the rest of the map into a few codes)
+PNG16_PERCENTILES = (0.1, 99.9)
+_RANGE_SAMPLES = 200_000  # percentiles are estimated on at most this many pixels (a regular subsample)
+
+
+def robust_range(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """``percentiles`` of the finite ``values`` (1-D), on a regular subsample of large maps."""
+    sample = values[:: max(1, values.size // _RANGE_SAMPLES)]
+    lo, hi = np.percentile(sample, percentiles)
+    return float(lo), float(hi)
 
 
 # ----------------------------------------------------------------------------- atomic files
@@ -76,8 +88,11 @@ def encode_rgb_png(rgb: np.ndarray) -> bytes:
 def encode_png16(depth: np.ndarray, kind: str) -> tuple[np.ndarray, dict]:
     """Map -> (uint16 array, mapping). ``value = offset + scale * png`` recovers the map.
 
-    Metric depth is stored in millimetres (values beyond 65.535 m are clipped, and counted);
-    relative maps are normalised per image to the full 0..65535 range.
+    Metric depth is stored in millimetres (values beyond 65.535 m are clipped, and counted).
+    Relative maps are normalised per image over a robust range, the :data:`PNG16_PERCENTILES` of
+    the map (a few outlier pixels must not squeeze the rest into a few codes); values beyond it
+    saturate at 0 or 65535 and are counted, and the map's true extremes stay in the sidecar's
+    ``range``.
     """
     finite = np.isfinite(depth)
     if kind == "depth":
@@ -86,17 +101,21 @@ def encode_png16(depth: np.ndarray, kind: str) -> tuple[np.ndarray, dict]:
         png = np.clip(np.rint(mm), 0, PNG16_MAX).astype(np.uint16)
         return png, {"units": "m", "scale": METRIC_PNG16_SCALE, "offset": 0.0, "clipped_pixels": clipped,
                      "note": "millimetres; 0 = no depth"}
-    lo = float(depth[finite].min()) if finite.any() else 0.0
-    hi = float(depth[finite].max()) if finite.any() else 0.0
+    lo, hi = robust_range(depth[finite], PNG16_PERCENTILES) if finite.any() else (0.0, 0.0)
     span = hi - lo
     if span <= 0:
         png = np.zeros(depth.shape, np.uint16)
         scale = 0.0
     else:
-        png = np.rint((np.where(finite, depth, lo) - lo) / span * PNG16_MAX).astype(np.uint16)
+        normalised = np.clip((np.where(finite, depth, lo) - lo) / span, 0.0, 1.0)
+        png = np.rint(normalised * PNG16_MAX).astype(np.uint16)
         scale = span / PNG16_MAX
     return png, {"units": "relative", "scale": scale, "offset": lo, "min": lo, "max": hi,
-                 "note": "normalised per image: value = min + png / 65535 * (max - min)"}
+                 "percentiles": list(PNG16_PERCENTILES),
+                 "clipped_low": int(np.count_nonzero(finite & (depth < lo))),
+                 "clipped_high": int(np.count_nonzero(finite & (depth > hi))),
+                 "note": "normalised per image over the 0.1st..99.9th percentile: value = min + png / 65535 "
+                         "* (max - min); 0 and 65535 also hold the values beyond that range"}
 
 
 def decode_png16(png: np.ndarray, mapping: dict) -> np.ndarray:
@@ -125,8 +144,7 @@ def nearness(depth: np.ndarray, kind: str, vmin: float | None = None, vmax: floa
     valid = finite & (depth > 0) if kind == "depth" else finite
     if (vmin is None or vmax is None) and valid.any():
         # robust range: a few outlier pixels must not wash out the picture
-        sample = depth[valid][:: max(1, int(valid.sum()) // 200_000)]
-        p_lo, p_hi = (float(v) for v in np.percentile(sample, ROBUST_PERCENTILES))
+        p_lo, p_hi = robust_range(depth[valid], ROBUST_PERCENTILES)
     else:
         p_lo, p_hi = 0.0, 1.0
     lo = vmin if vmin is not None else p_lo

@@ -69,8 +69,11 @@ def as_npy(result: DepthResult) -> tuple[bytes, str, dict]:
 def as_png16(result: DepthResult) -> tuple[bytes, str, dict]:
     png, mapping = encode_png16(result.map, result.kind)
     headers = base_headers(result)
+    note = "value = offset + scale * png"
+    if result.kind != "depth":  # relative maps span a robust range (writers.PNG16_PERCENTILES)
+        note += "; 0 and 65535 also hold values beyond the 0.1st..99.9th percentile"
     headers.update({"X-Depth-Scale": f"{mapping['scale']!r}", "X-Depth-Offset": f"{mapping['offset']!r}",
-                    "X-Depth-Note": "value = offset + scale * png"})
+                    "X-Depth-Note": note})
     ok, buf = cv2.imencode(".png", png)
     if not ok:
         raise OSError("OpenCV could not encode the 16-bit PNG")
