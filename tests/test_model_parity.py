@@ -221,3 +221,68 @@ def test_cuda_reduced_precision_matches_cpu(tiny_da_dir, tiny_estimator, dtype):
     image = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     a, b = tiny_estimator.predict(image).map, gpu.predict(image).map
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+
+
+# --------------------------------------------------------------------------- MiDaS DPT
+
+@pytest.fixture(scope="module")
+def tiny_dpt_dir(tmp_path_factory):
+    """A randomly initialised DPT of the Intel/dpt-large architecture (plain ViT/16), tiny."""
+    from transformers import DPTConfig, DPTForDepthEstimation
+
+    torch.manual_seed(5)
+    config = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                       image_size=384, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
+                       neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, initializer_range=0.1)
+    model = DPTForDepthEstimation(config).eval()
+    last = model.head.head[4]  # the final 1x1 convolution: spread its output so ReLU keeps most of it
+    captured = {}
+    hook = last.register_forward_hook(lambda m, i, o: captured.setdefault("out", o))
+    with torch.no_grad():
+        model(pixel_values=torch.randn(1, 3, 384, 384, generator=torch.Generator().manual_seed(0)))
+        hook.remove()
+        out = captured["out"]
+        last.weight /= out.std()
+        last.bias.copy_((last.bias - out.mean()) / out.std() + 3.0)
+    folder = tmp_path_factory.mktemp("tiny-dpt")
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_midas_input_path_and_output_match_the_reference_steps(tiny_dpt_dir, shared_images):
+    """MiDaS's run.py, step by step and independently of localdepth: scale as little as possible
+    (a 120x200 photo: 384/200 is nearer 1 than 384/120, so 230.4x384, rounded to multiples of 32:
+    224x384), bicubic, RGB, (x - 0.5) / 0.5 (the Intel/dpt-large card), the ViT on the input's
+    14x24 patch grid (MiDaS's forward_vit; Transformers' neck alone would assume a square grid and
+    fail), bicubic back to 120x200 (align_corners=False)."""
+    import torch.nn.functional as F
+    from PIL import Image
+    from transformers import AutoModelForDepthEstimation
+
+    rgb = np.asarray(Image.open(shared_images / "demo04.jpg").convert("RGB").resize((200, 120), Image.BILINEAR))
+    x = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    x = (F.interpolate(x, size=(224, 384), mode="bicubic", align_corners=False) - 0.5) / 0.5
+    reference = AutoModelForDepthEstimation.from_pretrained(str(tiny_dpt_dir)).eval()
+    with torch.no_grad():
+        hidden = reference.dpt(x, output_hidden_states=True).hidden_states[1:]
+        features = [h for i, h in enumerate(hidden) if i in reference.config.backbone_out_indices]
+        depth = reference.head(reference.neck(features, 224 // 16, 384 // 16))
+        expected = F.interpolate(depth[:, None], size=(120, 200), mode="bicubic", align_corners=False)[0, 0].numpy()
+    estimator = localdepth.load("midas-dpt-large", weights=tiny_dpt_dir, device="cpu")
+    result = estimator.predict(rgb)
+    assert result.input_size == (224, 384) and result.map.shape == (120, 200) and result.kind == "disparity"
+    # measured: 4.9e-7 (OpenCV's and PyTorch's bicubic input resize differ in rounding);
+    # fed BGR it is 0.16, with a bilinear input resize 0.011
+    error = np.abs(result.map - expected).mean() / np.abs(expected).mean()
+    assert error <= 2e-6, f"{error:.2e}"
+
+
+def test_midas_network_equals_transformers_on_a_square_input(tiny_dpt_dir):
+    from transformers import AutoModelForDepthEstimation
+
+    reference = AutoModelForDepthEstimation.from_pretrained(str(tiny_dpt_dir)).eval()
+    x = torch.randn(2, 3, 384, 384, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        expected = reference(pixel_values=x).predicted_depth.numpy()
+    ours = localdepth.load("midas-dpt-large", weights=tiny_dpt_dir, device="cpu").backend.infer(x.numpy())
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6 * float(np.abs(expected).max()))
