@@ -43,6 +43,7 @@ def fidelity_rows(photo: Path, input_size: int) -> list[str]:
 
     import localdepth
     from localdepth.postprocess import to_original_size
+    from localdepth.registry import Postprocessing
 
     sys.path.insert(0, str(ROOT / "tests"))
     import da2_reference as official_code  # the tests' builder: one definition of the oracle
@@ -66,8 +67,9 @@ def fidelity_rows(photo: Path, input_size: int) -> list[str]:
                 raw = est.infer(x)[0]
                 if rule == "transformers":
                     embeddings.interpolate_pos_encoding = patched
-                for resize in ("bilinear", "bilinear-corners"):
-                    ours = to_original_size(raw, h, w, est.kind, resize)
+                for resize, corners in (("bilinear", False), ("bilinear-corners", True)):
+                    post = Postprocessing(interpolation="bilinear", align_corners=corners)
+                    ours = to_original_size(raw, h, w, est.kind, post)
                     rows.append(f"| {kind} | {'smooth' if smooth else 'random'} | {resize} | {rule} | "
                                 f"{mean_relative_error(ours, expected):.2e} |")
     return rows

@@ -9,6 +9,7 @@ from localdepth import registry
 from localdepth.backends.base import Backend
 from localdepth.estimator import DepthEstimator
 from localdepth.postprocess import to_original_size
+from localdepth.registry import Postprocessing
 
 CHECKERBOARD = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
 
@@ -22,6 +23,11 @@ ROW = {
     "bilinear-corners": [0.0, 1 / 3, 2 / 3, 1.0],
     "bicubic": [-0.10546875, 0.2265625, 0.7734375, 1.10546875],
 }
+POST = {
+    "bilinear": Postprocessing(interpolation="bilinear"),
+    "bilinear-corners": Postprocessing(interpolation="bilinear", align_corners=True),
+    "bicubic": Postprocessing(interpolation="bicubic"),
+}
 
 
 def _checkerboard_4x4(method: str) -> np.ndarray:
@@ -33,12 +39,12 @@ def _checkerboard_4x4(method: str) -> np.ndarray:
 
 @pytest.mark.parametrize("method", sorted(ROW))
 def test_checkerboard_resized_by_each_method(method):
-    out = to_original_size(CHECKERBOARD, 4, 4, "disparity", method)
+    out = to_original_size(CHECKERBOARD, 4, 4, "disparity", POST[method])
     np.testing.assert_allclose(out, _checkerboard_4x4(method), atol=1e-6)
 
 
 def test_metric_depth_is_never_negative_after_bicubic_overshoot():
-    out = to_original_size(CHECKERBOARD, 4, 4, "depth", "bicubic")
+    out = to_original_size(CHECKERBOARD, 4, 4, "depth", POST["bicubic"])
     assert out.min() == 0.0 and out[0, 0] == 0.0  # -0.1055 * 2 overshoot at the corner, clipped
 
 
