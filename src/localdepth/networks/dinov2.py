@@ -40,9 +40,15 @@ def reference_interpolate_pos_encoding(self, embeddings: torch.Tensor, height, w
     side = math.isqrt(num_positions)
     # in float32 as the official code does (bicubic in half precision shifts the embeddings)
     table = patch_pos_embed.reshape(side, side, dim).float()
-    rows = bicubic_matrix(height // patch_h, side, table.device)  # (n_h, side)
-    cols = bicubic_matrix(width // patch_w, side, table.device)  # (n_w, side)
-    grid = torch.einsum("ia,abd,jb->ijd", rows, table, cols)
+    n_h, n_w = height // patch_h, width // patch_w
+    if torch.compiler.is_compiling():  # torch.export / torch.compile: keep the grid size symbolic
+        grid = torch.einsum("ia,abd,jb->ijd", bicubic_matrix(n_h, side, table.device), table,
+                            bicubic_matrix(n_w, side, table.device))
+    else:  # the official call itself (the matrices do 8x the arithmetic of its 4-tap kernel)
+        scale = ((n_h + OFFSET) / side, (n_w + OFFSET) / side)
+        # the same memory layout as Transformers' own call (a channels-last view): the same kernel, the same cost
+        grid = F.interpolate(table[None].permute(0, 3, 1, 2), scale_factor=scale, mode="bicubic",
+                             align_corners=False, antialias=False)[0].permute(1, 2, 0)
     return torch.cat((class_pos_embed, grid.reshape(1, -1, dim).to(patch_pos_embed.dtype)), dim=1)
 
 
@@ -54,7 +60,8 @@ def bicubic_matrix(count, side: int, device=None) -> torch.Tensor:
 
     Written with tensor operations on ``count`` rather than with ``F.interpolate`` so that an
     ONNX export keeps ``count`` (the input's patch grid) dynamic: ``F.interpolate`` computes its
-    output size from the scale factor in Python, which freezes it at the example's size.
+    output size from the scale factor in Python, which freezes it at the example's size. Eager
+    runs use ``F.interpolate`` itself; tests/test_onnx.py checks that both agree.
     """
     steps = torch.arange(count, dtype=torch.float64, device=device)
     total = steps[-1:] + 1.0  # count as a tensor, so that nothing here is specialised to one size
