@@ -7,7 +7,7 @@ and the maps are compared on real photos: the whole pipeline against the officia
 official ``image2tensor``. The reference is an oracle only; the package never imports it.
 
 Error measure: ``mean|ours - official| / mean|official|`` over the map. Measured (2026-11,
-benchmarks/reference_fidelity.py): whole pipeline 5e-7 .. 1.1e-6, network alone 1.2e-7 .. 2.5e-7.
+benchmarks/reference_fidelity.py): whole pipeline 6e-7 .. 1.2e-6, network alone 1.2e-7 .. 2.5e-7.
 Before localdepth followed the official final resize and position-embedding rule it was 5e-3 .. 1.3e-2.
 """
 
@@ -23,7 +23,7 @@ from localdepth.images import load_image
 
 import da2_reference as official_code
 
-PIPELINE_TOLERANCE = 1e-5  # 10x the largest measured (1.05e-6); the issue's target is 1e-4
+PIPELINE_TOLERANCE = 1e-5  # 8x the largest measured (1.2e-6); the issue's target is 1e-4
 NETWORK_TOLERANCE = 2.5e-6  # 10x the largest measured (2.47e-7)
 NAMES = {"relative": "depth-anything-v2-small", "metric": "depth-anything-v2-metric-indoor-small"}
 
