@@ -11,7 +11,8 @@ import warnings
 from ..errors import LocalDepthError
 
 #: subcommand modules in this package; each defines ``register(subparsers)``
-COMMANDS = ("run", "models", "export", "bench", "align", "pointcloud", "eval", "video", "serve", "batch")
+COMMANDS = ("run", "models", "export", "bench", "align", "pointcloud", "eval", "video", "serve", "batch", "scene",
+            "evalposes")
 
 
 def build_parser() -> argparse.ArgumentParser:

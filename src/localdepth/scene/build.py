@@ -1,0 +1,197 @@
+"""Several views -> one consistent scene on disk (``localdepth scene``).
+
+The views go through the any-view model together (:meth:`DepthEstimator.predict_views`), which
+returns per view a depth map and a confidence at the view's resolution, the intrinsics in its
+pixels and its pose (``camera_from_world``, OpenCV axes, all views in one world frame). Then,
+under the output folder::
+
+    depth/<stem>.npy   float32 z-depth (with its sidecar depth/<stem>.json)
+    conf/<stem>.npy    float32 confidence (larger = more confident)
+    images/<name>      the view as the model saw it (photos copied, video frames as JPEG)
+    cameras.json       {"model", "views": [{"image", "width", "height", "intrinsics", "camera_from_world"}]}
+    points.ply         fused, confidence-filtered, voxel-downsampled, coloured points (world frame)
+    scene.glb          the points and a frustum per camera (glTF axes: see scene.glb's module)
+    colmap/            cameras.txt, images.txt, points3D.txt (COLMAP's text format)
+    scene.json         how it was made: model, units, limits, thresholds, counts, timings (written last)
+
+Every file is written atomically, and only under the output folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LocalDepthError
+from ..writers import WriteOptions, atomic_path, atomic_write_bytes, write_result
+from .colmap import Camera, write_colmap_text
+from .fuse import DEFAULT_CONF_PERCENTILE, DEFAULT_MAX_POINTS, MAX_SAMPLES_PER_VIEW, fuse, sample_view
+from .views import View
+
+JPEG_QUALITY = 95
+
+
+@dataclass
+class SceneSettings:
+    conf_percentile: float = DEFAULT_CONF_PERCENTILE
+    voxel_size: float | None = None  # None: automatic (see fuse)
+    max_points: int = DEFAULT_MAX_POINTS
+    max_samples_per_view: int = MAX_SAMPLES_PER_VIEW
+
+    def check(self) -> SceneSettings:
+        if not 0.0 <= self.conf_percentile < 100.0:
+            raise LocalDepthError(f"--conf-percentile must be in [0, 100), got {self.conf_percentile}")
+        if self.voxel_size is not None and not (np.isfinite(self.voxel_size) and self.voxel_size > 0):
+            raise LocalDepthError(f"--voxel-size must be a positive number, got {self.voxel_size}")
+        if self.max_points < 1:
+            raise LocalDepthError(f"--max-points must be 1 or more, got {self.max_points}")
+        return self
+
+
+def inside(root: Path, *parts: str | Path) -> Path:
+    """``root / parts``, refused in one line unless it resolves inside ``root``."""
+    path = Path(root).joinpath(*parts)
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise LocalDepthError(f"{path}: would be written outside the output folder {root}")
+    return path
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array, dtype=np.float32))
+    return buf.getvalue()
+
+
+def _needs_rotation(photo: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(photo) as im:
+            return im.getexif().get(0x0112, 1) not in (1, None)
+    except OSError:
+        return True
+
+
+def write_view_image(view: View, output: Path) -> str:
+    """The view under ``images/`` as the model saw it; returns its name there (COLMAP's ``NAME``).
+
+    A photo that needs no EXIF rotation is copied byte for byte; a rotated one is written as PNG,
+    a video frame as JPEG (quality 95)."""
+    import cv2
+
+    name = view.rel
+    if view.file is not None and not _needs_rotation(view.file):
+        with atomic_path(inside(output, "images", name)) as tmp:
+            shutil.copyfile(view.file, tmp)
+        return name.as_posix()
+    if view.file is not None:
+        name = name.with_suffix(".png")
+    ext = name.suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(view.image, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise LocalDepthError(f"cannot encode {name}")
+    atomic_write_bytes(inside(output, "images", name), buf.tobytes())
+    return name.as_posix()
+
+
+def _check_results(results, estimator, count: int) -> None:
+    if len(results) != count:
+        raise LocalDepthError(f"{estimator.name} returned {len(results)} results for {count} views")
+    if any(r.intrinsics is None or r.camera_from_world is None for r in results):
+        raise LocalDepthError(f"{estimator.name} predicts no camera poses, so it cannot build a scene; "
+                              "use a Depth Anything 3 model (e.g. --model da3-base)")
+
+
+def reconstruct(estimator, views: list[View], output: str | Path, settings: SceneSettings | None = None,
+                *, given_output: str | None = None) -> dict:
+    """Predict every view together and write the scene (see the module). Returns ``scene.json``'s content.
+
+    ``given_output``: the output folder as the user wrote it, for the ``image`` path of video frames
+    in ``cameras.json`` (default: ``output``).
+    """
+    settings = (settings or SceneSettings()).check()
+    output = Path(output)
+    if not views:
+        raise LocalDepthError("no views to build a scene from")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    results = estimator.predict_views([v.image for v in views], sources=[v.given for v in views])
+    timings["predict_ms"] = (time.perf_counter() - t0) * 1000.0
+    _check_results(results, estimator, len(views))
+    units = results[0].units
+
+    t0 = time.perf_counter()
+    model_info = estimator.describe()
+    cameras, names, samples, entries = [], [], [], []
+    for i, (view, result) in enumerate(zip(views, results)):
+        name = write_view_image(view, output)
+        given = view.given or (Path(given_output or output) / "images" / name).as_posix()
+        depth_path = inside(output, "depth", f"{view.stem.as_posix()}.npy")
+        conf_path = inside(output, "conf", f"{view.stem.as_posix()}.npy")
+        if result.confidence is not None:
+            atomic_write_bytes(conf_path, _npy_bytes(result.confidence))
+        extra = {"scene": {"view": i, "image": given, "confidence": f"../conf/{view.stem.as_posix()}.npy"
+                           if result.confidence is not None else None, "cameras": "../cameras.json"}}
+        write_result(result, {"npy": depth_path, "json": depth_path.with_suffix(".json")},
+                     WriteOptions(formats=("npy",), extra_sidecar=extra), model_info)
+        h, w = result.map.shape
+        K = result.intrinsics.scaled(w, h).K if (result.intrinsics.width, result.intrinsics.height) != (w, h) \
+            else result.intrinsics.K
+        pose = np.asarray(result.camera_from_world, dtype=np.float64)
+        cameras.append(Camera(K, w, h, pose))
+        names.append(name)
+        entries.append({"image": given, "width": w, "height": h, "intrinsics": K.round(9).tolist(),
+                        "camera_from_world": pose.round(12).tolist()})
+        samples.append(sample_view(result.map, K, pose, view.image, result.confidence,
+                                   settings.max_samples_per_view))
+        results[i] = None  # the full-resolution maps are on disk: let them go
+    atomic_write_bytes(inside(output, "cameras.json"),
+                       (json.dumps({"model": estimator.name, "views": entries}, indent=2) + "\n").encode())
+    timings["views_ms"] = (time.perf_counter() - t0) * 1000.0
+
+    t0 = time.perf_counter()
+    cloud = fuse(samples, conf_percentile=settings.conf_percentile, voxel_size=settings.voxel_size,
+                 max_points=settings.max_points)
+    del samples
+    _write_ply(inside(output, "points.ply"), cloud.points, cloud.colors)
+    from .glb import scene_glb
+
+    atomic_write_bytes(inside(output, "scene.glb"), scene_glb(cloud.points, cloud.colors, cameras))
+    colmap = write_colmap_text(inside(output, "colmap"), cameras, names, cloud)
+    timings["fuse_and_write_ms"] = (time.perf_counter() - t0) * 1000.0
+
+    from .. import __version__
+    from .views import MAX_SCENE_PIXELS
+
+    report = {
+        "localdepth_version": __version__,
+        "model": model_info,
+        "views": len(views),
+        "units": units,
+        "convention": "depth: z-depth along the optical axis; poses: camera_from_world (world -> camera), "
+                      "OpenCV axes x right, y down, z forward; intrinsics in pixels of each image, "
+                      "pixel centres at integer coordinates",
+        "files": {"cameras": "cameras.json", "points": "points.ply", "glb": "scene.glb", "colmap": "colmap/",
+                  "depth": "depth/", "confidence": "conf/", "images": "images/"},
+        "fusion": {**cloud.as_dict(), "conf_percentile": settings.conf_percentile,
+                   "max_samples_per_view": settings.max_samples_per_view, "max_points": settings.max_points,
+                   "units": units},
+        "colmap": colmap,
+        "limits": {"max_scene_pixels": MAX_SCENE_PIXELS},
+        "timings_ms": {k: round(v, 1) for k, v in timings.items()},
+    }
+    atomic_write_bytes(inside(output, "scene.json"), (json.dumps(report, indent=2) + "\n").encode())
+    return report
+
+
+def _write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
+    from ..pointcloud import cloud_from_arrays, write_point_cloud
+
+    write_point_cloud(path, cloud_from_arrays(points, colors))
