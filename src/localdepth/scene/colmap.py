@@ -49,12 +49,29 @@ def reprojection_errors(cloud: FusedCloud, cameras: list[Camera]) -> np.ndarray:
     return total / np.maximum(counts, 1)
 
 
+def _by_track_length(cloud: FusedCloud) -> FusedCloud:
+    """The same cloud with its points renumbered by track length (then by their old order), so that
+    ``points3D.txt`` can be written in id order a block of equal-length tracks at a time."""
+    import dataclasses
+
+    lengths = np.bincount(cloud.obs_point, minlength=len(cloud.points))
+    order = np.argsort(lengths, kind="stable")
+    new_id = np.empty_like(order)
+    new_id[order] = np.arange(len(order))
+    obs_point = new_id[cloud.obs_point]
+    obs_order = np.argsort(obs_point, kind="stable")
+    return dataclasses.replace(cloud, points=cloud.points[order], colors=cloud.colors[order],
+                               obs_point=obs_point[obs_order], obs_view=cloud.obs_view[obs_order],
+                               obs_uv=cloud.obs_uv[obs_order])
+
+
 def write_colmap_text(folder: Path, cameras: list[Camera], names: list[str], cloud: FusedCloud) -> dict:
     """Write the three files into ``folder``; ``names``: each view's image path relative to the
     image folder (COLMAP's ``NAME``). Returns what was written."""
     folder = Path(folder)
+    cloud = _by_track_length(cloud)
     n_points = len(cloud.points)
-    # point2D index of each observation within its image's list, images in order of observations
+    # each observation's index in its image's list of 2-D points (images list them in point order)
     obs_index = np.zeros(len(cloud.obs_point), np.int64)
     per_view = []
     for i in range(len(cameras)):
@@ -81,23 +98,29 @@ def write_colmap_text(folder: Path, cameras: list[Camera], names: list[str], clo
             q = rotation_to_quaternion(cam.camera_from_world[:3, :3])
             t = cam.camera_from_world[:3, 3]
             f.write(f"{i} {' '.join(f'{v:.12g}' for v in (*q, *t))} {i} {name}\n")
-            uv = cloud.obs_uv[sel].astype(np.float64) + COLMAP_PIXEL_OFFSET
-            ids = cloud.obs_point[sel] + 1
-            f.write(" ".join(f"{x:.2f} {y:.2f} {p}" for (x, y), p in zip(uv.tolist(), ids.tolist())) + "\n")
+            triples = zip((cloud.obs_uv[sel, 0] + COLMAP_PIXEL_OFFSET).tolist(),
+                          (cloud.obs_uv[sel, 1] + COLMAP_PIXEL_OFFSET).tolist(), (cloud.obs_point[sel] + 1).tolist())
+            f.write(" ".join(map("%.2f %.2f %d".__mod__, triples)) + "\n")
 
     errors = reprojection_errors(cloud, cameras)
-    starts = np.searchsorted(cloud.obs_point, np.arange(n_points + 1))
-    image_ids = (cloud.obs_view + 1).tolist()
-    point2d = obs_index.tolist()
+    lengths = np.bincount(cloud.obs_point, minlength=n_points)
+    track = np.stack([cloud.obs_view + 1, obs_index], axis=-1)  # (IMAGE_ID, POINT2D_IDX) per observation
     with atomic_path(folder / "points3D.txt") as tmp, open(tmp, "w") as f:
         f.write("# 3D point list with one line of data per point:\n"
                 "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)\n"
                 f"# Number of points: {n_points}, mean track length: "
                 f"{len(cloud.obs_point) / max(1, n_points):.2f}\n")
-        for p, ((x, y, z), (r, g, b), err) in enumerate(zip(cloud.points.tolist(), cloud.colors.tolist(),
-                                                          errors.tolist())):
-            track = " ".join(f"{image_ids[o]} {point2d[o]}" for o in range(starts[p], starts[p + 1]))
-            f.write(f"{p + 1} {x:.8g} {y:.8g} {z:.8g} {r} {g} {b} {err:.4f} {track}\n")
+        first = 0
+        for length in np.unique(lengths).tolist():  # points come sorted by track length
+            count = int((lengths == length).sum())
+            ids = np.arange(first, first + count)
+            obs = np.flatnonzero((cloud.obs_point >= first) & (cloud.obs_point < first + count))
+            columns = [(ids + 1)[:, None], cloud.points[ids], cloud.colors[ids].astype(np.float64),
+                       errors[ids][:, None], track[obs].reshape(count, 2 * length)]
+            rows = np.concatenate([c.astype(object) for c in columns], axis=1).tolist()
+            fmt = "%d %.8g %.8g %.8g %d %d %d %.4f" + " %d %d" * length + "\n"
+            f.write("".join(map(fmt.__mod__, map(tuple, rows))))
+            first += count
     return {"folder": str(folder), "cameras": len(cameras), "images": len(cameras), "points3D": n_points,
             "observations": int(len(cloud.obs_point)), "model": "PINHOLE",
             "pixel_convention": "COLMAP: top-left pixel centre at (0.5, 0.5); cx, cy and 2-D points written + 0.5"}
