@@ -19,7 +19,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "serve", help="serve depth over HTTP, with a web page (binds 127.0.0.1)",
         description="Load the models once, then answer POST /v1/depth (multipart field 'image' or the raw body) "
-                    "with json, npy, png16, color or ply; GET /v1/models, /healthz, /metrics; the web page at /; "
+                    "with json, npy, png16, color or ply; POST /v1/scene (several photos, any-view models); GET /v1/models, /healthz, /metrics; the web page at /; "
                     "API docs at /docs. See docs/server.md.")
     g = p.add_argument_group("models")
     g.add_argument("--model", "-m", action="append", metavar="NAME[=WEIGHTS]",
@@ -46,6 +46,8 @@ def register(sub) -> None:
                      help="how long a request waits for others to share its batch (default: 10)")
     lim.add_argument("--queue-size", type=int, default=64, help="waiting requests per model before 503 (default: 64)")
     lim.add_argument("--timeout", type=float, default=60.0, help="seconds a request may wait for its map before 504 (default: 60)")
+    lim.add_argument("--max-scene-views", type=int, default=8,
+                     help="most photos in one POST /v1/scene (any-view models, e.g. da3-base; default: 8) -> 413")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=main)
@@ -91,7 +93,8 @@ def main(args: argparse.Namespace) -> int:
         settings = ServerSettings(
             token=args.token or None, cors_origins=tuple(args.cors_origin),
             max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-            max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, queue_size=args.queue_size, timeout_s=args.timeout)
+            max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, queue_size=args.queue_size, timeout_s=args.timeout,
+            max_scene_views=args.max_scene_views)
     except ValueError as e:
         print(f"localdepth: error: {e}", file=sys.stderr)
         return 2

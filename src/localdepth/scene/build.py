@@ -109,6 +109,33 @@ def _check_results(results, estimator, count: int) -> None:
                               "use a Depth Anything 3 model (e.g. --model da3-base)")
 
 
+def view_camera(result) -> Camera:
+    """The predicted camera of one view's result, in pixels of its map."""
+    h, w = result.map.shape
+    cam = result.intrinsics
+    if (cam.width, cam.height) != (w, h):
+        cam = cam.scaled(w, h)
+    return Camera(cam.K, w, h, np.asarray(result.camera_from_world, dtype=np.float64))
+
+
+def predict_scene(estimator, images: list[np.ndarray], settings: SceneSettings | None = None):
+    """Views -> ``(cameras, fused cloud, units)`` in memory, nothing written (the server's scene view)."""
+    settings = (settings or SceneSettings()).check()
+    results = estimator.predict_views(list(images))
+    _check_results(results, estimator, len(images))
+    units = results[0].units
+    cameras, samples = [], []
+    for i, (image, result) in enumerate(zip(images, results)):
+        cam = view_camera(result)
+        cameras.append(cam)
+        samples.append(sample_view(result.map, cam.K, cam.camera_from_world, image, result.confidence,
+                                   settings.max_samples_per_view))
+        results[i] = None
+    cloud = fuse(samples, conf_percentile=settings.conf_percentile, voxel_size=settings.voxel_size,
+                 max_points=settings.max_points)
+    return cameras, cloud, units
+
+
 def reconstruct(estimator, views: list[View], output: str | Path, settings: SceneSettings | None = None,
                 *, given_output: str | None = None) -> dict:
     """Predict every view together and write the scene (see the module). Returns ``scene.json``'s content.
@@ -141,15 +168,12 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
                            if result.confidence is not None else None, "cameras": "../cameras.json"}}
         write_result(result, {"npy": depth_path, "json": depth_path.with_suffix(".json")},
                      WriteOptions(formats=("npy",), extra_sidecar=extra), model_info)
-        h, w = result.map.shape
-        K = result.intrinsics.scaled(w, h).K if (result.intrinsics.width, result.intrinsics.height) != (w, h) \
-            else result.intrinsics.K
-        pose = np.asarray(result.camera_from_world, dtype=np.float64)
-        cameras.append(Camera(K, w, h, pose))
+        cam = view_camera(result)
+        cameras.append(cam)
         names.append(name)
-        entries.append({"image": given, "width": w, "height": h, "intrinsics": K.round(9).tolist(),
-                        "camera_from_world": pose.round(12).tolist()})
-        samples.append(sample_view(result.map, K, pose, view.image, result.confidence,
+        entries.append({"image": given, "width": cam.width, "height": cam.height, "intrinsics": cam.K.round(9).tolist(),
+                        "camera_from_world": cam.camera_from_world.round(12).tolist()})
+        samples.append(sample_view(result.map, cam.K, cam.camera_from_world, view.image, result.confidence,
                                    settings.max_samples_per_view))
         results[i] = None  # the full-resolution maps are on disk: let them go
     atomic_write_bytes(inside(output, "cameras.json"),

@@ -25,7 +25,7 @@ from ..images import load_image
 from . import encode
 from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
 from .metrics import MetricsMiddleware, ServerMetrics
-from .security import HTTPError, TokenAuthMiddleware, read_upload
+from .security import HTTPError, TokenAuthMiddleware, read_upload, read_uploads
 from .settings import ServerSettings
 
 log = logging.getLogger("localdepth.server")
@@ -36,9 +36,11 @@ FILENAMES = {"json": "depth.json", "npy": "depth.npy", "png16": "depth.png", "co
 
 EXPOSED_HEADERS = ["Content-Disposition", "X-Depth-Model", "X-Depth-Kind", "X-Depth-Units", "X-Depth-Shape",
                    "X-Depth-Min", "X-Depth-Max", "X-Depth-Scale", "X-Depth-Offset", "X-Depth-Note", "X-Depth-Colormap",
-                   "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics"]
+                   "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics",
+                   "X-Scene-Views"]
 
 Format = Literal["json", "npy", "png16", "color", "ply"]
+SceneFormat = Literal["glb", "json"]
 
 
 class ServerState:
@@ -109,6 +111,11 @@ class ServerState:
         return self.batchers[name]
 
 
+def takes_views(estimator) -> bool:
+    """The model sees several views of one scene together (POST /v1/scene)."""
+    return "views" in getattr(getattr(estimator, "spec", None), "predicts", ())
+
+
 def decode_upload(data: bytes, max_pixels: int):
     """Encoded bytes -> RGB array; HTTPError 413 over the pixel limit, 400 for anything undecodable."""
     from PIL import Image
@@ -154,6 +161,22 @@ DEPTH_RESPONSES = {
 }
 
 
+SCENE_REQUEST_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["images"],
+        "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}},
+}
+SCENE_RESPONSES = {
+    200: {"description": "scene.glb, or JSON with the cameras and the fused points",
+          "content": {"model/gltf-binary": {}, "application/json": {}}},
+    400: {"description": "Not images, a model without cameras, or bad parameters"},
+    401: DEPTH_RESPONSES[401], 404: DEPTH_RESPONSES[404],
+    413: {"description": "Too many images, or one over the byte or pixel limit"},
+    503: DEPTH_RESPONSES[503], 504: DEPTH_RESPONSES[504],
+}
+
+
 def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None = None) -> FastAPI:
     """Build the app.
 
@@ -165,6 +188,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     metrics = ServerMetrics()
     state = ServerState(estimators, settings, metrics)
     decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
+    scene_slot = asyncio.Lock()  # one scene at a time: its views are many images held at once
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -246,17 +270,75 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         headers.setdefault("Content-Disposition", f'inline; filename="{FILENAMES[format]}"')
         return Response(body, media_type=media, headers=headers)
 
+    @app.post("/v1/scene", summary="Several photos of one place -> points and cameras (any-view models)",
+              openapi_extra={"requestBody": SCENE_REQUEST_BODY}, responses=SCENE_RESPONSES, response_class=Response)
+    async def scene_view(
+        request: Request,
+        format: SceneFormat = Query("glb", description="glb (points and camera frustums, glTF axes) or json "
+                                                       "(cameras as cameras.json, and the fused points in base64)"),
+        model: str | None = Query(None, description="which loaded model (an any-view one, e.g. da3-base)"),
+        max_points: int | None = Query(None, ge=1, description="at most this many fused points"),
+    ):
+        batcher = state.pick(model)
+        if not takes_views(batcher.estimator):
+            raise HTTPError(400, f"{batcher.name} predicts one image at a time; a scene needs an any-view model "
+                                 "(da3-small, da3-base, da3-large or da3-giant)")
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        if batcher.full or scene_slot.locked():
+            raise HTTPError(503, "busy: another scene is being made; retry later", retry)
+        async with scene_slot:
+            return await _scene(request, batcher, format, max_points, retry)
+
+    async def _scene(request: Request, batcher: DynamicBatcher, format: str, max_points: int | None, retry: dict):
+        from ..scene.build import SceneSettings, predict_scene
+
+        uploads = await read_uploads(request, settings.max_upload_bytes, settings.max_scene_views)
+        images = []
+        for i, data in enumerate(uploads):
+            async with decode_slots:
+                try:
+                    images.append(await run_in_threadpool(decode_upload, data, settings.max_pixels))
+                except HTTPError as e:
+                    raise HTTPError(e.status, f"image {i + 1}: {e.detail}") from None
+        del uploads
+        budget = SceneSettings(max_points=min(max_points or settings.max_points, settings.max_points))
+        try:
+            cameras, cloud, units = await batcher.submit_call(
+                lambda estimator: predict_scene(estimator, images, budget), settings.timeout_s)
+        except QueueFullError as e:
+            raise HTTPError(503, f"busy: {e}; retry later", retry) from None
+        except BatcherStoppedError as e:
+            raise HTTPError(503, str(e), retry) from None
+        except TimeoutError:
+            raise HTTPError(504, f"no scene within the timeout of {settings.timeout_s:g} s") from None
+        except LocalDepthError as e:
+            raise HTTPError(400, str(e)) from None
+        except Exception as e:
+            raise HTTPError(500, f"inference failed ({type(e).__name__}: {e})") from None
+        headers = {"X-Depth-Model": batcher.name, "X-Depth-Units": units, "X-Scene-Views": str(len(cameras)),
+                   "X-Point-Count": str(len(cloud.points))}
+        if format == "glb":
+            from ..scene.glb import scene_glb
+
+            body = await run_in_threadpool(scene_glb, cloud.points, cloud.colors, cameras)
+            headers["Content-Disposition"] = 'inline; filename="scene.glb"'
+            return Response(body, media_type="model/gltf-binary", headers=headers)
+        body = await run_in_threadpool(encode.scene_json, batcher.name, units, cameras, cloud)
+        return Response(body, media_type="application/json", headers=headers)
+
     @app.get("/v1/models", summary="Loaded models and server limits")
     async def models():
         state.pick(None)  # 503 while loading
         return {
             "default": state.default,
             "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.kind == "depth" else "relative",
-                        "max_batch": b.max_batch, "waiting": b.waiting} for b in state.batchers.values()],
+                        "max_batch": b.max_batch, "waiting": b.waiting, "views": takes_views(b.estimator)}
+                       for b in state.batchers.values()],
             "formats": list(encode.RESPONSE_FORMATS),
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                        "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
-                       "queue_size": settings.queue_size, "timeout_s": settings.timeout_s},
+                       "queue_size": settings.queue_size, "timeout_s": settings.timeout_s,
+                       "max_scene_views": settings.max_scene_views},
         }
 
     @app.get("/healthz", summary="Ready once every model is loaded (no token needed)")

@@ -71,16 +71,8 @@ class TokenAuthMiddleware:
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-async def read_upload(request, limit: int) -> bytes:
-    """The uploaded image: the multipart field ``image`` or the raw body, at most ``limit`` bytes.
-
-    The body is read in chunks and refused (413) as soon as it passes the limit, so a huge
-    upload never sits in memory; a Content-Length over the limit is refused before reading.
-    """
-    content_type = request.headers.get("content-type", "")
-    multipart = content_type.lower().startswith("multipart/form-data")
-    cap = limit + (MULTIPART_OVERHEAD if multipart else 0)
-    too_large = HTTPError(413, f"upload is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
+async def _read_body(request, cap: int, too_large: HTTPError) -> bytes:
+    """The whole body, refused (413) as soon as it passes ``cap`` bytes (or declares more)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
         raise too_large
@@ -90,21 +82,42 @@ async def read_upload(request, limit: int) -> bytes:
         if total > cap:
             raise too_large
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def _form_files(request, body: bytes, field: str, max_files: int) -> list[bytes]:
+    """The files of multipart field ``field`` (at most ``max_files``) from an already read body."""
+    request._body = body  # let Starlette's form parser read what we already have
+    try:
+        form = await request.form(max_files=max_files, max_fields=16)
+    except Exception as e:
+        detail = str(getattr(e, "detail", None) or e)
+        raise HTTPError(413 if "Too many files" in detail else 400, f"malformed multipart body ({detail})") from None
+    try:
+        return [await f.read() for f in form.getlist(field) if not isinstance(f, str)]
+    finally:
+        await form.close()
+
+
+def _is_multipart(request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def read_upload(request, limit: int) -> bytes:
+    """The uploaded image: the multipart field ``image`` or the raw body, at most ``limit`` bytes.
+
+    The body is read in chunks and refused (413) as soon as it passes the limit, so a huge
+    upload never sits in memory; a Content-Length over the limit is refused before reading.
+    """
+    multipart = _is_multipart(request)
+    too_large = HTTPError(413, f"upload is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
+    body = await _read_body(request, limit + (MULTIPART_OVERHEAD if multipart else 0), too_large)
     if multipart:
-        request._body = body  # let Starlette's form parser read what we already have
-        try:
-            form = await request.form(max_files=1, max_fields=16)
-        except Exception as e:
-            raise HTTPError(400, f"malformed multipart body ({getattr(e, 'detail', None) or e})") from None
-        try:
-            field = form.get("image")
-            if field is None or isinstance(field, str):
-                raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
-                                     "or the image itself as the request body")
-            data = await field.read()
-        finally:
-            await form.close()
+        files = await _form_files(request, body, "image", 1)
+        if not files:
+            raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
+                                 "or the image itself as the request body")
+        data = files[0]
     else:
         data = body
     if len(data) > limit:
@@ -112,3 +125,23 @@ async def read_upload(request, limit: int) -> bytes:
     if not data:
         raise HTTPError(400, "empty upload: send an image (multipart field 'image' or the raw body)")
     return data
+
+
+async def read_uploads(request, limit: int, max_files: int) -> list[bytes]:
+    """Several images: the files of the multipart field ``images``, at most ``max_files`` of them
+    and ``limit`` bytes each (the body is bounded by their sum before it is parsed)."""
+    if not _is_multipart(request):
+        raise HTTPError(400, "send the views as multipart files: -F images=@a.jpg -F images=@b.jpg")
+    too_large = HTTPError(413, f"upload is over the limit of {max_files} images of {limit / 2**20:.3g} MiB")
+    body = await _read_body(request, max_files * (limit + MULTIPART_OVERHEAD), too_large)
+    files = await _form_files(request, body, "images", max_files + 1)
+    if not files:
+        raise HTTPError(400, "no file in the multipart field 'images': send -F images=@a.jpg -F images=@b.jpg")
+    if len(files) > max_files:
+        raise HTTPError(413, f"{len(files)} images is over the limit of {max_files} views per scene")
+    for i, data in enumerate(files):
+        if len(data) > limit:
+            raise HTTPError(413, f"image {i + 1} is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
+        if not data:
+            raise HTTPError(400, f"image {i + 1} is empty")
+    return files

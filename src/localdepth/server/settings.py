@@ -29,9 +29,11 @@ class ServerSettings:
     retry_after_s: int = 1
     #: default point budget of a PLY answer (the map is subsampled on a regular grid to fit)
     max_points: int = 2_000_000
+    #: most photos in one POST /v1/scene (any-view models); each within max_upload_bytes and max_pixels
+    max_scene_views: int = 8
 
     def __post_init__(self):
-        for name in ("max_upload_bytes", "max_pixels", "max_batch", "queue_size", "max_points"):
+        for name in ("max_upload_bytes", "max_pixels", "max_batch", "queue_size", "max_points", "max_scene_views"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_wait_ms < 0 or self.timeout_s <= 0:

@@ -1,12 +1,17 @@
 // The localdepth web page: upload an image, show its depth (2D with a comparison slider, 3D point cloud),
 // download PNG16 / NPY / PLY. Every result comes from POST /v1/depth; three.js is bundled in ./vendor.
+// Several photos at once, with an any-view model, make a scene instead: POST /v1/scene answers a GLB with
+// the fused points and a frustum per camera, shown in the same 3D view.
 import {
   Color, PerspectiveCamera, Points, PointsMaterial, Scene, Vector3, WebGLRenderer, OrbitControls, PLYLoader,
+  GLTFLoader,
 } from './vendor/three-vendor.min.js';
 
 const $ = (id) => document.getElementById(id);
 const VIEW_POINTS = 200000; // points in the 3D view (the PLY download has the full budget)
 let current = null; // the File being shown
+let views = null; // the Files of the scene being shown (several photos)
+const anyView = new Set(); // models that take several views together
 
 function setStatus(text, error = false) {
   $('status').textContent = text;
@@ -96,7 +101,7 @@ async function showCloud() {
   geometry.computeBoundingSphere();
   const { center, radius } = geometry.boundingSphere;
   const count = geometry.getAttribute('position').count;
-  if (cloud) { scene.remove(cloud); cloud.geometry.dispose(); cloud.material.dispose(); }
+  clearView();
   const material = new PointsMaterial({ size: 2.5 * radius / Math.sqrt(Math.max(count, 1)), vertexColors: true });
   cloud = new Points(geometry, material);
   scene.add(cloud);
@@ -114,6 +119,102 @@ async function showCloud() {
   canvas.dataset.points = String(count);
 }
 
+function clearView() {
+  if (!cloud) return;
+  scene.remove(cloud);
+  cloud.traverse((o) => { if (o.geometry) o.geometry.dispose(); if (o.material) o.material.dispose(); });
+  cloud = null;
+}
+
+// ---------------------------------------------------------------- several photos: a scene
+
+async function requestScene(format) {
+  const params = new URLSearchParams({ format });
+  if ($('model').value) params.set('model', $('model').value);
+  const body = new FormData();
+  for (const file of views) body.append('images', file, file.name || 'image');
+  const response = await fetch(`/v1/scene?${params}`, { method: 'POST', body });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail; } catch { /* not JSON */ }
+    throw new Error(`${response.status}: ${detail}`);
+  }
+  return response;
+}
+
+async function showScene() {
+  const response = await requestScene('glb');
+  const units = response.headers.get('X-Depth-Units');
+  const count = +response.headers.get('X-Point-Count');
+  const cameras = +response.headers.get('X-Scene-Views');
+  const data = await response.arrayBuffer();
+  if (!renderer) return;
+  const gltf = await new Promise((resolve, reject) => new GLTFLoader().parse(data, '', resolve, reject));
+  clearView();
+  cloud = gltf.scene; // already in three.js axes (y up): the GLB's root node turns the OpenCV world
+  scene.add(cloud);
+  cloud.updateMatrixWorld(true);
+  let sphere = null;
+  cloud.traverse((o) => {
+    if (o.isPoints) {
+      o.material.size = 2;
+      o.material.sizeAttenuation = false;
+      o.geometry.computeBoundingSphere();
+      sphere = o.geometry.boundingSphere.clone().applyMatrix4(o.matrixWorld);
+    }
+  });
+  const center = sphere ? sphere.center : new Vector3();
+  const radius = sphere && sphere.radius > 0 ? sphere.radius : 1;
+  camera.near = radius / 1000;
+  camera.far = radius * 50;
+  // from behind the reference camera (the world origin, looking down -z), a little above it
+  camera.position.copy(new Vector3(0.15, 0.35, 1.2).multiplyScalar(radius));
+  controls.target.copy(center);
+  camera.updateProjectionMatrix();
+  controls.update();
+  render();
+  $('units').textContent = `${cameras} cameras, ${count.toLocaleString()} fused points; ` +
+    (units === 'm' ? 'units: metres.' : 'relative units (one scale for the whole scene).');
+  canvas.dataset.points = String(count);
+  canvas.dataset.cameras = String(cameras);
+}
+
+async function openScene(files) {
+  views = files;
+  current = null;
+  $('result').hidden = false;
+  $('flat').hidden = true;
+  $('scene-downloads').hidden = false;
+  delete canvas.dataset.points;
+  delete canvas.dataset.cameras;
+  setStatus(`Making a scene of ${files.length} photos…`);
+  document.body.dataset.state = 'busy';
+  try {
+    await showScene();
+    setStatus(`Done: a scene of ${files.length} photos. Drop other photos to continue.`);
+    document.body.dataset.state = 'ready';
+  } catch (err) {
+    setStatus(err.message, true);
+    document.body.dataset.state = 'error';
+  }
+}
+
+$('download-glb').addEventListener('click', async () => {
+  if (!views) return;
+  setStatus('Preparing GLB…');
+  try {
+    const blob = await (await requestScene('glb')).blob();
+    const link = document.createElement('a');
+    link.href = URL.createObjectURL(blob);
+    link.download = 'scene.glb';
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    setStatus(`Saved ${link.download}.`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+});
+
 // ---------------------------------------------------------------- input and downloads
 
 async function run(parts) {
@@ -130,28 +231,51 @@ async function run(parts) {
   }
 }
 
-async function open(file) {
-  if (!file) return;
+async function open(files) {
+  files = Array.from(files || []);
+  if (!files.length) return;
+  if (files.length > 1) {
+    views = files; // kept: picking an any-view model then makes the scene
+    if (!anyView.has($('model').value)) {
+      setStatus(`${files.length} photos: a scene needs an any-view model (Depth Anything 3); pick one above, or drop one photo.`, true);
+      return;
+    }
+    await openScene(files);
+    return;
+  }
+  const file = files[0];
+  views = null;
   current = file;
   $('result').hidden = false;
+  $('flat').hidden = false;
+  $('scene-downloads').hidden = true;
   delete canvas.dataset.points;
+  delete canvas.dataset.cameras;
   try {
     await setPicture($('photo'), file);
   } catch { /* the server may still decode formats the browser cannot show */ }
   await run([showDepth, showCloud]);
 }
 
-$('file').addEventListener('change', (e) => open(e.target.files[0]));
+$('file').addEventListener('change', (e) => {
+  const files = Array.from(e.target.files);
+  e.target.value = ''; // choosing the same files again still counts
+  open(files);
+});
 const drop = $('drop');
 drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => {
   e.preventDefault();
   drop.classList.remove('over');
-  open(e.dataTransfer.files[0]);
+  open(e.dataTransfer.files);
 });
 $('cmap').addEventListener('change', () => run([showDepth]));
-$('model').addEventListener('change', () => run([showDepth, showCloud]));
+$('model').addEventListener('change', () => {
+  if (!views) run([showDepth, showCloud]);
+  else if (anyView.has($('model').value)) openScene(views);
+  else setStatus(`${views.length} photos: a scene needs an any-view model (Depth Anything 3).`, true);
+});
 
 const SUFFIX = { png16: '_depth16.png', npy: '_depth.npy', ply: '_depth.ply' };
 for (const button of document.querySelectorAll('button[data-format]')) {
@@ -184,6 +308,7 @@ for (const button of document.querySelectorAll('button[data-format]')) {
       const option = new Option(`${m.name} (${m.units === 'm' ? 'metric' : 'relative'})`, m.name);
       option.selected = m.name === info.default;
       $('model').add(option);
+      if (m.views) anyView.add(m.name);
     }
     setStatus('Ready: drop an image.');
     document.body.dataset.state = 'idle';
