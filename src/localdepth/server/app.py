@@ -202,6 +202,21 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                   description="Monocular depth estimation as a local service. See docs/server.md.")
     app.state.localdepth = state
 
+    async def queued(job, what: str, retry: dict, bad_request: tuple = ()):
+        """Await a batcher job; its failures as HTTP errors (``bad_request``: errors that are the request's)."""
+        try:
+            return await job
+        except QueueFullError as e:
+            raise HTTPError(503, f"busy: {e}; retry later", retry) from None
+        except BatcherStoppedError as e:
+            raise HTTPError(503, str(e), retry) from None
+        except TimeoutError:
+            raise HTTPError(504, f"no {what} within the timeout of {settings.timeout_s:g} s") from None
+        except bad_request as e:
+            raise HTTPError(400, str(e)) from None
+        except Exception as e:  # the model failed on this job: report it, keep serving
+            raise HTTPError(500, f"inference failed ({type(e).__name__}: {e})") from None
+
     @app.exception_handler(HTTPError)
     async def _http_error(request: Request, exc: HTTPError):
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
@@ -246,16 +261,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                 intrinsics = encode.request_intrinsics(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
-        try:
-            result = await batcher.submit(image, settings.timeout_s)
-        except QueueFullError as e:
-            raise HTTPError(503, f"busy: {e}; retry later", retry) from None
-        except BatcherStoppedError as e:
-            raise HTTPError(503, str(e), retry) from None
-        except TimeoutError:
-            raise HTTPError(504, f"no depth map within the timeout of {settings.timeout_s:g} s") from None
-        except Exception as e:  # the model failed on this batch: report it, keep serving
-            raise HTTPError(500, f"inference failed ({type(e).__name__}: {e})") from None
+        result = await queued(batcher.submit(image, settings.timeout_s), "depth map", retry)
         if format == "json":
             body, media, headers = await run_in_threadpool(encode.as_json, result)
         elif format == "npy":
@@ -302,19 +308,9 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                     raise HTTPError(e.status, f"image {i + 1}: {e.detail}") from None
         del uploads
         budget = SceneSettings(max_points=min(max_points or settings.max_points, settings.max_points))
-        try:
-            cameras, cloud, units = await batcher.submit_call(
-                lambda estimator: predict_scene(estimator, images, budget), settings.timeout_s)
-        except QueueFullError as e:
-            raise HTTPError(503, f"busy: {e}; retry later", retry) from None
-        except BatcherStoppedError as e:
-            raise HTTPError(503, str(e), retry) from None
-        except TimeoutError:
-            raise HTTPError(504, f"no scene within the timeout of {settings.timeout_s:g} s") from None
-        except LocalDepthError as e:
-            raise HTTPError(400, str(e)) from None
-        except Exception as e:
-            raise HTTPError(500, f"inference failed ({type(e).__name__}: {e})") from None
+        cameras, cloud, units = await queued(
+            batcher.submit_call(lambda estimator: predict_scene(estimator, images, budget), settings.timeout_s),
+            "scene", retry, bad_request=(LocalDepthError,))
         headers = {"X-Depth-Model": batcher.name, "X-Depth-Units": units, "X-Scene-Views": str(len(cameras)),
                    "X-Point-Count": str(len(cloud.points))}
         if format == "glb":

@@ -18,18 +18,31 @@ function setStatus(text, error = false) {
   $('status').classList.toggle('error', error);
 }
 
-async function request(format, extra = {}) {
-  const params = new URLSearchParams({ format, ...extra });
+// POST files to an endpoint of the API (the chosen model added); errors as Error('status: detail').
+async function post(path, params, field, files) {
   if ($('model').value) params.set('model', $('model').value);
   const body = new FormData();
-  body.append('image', current, current.name || 'image');
-  const response = await fetch(`/v1/depth?${params}`, { method: 'POST', body });
+  for (const file of files) body.append(field, file, file.name || 'image');
+  const response = await fetch(`${path}?${params}`, { method: 'POST', body });
   if (!response.ok) {
     let detail = response.statusText;
     try { detail = (await response.json()).detail; } catch { /* not JSON */ }
     throw new Error(`${response.status}: ${detail}`);
   }
   return response;
+}
+
+const request = (format, extra = {}) => post('/v1/depth', new URLSearchParams({ format, ...extra }), 'image', [current]);
+const requestScene = (format) => post('/v1/scene', new URLSearchParams({ format }), 'images', views);
+
+// Offer a response body as a file download.
+async function download(response, name) {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  setStatus(`Saved ${name}.`);
 }
 
 // ---------------------------------------------------------------- 2D: image | depth
@@ -107,16 +120,21 @@ async function showCloud() {
   scene.add(cloud);
   // start just behind the camera that took the photo (the origin; +z is behind it now), a little off its
   // axis so that the depth shows, looking at the cloud's centre
+  lookAt(center, radius, new Vector3(0.1, 0.05, 0.2));
+  $('units').textContent = units === 'm' ? 'Units: metres.' :
+    'Relative model: the depth scale is unknown, so the 3D shape is only indicative (arbitrary units).';
+  canvas.dataset.points = String(count);
+}
+
+// Put the viewer at offset * radius from the origin, looking at the centre of what is shown.
+function lookAt(center, radius, offset) {
   camera.near = radius / 1000;
   camera.far = radius * 50;
-  camera.position.copy(new Vector3(0.1, 0.05, 0.2).multiplyScalar(radius));
+  camera.position.copy(offset.multiplyScalar(radius));
   controls.target.copy(center);
   camera.updateProjectionMatrix();
   controls.update();
   render();
-  $('units').textContent = units === 'm' ? 'Units: metres.' :
-    'Relative model: the depth scale is unknown, so the 3D shape is only indicative (arbitrary units).';
-  canvas.dataset.points = String(count);
 }
 
 function clearView() {
@@ -127,20 +145,6 @@ function clearView() {
 }
 
 // ---------------------------------------------------------------- several photos: a scene
-
-async function requestScene(format) {
-  const params = new URLSearchParams({ format });
-  if ($('model').value) params.set('model', $('model').value);
-  const body = new FormData();
-  for (const file of views) body.append('images', file, file.name || 'image');
-  const response = await fetch(`/v1/scene?${params}`, { method: 'POST', body });
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail; } catch { /* not JSON */ }
-    throw new Error(`${response.status}: ${detail}`);
-  }
-  return response;
-}
 
 async function showScene() {
   const response = await requestScene('glb');
@@ -165,14 +169,8 @@ async function showScene() {
   });
   const center = sphere ? sphere.center : new Vector3();
   const radius = sphere && sphere.radius > 0 ? sphere.radius : 1;
-  camera.near = radius / 1000;
-  camera.far = radius * 50;
   // from behind the reference camera (the world origin, looking down -z), a little above it
-  camera.position.copy(new Vector3(0.15, 0.35, 1.2).multiplyScalar(radius));
-  controls.target.copy(center);
-  camera.updateProjectionMatrix();
-  controls.update();
-  render();
+  lookAt(center, radius, new Vector3(0.15, 0.35, 1.2));
   $('units').textContent = `${cameras} cameras, ${count.toLocaleString()} fused points; ` +
     (units === 'm' ? 'units: metres.' : 'relative units (one scale for the whole scene).');
   canvas.dataset.points = String(count);
@@ -182,34 +180,16 @@ async function showScene() {
 async function openScene(files) {
   views = files;
   current = null;
-  $('result').hidden = false;
-  $('flat').hidden = true;
-  $('scene-downloads').hidden = false;
-  delete canvas.dataset.points;
-  delete canvas.dataset.cameras;
-  setStatus(`Making a scene of ${files.length} photos…`);
-  document.body.dataset.state = 'busy';
-  try {
-    await showScene();
-    setStatus(`Done: a scene of ${files.length} photos. Drop other photos to continue.`);
-    document.body.dataset.state = 'ready';
-  } catch (err) {
-    setStatus(err.message, true);
-    document.body.dataset.state = 'error';
-  }
+  layout(true);
+  await busy(`Making a scene of ${files.length} photos…`, [showScene],
+             `Done: a scene of ${files.length} photos. Drop other photos to continue.`);
 }
 
 $('download-glb').addEventListener('click', async () => {
   if (!views) return;
   setStatus('Preparing GLB…');
   try {
-    const blob = await (await requestScene('glb')).blob();
-    const link = document.createElement('a');
-    link.href = URL.createObjectURL(blob);
-    link.download = 'scene.glb';
-    link.click();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-    setStatus(`Saved ${link.download}.`);
+    await download(await requestScene('glb'), 'scene.glb');
   } catch (err) {
     setStatus(err.message, true);
   }
@@ -217,18 +197,33 @@ $('download-glb').addEventListener('click', async () => {
 
 // ---------------------------------------------------------------- input and downloads
 
-async function run(parts) {
-  if (!current) return;
-  setStatus(`Computing depth for ${current.name || 'the image'}…`);
+// Show the single-image panels, or the scene's (the 3D view only), with nothing in them yet.
+function layout(sceneMode) {
+  $('result').hidden = false;
+  $('flat').hidden = sceneMode;
+  $('scene-downloads').hidden = !sceneMode;
+  delete canvas.dataset.points;
+  delete canvas.dataset.cameras;
+}
+
+// Run the parts with the page marked busy; the status then says done, or the error.
+async function busy(text, parts, done) {
+  setStatus(text);
   document.body.dataset.state = 'busy';
   try {
     await Promise.all(parts.map((f) => f()));
-    setStatus(`Done: ${current.name || 'image'}. Drop another image to continue.`);
+    setStatus(done);
     document.body.dataset.state = 'ready';
   } catch (err) {
     setStatus(err.message, true);
     document.body.dataset.state = 'error';
   }
+}
+
+async function run(parts) {
+  if (!current) return;
+  await busy(`Computing depth for ${current.name || 'the image'}…`, parts,
+             `Done: ${current.name || 'image'}. Drop another image to continue.`);
 }
 
 async function open(files) {
@@ -246,11 +241,7 @@ async function open(files) {
   const file = files[0];
   views = null;
   current = file;
-  $('result').hidden = false;
-  $('flat').hidden = false;
-  $('scene-downloads').hidden = true;
-  delete canvas.dataset.points;
-  delete canvas.dataset.cameras;
+  layout(false);
   try {
     await setPicture($('photo'), file);
   } catch { /* the server may still decode formats the browser cannot show */ }
@@ -284,13 +275,7 @@ for (const button of document.querySelectorAll('button[data-format]')) {
     const format = button.dataset.format;
     setStatus(`Preparing ${format.toUpperCase()}…`);
     try {
-      const blob = await (await request(format)).blob();
-      const link = document.createElement('a');
-      link.href = URL.createObjectURL(blob);
-      link.download = (current.name || 'image').replace(/\.[^.]*$/, '') + SUFFIX[format];
-      link.click();
-      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-      setStatus(`Saved ${link.download}.`);
+      await download(await request(format), (current.name || 'image').replace(/\.[^.]*$/, '') + SUFFIX[format]);
     } catch (err) {
       setStatus(err.message, true);
     }
