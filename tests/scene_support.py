@@ -20,10 +20,15 @@ from localdepth.postprocess import DepthResult
 LIVINGROOM_K = np.array([[525.0, 0.0, 319.5], [0.0, 525.0, 239.5], [0.0, 0.0, 1.0]])
 
 
+#: what an any-view model's registry entry says it predicts (``localdepth scene`` checks for "views")
+ANY_VIEW = SimpleNamespace(predicts=("confidence", "intrinsics", "camera_from_world", "views"))
+
+
 class GroundTruthViews:
     """An any-view "model" that answers with the living room's ground truth for its frames."""
 
     name = "gt-livingroom"
+    spec = ANY_VIEW
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -54,6 +59,7 @@ class PlaneViews:
     confidence rises from left to right."""
 
     name = "plane"
+    spec = ANY_VIEW
 
     def describe(self) -> dict:
         return {"model": self.name, "kind": "depth"}
@@ -81,7 +87,7 @@ class ServedPlaneViews(PlaneViews):
 
     def __init__(self, base):
         self._base = base
-        self.spec = SimpleNamespace(name=self.name, predicts=("depth", "confidence", "camera", "views"))
+        self.spec = SimpleNamespace(name=self.name, predicts=ANY_VIEW.predicts)
 
     def __getattr__(self, name):
         return getattr(self._base, name)

@@ -247,7 +247,7 @@ def test_limits_are_one_line_each(livingroom, tmp_path, monkeypatch, capsys):
 
     color = str(livingroom / "color")
     assert _scene_cli(monkeypatch, GroundTruthViews(livingroom), [color, "--max-views", "0", "-o", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == "localdepth: error: --max-views must be between 1 and 256, got 0"
+    assert capsys.readouterr().err.strip() == "localdepth: error: --max-views must be between 1 and 64, got 0"
     monkeypatch.setattr(scene_views, "MAX_SCENE_PIXELS", 3 * 640 * 480)
     assert _scene_cli(monkeypatch, GroundTruthViews(livingroom), [color, "-o", str(tmp_path / "big")]) == 2
     err = capsys.readouterr().err.strip()
@@ -259,6 +259,15 @@ def test_limits_are_one_line_each(livingroom, tmp_path, monkeypatch, capsys):
     assert "5 images, more than --max-views 3: using 3 of them, evenly spread" in capsys.readouterr().err
     views = json.loads((tmp_path / "three" / "cameras.json").read_text())["views"]
     assert [Path(v["image"]).stem for v in views] == ["00000", "00002", "00004"]
+
+
+def test_a_single_view_model_is_refused_before_any_work(tiny_estimator, livingroom, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "scene"
+    assert _scene_cli(monkeypatch, tiny_estimator, [str(livingroom / "color"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("localdepth: error: depth-anything-v2-small sees one image at a time and predicts no "
+                          "camera poses, so it cannot build a scene") and "\n" not in err
+    assert not out.exists()
 
 
 def test_a_bad_image_costs_one_line_and_the_others_go_on(livingroom, tmp_path, monkeypatch, capsys):

@@ -49,10 +49,21 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..errors import LocalDepthError
     from ..scene import SceneSettings, collect_views, reconstruct
+    from ..scene.build import takes_views
+    from ..scene.views import check_max_views
 
     settings = SceneSettings(conf_percentile=args.conf_percentile, voxel_size=args.voxel_size,
                              max_points=args.max_points).check()
+    check_max_views(args.max_views)
+    if args.stride < 1:
+        raise LocalDepthError("--stride must be 1 or more")
+    estimator = load_from_args(args)
+    if not takes_views(estimator):
+        raise LocalDepthError(f"{estimator.name} sees one image at a time and predicts no camera poses, so it cannot "
+                              "build a scene; use a Depth Anything 3 any-view model (da3-small, da3-base, da3-large, "
+                              "da3-giant)")
     views, problems, _ = collect_views(list(args.inputs), stride=args.stride, max_views=args.max_views,
                                        max_res=args.max_res)
     for line in problems:
@@ -60,7 +71,6 @@ def main(args: argparse.Namespace) -> int:
     if not views:
         print("localdepth: error: no readable views; nothing written", file=sys.stderr)
         return 2 if not problems else 1
-    estimator = load_from_args(args)
     report = reconstruct(estimator, views, args.output, settings, given_output=str(args.output))
     fusion = report["fusion"]
     units = "metres" if report["units"] == "m" else "relative units"

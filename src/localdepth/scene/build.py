@@ -101,6 +101,11 @@ def write_view_image(view: View, output: Path) -> str:
     return name.as_posix()
 
 
+def takes_views(estimator) -> bool:
+    """The model sees several views of one scene together and predicts their cameras (Depth Anything 3)."""
+    return "views" in getattr(getattr(estimator, "spec", None), "predicts", ())
+
+
 def _check_results(results, estimator, count: int) -> None:
     if len(results) != count:
         raise LocalDepthError(f"{estimator.name} returned {len(results)} results for {count} views")

@@ -21,7 +21,7 @@ from ..images import load_image
 from ..inputs import expand_inputs
 
 DEFAULT_MAX_VIEWS = 32
-MAX_VIEWS = 256
+MAX_VIEWS = 64  # the most views Depth Anything 3 takes in one call here (about 1k tokens each at 504 px)
 MAX_SCENE_PIXELS = 400_000_000  # about 4.4 GB of images, depth and confidence held at once
 
 

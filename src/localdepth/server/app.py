@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__, registry
 from ..errors import ImageDecodeError, LocalDepthError
 from ..images import load_image
+from ..scene.build import takes_views
 from . import encode
 from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
 from .metrics import MetricsMiddleware, ServerMetrics
@@ -109,11 +110,6 @@ class ServerState:
         if name not in self.batchers:
             raise HTTPError(404, f"model '{model}' is not loaded here; loaded: {', '.join(self.batchers)}")
         return self.batchers[name]
-
-
-def takes_views(estimator) -> bool:
-    """The model sees several views of one scene together (POST /v1/scene)."""
-    return "views" in getattr(getattr(estimator, "spec", None), "predicts", ())
 
 
 def decode_upload(data: bytes, max_pixels: int):
