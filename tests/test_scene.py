@@ -261,6 +261,29 @@ def test_limits_are_one_line_each(livingroom, tmp_path, monkeypatch, capsys):
     assert [Path(v["image"]).stem for v in views] == ["00000", "00002", "00004"]
 
 
+def test_same_names_from_two_folders_and_shrunk_views_stay_consistent(livingroom, tmp_path, monkeypatch):
+    """Two files of one name never share outputs, and --max-res keeps images/, maps and cameras in step."""
+    import shutil
+
+    for folder, frame in (("a", "00001"), ("b", "00003")):  # both become 00001.jpg: same name, two frames
+        (tmp_path / folder).mkdir()
+        shutil.copy(livingroom / "color" / f"{frame}.jpg", tmp_path / folder / "00001.jpg")
+    out = tmp_path / "scene"
+    model = PlaneViews()
+    assert _scene_cli(monkeypatch, model, [str(tmp_path / "a" / "00001.jpg"), str(tmp_path / "b" / "00001.jpg"),
+                                           "--max-res", "320", "-o", str(out)]) == 0
+    views = json.loads((out / "cameras.json").read_text())["views"]
+    assert [v["image"] for v in views] == [str(tmp_path / "a" / "00001.jpg"), str(tmp_path / "b" / "00001.jpg")]
+    _, images, _ = _read_colmap_text(out / "colmap")
+    # inputs names them 00001_jpg (its rule for equal names); the second gets _2; shrunk: written as PNG
+    assert [im["name"] for im in images.values()] == ["00001_jpg.png", "00001_jpg_2.png"]
+    for view, image in zip(views, images.values()):
+        stem = Path(image["name"]).stem
+        written = cv2.imread(str(out / "images" / image["name"]))
+        assert written.shape[:2] == (view["height"], view["width"]) == (240, 320)
+        assert np.load(out / "depth" / f"{stem}.npy").shape == (240, 320)
+
+
 def test_a_single_view_model_is_refused_before_any_work(tiny_estimator, livingroom, tmp_path, monkeypatch, capsys):
     out = tmp_path / "scene"
     assert _scene_cli(monkeypatch, tiny_estimator, [str(livingroom / "color"), "-o", str(out)]) == 2

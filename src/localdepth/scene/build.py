@@ -68,25 +68,27 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _needs_rotation(photo: Path) -> bool:
+def _file_is_the_view(view: View) -> bool:
+    """The photo's file holds exactly the view's pixels: no EXIF rotation, not shrunk (--max-res)."""
     from PIL import Image
 
     try:
-        with Image.open(photo) as im:
-            return im.getexif().get(0x0112, 1) not in (1, None)
+        with Image.open(view.file) as im:
+            rotated = im.getexif().get(0x0112, 1) not in (1, None)
+            return not rotated and im.size == (view.image.shape[1], view.image.shape[0])
     except OSError:
-        return True
+        return False
 
 
 def write_view_image(view: View, output: Path) -> str:
     """The view under ``images/`` as the model saw it; returns its name there (COLMAP's ``NAME``).
 
-    A photo that needs no EXIF rotation is copied byte for byte; a rotated one is written as PNG,
-    a video frame as JPEG (quality 95)."""
+    A photo whose file holds exactly the view is copied byte for byte; a rotated (EXIF) or shrunk
+    (``--max-res``) one is written as PNG, a video frame as JPEG (quality 95)."""
     import cv2
 
     name = view.rel
-    if view.file is not None and not _needs_rotation(view.file):
+    if view.file is not None and _file_is_the_view(view):
         with atomic_path(inside(output, "images", name)) as tmp:
             shutil.copyfile(view.file, tmp)
         return name.as_posix()

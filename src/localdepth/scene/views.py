@@ -86,7 +86,20 @@ def photo_views(inputs: list[str], *, stride: int = 1, max_views: int = DEFAULT_
         pixels += rgb.shape[0] * rgb.shape[1]
         _check_pixels(pixels)
         views.append(View(rgb, item.rel, str(item.path), file=item.path))
-    return views, problems
+    return unique_names(views), problems
+
+
+def unique_names(views: list[View]) -> list[View]:
+    """Views whose outputs would share a name (``a/img.jpg`` and ``b/img.jpg`` given as files) get
+    ``_2``, ``_3``... after their stem, so no view overwrites another's files."""
+    seen: set[str] = set()
+    for view in views:
+        rel, k = view.rel, 1
+        while view.stem.as_posix().lower() in seen:
+            k += 1
+            view.rel = rel.with_name(f"{rel.stem}_{k}{rel.suffix}")
+        seen.add(view.stem.as_posix().lower())
+    return views
 
 
 def _check_pixels(pixels: int) -> None:
