@@ -7,6 +7,7 @@ sideways; ``ServedPlaneViews`` wraps a real estimator so that the server can bat
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -87,7 +88,7 @@ class ServedPlaneViews(PlaneViews):
 
     def __init__(self, base):
         self._base = base
-        self.spec = SimpleNamespace(name=self.name, predicts=ANY_VIEW.predicts)
+        self.spec = dataclasses.replace(base.spec, name=self.name, predicts=ANY_VIEW.predicts)
 
     def __getattr__(self, name):
         return getattr(self._base, name)

@@ -85,46 +85,57 @@ async def _read_body(request, cap: int, too_large: HTTPError) -> bytes:
     return b"".join(chunks)
 
 
-async def _form_files(request, body: bytes, field: str, max_files: int) -> list[bytes]:
-    """The files of multipart field ``field`` (at most ``max_files``) from an already read body."""
+async def _parse_form(request, body: bytes, max_files: int):
+    """The multipart form of an already read body (the caller closes it)."""
     request._body = body  # let Starlette's form parser read what we already have
     try:
-        form = await request.form(max_files=max_files, max_fields=16)
+        return await request.form(max_files=max_files, max_fields=16)
     except Exception as e:
         detail = str(getattr(e, "detail", None) or e)
         raise HTTPError(413 if "Too many files" in detail else 400, f"malformed multipart body ({detail})") from None
-    try:
-        return [await f.read() for f in form.getlist(field) if not isinstance(f, str)]
-    finally:
-        await form.close()
 
 
 def _is_multipart(request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
-async def read_upload(request, limit: int) -> bytes:
-    """The uploaded image: the multipart field ``image`` or the raw body, at most ``limit`` bytes.
+async def read_upload(request, limit: int) -> tuple[bytes, bytes | None]:
+    """The uploaded image (the multipart field ``image`` or the raw body) and the optional
+    multipart field ``prompt_depth`` (a depth map, for models that take one); at most ``limit``
+    bytes each, and twice ``limit`` for the whole body.
 
     The body is read in chunks and refused (413) as soon as it passes the limit, so a huge
     upload never sits in memory; a Content-Length over the limit is refused before reading.
     """
     multipart = _is_multipart(request)
+    cap = (2 * limit + MULTIPART_OVERHEAD) if multipart else limit
     too_large = HTTPError(413, f"upload is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
-    body = await _read_body(request, limit + (MULTIPART_OVERHEAD if multipart else 0), too_large)
+    body = await _read_body(request, cap, too_large)
+    prompt = None
     if multipart:
-        files = await _form_files(request, body, "image", 1)
-        if not files:
-            raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
-                                 "or the image itself as the request body")
-        data = files[0]
+        form = await _parse_form(request, body, 2)
+        try:
+            field = form.get("image")
+            if field is None or isinstance(field, str):
+                raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
+                                     "or the image itself as the request body")
+            data = await field.read()
+            extra = form.get("prompt_depth")
+            if extra is not None:
+                if isinstance(extra, str):
+                    raise HTTPError(400, "the multipart field 'prompt_depth' must be a file: -F prompt_depth=@lidar.png")
+                prompt = await extra.read()
+        finally:
+            await form.close()
     else:
         data = body
-    if len(data) > limit:
+    if len(data) > limit or (prompt is not None and len(prompt) > limit):
         raise too_large
     if not data:
         raise HTTPError(400, "empty upload: send an image (multipart field 'image' or the raw body)")
-    return data
+    if prompt is not None and not prompt:
+        raise HTTPError(400, "empty prompt_depth field")
+    return data, prompt
 
 
 async def read_uploads(request, limit: int, max_files: int) -> list[bytes]:
@@ -134,7 +145,11 @@ async def read_uploads(request, limit: int, max_files: int) -> list[bytes]:
         raise HTTPError(400, "send the views as multipart files: -F images=@a.jpg -F images=@b.jpg")
     too_large = HTTPError(413, f"upload is over the limit of {max_files} images of {limit / 2**20:.3g} MiB")
     body = await _read_body(request, max_files * (limit + MULTIPART_OVERHEAD), too_large)
-    files = await _form_files(request, body, "images", max_files + 1)
+    form = await _parse_form(request, body, max_files + 1)
+    try:
+        files = [await f.read() for f in form.getlist("images") if not isinstance(f, str)]
+    finally:
+        await form.close()
     if not files:
         raise HTTPError(400, "no file in the multipart field 'images': send -F images=@a.jpg -F images=@b.jpg")
     if len(files) > max_files:
