@@ -7,7 +7,6 @@ sideways; ``ServedPlaneViews`` wraps a real estimator so that the server can bat
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -88,7 +87,7 @@ class ServedPlaneViews(PlaneViews):
 
     def __init__(self, base):
         self._base = base
-        self.spec = dataclasses.replace(base.spec, name=self.name, predicts=ANY_VIEW.predicts)
+        self.spec = SimpleNamespace(**{**vars(base.spec), "name": self.name, "predicts": ANY_VIEW.predicts})
 
     def __getattr__(self, name):
         return getattr(self._base, name)
