@@ -180,5 +180,17 @@ def test_eval_poses_cli(rgbd_dir, tmp_path, capsys):
     assert main(["eval-poses", str(tmp_path / "three.json"), str(rgbd_dir / "livingroom" / "trajectory.log")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("localdepth: error: the trajectories have 3 and 5 poses") and "\n" not in err
+    # views of frames 4, 1, 3 (any order, as a thinned video gives) matched by their frame numbers
+    picked = [dict(views[i], image=f"scene/images/frame_{i:06d}.jpg") for i in (4, 1, 3)]
+    (tmp_path / "picked.json").write_text(json.dumps({"model": "gt", "views": picked}))
+    assert main(["eval-poses", str(tmp_path / "picked.json"), str(rgbd_dir / "livingroom" / "trajectory.log"),
+                 "--match", "frame", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["poses"] == 3 and report["ate"]["max"] < 1e-9
+    # by order, the same file pairs the wrong poses: a large error
+    (tmp_path / "five.json").write_text(json.dumps({"model": "gt", "views": picked + picked[:2]}))
+    assert main(["eval-poses", str(tmp_path / "five.json"), str(rgbd_dir / "livingroom" / "trajectory.log"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ate"]["rmse"] > 1e-3
     with pytest.raises(LocalDepthError, match="no such trajectory"):
         poses.read_trajectory(tmp_path / "missing.log")

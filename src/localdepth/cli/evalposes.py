@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("truth", type=Path, help="ground-truth trajectory, e.g. trajectory.log")
     p.add_argument("--pred-format", choices=TRAJECTORY_FORMATS, help="format of PREDICTED (default: from its name)")
     p.add_argument("--gt-format", choices=TRAJECTORY_FORMATS, help="format of TRUTH (default: from its name)")
+    p.add_argument("--match", choices=("order", "frame"), default="order",
+                   help="pair poses by position (order), or each view with the ground-truth pose its image's frame "
+                        "number names (frame: frame_000120.jpg -> pose 120; default: order)")
     p.add_argument("--gt-start", type=int, default=0, help="first ground-truth pose to use (default: 0)")
     p.add_argument("--gt-stride", type=int, default=1,
                    help="use every N-th ground-truth pose, e.g. the --stride of the scene (default: 1)")
@@ -32,12 +35,16 @@ def register(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..errors import LocalDepthError
-    from ..evaluation.poses import evaluate_trajectory, read_trajectory
+    from ..evaluation.poses import evaluate_trajectory, match_by_frame, read_trajectory
 
     if args.gt_start < 0 or args.gt_stride < 1 or args.delta < 1:
         raise LocalDepthError("--gt-start must be 0 or more, --gt-stride and --delta 1 or more")
     predicted = read_trajectory(args.predicted, args.pred_format)
-    truth = read_trajectory(args.truth, args.gt_format).subset(args.gt_start, args.gt_stride)
+    truth = read_trajectory(args.truth, args.gt_format)
+    if args.match == "frame":
+        predicted, truth = match_by_frame(predicted, truth)
+    else:
+        truth = truth.subset(args.gt_start, args.gt_stride)
     report = evaluate_trajectory(predicted, truth, delta=args.delta, with_scale=not args.no_scale)
     report = {"predicted": str(args.predicted), "truth": str(args.truth), **report}
     if args.json:

@@ -27,6 +27,7 @@ monocular model knows its world frame and scale only up to such a transform. The
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,25 @@ class Trajectory:
     def subset(self, start: int = 0, stride: int = 1) -> Trajectory:
         keep = slice(start, None, stride)
         return Trajectory(self.world_from_camera[keep], self.names[keep])
+
+
+def frame_number(name: str) -> int | None:
+    """The frame a view shows, from the last number in its file name (``frame_000120.jpg`` -> 120,
+    ``00003.png`` -> 3), or None."""
+    found = re.findall(r"\d+", Path(name).stem)
+    return int(found[-1]) if found else None
+
+
+def match_by_frame(predicted: Trajectory, truth: Trajectory) -> tuple[Trajectory, Trajectory]:
+    """Pair each predicted pose with the ground-truth pose at the position its image's frame
+    number names (a scene of every 10th frame, or of frames spread evenly over a clip, against the
+    clip's full trajectory). Raises one line when a name has no number or points past the end."""
+    frames = [frame_number(n) for n in predicted.names]
+    bad = next((n for n, f in zip(predicted.names, frames) if f is None or f >= len(truth)), None)
+    if bad is not None:
+        raise LocalDepthError(f"cannot match '{bad}' to a ground-truth pose by its frame number "
+                              f"(the ground truth has {len(truth)} poses); pair them by order instead")
+    return predicted, Trajectory(truth.world_from_camera[frames], [truth.names[f] for f in frames])
 
 
 def _pose(R: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -206,7 +226,8 @@ def evaluate_trajectory(predicted: Trajectory, truth: Trajectory, *, delta: int 
     alignment of the camera centres (``with_scale=False``: a rigid one, for metric predictions)."""
     if len(predicted) != len(truth):
         raise LocalDepthError(f"the trajectories have {len(predicted)} and {len(truth)} poses; poses are paired by "
-                              "position, so pick the matching ground-truth frames (--gt-start, --gt-stride)")
+                              "position, so pick the matching ground-truth frames (--gt-start, --gt-stride) or "
+                              "match them by the frame numbers in the image names (--match frame)")
     if len(truth) < 3:
         raise LocalDepthError("a trajectory alignment needs at least 3 poses")
     S, scale = align_similarity(predicted, truth, with_scale=with_scale)
