@@ -254,7 +254,7 @@ def test_limits_are_one_line_each(livingroom, tmp_path, monkeypatch, capsys):
 
     color = str(livingroom / "color")
     assert _scene_cli(monkeypatch, GroundTruthViews(livingroom), [color, "--max-views", "0", "-o", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == "localdepth: error: --max-views must be between 1 and 64, got 0"
+    assert capsys.readouterr().err.strip() == "localdepth: error: --max-views must be an integer >= 1 and <= 64 (got 0)"
     monkeypatch.setattr(scene_views, "MAX_SCENE_PIXELS", 3 * 640 * 480)
     assert _scene_cli(monkeypatch, GroundTruthViews(livingroom), [color, "-o", str(tmp_path / "big")]) == 2
     err = capsys.readouterr().err.strip()
@@ -327,12 +327,18 @@ def test_a_model_without_poses_is_refused(livingroom, tmp_path):
         reconstruct(DepthOnly(livingroom), views, tmp_path / "x")
 
 
-def test_outputs_stay_under_the_output_folder(tmp_path):
-    from localdepth.scene.build import inside
+def test_outputs_stay_under_the_output_folder(livingroom, tmp_path, monkeypatch, capsys):
+    import os
 
-    assert inside(tmp_path, "depth", "a/b.npy") == tmp_path / "depth" / "a" / "b.npy"
-    with pytest.raises(LocalDepthError, match="outside the output folder"):
-        inside(tmp_path, "depth", "../../escape.npy")
+    (tmp_path / "elsewhere").mkdir()
+    out = tmp_path / "scene"
+    (out / "depth").parent.mkdir(parents=True)
+    os.symlink(tmp_path / "elsewhere", out / "depth")  # a link out of the output folder
+    assert _scene_cli(monkeypatch, GroundTruthViews(livingroom), [str(livingroom / "color" / "00000.jpg"),
+                                                                   "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "outside the output folder" in err and "\n" not in err
+    assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
 def test_sampling_is_exact_back_projection_and_overlapping_views_merge():

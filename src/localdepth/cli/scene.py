@@ -52,8 +52,10 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import LocalDepthError
     from ..scene import SceneSettings, collect_views, reconstruct
     from ..scene.build import takes_views
+    from ..safety import check_outdir
     from ..scene.views import check_max_views
 
+    check_outdir(args.output)
     settings = SceneSettings(conf_percentile=args.conf_percentile, voxel_size=args.voxel_size,
                              max_points=args.max_points).check()
     check_max_views(args.max_views)

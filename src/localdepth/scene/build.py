@@ -14,7 +14,7 @@ under the output folder::
     colmap/            cameras.txt, images.txt, points3D.txt (COLMAP's text format)
     scene.json         how it was made: model, units, limits, thresholds, counts, timings (written last)
 
-Every file is written atomically, and only under the output folder.
+Every file is written atomically, and only under the output folder (:func:`localdepth.safety.under_root`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LocalDepthError
+from ..safety import under_root
 from ..writers import WriteOptions, atomic_path, atomic_write_bytes, write_result
 from .colmap import Camera, write_colmap_text
 from .fuse import DEFAULT_CONF_PERCENTILE, DEFAULT_MAX_POINTS, MAX_SAMPLES_PER_VIEW, fuse, sample_view
@@ -52,14 +53,6 @@ class SceneSettings:
         if self.max_points < 1:
             raise LocalDepthError(f"--max-points must be 1 or more, got {self.max_points}")
         return self
-
-
-def inside(root: Path, *parts: str | Path) -> Path:
-    """``root / parts``, refused in one line unless it resolves inside ``root``."""
-    path = Path(root).joinpath(*parts)
-    if not path.resolve().is_relative_to(Path(root).resolve()):
-        raise LocalDepthError(f"{path}: would be written outside the output folder {root}")
-    return path
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -89,7 +82,7 @@ def write_view_image(view: View, output: Path) -> str:
 
     name = view.rel
     if view.file is not None and _file_is_the_view(view):
-        with atomic_path(inside(output, "images", name)) as tmp:
+        with atomic_path(under_root(output, Path("images") / name)) as tmp:
             shutil.copyfile(view.file, tmp)
         return name.as_posix()
     if view.file is not None:
@@ -99,7 +92,7 @@ def write_view_image(view: View, output: Path) -> str:
     ok, buf = cv2.imencode(ext, cv2.cvtColor(view.image, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise LocalDepthError(f"cannot encode {name}")
-    atomic_write_bytes(inside(output, "images", name), buf.tobytes())
+    atomic_write_bytes(under_root(output, Path("images") / name), buf.tobytes())
     return name.as_posix()
 
 
@@ -167,8 +160,8 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
     for i, (view, result) in enumerate(zip(views, results)):
         name = write_view_image(view, output)
         given = view.given or (Path(given_output or output) / "images" / name).as_posix()
-        depth_path = inside(output, "depth", f"{view.stem.as_posix()}.npy")
-        conf_path = inside(output, "conf", f"{view.stem.as_posix()}.npy")
+        depth_path = under_root(output, f"depth/{view.stem.as_posix()}.npy")
+        conf_path = under_root(output, f"conf/{view.stem.as_posix()}.npy")
         if result.confidence is not None:
             atomic_write_bytes(conf_path, _npy_bytes(result.confidence))
         extra = {"scene": {"view": i, "image": given, "confidence": f"../conf/{view.stem.as_posix()}.npy"
@@ -183,7 +176,7 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
         samples.append(sample_view(result.map, cam.K, cam.camera_from_world, view.image, result.confidence,
                                    settings.max_samples_per_view))
         results[i] = None  # the full-resolution maps are on disk: let them go
-    atomic_write_bytes(inside(output, "cameras.json"),
+    atomic_write_bytes(under_root(output, "cameras.json"),
                        (json.dumps({"model": estimator.name, "views": entries}, indent=2) + "\n").encode())
     timings["views_ms"] = (time.perf_counter() - t0) * 1000.0
 
@@ -191,11 +184,11 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
     cloud = fuse(samples, conf_percentile=settings.conf_percentile, voxel_size=settings.voxel_size,
                  max_points=settings.max_points)
     del samples
-    _write_ply(inside(output, "points.ply"), cloud.points, cloud.colors)
+    _write_ply(under_root(output, "points.ply"), cloud.points, cloud.colors)
     from .glb import scene_glb
 
-    atomic_write_bytes(inside(output, "scene.glb"), scene_glb(cloud.points, cloud.colors, cameras))
-    colmap = write_colmap_text(inside(output, "colmap"), cameras, names, cloud)
+    atomic_write_bytes(under_root(output, "scene.glb"), scene_glb(cloud.points, cloud.colors, cameras))
+    colmap = write_colmap_text(under_root(output, "colmap"), cameras, names, cloud)
     timings["fuse_and_write_ms"] = (time.perf_counter() - t0) * 1000.0
 
     from .. import __version__
@@ -218,7 +211,7 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
         "limits": {"max_scene_pixels": MAX_SCENE_PIXELS},
         "timings_ms": {k: round(v, 1) for k, v in timings.items()},
     }
-    atomic_write_bytes(inside(output, "scene.json"), (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(under_root(output, "scene.json"), (json.dumps(report, indent=2) + "\n").encode())
     return report
 
 

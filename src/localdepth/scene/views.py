@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from ..errors import ImageDecodeError, LocalDepthError
 from ..images import load_image
 from ..inputs import expand_inputs
 
-DEFAULT_MAX_VIEWS = 32
-MAX_VIEWS = 64  # the most views Depth Anything 3 takes in one call here (about 1k tokens each at 504 px)
-MAX_SCENE_PIXELS = 400_000_000  # about 4.4 GB of images, depth and confidence held at once
+DEFAULT_MAX_VIEWS = limits.SCENE_DEFAULT_MAX_VIEWS
+MAX_VIEWS = limits.SCENE_MAX_VIEWS
+MAX_SCENE_PIXELS = limits.SCENE_MAX_PIXELS
 
 
 @dataclass
@@ -54,9 +55,10 @@ def _warn(message: str) -> None:
 
 
 def check_max_views(max_views: int) -> int:
-    if not 1 <= max_views <= MAX_VIEWS:
-        raise LocalDepthError(f"--max-views must be between 1 and {MAX_VIEWS}, got {max_views}")
-    return max_views
+    """``max_views`` itself, checked with the command line's range (1 to :data:`MAX_VIEWS`)."""
+    from ..safety import NUMERIC_OPTIONS
+
+    return NUMERIC_OPTIONS["max_views"].check("--max-views", max_views)
 
 
 def _shrink(rgb: np.ndarray, max_res: int | None) -> np.ndarray:
