@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import threading
 
 import cv2
 import httpx
