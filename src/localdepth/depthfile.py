@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .errors import LocalDepthError
+from .safety import quoted
 from .writers import decode_png16
 
 MAP_SUFFIXES = (".npy", ".npz", ".pfm", ".png")
@@ -35,7 +36,7 @@ def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarra
     """``(map (H, W) float32, kind, sidecar or {})``; raises :class:`LocalDepthError` in one line."""
     path = Path(path)
     if not path.is_file():
-        raise LocalDepthError(f"{path}: no such depth map")
+        raise LocalDepthError(f"{quoted(path)}: no such depth map")
     meta = sidecar_for(path) or {}
     suffix = path.suffix.lower()
     if suffix in (".npy", ".npz"):
@@ -47,21 +48,21 @@ def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarra
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         mapping = (meta.get("outputs") or {}).get("png16")
         if raw is None or raw.dtype != np.uint16:
-            raise LocalDepthError(f"{path}: not a 16-bit depth PNG")
+            raise LocalDepthError(f"{quoted(path)}: not a 16-bit depth PNG")
         if mapping is None:
-            raise LocalDepthError(f"{path}: a 16-bit PNG without its localdepth sidecar; "
+            raise LocalDepthError(f"{quoted(path)}: a 16-bit PNG without its localdepth sidecar; "
                                   "give the map as .npy, or use `--reference-scale` style metres yourself")
         arr = decode_png16(raw, mapping)
     else:
-        raise LocalDepthError(f"{path}: unsupported depth map type; use one of {', '.join(MAP_SUFFIXES)}")
+        raise LocalDepthError(f"{quoted(path)}: unsupported depth map type; use one of {', '.join(MAP_SUFFIXES)}")
     if arr is None:
-        raise LocalDepthError(f"{path}: cannot read the depth map")
+        raise LocalDepthError(f"{quoted(path)}: cannot read the depth map")
     arr = np.asarray(arr, dtype=np.float32).squeeze()
     if arr.ndim != 2:
-        raise LocalDepthError(f"{path}: a depth map must be 2-D, got shape {arr.shape}")
+        raise LocalDepthError(f"{quoted(path)}: a depth map must be 2-D, got shape {arr.shape}")
     found = meta.get("kind") or kind or "disparity"
     if found not in ("depth", "disparity"):
-        raise LocalDepthError(f"{path}: unknown map kind '{found}' (depth or disparity)")
+        raise LocalDepthError(f"{quoted(path)}: unknown map kind '{found}' (depth or disparity)")
     return arr, found, meta
 
 

@@ -29,16 +29,18 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
 
 from .images import to_uint8
 from .postprocess import DepthResult
+from .safety import relative_output, under_root
 
 PNG16_MAX = 65535
 METRIC_PNG16_SCALE = 0.001  # metres per unit: millimetres
@@ -58,18 +60,27 @@ def robust_range(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[
 
 # ----------------------------------------------------------------------------- atomic files
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so libraries that pick a format by suffix
+    still do) to write to; renamed onto ``path`` when the block ends, removed if it fails."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # "x" mode: a fresh file with the usual permissions (umask), unlike mkstemp's 0600
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
     try:
-        with open(tmp, "xb") as f:
-            f.write(data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        # "x" mode: a fresh file with the usual permissions (umask), unlike mkstemp's 0600
+        with open(tmp, "xb") as f:
+            f.write(data)
 
 
 def _encode(ext: str, array: np.ndarray) -> bytes:
@@ -252,13 +263,26 @@ def parse_formats(text: str | list[str]) -> tuple[str, ...]:
     return tuple(f for f in formats if f != "json")
 
 
-def output_paths(outdir: Path, rel: Path, formats: tuple[str, ...]) -> dict[str, Path]:
-    """Where each format of the input at relative path ``rel`` goes (plus ``json``)."""
-    base = Path(outdir) / rel.parent
+def output_names(rel: Path | str, formats: tuple[str, ...]) -> dict[str, PurePosixPath]:
+    """The relative path of each format of the input at relative path ``rel`` (plus ``json``).
+
+    Raises :class:`~localdepth.safety.UnsafePathError` when ``rel`` is absolute or holds ``..``.
+    """
+    rel = relative_output(rel)
     stem = rel.stem if rel.suffix else rel.name
-    paths = {fmt: base / f"{stem}{FORMATS[fmt][0]}" for fmt in formats}
-    paths["json"] = base / f"{stem}{SIDECAR_SUFFIX}"
-    return paths
+    names = {fmt: rel.parent / f"{stem}{FORMATS[fmt][0]}" for fmt in formats}
+    names["json"] = rel.parent / f"{stem}{SIDECAR_SUFFIX}"
+    return names
+
+
+def output_paths(outdir: Path, rel: Path | str, formats: tuple[str, ...]) -> dict[str, Path]:
+    """Where each format of the input at relative path ``rel`` goes under ``outdir`` (plus ``json``).
+
+    Every path is checked to stay under ``outdir``, symbolic links followed
+    (:func:`localdepth.safety.under_root`); one that would leave it raises
+    :class:`~localdepth.safety.UnsafePathError`.
+    """
+    return {fmt: under_root(outdir, name) for fmt, name in output_names(rel, formats).items()}
 
 
 def is_complete(paths: dict[str, Path]) -> bool:
