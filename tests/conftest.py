@@ -25,6 +25,23 @@ def _need(path: Path) -> Path:
     return path
 
 
+OPEN3D_SYSTEM_PACKAGES = "apt-get update && apt-get install -y libusb-1.0-0"
+
+
+def need_open3d():
+    """Open3D, or a skip that says why. Its Linux wheel loads libusb with ctypes, so a machine
+    without ``libusb-1.0-0`` raises OSError, not ImportError: ``pytest.importorskip`` lets that
+    through and the whole run aborts at collection. Call at module level or in a test."""
+    try:
+        import open3d
+    except ImportError as e:
+        pytest.skip(f"Open3D is not installed ({e}); pip install -e '.[geometry]'", allow_module_level=True)
+    except OSError as e:
+        pytest.skip(f"Open3D cannot load a system library ({str(e).splitlines()[0]}); on Debian/Ubuntu: "
+                    f"{OPEN3D_SYSTEM_PACKAGES}", allow_module_level=True)
+    return open3d
+
+
 @pytest.fixture(scope="session")
 def shared_images() -> Path:
     return _need(IMAGES)

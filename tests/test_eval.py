@@ -178,3 +178,37 @@ def test_cli_eval_pydnet_and_ground_truth_on_the_shared_frames(rgbd_dir, pydnet_
     proc = subprocess.run([sys.executable, "-m", "localdepth", "eval", "-m", f"pydnet={pydnet_file}", "-d",
                            f"folder:{rgbd_dir / 'tum'}", "--align", "none", "-q"], capture_output=True, text=True)
     assert proc.returncode == 2 and "needs an alignment" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_frames_without_valid_ground_truth_are_skipped_and_counted(tmp_path):
+    """A frame whose depth PNG is all zeros (no valid pixel) used to end the run with the
+    alignment's traceback. It is skipped with one line and counted; only a dataset without any
+    valid frame fails (exit 1, one line)."""
+    rng = np.random.default_rng(0)
+    depths = {"good": rng.uniform(0.5, 5, (24, 32)), "empty": np.zeros((24, 32)), "good2": rng.uniform(1, 3, (24, 32))}
+    for name, depth in depths.items():
+        cv2.imwrite(str(tmp_path / f"{name}.png"), rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+        cv2.imwrite(str(tmp_path / f"{name}_d.png"), np.rint(depth * 1000).astype(np.uint16))
+    (tmp_path / "manifest.csv").write_text("rgb,depth,depth_scale\n" + "".join(
+        f"{n}.png,{n}_d.png,1000\n" for n in depths))
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "localdepth", "eval", "-m", "gt", "-d", f"folder:{tmp_path}",
+                               "-q", *extra], capture_output=True, text=True)
+
+    for align in ("none", "scale-shift-disparity"):
+        proc = run("--align", align, "--outdir", str(tmp_path / align))
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("localdepth: ")]
+        assert notes == ["localdepth: warning: empty: skipped, no valid ground truth (0 pixels in [0.001, inf] m)"]
+        report = json.loads((tmp_path / align / "eval.json").read_text())
+        assert [s["name"] for s in report["skipped"]] == ["empty"] and report["failed"] == []
+        assert report["models"]["gt"]["images"] == 2 and report["models"]["gt"]["mean"]["abs_rel"] == 0
+        assert "1 frame(s) skipped" in proc.stdout
+
+    # nothing valid at all (every depth beyond --max-depth): one error line, exit 1
+    proc = run("--max-depth", "0.1")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("localdepth: error:")]
+    assert len(errors) == 1 and "no frame has valid ground truth (3 skipped" in errors[0], proc.stderr

@@ -81,6 +81,13 @@ def main(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.outdir / "eval.md", table.encode())
         print(f"wrote {args.outdir / 'eval.json'} and {args.outdir / 'eval.md'}", file=sys.stderr)
     sys.stdout.write(table)
+    for f in report["skipped"]:
+        print(f"localdepth: warning: {f['name']}: skipped, {f['reason']}", file=sys.stderr)
     for f in report["failed"]:
         print(f"localdepth: error: {f['name']}: {f['error']}", file=sys.stderr)
+    if not any(res["images"] for res in report["models"].values()):
+        print(f"localdepth: error: no frame has valid ground truth ({len(report['skipped'])} skipped, "
+              f"{len(report['failed'])} unreadable); check --depth-scale, --min-depth, --max-depth and --crop",
+              file=sys.stderr)
+        return 1
     return 1 if report["failed"] else 0
