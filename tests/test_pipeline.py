@@ -140,7 +140,7 @@ def test_ctrl_c_on_the_command_line(tiny_da_dir, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "localdepth", "run", str(folder), "-o", str(out), "--weights", str(tiny_da_dir),
+        [sys.executable, "-m", "localdepth", "run", str(folder), "--outdir", str(out), "--weights", str(tiny_da_dir),
          "--device", "cpu", "--input-size", "42", "-f", "npy,color", "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120

@@ -29,7 +29,7 @@ def test_offline_failure_is_one_line_naming_the_model_and_the_fix(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (32, 32)).save(img)
-    proc = _cli("run", str(img), "--model", "depth_anything_v2_small", "-o", str(tmp_path / "out"))
+    proc = _cli("run", str(img), "--model", "depth_anything_v2_small", "--outdir", str(tmp_path / "out"))
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr

@@ -222,13 +222,24 @@ def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeight
         if not path.is_dir():
             raise WeightsError(
                 f"{label}: --weights must be a Hugging Face-format folder (config.json + model.safetensors), got {path}"
-            )
+                + _other_model_hint(path))
         check_transformers_folder(path, label)
         return ResolvedWeights(path, "argument")
     if path.is_dir():
         path = path / spec.files[0].filename
     verify_file(path, spec.files[0].sha256, label)
     return ResolvedWeights(path, "argument")
+
+
+def _other_model_hint(path: Path) -> str:
+    """``"; is it pydnet's? add --model pydnet"`` when a registry entry takes files like ``path``."""
+    from .registry import MODELS
+
+    owners = [s.name for s in MODELS.values()
+              if s.layout == "file" and s.files and Path(s.files[0].filename).suffix == path.suffix]
+    if not owners:
+        return ""
+    return f"; a {path.suffix} file is the weights of {' or '.join(owners)}: add --model {owners[0]}"
 
 
 def _check_resolved(spec: ModelSpec, found: ResolvedWeights, label: str) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..backends import BACKENDS
+from .common import add_outdir_arg, loading_line
 
 
 def register(sub) -> None:
@@ -35,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--split", type=Path, help="NYU: indices file or splits.mat (testNdxs)")
     p.add_argument("--data-root", type=Path, help="KITTI: folder the split file's paths are relative to")
     p.add_argument("--limit", type=int, help="evaluate only the first N frames")
-    p.add_argument("--outdir", "-o", type=Path, help="write eval.json, eval.md (and error maps) here")
+    add_outdir_arg(p, type=Path, help="write eval.json, eval.md (and error maps) here")
     p.add_argument("--error-maps", action="store_true",
                    help="write image | GT | prediction | AbsRel pictures to OUTDIR/error_maps/MODEL/")
     p.add_argument("--pooled", action="store_true", help="print pixel-pooled figures instead of per-image means")
@@ -66,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
             predictors.append(oracle())
             continue
         est = load(name, weights=weights or None, backend=args.backend, device=args.device, dtype=args.dtype,
-                   input_size=args.input_size)
+                   input_size=args.input_size, on_loading=loading_line(args))
         label = name if sum(s.partition("=")[0] == name for s in args.model) == 1 else spec
         predictors.append(estimator_predictor(est, label))
     settings = EvalSettings(alignment=args.align, robust=None if args.robust == "none" else args.robust,

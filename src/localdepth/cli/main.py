@@ -31,10 +31,27 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"localdepth: warning: {message}", file=sys.stderr)
 
 
+def _subcommand_parser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would blame the top-level parser and print its usage; the subcommand's helps
+        sub = _subcommand_parser(parser, args.command)
+        if args.command == "models" and getattr(args, "action", None):  # models pull/add/info
+            sub = _subcommand_parser(sub, args.action)
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     warnings.showwarning = _show_warning
+    if getattr(args, "quiet", False):
+        from ..estimator import NonCommercialLicenceWarning
+
+        # -q: the licence is still recorded in every sidecar and in `localdepth models`
+        warnings.filterwarnings("ignore", category=NonCommercialLicenceWarning)
     try:
         return int(args.func(args) or 0)
     except LocalDepthError as e:

@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         spec = registry.get(args.name)
         row = _row(spec)
         row.update(description=spec.description, paper=spec.paper, files=[f.filename for f in spec.files],
-                   preprocessing=spec.preprocessing.__dict__, aliases=list(spec.aliases))
+                   preprocessing=spec.preprocessing.as_dict(), aliases=list(spec.aliases))
         print(json.dumps(row, indent=2, default=str))
         return 0
     if args.markdown:

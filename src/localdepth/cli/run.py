@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import registry
 from ..inputs import expand_inputs
 from ..writers import WriteOptions
-from .common import add_format_args, add_model_args, formats_from_args, load_from_args
+from .common import add_format_args, add_model_args, add_outdir_arg, formats_from_args, load_from_args
 from .geomopts import add_camera_args, camera_sidecar, run_with_geometry
 
 
@@ -19,7 +20,7 @@ def register(sub) -> None:
                     "keeping each input's relative path. A .json sidecar per image records units and scales.")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders, glob patterns or .txt lists")
     p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="another input (repeatable)")
-    p.add_argument("--outdir", "-o", default="depth_out", type=Path, help="output folder (default: ./depth_out)")
+    add_outdir_arg(p, default="depth_out", type=Path, help="output folder (default: ./depth_out)")
     add_format_args(p)
     p.add_argument("--batch-size", "-b", type=int, default=1, help="images per forward pass (same-size images)")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs are all there (resume)")
@@ -44,13 +45,17 @@ def main(args: argparse.Namespace) -> int:
         print("localdepth: error: no input given; e.g. `localdepth run photo.jpg`", file=sys.stderr)
         return 2
     formats = formats_from_args(args)
+    registry.get(args.model)  # an unknown name is a usage error, said before anything else
     items = expand_inputs(specs)
     if not items:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)
         return 2
-    estimator = load_from_args(args)
     options = WriteOptions(formats=formats, cmap=args.cmap, grayscale=args.grayscale,
                            extra_sidecar=camera_sidecar(args))
+
+    def estimator():  # loaded once some input needs it: bad or finished inputs are reported at once
+        return load_from_args(args)
+
     if args.pointcloud or args.mesh:
         return run_with_geometry(args, items, estimator, options)
     runner = Runner(estimator, args.outdir, options, batch_size=args.batch_size,
