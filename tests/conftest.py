@@ -21,8 +21,17 @@ PYDNET = SHARED / "models" / "pydnet" / "optimized_pydnet++.tflite"
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is absent (the shared test data lives in ../shared beside the repository)")
+        pytest.skip(f"{path} is absent: the real test data lives in shared/ beside the checkout, or where "
+                    f"LOCALDEPTH_SHARED points (README, Tests)")
     return path
+
+
+def pytest_report_header(config) -> list[str]:
+    """Say up front whether the real data was found, so its tests never skip unnoticed."""
+    if SHARED.is_dir():
+        return [f"localdepth shared test data: {SHARED}"]
+    return [f"localdepth shared test data: ABSENT at {SHARED}; the tests that need real photos, RGB-D frames, "
+            f"PyDNet++ or the reference code skip (README, Tests, says what goes there)"]
 
 
 OPEN3D_SYSTEM_PACKAGES = "apt-get update && apt-get install -y libusb-1.0-0"
