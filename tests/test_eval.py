@@ -13,7 +13,8 @@ import pytest
 
 from localdepth.evaluation import (EvalSettings, compute_metrics, crop_mask, evaluate, open_dataset, oracle,
                                    to_markdown)
-from localdepth.evaluation.evaluate import align_prediction
+from localdepth.evaluation.datasets import Dataset, Sample
+from localdepth.evaluation.evaluate import Predictor, align_prediction
 from localdepth.evaluation.metrics import Aggregate
 
 
@@ -32,6 +33,54 @@ def test_metric_definitions_on_known_errors():
     assert (m["d1"], m["d2"], m["d3"]) == pytest.approx((2 / 3, 1.0, 1.0))
     perfect = compute_metrics(gt, gt)
     assert perfect["abs_rel"] == 0 and perfect["d1"] == 1
+
+
+def test_every_metric_on_a_hand_computed_case():
+    """Four pixels with ratios 1.1, 1.5, 1.9 (over) and 2.5 (under) to the ground truth: every
+    metric is non-zero, SILog's variance differs from RMSE-log's mean square, and each delta
+    threshold splits the pixels differently. Expected values are written out from the
+    definitions (Eigen et al. 2014; SILog as the KITTI benchmark: 100 x the standard deviation of
+    the natural-log error), not computed by the code under test."""
+    gt = np.array([[1.0, 2.0], [4.0, 2.0]])
+    pred = np.array([[1.1, 3.0], [7.6, 0.8]])  # gt x 1.1, x 1.5, x 1.9, / 2.5
+    m = compute_metrics(pred, gt)
+    assert m["n"] == 4
+    assert m["abs_rel"] == pytest.approx((0.1 / 1 + 1.0 / 2 + 3.6 / 4 + 1.2 / 2) / 4)  # 0.525
+    assert m["sq_rel"] == pytest.approx((0.01 / 1 + 1.0 / 2 + 12.96 / 4 + 1.44 / 2) / 4)  # 1.1175
+    assert m["rmse"] == pytest.approx(math.sqrt((0.01 + 1.0 + 12.96 + 1.44) / 4))  # 1.9628 m
+    logs = [math.log(1.1), math.log(1.5), math.log(1.9), -math.log(2.5)]
+    mean_sq, mean = sum(v * v for v in logs) / 4, sum(logs) / 4
+    assert m["rmse_log"] == pytest.approx(math.sqrt(mean_sq))  # 0.5969
+    assert m["log10"] == pytest.approx((math.log10(1.1) + math.log10(1.5) + math.log10(1.9) + math.log10(2.5)) / 4)
+    assert m["silog"] == pytest.approx(100 * math.sqrt(mean_sq - mean * mean))
+    assert m["silog"] == pytest.approx(59.419, abs=1e-3)  # x100: not 0.594
+    # ratios 1.1 | 1.5, 1.9, 2.5 against 1.25 | 1.5625 | 1.953125
+    assert (m["d1"], m["d2"], m["d3"]) == pytest.approx((1 / 4, 2 / 4, 3 / 4))
+
+
+@pytest.mark.parametrize("crop, shape, rows, cols", [
+    ("eigen", (480, 640), (45, 471), (41, 601)),  # NYU: eval_mask[45:471, 41:601] in the Eigen/BTS code
+    ("garg", (375, 1242), (153, 371), (44, 1197)),  # KITTI: int(0.40810811 h) : int(0.99189189 h), same for w
+])
+def test_crops_decide_which_pixels_are_scored(crop, shape, rows, cols):
+    """A synthetic map that is 10 % off inside the crop and 100 % off outside it: with the crop
+    only the inside counts (AbsRel 0.1); without, the pixel counts of the two regions weigh in."""
+    gt = np.full(shape, 2.0)
+    inside = np.zeros(shape, bool)
+    inside[rows[0]:rows[1], cols[0]:cols[1]] = True
+    pred = np.where(inside, 2.2, 4.0)
+    ds = Dataset("synthetic", [Sample("s", rgb=lambda: np.zeros((*shape, 3), np.uint8), depth=lambda: gt,
+                                      crop=crop, max_depth=10.0)])  # as NYU (10 m), KITTI (80 m)
+    cropped = evaluate([Predictor("m", lambda rgb, sample: (pred, "depth"))], ds, EvalSettings(alignment="none"))
+    res = cropped["models"]["m"]
+    n_in = (rows[1] - rows[0]) * (cols[1] - cols[0])
+    assert res["pixels"] == n_in
+    assert res["mean"]["abs_rel"] == pytest.approx(0.1)
+    whole = evaluate([Predictor("m", lambda rgb, sample: (pred, "depth"))], ds,
+                     EvalSettings(alignment="none", crop="none"))["models"]["m"]
+    n = shape[0] * shape[1]
+    assert whole["pixels"] == n
+    assert whole["mean"]["abs_rel"] == pytest.approx((0.1 * n_in + 1.0 * (n - n_in)) / n)
 
 
 def test_mean_over_images_versus_pooled_pixels():
