@@ -261,3 +261,50 @@ def test_frames_without_valid_ground_truth_are_skipped_and_counted(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("localdepth: error:")]
     assert len(errors) == 1 and "no frame has valid ground truth (3 skipped" in errors[0], proc.stderr
+
+
+def test_eval_runs_depth_pro_zoedepth_and_prompt_da_beside_the_others(rgbd_dir, tiny_depth_pro_dir, tiny_zoedepth_dir,
+                                                                      tiny_prompt_da_dir, tiny_da_dir, tmp_path):
+    """One table with the oracle, a relative model and the three new families (random weights: the
+    figures mean nothing, the table proves each runs through eval). Depth Pro's predicted camera is
+    scored against the frame's intrinsics; Prompt DA gets the simulated LiDAR."""
+    from localdepth.cli.main import main as cli
+
+    models = [("gt", None), ("depth-anything-v2-small", tiny_da_dir), ("depth-pro", tiny_depth_pro_dir),
+              ("zoedepth-nyu", tiny_zoedepth_dir), ("prompt-depth-anything-vits", tiny_prompt_da_dir)]
+    args = ["eval", "-d", f"folder:{rgbd_dir / 'livingroom'}", "--limit", "1", "--align", "scale-shift-disparity",
+            "--device", "cpu", "--outdir", str(tmp_path), "-q"]
+    for name, folder in models:
+        args += ["-m", name if folder is None else f"{name}={folder}"]
+    assert cli(args) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    table = (tmp_path / "eval.md").read_text()
+    rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines() if line.startswith("| ")][1:]
+    assert rows == [name for name, _ in models]
+    assert report["models"]["gt"]["mean"]["abs_rel"] == pytest.approx(0, abs=1e-5)
+    for name, _ in models:
+        res = report["models"][name]
+        assert res["images"] == 1 and np.isfinite(res["mean"]["abs_rel"]) and 0 <= res["mean"]["d1"] <= 1
+    dp = report["models"]["depth-pro"]
+    assert dp["focal_images"] == 1 and 0 <= dp["focal_abs_rel"] == dp["per_image"][0]["focal_abs_rel"]
+    assert "focal_abs_rel" not in report["models"]["zoedepth-nyu"]
+    assert "simulated low-resolution LiDAR" in report["models"]["prompt-depth-anything-vits"]["info"]["prompt_depth"]
+    assert "Predicted focal length" in table and "Prompt depth for prompt-depth-anything-vits" in table
+
+
+def test_simulated_lidar_and_focal_error():
+    from localdepth.evaluation.evaluate import focal_error, simulated_lidar
+    from localdepth.evaluation.datasets import Sample
+    from localdepth.geometry import from_fov
+
+    gt = np.full((16, 24), 2.0, np.float32)
+    gt[:8, :8] = 0  # a hole: that block has no valid pixel
+    gt[8:, 16:] = 4.0
+    lidar = simulated_lidar(gt, 8)
+    np.testing.assert_allclose(lidar, [[0, 2, 2], [2, 2, 4]])
+    sample = Sample("s", lambda: None, lambda: gt, intrinsics={"fx": 500.0, "fy": 500.0, "cx": 319.5, "cy": 239.5,
+                                                              "width": 640, "height": 480})
+    cam = from_fov(2 * np.degrees(np.arctan(320 / 550)), 640, 480, source="model")  # fx = 550
+    assert focal_error(cam, sample, 640, 480) == pytest.approx(0.1)
+    assert focal_error(cam.scaled(320, 240), sample, 640, 480) == pytest.approx(0.1)  # compared at one size
+    assert focal_error(None, sample, 640, 480) is None

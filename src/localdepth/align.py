@@ -275,23 +275,17 @@ def read_reference(path, *, scale: float | None = None, shape: tuple[int, int] |
     import cv2
     from pathlib import Path
 
-    from .depthfile import as_2d_map
+    from .depthfile import load_depth_values
 
     p = Path(path)
-    if p.suffix.lower() in (".npy", ".npz"):
-        data = np.load(p)
-        ref = np.asarray(data[data.files[0]] if hasattr(data, "files") else data, dtype=np.float64)
-        ref = as_2d_map(ref).astype(np.float64)
-        if scale:
-            ref = ref * scale
+    values, kind = load_depth_values(p)
+    if kind == "array":
+        ref = values * scale if scale else values
     else:
         if not scale:
             raise ValueError(f"{p.name}: an image reference needs --reference-scale (units per metre: "
                              "256 for KITTI, 5000 for TUM, 1000 for millimetres)")
-        raw = cv2.imread(str(p), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE)
-        if raw is None:
-            raise ValueError(f"{p}: cannot read the reference depth image")
-        ref = raw.astype(np.float64) / scale
+        ref = values / scale
     if ref.ndim != 2:
         raise ValueError(f"{p}: a reference depth map must be 2-D, got shape {ref.shape}")
     if shape is not None and ref.shape != tuple(shape):

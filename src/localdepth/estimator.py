@@ -17,10 +17,11 @@ import numpy as np
 from . import registry
 from .backends import Backend, create_backend
 from .backends.base import NetworkOutput
-from .errors import LocalDepthError
+from .depthfile import read_prompt_depth
+from .errors import LocalDepthError, PromptDepthError
 from .images import as_rgb, load_image
-from .postprocess import DepthResult, intrinsics_to_original, to_original_size
-from .preprocess import network_size, preprocess
+from .postprocess import DepthResult, fov_to_intrinsics, intrinsics_to_original, resize_to_image, to_original_size
+from .preprocess import network_size, preprocess, preprocess_prompt
 from .registry import ModelSpec
 from .weights import resolve
 
@@ -48,6 +49,24 @@ _MIN_RAW = 1e-3  # floor of depth-like raw outputs before their reciprocal
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
+
+
+def check_prompt(spec: ModelSpec, given: bool) -> None:
+    """Refuse a prompt depth for a model that takes none, and its absence where one is required
+    (one line each, :class:`PromptDepthError`)."""
+    if given and spec.prompt is None:
+        raise PromptDepthError(f"{spec.name} takes no prompt depth; drop --prompt-depth (the "
+                               "prompt-depth-anything-* models take one)")
+    if not given and spec.prompt is not None and spec.prompt.required:
+        raise PromptDepthError(f"{spec.name} needs a prompt depth map (e.g. a phone's LiDAR): --prompt-depth PATH "
+                               "[--prompt-scale METRES_PER_UNIT], or predict(image, prompt_depth=array_in_metres)")
+
+
+def refuse_prompt_models(spec: ModelSpec, command: str) -> None:
+    """For commands that carry no prompt depth (``video``, ``batch``): a one-line error for models that need one."""
+    if spec.prompt is not None and spec.prompt.required:
+        raise PromptDepthError(f"{spec.name} needs a prompt depth map per image, which `localdepth {command}` does not "
+                               "take; use `localdepth run --prompt-depth FOLDER`")
 
 
 class DepthEstimator:
@@ -97,26 +116,54 @@ class DepthEstimator:
             raw = 1.0 / np.maximum(raw, _MIN_RAW)
         return raw
 
-    def predict(self, inputs, *, batch_size: int = 1, keep_image: bool = False):
+    def check_prompt(self, given: bool) -> None:
+        """See :func:`check_prompt`."""
+        check_prompt(self.spec, given)
+
+    def preprocess_prompt(self, depth_m: np.ndarray) -> np.ndarray:
+        """A prompt depth map in metres -> the network's ``prompt_depth`` input ``(1, h, w)``."""
+        if self.spec.prompt is None:
+            self.check_prompt(True)
+        return preprocess_prompt(depth_m, self.spec.prompt)
+
+    def predict(self, inputs, *, batch_size: int = 1, keep_image: bool = False, prompt_depth=None,
+                prompt_scale: float | None = None):
         """Predict depth for one image or a list of images.
 
-        ``inputs``: a path (str/Path), encoded bytes, a PIL image, an array (``(H, W)``,
-        ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA; uint8, uint16 or float in [0, 1]), or a list
-        of those. Returns one :class:`DepthResult` for one input, a list for a list.
+        ``inputs``: a path (str/Path), an ``http(s)://`` URL, encoded bytes, a PIL image, an array
+        (``(H, W)``, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA; uint8, uint16 or float in [0, 1]), or
+        a list of those. Returns one :class:`DepthResult` for one input, a list for a list.
         Same-size inputs are batched up to ``batch_size``.
+
+        ``prompt_depth`` (models with a prompt input, e.g. Prompt Depth Anything): one depth map per
+        input, a list for a list: an ``(H, W)`` array in metres, or a file (16-bit PNG, ``.npy``,
+        ``.pfm``; ``prompt_scale`` metres per stored unit, required for integer images).
         """
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
+        prompts = self._prompt_list(prompt_depth, len(items), single)
         decoded, sources, decode_ms = [], [], []
         for item in items:
             t0 = time.perf_counter()
             decoded.append(self._decode(item))
             decode_ms.append(_ms(t0))
             sources.append(str(item) if isinstance(item, (str, os.PathLike)) else None)
-        results = self.predict_decoded(decoded, batch_size=batch_size, sources=sources, keep_image=keep_image)
+        prompt_maps = None if prompts is None else [read_prompt_depth(p, prompt_scale) for p in prompts]
+        results = self.predict_decoded(decoded, batch_size=batch_size, sources=sources, keep_image=keep_image,
+                                       prompt_depths=prompt_maps)
         for r, ms in zip(results, decode_ms):
             r.timings = {"decode": ms, **r.timings}
         return results[0] if single else results
+
+    def _prompt_list(self, prompt_depth, n: int, single: bool):
+        self.check_prompt(prompt_depth is not None)
+        if prompt_depth is None:
+            return None
+        prompts = [prompt_depth] if single else prompt_depth
+        if not isinstance(prompts, (list, tuple)) or len(prompts) != n:
+            raise PromptDepthError(f"give one prompt depth map per image: {n} image(s), "
+                                   f"{len(prompts) if isinstance(prompts, (list, tuple)) else 1} prompt(s)")
+        return list(prompts)
 
     @staticmethod
     def _decode(item) -> np.ndarray:
@@ -125,57 +172,83 @@ class DepthEstimator:
         return as_rgb(item)
 
     def predict_decoded(self, images: Sequence[np.ndarray], *, batch_size: int = 1,
-                        sources: Sequence[str | None] | None = None, keep_image: bool = False) -> list[DepthResult]:
+                        sources: Sequence[str | None] | None = None, keep_image: bool = False,
+                        prompt_depths: Sequence[np.ndarray] | None = None) -> list[DepthResult]:
         """Predict for decoded RGB arrays (see :mod:`localdepth.images`), batching same-size ones.
 
-        Consecutive images that share a network input size go through the backend together.
+        Consecutive images that share a network input size (and prompt size) go through the
+        backend together. ``prompt_depths``: one metric map per image, for models with a prompt.
         """
+        self.check_prompt(prompt_depths is not None)
         sources = list(sources) if sources is not None else [None] * len(images)
+        prompts = None if prompt_depths is None else [self.preprocess_prompt(p) for p in prompt_depths]
         results: list[DepthResult | None] = [None] * len(images)
-        for group in self._groups(images, batch_size):
+        for group in self._groups(images, batch_size, prompts):
             t0 = time.perf_counter()
             batch = np.stack([self.preprocess(images[i]) for i in group])
             pre_ms = _ms(t0) / len(group)
+            conditioning = {} if prompts is None else {"prompt_depth": np.stack([prompts[i] for i in group])}
             group_results = self.predict_prepared(
-                [images[i] for i in group], batch, sources=[sources[i] for i in group], keep_image=keep_image)
+                [images[i] for i in group], batch, sources=[sources[i] for i in group], keep_image=keep_image,
+                **conditioning)
             for i, r in zip(group, group_results):
                 r.timings = {"preprocess": pre_ms, **r.timings}
                 results[i] = r
         return results  # type: ignore[return-value]
 
     def predict_prepared(self, images: Sequence[np.ndarray], batch: np.ndarray, *,
-                         sources: Sequence[str | None] | None = None, keep_image: bool = False) -> list[DepthResult]:
+                         sources: Sequence[str | None] | None = None, keep_image: bool = False,
+                         **conditioning: np.ndarray) -> list[DepthResult]:
         """Infer one already preprocessed batch (``np.stack`` of :meth:`preprocess` outputs of
-        same-size ``images``) and bring each map back to its image's size."""
+        same-size ``images``) and bring each map back to its image's size.
+
+        ``conditioning``: the batch's extra network inputs (``prompt_depth``: a stack of
+        :meth:`preprocess_prompt` outputs).
+        """
+        self.check_prompt("prompt_depth" in conditioning)
         sources = list(sources) if sources is not None else [None] * len(images)
         t0 = time.perf_counter()
-        out = self.run_network(batch)
+        out = self.run_network(batch, **conditioning)
         infer_ms = _ms(t0) / len(images)
         input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
+        pre, post = self.spec.preprocessing, self.spec.postprocessing
         results = []
         for j, image in enumerate(images):
             t0 = time.perf_counter()
             h, w = image.shape[:2]
-            depth = to_original_size(out.depth[j], h, w, self.spec.output)
-            confidence = None if out.confidence is None else to_original_size(out.confidence[j], h, w, "confidence")
-            camera = None if out.intrinsics is None else intrinsics_to_original(out.intrinsics[j], input_size, h, w)
+            depth = to_original_size(out.depth[j], h, w, self.spec.output, post, pre)
+            confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
+            notes = {}
+            if out.field_of_view is not None:
+                camera = fov_to_intrinsics(out.field_of_view[j], h, w)
+                notes["predicted_field_of_view_deg"] = float(out.field_of_view[j])
+            elif out.intrinsics is not None:
+                camera = intrinsics_to_original(out.intrinsics[j], input_size, h, w)
+            else:
+                camera = None
+            if "prompt_depth" in conditioning:
+                prompt = conditioning["prompt_depth"][j, 0]
+                notes["prompt_depth"] = {"shape": [int(v) for v in prompt.shape], "units": self.spec.prompt.units,
+                                         "range_m": [float(prompt.min()), float(prompt.max())],
+                                         "normalisation": self.spec.prompt.normalisation}
             pose = None if out.camera_from_world is None else out.camera_from_world[j]
             results.append(DepthResult(
                 map=depth, kind=self.spec.output, model=self.spec.name, input_size=input_size,
                 timings={"inference": infer_ms, "postprocess": _ms(t0)},
                 source=sources[j], image=image if keep_image else None, max_depth=self.spec.max_depth,
-                confidence=confidence, intrinsics=camera, camera_from_world=pose,
+                confidence=confidence, intrinsics=camera, camera_from_world=pose, notes=notes,
             ))
         return results
 
-    def _groups(self, images: Sequence[np.ndarray], batch_size: int) -> Iterable[list[int]]:
+    def _groups(self, images: Sequence[np.ndarray], batch_size: int,
+                prompts: Sequence[np.ndarray] | None = None) -> Iterable[list[int]]:
         limit = max(1, batch_size)
         if self.backend.max_batch:
             limit = min(limit, self.backend.max_batch)
         group: list[int] = []
         key = None
         for i, img in enumerate(images):
-            k = self.network_size(img.shape[0], img.shape[1])
+            k = (self.network_size(img.shape[0], img.shape[1]), None if prompts is None else prompts[i].shape)
             if group and (k != key or len(group) >= limit):
                 yield group
                 group = []

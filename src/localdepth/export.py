@@ -339,6 +339,9 @@ def export(spec: ModelSpec, resolved: ResolvedWeights, variant: str = "fp32", *,
     """
     if spec.format != "transformers":
         raise ExportError(f"{spec.name} is a {spec.format} model; only Transformers models export to ONNX")
+    if spec.prompt is not None:
+        raise ExportError(f"{spec.name} takes a prompt depth, for which the ONNX model (pixel_values only) has no "
+                          "input; use --backend torch")
     if not Path(resolved.path).is_dir():
         raise ExportError(f"{resolved.path} is already an exported model; pass the Hugging Face folder instead")
     if variant not in VARIANTS:
@@ -362,6 +365,9 @@ def export(spec: ModelSpec, resolved: ResolvedWeights, variant: str = "fp32", *,
 
     t0 = time.perf_counter()
     model = TorchBackend(spec, Path(resolved.path), device="cpu", dtype="fp32").model
+    if getattr(model, "extra_outputs", False):
+        raise ExportError(f"{spec.name} predicts more than depth (a camera), which the ONNX model (depth only) would "
+                          "lose; use --backend torch")
     x, label = check_input(spec, check_image, input_size)
     try:
         with torch.inference_mode():

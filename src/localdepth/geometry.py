@@ -294,21 +294,28 @@ def depth_discontinuities(depth: np.ndarray, threshold: float = 0.05) -> np.ndar
     return edge
 
 
-def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None) -> tuple[np.ndarray, dict]:
+def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None, *,
+                    predicted: Intrinsics | None = None, image_path=None) -> tuple[np.ndarray, dict]:
     """The ``normals`` output format: RGB uint8 ``(H, W, 3)`` (see :func:`encode_normals`) and its sidecar entry.
 
-    ``intrinsics``: see :func:`camera_from_dict`. A relative disparity map is inverted first (``z = 1 / d``):
-    its normals are only as right as that guess of the unknown shift.
+    The camera: ``intrinsics`` when the user gave one (see :func:`camera_from_dict`), else the rule of
+    :func:`resolve_intrinsics` (the photo's EXIF, the camera the model ``predicted``, the default).
+    A relative disparity map is inverted first (``z = 1 / d``): its normals are only as right as that
+    guess of the unknown shift.
     """
     h, w = depth.shape
-    cam = camera_from_dict(intrinsics, w, h)
+    if intrinsics:
+        cam = camera_from_dict(intrinsics, w, h)
+    else:
+        path = image_path if image_path is not None and os.path.isfile(str(image_path)) else None
+        cam = resolve_intrinsics(w, h, image_path=path, predicted=predicted)
     d = np.asarray(depth, dtype=np.float64)
     if kind != "depth":
         with np.errstate(divide="ignore"):
             d = np.where(np.isfinite(d) & (d > 0), 1.0 / np.where(d > 0, d, 1.0), 0.0)
     rgb = encode_normals(normals_from_depth(d, cam.K))
     return rgb, {"encoding": "rgb = (n + 1) / 2 * 255; camera frame x right, y down, z forward; black = no normal",
-                 "intrinsics": cam.as_dict(),
+                 "intrinsics": cam.as_dict(), "intrinsics_source": cam.origin,
                  "depth": "z-depth" if kind == "depth" else "1 / relative disparity (shift unknown: approximate)"}
 
 

@@ -22,17 +22,23 @@ IMAGE_EXTENSIONS = {
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
-def load_image(source: str | os.PathLike | bytes, *, max_pixels: int | None = None) -> np.ndarray:
-    """Decode a file path or encoded bytes to RGB (see module docstring).
+def load_image(source: str | os.PathLike | bytes, *, max_pixels: int | None = None, url_limits=None) -> np.ndarray:
+    """Decode a file path, an ``http(s)://`` URL or encoded bytes to RGB (see module docstring).
 
     Raises :class:`ImageDecodeError` with a one-line reason for empty, truncated,
-    corrupt or non-image inputs, and for images over ``max_pixels``.
+    corrupt or non-image inputs, and for images over ``max_pixels``; URLs are fetched within
+    ``url_limits`` (:class:`localdepth.fetch.FetchLimits`, default 50 MiB and 30 s).
     """
+    from . import fetch
+
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
-    try:
-        data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-    except OSError as e:
-        raise ImageDecodeError(f"{name}: cannot read ({e.strerror or e})") from None
+    if fetch.is_url(source):
+        data = fetch.fetch(source, url_limits or fetch.DEFAULT_LIMITS)
+    else:
+        try:
+            data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+        except OSError as e:
+            raise ImageDecodeError(f"{name}: cannot read ({e.strerror or e})") from None
     if not data:
         raise ImageDecodeError(f"{name}: empty file")
     try:

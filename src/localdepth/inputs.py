@@ -1,7 +1,8 @@
 """Turning command-line inputs into a list of images with relative output paths.
 
-An input is a file, a folder (searched recursively for images), a glob pattern, or a
-``.txt`` list (one path per line, ``#`` comments; relative paths are relative to the list).
+An input is a file, a folder (searched recursively for images), a glob pattern, a ``.txt``
+list (one path per line, ``#`` comments; relative paths are relative to the list), or an
+``http(s)://`` URL (fetched with a size limit and a timeout, see :mod:`localdepth.fetch`).
 Each image gets a relative path that the outputs keep under ``--outdir``: a folder's
 images keep their path inside the folder, a glob's keep their path below the pattern's
 fixed part, a single file keeps its name.
@@ -25,6 +26,17 @@ class InputItem:
     path: Path
     rel: Path  # relative output path (with the input's extension)
     error: str | None = None  # set when the input could not be found at all
+    url: str | None = None  # an http(s):// input: fetched instead of read from ``path``
+
+    @property
+    def source(self) -> str | Path:
+        """What to decode: the URL, or the file."""
+        return self.url or self.path
+
+    @property
+    def label(self) -> str:
+        """How messages and sidecars name the input."""
+        return self.url or str(self.path)
 
 
 def natural_key(path: Path | str) -> list:
@@ -66,10 +78,19 @@ def _list_file(list_path: Path) -> list[InputItem]:
 
 
 def expand_inputs(specs: list[str | os.PathLike]) -> list[InputItem]:
-    """Expand files, folders, globs and ``.txt`` lists, in order, without duplicates."""
+    """Expand files, folders, globs, ``.txt`` lists and ``http(s)://`` URLs, in order, without duplicates.
+
+    A URL's outputs are named after the last segment of its path (see :func:`localdepth.fetch.url_filename`).
+    """
+    from .fetch import is_url, url_filename
+
     items: list[InputItem] = []
     for spec in specs:
         text = str(spec)
+        if is_url(text):
+            name = Path(url_filename(text))
+            items.append(InputItem(name, name, url=text.strip()))
+            continue
         path = Path(text).expanduser()
         if path.is_dir():
             items += _folder(path)
@@ -85,7 +106,7 @@ def expand_inputs(specs: list[str | os.PathLike]) -> list[InputItem]:
     seen: set[Path] = set()
     unique = []
     for item in items:
-        key = item.path.resolve() if item.error is None else item.path
+        key = item.url if item.url else (item.path.resolve() if item.error is None else item.path)
         if key not in seen:
             seen.add(key)
             unique.append(item)
@@ -103,6 +124,6 @@ def _disambiguate(items: list[InputItem]) -> list[InputItem]:
     for item in items:
         if counts[item.rel.with_suffix("")] > 1 and item.rel.suffix:
             rel = item.rel.with_name(f"{item.rel.stem}_{item.rel.suffix.lstrip('.').lower()}")
-            item = InputItem(item.path, rel, item.error)
+            item = InputItem(item.path, rel, item.error, item.url)
         out.append(item)
     return out

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from .geometry import Intrinsics, from_matrix
-from .registry import OutputKind
+from .geometry import Intrinsics, from_fov, from_matrix
+from .preprocess import pad_margins, resize
+from .registry import OutputKind, Postprocessing, Preprocessing
 
 
 @dataclass
@@ -55,15 +55,33 @@ class DepthResult:
                 f"range=[{float(self.map.min()):.4g}, {float(self.map.max()):.4g}] {self.units}, {t})")
 
 
-def to_original_size(prediction: np.ndarray, height: int, width: int, kind: OutputKind) -> np.ndarray:
-    """Resize a network-resolution map ``(h, w)`` back to ``(height, width)``.
+def resize_to_image(prediction: np.ndarray, height: int, width: int, post: Postprocessing | None = None,
+                    pre: Preprocessing | None = None) -> np.ndarray:
+    """A network-resolution map ``(h, w)`` -> ``(height, width)`` float32, as the entry's reference does.
 
-    Bilinear with pixel-centre alignment (``align_corners=False``); bilinear never
-    overshoots, so a non-negative map stays non-negative.
+    The map is resized with ``post.interpolation`` (default: bilinear, pixel centres aligned). When
+    the preprocessing padded the image (``pre.reflect_pad_factor``), the map covers the padded image:
+    it is resized to that size and the margins are cut off.
     """
-    pred = np.asarray(prediction, dtype=np.float32)
-    if pred.shape != (height, width):
-        pred = cv2.resize(pred, (width, height), interpolation=cv2.INTER_LINEAR)
+    post = post or Postprocessing()
+    pad_h, pad_w = pad_margins(height, width, pre) if pre is not None else (0, 0)
+    pred = resize(np.asarray(prediction, dtype=np.float32), height + 2 * pad_h, width + 2 * pad_w,
+                  post.interpolation, align_corners=post.align_corners)
+    return np.ascontiguousarray(pred[pad_h:pad_h + height, pad_w:pad_w + width], dtype=np.float32)
+
+
+def to_original_size(prediction: np.ndarray, height: int, width: int, kind: OutputKind,
+                     post: Postprocessing | None = None, pre: Preprocessing | None = None) -> np.ndarray:
+    """The raw network map ``(h, w)`` -> the result's map ``(height, width)`` (see :func:`resize_to_image`).
+
+    Entries whose network predicts inverse depth (``post.inverse_range``) are inverted after the
+    resize, clamped as their reference clamps. Metric depth is never negative (bicubic resizing can
+    overshoot below 0 near steps; bilinear never does).
+    """
+    pred = resize_to_image(prediction, height, width, post, pre)
+    if post is not None and post.inverse_range is not None:
+        lo, hi = post.inverse_range
+        pred = 1.0 / np.clip(pred, lo, hi)
     if kind == "depth":
         pred = np.maximum(pred, 0.0)
     return np.ascontiguousarray(pred, dtype=np.float32)
@@ -77,3 +95,11 @@ def intrinsics_to_original(K_network: np.ndarray, network_hw: tuple[int, int], h
     """
     h, w = network_hw
     return from_matrix(K_network, int(w), int(h), source="model").scaled(width, height)
+
+
+def fov_to_intrinsics(fov_deg: float, height: int, width: int) -> Intrinsics:
+    """A predicted horizontal field of view (degrees, edge to edge of the image) -> the camera of a
+    ``width x height`` image: square pixels, centred principal point, ``f = W / (2 tan(fov / 2))``
+    (Depth Pro's convention). The network's input grid may be stretched (Depth Pro sees 1536 x 1536),
+    so the camera is built for the image, not for that grid."""
+    return from_fov(float(fov_deg), width, height, source=f"model (horizontal field of view {float(fov_deg):.4g} deg)")

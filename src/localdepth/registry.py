@@ -29,10 +29,21 @@ class Preprocessing:
     ``resize``:
       * ``lower_bound``: keep aspect ratio, scale so both sides are at least ``input_size``
         (Depth Anything);
-      * ``minimal``: keep aspect ratio, scale as little as possible so that one side equals
-        ``input_size`` (MiDaS ``minimal``);
-      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet).
+      * ``minimal``: keep aspect ratio, scale as little as possible so that one side reaches its
+        target, ``input_size`` (MiDaS ``minimal``) or ``target_hw`` (ZoeDepth: 384 x 512);
+      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet, Depth Pro).
     Sides are rounded to ``multiple_of`` (the ViT patch size, or the decoder stride).
+
+    ``interpolation``: ``bicubic``/``bilinear``/``area`` are OpenCV's (``bicubic`` as the Depth
+    Anything reference; ``bilinear`` equals PyTorch's ``interpolate`` without antialiasing);
+    ``pil-bicubic`` is Pillow's antialiased bicubic on the 8-bit image, as Transformers' PIL image
+    processors resize. ``align_corners`` (bilinear only) maps corner pixel centres onto each other,
+    as ZoeDepth's ``interpolate(..., align_corners=True)``.
+
+    ``reflect_pad_factor``: ZoeDepth pads each side of the image, before the resize, by
+    ``int(sqrt(side / 2) * factor)`` pixels of reflection (factor 3) against border artefacts;
+    postprocessing cuts the same margin off the prediction. 0 = no padding.
+
     Pixel values are scaled to [0, 1], then ``(x - mean) / std``.
     """
 
@@ -40,7 +51,10 @@ class Preprocessing:
     input_size: int = 518
     multiple_of: int = 14
     fixed_hw: tuple[int, int] | None = None
-    interpolation: Literal["bicubic", "bilinear", "area"] = "bicubic"
+    target_hw: tuple[int, int] | None = None  # minimal resize towards (h, w) instead of input_size
+    interpolation: Literal["bicubic", "bilinear", "area", "pil-bicubic"] = "bicubic"
+    align_corners: bool = False
+    reflect_pad_factor: float = 0.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     layout: Literal["nchw", "nhwc"] = "nchw"
@@ -52,6 +66,44 @@ class Preprocessing:
         for unused in (("input_size", "multiple_of") if self.resize == "fixed" else ("fixed_hw",)):
             fields.pop(unused)
         return fields
+
+
+@dataclass(frozen=True)
+class Postprocessing:
+    """How the reference brings the network output back to a map at the image's resolution.
+
+    ``interpolation``: how the map is resized to the image (``bilinear`` with pixel-centre
+    alignment, or ``bicubic`` as Transformers' ``post_process_depth_estimation`` for ZoeDepth and
+    Prompt Depth Anything); ``align_corners`` as in PyTorch (bilinear only).
+
+    ``inverse_range``: the network predicts *inverse* depth (Depth Pro): the inverse map is resized,
+    clamped to this range (1/m) and inverted at the image's resolution, as its reference does.
+
+    ``flip_average``: the prediction is averaged with the mirrored prediction of the mirrored image
+    (ZoeDepth's test-time augmentation, as Transformers' post-processing takes ``outputs_flipped``).
+    """
+
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    align_corners: bool = False
+    inverse_range: tuple[float, float] | None = None
+    flip_average: bool = False
+
+
+@dataclass(frozen=True)
+class PromptDepthInput:
+    """A metric depth map that a model takes beside the image (Prompt Depth Anything: a phone's LiDAR).
+
+    The prompt goes to the network at its own resolution (the network resizes it to each decoder
+    level); larger than ``max_pixels`` it is first shrunk (area averaging) to bound the work.
+    ``units``: what the network expects (metres; ``--prompt-scale`` converts). ``normalisation``
+    says what the network does with it (for the sidecar and docs).
+    """
+
+    required: bool = True
+    units: str = "metres"
+    max_pixels: int = 1536 * 2048
+    normalisation: str = ("min-max per image inside the network (prompt -> [0, 1]); the prediction is mapped back "
+                          "to the prompt's [min, max] in metres")
 
 
 @dataclass(frozen=True)
@@ -83,6 +135,12 @@ class ModelSpec:
     #: the raw network output is depth-like (larger = farther): take its reciprocal so the map
     #: is disparity-like, as the ``output`` kind says
     reciprocal_output: bool = False
+    postprocessing: Postprocessing = field(default_factory=Postprocessing)
+    #: the extra depth input the model takes (None: the image only)
+    prompt: PromptDepthInput | None = None
+    #: the network predicts the camera too (Depth Pro: the field of view); geometry uses it when the
+    #: user gives no intrinsics and the photo's EXIF has none
+    predicts_camera: bool = False
 
     @property
     def source(self) -> str:
@@ -191,7 +249,76 @@ def _build_table() -> dict[str, ModelSpec]:
             paper="Poggi et al., Towards real-time unsupervised monocular depth estimation on CPU, IROS 2018",
         ),
     ]
+    entries += _depth_pro_entries() + _zoedepth_entries() + _prompt_depth_anything_entries()
     return {e.name: e for e in entries}
+
+
+# Depth Pro (Transformers' DepthProImageProcessor): a fixed 1536 x 1536 input whatever the aspect ratio,
+# mean/std 0.5, bilinear without antialiasing. The network predicts canonical inverse depth and the
+# horizontal field of view; metric inverse depth = canonical * width / focal (resolution-free:
+# 2 tan(fov / 2)), resized bilinearly to the image, clamped to [1e-4, 1e4] and inverted.
+_DEPTH_PRO = Preprocessing(resize="fixed", fixed_hw=(1536, 1536), input_size=1536, multiple_of=1,
+                           interpolation="bilinear", mean=HALF, std=HALF)
+# ZoeDepth (Transformers' ZoeDepthImageProcessor): reflect padding of int(sqrt(side / 2) * 3), then the
+# aspect-preserving resize that changes the image least towards 384 x 512, sides multiples of 32,
+# bilinear with align_corners=True; mean/std 0.5. After the network: the flip-averaged prediction is
+# resized bicubically to the padded size and the padding cut off.
+_ZOEDEPTH = Preprocessing(resize="minimal", input_size=384, target_hw=(384, 512), multiple_of=32,
+                          interpolation="bilinear", align_corners=True, reflect_pad_factor=3.0, mean=HALF, std=HALF)
+# Prompt Depth Anything (its Transformers processor, as converted from the official code): the
+# aspect-preserving resize that changes the image least towards 756 x 756, multiples of 14,
+# bicubic, ImageNet mean/std; the prompt depth goes in metres at its own resolution.
+_PROMPT_DA = Preprocessing(resize="minimal", input_size=756, multiple_of=14, interpolation="pil-bicubic")
+
+
+def _depth_pro_entries() -> list[ModelSpec]:
+    return [ModelSpec(
+        name="depth-pro", family="depth-pro",
+        description="Apple Depth Pro: metric depth in metres and the camera's field of view from one photo, "
+                    "no calibration needed (three DINOv2 ViT-L/16 encoders, 1536 x 1536 input)",
+        format="transformers", repo_id="apple/DepthPro-hf", files=_HF_FILES,
+        # the model card's licence tag (Apple Machine Learning Research Model licence: research only)
+        licence="apple-amlr", commercial_use=False, params_millions=952.0, download_mb=1904.0,
+        output="depth", max_depth=1e4, preprocessing=_DEPTH_PRO,
+        postprocessing=Postprocessing(interpolation="bilinear", inverse_range=(1e-4, 1e4)), predicts_camera=True,
+        aliases=("depthpro", "apple-depth-pro"),
+        paper="Bochkovskii et al., Depth Pro: Sharp Monocular Metric Depth in Less Than a Second, ICLR 2025 "
+              "(arXiv:2410.02073)",
+    )]
+
+
+def _zoedepth_entries() -> list[ModelSpec]:
+    paper = "Bhat et al., ZoeDepth: Zero-shot Transfer by Combining Relative and Metric Depth (arXiv:2302.12288)"
+    post = Postprocessing(interpolation="bicubic", flip_average=True)
+    rows = (("nyu", "NYU Depth v2 (indoor)", 10.0, 343.8, 1375.0),
+            ("kitti", "KITTI (driving)", 80.0, 343.8, 1375.0),
+            ("nyu-kitti", "NYU and KITTI, each image routed to the indoor or the outdoor head", 80.0, 345.1, 1380.0))
+    return [ModelSpec(
+        name=f"zoedepth-{data}", family="zoedepth",
+        description=f"ZoeDepth (BEiT-L/16 + metric bins) fine-tuned on {what}: metric depth in metres, up to {top:g} m",
+        format="transformers", repo_id=f"Intel/zoedepth-{data}", files=_HF_FILES,
+        licence="mit", commercial_use=True, params_millions=params, download_mb=mb,
+        output="depth", max_depth=top, preprocessing=_ZOEDEPTH, postprocessing=post,
+        aliases=(f"zoe-{data}", f"zoed-{''.join(w[0] for w in data.split('-'))}"), paper=paper,
+    ) for data, what, top, params, mb in rows]
+
+
+def _prompt_depth_anything_entries() -> list[ModelSpec]:
+    paper = ("Lin et al., Prompting Depth Anything for 4K Resolution Accurate Metric Depth Estimation, CVPR 2025 "
+             "(arXiv:2412.14015)")
+    rows = (("vits", "ViT-S", "", 25.1, 100.0),
+            ("vits-transparent", "ViT-S", ", fine-tuned for transparent and reflective objects", 25.1, 100.0),
+            ("vitl", "ViT-L", "", 340.0, 1360.0))
+    return [ModelSpec(
+        name=f"prompt-depth-anything-{size}", family="prompt-depth-anything",
+        description=f"Prompt Depth Anything {vit}{extra}: metric depth in metres from the image and a low-resolution "
+                    "depth prompt (a phone's LiDAR, any sparse depth) given with --prompt-depth",
+        format="transformers", repo_id=f"depth-anything/prompt-depth-anything-{size}-hf", files=_HF_FILES,
+        licence="apache-2.0", commercial_use=True, params_millions=params, download_mb=mb,
+        output="depth", max_depth=None, preprocessing=_PROMPT_DA,
+        postprocessing=Postprocessing(interpolation="bicubic"), prompt=PromptDepthInput(),
+        aliases=(f"promptda-{size}",), paper=paper,
+    ) for size, vit, extra, params, mb in rows]
 
 
 MODELS: dict[str, ModelSpec] = _build_table()

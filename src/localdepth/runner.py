@@ -81,14 +81,23 @@ class _Decoded:
     decode_ms: float
     network_input: np.ndarray | None = None  # preprocessed in the pipelined path
     preprocess_ms: float = 0.0
+    prompt: np.ndarray | None = None  # the network's prompt_depth input (1, h, w), for models that take one
+    prompt_label: str | None = None
+
+    def annotate(self, result) -> None:
+        """Name the prompt depth file in the result's sidecar notes."""
+        if self.prompt_label and "prompt_depth" in result.notes:
+            result.notes["prompt_depth"]["file"] = self.prompt_label
 
 
 def plan(item: InputItem, outdir: Path, options: WriteOptions) -> dict[str, Path]:
     """Output paths of one item; refuses to overwrite the input itself."""
     paths = output_paths(outdir, item.rel, options.formats)
+    if item.url:
+        return paths
     src = item.path.resolve()
     if any(p.resolve() == src for p in paths.values()):
-        raise LocalDepthError(f"{item.path}: an output would overwrite the input; choose another --outdir")
+        raise LocalDepthError(f"{item.label}: an output would overwrite the input; choose another --outdir")
     return paths
 
 
@@ -101,16 +110,23 @@ class Runner:
     loading error stays one error and not one per input.
     ``on_error`` receives one line per failed input (default: stderr). ``pipeline=False`` runs
     the stages one after the other; ``workers`` is the number of decoding threads (default:
-    up to 4, one per CPU).
+    up to 4, one per CPU). ``url_limits`` bounds URL inputs (:class:`localdepth.fetch.FetchLimits`).
+    ``prompt_for(item) -> (metres (H, W), label)`` gives each input's prompt depth, for models
+    that take one.
     """
 
     def __init__(self, estimator: DepthEstimator | Callable[[], DepthEstimator], outdir: Path,
                  options: WriteOptions, *,
                  batch_size: int = 1, skip_existing: bool = False, progress: bool = True,
                  on_error: Callable[[str], None] | None = None, pipeline: bool = True,
-                 workers: int | None = None):
+                 workers: int | None = None, url_limits=None,
+                 prompt_for: Callable[[InputItem], tuple[np.ndarray, str]] | None = None):
         self._load = None if isinstance(estimator, DepthEstimator) else estimator
         self.estimator: DepthEstimator | None = None if self._load else estimator
+        if self.estimator is not None:
+            self.estimator.check_prompt(prompt_for is not None)
+        self.url_limits = url_limits
+        self.prompt_for = prompt_for
         self.outdir = Path(outdir)
         self.options = options
         self.batch_size = max(1, batch_size)
@@ -147,6 +163,7 @@ class Runner:
         summary = RunSummary()
         if self.estimator is None and any(self._needs_model(item) for item in items):
             self.estimator = self._load()
+            self.estimator.check_prompt(self.prompt_for is not None)
         start = time.perf_counter()
         bar = tqdm(total=len(items), unit="img", disable=not self.progress or len(items) < 2,
                    dynamic_ncols=True, file=sys.stderr)
@@ -192,19 +209,24 @@ class Runner:
             if self.skip_existing and is_complete(paths):
                 return ItemOutcome(item, "skipped", outputs=paths), None
             t0 = time.perf_counter()
-            image = load_image(item.path)
-            return None, _Decoded(item, paths, image, (time.perf_counter() - t0) * 1000)
+            image = load_image(item.source, url_limits=self.url_limits)
+            decoded = _Decoded(item, paths, image, (time.perf_counter() - t0) * 1000)
+            if self.prompt_for is not None:
+                metres, decoded.prompt_label = self.prompt_for(item)
+                decoded.prompt = self.estimator.preprocess_prompt(metres)
+            return None, decoded
         except Exception as e:  # one bad input must not stop the others
             return ItemOutcome(item, "failed", _short(e)), None
 
     def _predict_and_write(self, batch: list[_Decoded]) -> Iterator[ItemOutcome]:
         try:
+            prompts = None if self.prompt_for is None else [d.prompt[0] for d in batch]
             results = self.estimator.predict_decoded(
                 [d.image for d in batch], batch_size=self.batch_size,
-                sources=[str(d.item.path) for d in batch], keep_image=self.keep_image)
+                sources=[d.item.label for d in batch], keep_image=self.keep_image, prompt_depths=prompts)
         except Exception as e:
             if len(batch) == 1:
-                yield ItemOutcome(batch[0].item, "failed", f"{batch[0].item.path}: inference failed ({_short(e)})")
+                yield ItemOutcome(batch[0].item, "failed", f"{batch[0].item.label}: inference failed ({_short(e)})")
                 return
             # retry one by one so that one image that breaks the batch fails alone
             for d in batch:
@@ -213,10 +235,11 @@ class Runner:
         for d, result in zip(batch, results):
             t0 = time.perf_counter()
             result.timings = {"decode": d.decode_ms, **result.timings}
+            d.annotate(result)
             try:
                 write_result(result, d.paths, self.options, self.model_info)
             except Exception as e:
-                yield ItemOutcome(d.item, "failed", f"{d.item.path}: cannot write outputs ({_short(e)})")
+                yield ItemOutcome(d.item, "failed", f"{d.item.label}: cannot write outputs ({_short(e)})")
                 continue
             yield ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
 
@@ -232,7 +255,7 @@ class Runner:
             decoded.network_input = self.estimator.preprocess(decoded.image)
             decoded.preprocess_ms = (time.perf_counter() - t0) * 1000
         except Exception as e:
-            return ItemOutcome(item, "failed", f"{item.path}: cannot preprocess ({_short(e)})"), None
+            return ItemOutcome(item, "failed", f"{item.label}: cannot preprocess ({_short(e)})"), None
         return None, decoded
 
     def _write(self, d: _Decoded, result) -> ItemOutcome:
@@ -241,7 +264,7 @@ class Runner:
         try:
             write_result(result, d.paths, self.options, self.model_info)
         except Exception as e:
-            return ItemOutcome(d.item, "failed", f"{d.item.path}: cannot write outputs ({_short(e)})")
+            return ItemOutcome(d.item, "failed", f"{d.item.label}: cannot write outputs ({_short(e)})")
         return ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
 
     def _pipelined(self, items: list[InputItem]) -> Iterator[ItemOutcome]:
@@ -302,7 +325,8 @@ class Runner:
             limit = min(limit, self.estimator.backend.max_batch)
         group: list[_Decoded] = []
         for d in batch:
-            if group and (d.network_input.shape != group[0].network_input.shape or len(group) >= limit):
+            if group and (d.network_input.shape != group[0].network_input.shape or len(group) >= limit
+                          or _shape(d.prompt) != _shape(group[0].prompt)):
                 yield from self._infer_group(group)
                 group = []
             group.append(d)
@@ -310,19 +334,25 @@ class Runner:
             yield from self._infer_group(group)
 
     def _infer_group(self, group: list[_Decoded]):
+        conditioning = {} if self.prompt_for is None else {"prompt_depth": np.stack([d.prompt for d in group])}
         try:
             results = self.estimator.predict_prepared(
                 [d.image for d in group], np.stack([d.network_input for d in group]),
-                sources=[str(d.item.path) for d in group], keep_image=self.keep_image)
+                sources=[d.item.label for d in group], keep_image=self.keep_image, **conditioning)
         except Exception as e:
             if len(group) == 1:
                 d = group[0]
-                yield d, None, ItemOutcome(d.item, "failed", f"{d.item.path}: inference failed ({_short(e)})")
+                yield d, None, ItemOutcome(d.item, "failed", f"{d.item.label}: inference failed ({_short(e)})")
                 return
             for d in group:  # one by one, so that one image that breaks the batch fails alone
                 yield from self._infer_group([d])
             return
         for d, result in zip(group, results):
             d.network_input = None  # not needed any more; free it before the write
+            d.annotate(result)
             result.timings = {"decode": d.decode_ms, "preprocess": d.preprocess_ms, **result.timings}
             yield d, result, None
+
+
+def _shape(array: np.ndarray | None):
+    return None if array is None else array.shape

@@ -208,7 +208,8 @@ def _side(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
 def _normals(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
     from .geometry import normals_picture
 
-    rgb, info = normals_picture(r.map, r.kind, o.extra_sidecar.get("intrinsics"))
+    rgb, info = normals_picture(r.map, r.kind, o.extra_sidecar.get("intrinsics"), predicted=r.intrinsics,
+                                image_path=r.source)
     return encode_rgb_png(rgb), {"dtype": "uint8", **info}
 
 

@@ -21,13 +21,17 @@ class NetworkOutput:
     * ``intrinsics``: ``(N, 3, 3)`` float64 or None: a predicted camera, in pixels of the
       network *input* grid ``(h, w)``, pixel centres at integer coordinates;
     * ``camera_from_world``: ``(N, 4, 4)`` float64 or None: a predicted pose, OpenCV axes
-      (x right, y down, z forward).
+      (x right, y down, z forward);
+    * ``field_of_view``: ``(N,)`` float64 or None: a predicted *horizontal* field of view of the
+      image, degrees (Depth Pro). Unlike ``intrinsics`` it does not depend on the input grid, which
+      may stretch the image (1536 x 1536 for Depth Pro): the camera is built for the image itself.
     """
 
     depth: np.ndarray
     confidence: np.ndarray | None = None
     intrinsics: np.ndarray | None = None
     camera_from_world: np.ndarray | None = None
+    field_of_view: np.ndarray | None = None
 
 
 class Backend(ABC):

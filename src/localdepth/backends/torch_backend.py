@@ -94,7 +94,7 @@ class TorchBackend(Backend):
             else:
                 out = {"depth": self.forward(x)}
             arrays = {k: v.float().cpu().numpy() for k, v in out.items() if v is not None}
-        for key in ("intrinsics", "camera_from_world"):
+        for key in ("intrinsics", "camera_from_world", "field_of_view"):
             if key in arrays:
                 arrays[key] = arrays[key].astype(np.float64)
         return NetworkOutput(**arrays)

@@ -80,3 +80,79 @@ def formats_from_args(args: argparse.Namespace) -> tuple[str, ...]:
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
     return formats
+
+
+# ----------------------------------------------------------------------------- prompt depth, URLs
+
+PROMPT_SUFFIXES = (".png", ".npy", ".npz", ".pfm", ".tif", ".tiff")
+
+
+def add_prompt_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("prompt depth (models that take one, e.g. prompt-depth-anything-vits)")
+    g.add_argument("--prompt-depth", metavar="PATH",
+                   help="a low-resolution metric depth map to guide the model (a phone's LiDAR): 16-bit PNG, .npy or "
+                        ".pfm; for several images, a folder with one map per image (same relative path and stem)")
+    g.add_argument("--prompt-scale", type=float, metavar="S",
+                   help="metres per stored unit of the prompt (0.001 for millimetre PNGs; required for integer "
+                        "images; default 1 for .npy/.pfm in metres)")
+
+
+def add_url_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("http(s):// inputs")
+    g.add_argument("--url-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds a URL's whole download may take (default 30)")
+    g.add_argument("--url-max-mb", type=float, default=50.0, metavar="MB",
+                   help="largest download accepted from a URL, MiB (default 50)")
+
+
+def url_limits_from_args(args: argparse.Namespace):
+    from ..fetch import FetchLimits
+
+    mb, timeout = args.url_max_mb, args.url_timeout
+    if not (0 < mb <= 4096) or not (0 < timeout <= 3600):  # NaN fails both comparisons
+        raise LocalDepthError("--url-max-mb must be in (0, 4096] and --url-timeout in (0, 3600] seconds")
+    return FetchLimits(max_bytes=int(mb * 2**20), timeout_s=float(timeout))
+
+
+def prompt_source(args: argparse.Namespace, model: str, n_inputs: int):
+    """``prompt_for(item) -> (metres, label)`` from --prompt-depth/--prompt-scale, or None.
+
+    Checked against the registry before any weights load: a prompt for a model that takes none, or
+    none for a model that needs one, is a one-line usage error. A file applies to a single input;
+    a folder holds one map per input, found by the input's relative path and stem.
+    """
+    from pathlib import Path
+
+    from ..depthfile import read_prompt_depth
+    from ..errors import PromptDepthError
+    from ..estimator import check_prompt
+
+    spec = registry.get(model)
+    given = getattr(args, "prompt_depth", None)
+    check_prompt(spec, given is not None)
+    if given is None:
+        if args.prompt_scale is not None:
+            raise PromptDepthError("--prompt-scale needs --prompt-depth")
+        return None
+    root = Path(given)
+    scale = args.prompt_scale
+    if scale is not None and not (scale > 0 and scale < float("inf")):
+        raise PromptDepthError(f"--prompt-scale must be a positive number of metres per unit, got {scale}")
+    if root.is_file():
+        if n_inputs > 1:
+            raise PromptDepthError(f"--prompt-depth {given} is one map for {n_inputs} images; give a folder with one "
+                                   "map per image (same relative path and stem)")
+        metres = read_prompt_depth(root, scale)  # read once, now: a bad file is a usage error before any loading
+        return lambda item: (metres, str(root))
+    if not root.is_dir():
+        raise PromptDepthError(f"--prompt-depth {given}: no such file or folder")
+
+    def from_folder(item):
+        stem = item.rel.with_suffix("") if item.rel.suffix else item.rel
+        for suffix in PROMPT_SUFFIXES:
+            candidate = root / stem.parent / (stem.name + suffix)
+            if candidate.is_file():
+                return read_prompt_depth(candidate, scale), str(candidate)
+        raise PromptDepthError(f"{item.label}: no prompt depth {root / stem}.(png|npy|pfm) for it")
+
+    return from_folder

@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--split", type=Path, help="NYU: indices file or splits.mat (testNdxs)")
     p.add_argument("--data-root", type=Path, help="KITTI: folder the split file's paths are relative to")
     p.add_argument("--limit", type=int, help="evaluate only the first N frames")
+    p.add_argument("--prompt-downsample", type=int, default=8, metavar="N",
+                   help="models that take a prompt depth (prompt-depth-anything-*) get the ground truth averaged over "
+                        "N x N blocks, a simulated low-resolution LiDAR (default 8)")
     add_outdir_arg(p, type=Path, help="write eval.json, eval.md (and error maps) here")
     p.add_argument("--error-maps", action="store_true",
                    help="write image | GT | prediction | AbsRel pictures to OUTDIR/error_maps/MODEL/")
@@ -58,6 +61,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.error_maps and not args.outdir:
         raise LocalDepthError("--error-maps needs --outdir")
+    if not 1 <= args.prompt_downsample <= 256:
+        raise LocalDepthError("--prompt-downsample must be between 1 and 256")
     dataset = open_dataset(args.dataset, depth_scale=args.depth_scale, split=args.split, data_root=args.data_root,
                            limit=args.limit)
     predictors = []
@@ -69,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         est = load(name, weights=weights or None, backend=args.backend, device=args.device, dtype=args.dtype,
                    input_size=args.input_size, on_loading=loading_line(args))
         label = name if sum(s.partition("=")[0] == name for s in args.model) == 1 else spec
-        predictors.append(estimator_predictor(est, label))
+        predictors.append(estimator_predictor(est, label, prompt_downsample=args.prompt_downsample))
     settings = EvalSettings(alignment=args.align, robust=None if args.robust == "none" else args.robust,
                             min_depth=args.min_depth, max_depth=args.max_depth, crop=args.crop,
                             error_maps=args.outdir / "error_maps" if args.error_maps else None)

@@ -137,7 +137,8 @@ def geometry_paths(args: argparse.Namespace, item, outdir: Path, several: bool) 
     return one(args.pointcloud, "points"), one(args.mesh, "mesh")
 
 
-def run_with_geometry(args: argparse.Namespace, items, load_estimator, options) -> int:
+def run_with_geometry(args: argparse.Namespace, items, load_estimator, options, *, url_limits=None,
+                      prompt_for=None) -> int:
     """``localdepth run --pointcloud/--mesh``: predict, write the usual outputs, then the geometry.
 
     A metric model's map is used in metres; a relative one needs ``--relative``. One bad input
@@ -165,16 +166,20 @@ def run_with_geometry(args: argparse.Namespace, items, load_estimator, options) 
             if item.error:
                 raise LocalDepthError(item.error)
             paths = plan(item, args.outdir, options)
-            image = load_image(item.path)
-            result = estimator.predict_decoded([image], sources=[str(item.path)], keep_image=True)[0]
+            image = load_image(item.source, url_limits=url_limits)
+            prompt, prompt_label = prompt_for(item) if prompt_for else (None, None)
+            result = estimator.predict_decoded([image], sources=[item.label], keep_image=True,
+                                               prompt_depths=None if prompt is None else [prompt])[0]
+            if prompt_label:
+                result.notes["prompt_depth"]["file"] = prompt_label
             cloud, mesh = geometry_paths(args, item, args.outdir, several)
-            extra = export_geometry(args, result.map, result.kind, image, item.path, pointcloud=cloud, mesh=mesh,
-                                    predicted=result.intrinsics)
+            extra = export_geometry(args, result.map, result.kind, image, None if item.url else item.path,
+                                    pointcloud=cloud, mesh=mesh, predicted=result.intrinsics)
             opts = dataclasses.replace(options, extra_sidecar={**options.extra_sidecar, **extra})
             write_result(result, paths, opts, model_info)
             ok += 1
             units = "metres" if extra["geometry"]["units"] == "m" else "arbitrary units"
-            print(f"{item.path}: " + ", ".join(str(p) for p in (cloud, mesh) if p) + f" ({units})", file=sys.stderr)
+            print(f"{item.label}: " + ", ".join(str(p) for p in (cloud, mesh) if p) + f" ({units})", file=sys.stderr)
         except Exception as e:  # one bad input must not stop the others
             failed += 1
             print(f"localdepth: error: {_short(e)}", file=sys.stderr)

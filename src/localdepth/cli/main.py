@@ -47,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
             sub = _subcommand_parser(sub, args.action)
         sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     warnings.showwarning = _show_warning
-    if getattr(args, "quiet", False):
-        from ..estimator import NonCommercialLicenceWarning
-
-        # -q: the licence is still recorded in every sidecar and in `localdepth models`
-        warnings.filterwarnings("ignore", category=NonCommercialLicenceWarning)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # the filter below lasts for this command only (in-process callers)
+            if getattr(args, "quiet", False):
+                from ..estimator import NonCommercialLicenceWarning
+
+                # -q: the licence is still recorded in every sidecar and in `localdepth models`
+                warnings.filterwarnings("ignore", category=NonCommercialLicenceWarning)
+            return int(args.func(args) or 0)
     except LocalDepthError as e:
         print(f"localdepth: error: {e}", file=sys.stderr)
         return 2

@@ -15,7 +15,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "pointcloud", help="depth map -> coloured point cloud (PLY/PCD) and/or mesh (PLY/OBJ/GLB)",
         description="Back-project a depth map through a pinhole camera (--intrinsics, --fov, the image's EXIF, "
-                    "or a 60 degree default) with Open3D. Relative maps need alignment (--points/--reference) "
+                    "the camera the model predicted (in the map's sidecar), or a 60 degree default) with Open3D. "
+                    "Relative maps need alignment (--points/--reference) "
                     "or --relative (arbitrary units).")
     p.add_argument("map", type=Path, metavar="MAP", help="depth map (.npy, .pfm, or .png with sidecar)")
     p.add_argument("--image", type=Path, help="RGB image for colours and EXIF (default: the sidecar's source)")
@@ -45,8 +46,13 @@ def main(args: argparse.Namespace) -> int:
     if wants_alignment(args):
         depth, report["alignment"] = align_from_args(args, depth, kind)
         aligned = True
+    predicted = None
+    if meta.get("predicted_intrinsics"):  # the camera the model predicted (Depth Pro's field of view...)
+        from ..geometry import camera_from_dict
+
+        predicted = camera_from_dict(meta["predicted_intrinsics"], depth.shape[1], depth.shape[0])
     report.update(export_geometry(args, depth, kind, image, image_path, aligned=aligned,
-                                  pointcloud=args.output, mesh=args.mesh))
+                                  pointcloud=args.output, mesh=args.mesh, predicted=predicted))
     report["source"] = str(args.map)
     report["image"] = str(image_path) if image_path else None
     target = args.output or args.mesh

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from .. import registry
 from .common import add_model_args, load_from_args
 
 EXAMPLES = """examples:
@@ -158,6 +159,9 @@ def main(args: argparse.Namespace) -> int:
                                             time_base=source.time_base))
         if args.preview:
             writers.append(PreviewWindow("gray" if args.grayscale else args.cmap))
+        from ..estimator import refuse_prompt_models
+
+        refuse_prompt_models(registry.get(args.model), "video")
         estimator = load_from_args(args)
     except BaseException:
         for w in writers:

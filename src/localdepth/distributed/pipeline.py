@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import registry
 from ..errors import LocalDepthError
+from ..estimator import refuse_prompt_models
 from ..images import load_image
 from ..postprocess import DepthResult, to_original_size
 from ..preprocess import preprocess
@@ -269,7 +270,8 @@ def write_stage(rows, cfg: BatchConfig, target: OutputTarget):
         if status == "pending":
             try:
                 t0 = time.perf_counter()
-                depth = to_original_size(_unpack(r.raw), int(r.height), int(r.width), spec.output)
+                depth = to_original_size(_unpack(r.raw), int(r.height), int(r.width), spec.output,
+                                         spec.postprocessing, spec.preprocessing)
                 post_ms = _ms(t0)
                 result = DepthResult(
                     map=depth, kind=spec.output, model=spec.name, input_size=(int(r.input_h), int(r.input_w)),
@@ -363,12 +365,13 @@ def run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest:
 
     Writes a Parquet manifest (default ``<outdir>/manifest.parquet``) with one row per source.
     """
+    spec = registry.get(cfg.model)  # an unknown model fails here, not in every task
+    refuse_prompt_models(spec, "batch")  # before Ray starts
     ray = require_ray()
     if not ray.is_initialized():
         connect()
     target = OutputTarget(outdir, cfg.options)
     target.check()
-    spec = registry.get(cfg.model)  # an unknown model fails here, not in every task
     if cluster_is_local(ray):
         resolve(spec, cfg.weights)  # missing weights: one line here, not an actor that never starts
     cpus = ray.cluster_resources().get("CPU", 1.0)

@@ -20,6 +20,12 @@ construction, a check of the pipeline.
 A frame with too few valid ground-truth pixels for the alignment (none at all, say, after
 the depth range and the crop) is skipped and listed in the report's ``skipped`` with the
 reason; it never ends the run. An unreadable frame is listed in ``failed``.
+
+Models that take a prompt depth (Prompt Depth Anything) get a simulated low-resolution LiDAR: the
+ground truth averaged over blocks of ``prompt_downsample`` x ``prompt_downsample`` pixels (valid
+pixels only), as such models are evaluated with a phone's LiDAR beside a dense ground truth; the
+report says so. Models that predict a camera (Depth Pro's field of view) are also scored on it
+where the dataset knows the intrinsics: ``focal_abs_rel`` = |f_pred - f| / f.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ ORACLE = "gt"
 
 @dataclass
 class Predictor:
-    """A model to evaluate: ``predict(rgb, sample) -> (map, kind)`` with kind "depth" or "disparity"."""
+    """A model to evaluate: ``predict(rgb, sample) -> (map, kind)`` with kind "depth" or "disparity",
+    or ``(map, kind, camera)`` with the :class:`~localdepth.geometry.Intrinsics` the model predicted."""
 
     label: str
     predict: Callable[[np.ndarray, Sample], tuple[np.ndarray, str]]
@@ -56,12 +63,41 @@ def oracle() -> Predictor:
                      {"model": ORACLE, "note": "the ground truth itself (a perfect model)"})
 
 
-def estimator_predictor(estimator, label: str | None = None) -> Predictor:
-    def predict(rgb: np.ndarray, sample: Sample) -> tuple[np.ndarray, str]:
-        r = estimator.predict_decoded([rgb], sources=[sample.rgb_path])[0]
-        return r.map, r.kind
+def simulated_lidar(gt: np.ndarray, factor: int) -> np.ndarray:
+    """The ground truth ``(H, W)`` averaged over ``factor x factor`` blocks of valid pixels: a
+    low-resolution depth sensor's view of the scene (0 where a block has no valid pixel)."""
+    gt = np.asarray(gt, dtype=np.float32)
+    valid = (np.isfinite(gt) & (gt > 0)).astype(np.float32)
+    h, w = max(1, gt.shape[0] // factor), max(1, gt.shape[1] // factor)
+    total = cv2.resize(np.where(valid > 0, gt, 0.0), (w, h), interpolation=cv2.INTER_AREA)
+    count = cv2.resize(valid, (w, h), interpolation=cv2.INTER_AREA)
+    return np.where(count > 0, total / np.maximum(count, 1e-12), 0.0).astype(np.float32)
 
-    return Predictor(label or estimator.name, predict, estimator.describe())
+
+def estimator_predictor(estimator, label: str | None = None, prompt_downsample: int = 8) -> Predictor:
+    info = estimator.describe()
+    takes_prompt = estimator.spec.prompt is not None
+    if takes_prompt:
+        info["prompt_depth"] = (f"simulated low-resolution LiDAR: the ground truth averaged over "
+                                f"{prompt_downsample}x{prompt_downsample} blocks")
+
+    def predict(rgb: np.ndarray, sample: Sample):
+        prompts = [simulated_lidar(sample.depth(), prompt_downsample)] if takes_prompt else None
+        r = estimator.predict_decoded([rgb], sources=[sample.rgb_path], prompt_depths=prompts)[0]
+        return r.map, r.kind, r.intrinsics
+
+    return Predictor(label or estimator.name, predict, info)
+
+
+def focal_error(camera, sample: Sample, width: int, height: int) -> float | None:
+    """|f_pred - f| / f (horizontal focal) for a predicted camera, where the sample states its intrinsics."""
+    if camera is None or not sample.intrinsics or "fx" not in sample.intrinsics:
+        return None
+    from ..geometry import camera_from_dict
+
+    known = camera_from_dict(sample.intrinsics, width, height)
+    predicted = camera if (camera.width, camera.height) == (width, height) else camera.scaled(width, height)
+    return abs(predicted.fx - known.fx) / known.fx
 
 
 def align_prediction(pred: np.ndarray, kind: str, gt: np.ndarray, valid: np.ndarray, mode: str,
@@ -139,7 +175,8 @@ def evaluate(predictors: list[Predictor], dataset: Dataset, settings: EvalSettin
             continue
         clamp_hi = hi if hi is not None else float(gt[valid].max())
         for p in predictors:
-            raw, kind = p.predict(rgb, sample)
+            raw, kind, *camera = p.predict(rgb, sample)
+            focal = focal_error(camera[0] if camera else None, sample, rgb.shape[1], rgb.shape[0])
             raw = _resize(raw, gt.shape)
             try:
                 depth, fit = align_prediction(raw, kind, gt, valid, settings.alignment, settings.robust)
@@ -151,7 +188,8 @@ def evaluate(predictors: list[Predictor], dataset: Dataset, settings: EvalSettin
                             lo or 1e-3, clamp_hi if clamp_hi is not None else None)
             m = aggregates[p.label].add(depth, gt, valid)
             rows[p.label].append({"name": sample.name, **{key: m[key] for key in (*METRICS, "n")},
-                                  "fit": fit.as_dict() if fit else None})
+                                  "fit": fit.as_dict() if fit else None,
+                                  **({"focal_abs_rel": focal} if focal is not None else {})})
             if settings.error_maps:
                 write_error_map(settings.error_maps / _safe(p.label) / f"{_safe(sample.name)}.png",
                                 rgb, gt, depth, valid)
@@ -166,9 +204,15 @@ def evaluate(predictors: list[Predictor], dataset: Dataset, settings: EvalSettin
                              # a negative fitted scale means the map runs the wrong way (larger = farther
                              # for a "disparity" model): the figures then describe a flipped prediction
                              "negative_scale_fits": sum(bool(r["fit"] and r["fit"]["scale"] < 0) for r in rows[p.label]),
+                             **_focal_summary(rows[p.label]),
                              "per_image": rows[p.label]}
                    for p in predictors},
     }
+
+
+def _focal_summary(rows: list[dict]) -> dict:
+    errors = [r["focal_abs_rel"] for r in rows if "focal_abs_rel" in r]
+    return {"focal_abs_rel": float(np.mean(errors)), "focal_images": len(errors)} if errors else {}
 
 
 def _safe(name: str) -> str:
@@ -197,6 +241,13 @@ def to_markdown(report: dict, which: str = "mean") -> str:
     if flipped:
         lines += ["", "Negative fitted scales (the map correlates the wrong way with the ground truth): "
                   + ", ".join(flipped) + "."]
+    focal = [f"{label} {res['focal_abs_rel']:.4f} ({res['focal_images']} images)"
+             for label, res in report["models"].items() if "focal_abs_rel" in res]
+    if focal:
+        lines += ["", "Predicted focal length against the dataset's intrinsics, |f_pred - f| / f: " + ", ".join(focal) + "."]
+    prompted = [label for label, res in report["models"].items() if res["info"].get("prompt_depth")]
+    if prompted:
+        lines += ["", f"Prompt depth for {', '.join(prompted)}: {report['models'][prompted[0]]['info']['prompt_depth']}."]
     return "\n".join(lines) + "\n"
 
 

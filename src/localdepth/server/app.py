@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__, registry
 from ..errors import ImageDecodeError, LocalDepthError
+from ..geometry import resolve_intrinsics
 from ..images import load_image
 from . import encode
 from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
@@ -36,7 +37,8 @@ FILENAMES = {"json": "depth.json", "npy": "depth.npy", "png16": "depth.png", "co
 
 EXPOSED_HEADERS = ["Content-Disposition", "X-Depth-Model", "X-Depth-Kind", "X-Depth-Units", "X-Depth-Shape",
                    "X-Depth-Min", "X-Depth-Max", "X-Depth-Scale", "X-Depth-Offset", "X-Depth-Note", "X-Depth-Colormap",
-                   "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics"]
+                   "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics",
+                   "X-Intrinsics-Source"]
 
 Format = Literal["json", "npy", "png16", "color", "ply"]
 
@@ -109,6 +111,17 @@ class ServerState:
         return self.batchers[name]
 
 
+def decode_prompt(estimator, data: bytes, scale: float | None, max_pixels: int):
+    """The multipart ``prompt_depth`` field -> the network's prompt input; HTTPError 400 in one line."""
+    from ..depthfile import read_prompt_depth
+
+    try:
+        metres = read_prompt_depth(data, scale, max_pixels=max_pixels)
+        return estimator.preprocess_prompt(metres)
+    except (LocalDepthError, ValueError) as e:
+        raise HTTPError(400, str(e).replace("--prompt-scale", "prompt_scale")) from None
+
+
 def decode_upload(data: bytes, max_pixels: int):
     """Encoded bytes -> RGB array; HTTPError 413 over the pixel limit, 400 for anything undecodable."""
     from PIL import Image
@@ -137,7 +150,10 @@ DEPTH_REQUEST_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
-                                           "properties": {"image": {"type": "string", "format": "binary"}}}},
+                                           "properties": {"image": {"type": "string", "format": "binary"},
+                                                          "prompt_depth": {"type": "string", "format": "binary",
+                                                                           "description": "a depth map (16-bit PNG, "
+                                                                           ".npy, .pfm) for models that take one"}}}},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         "image/*": {"schema": {"type": "string", "format": "binary"}},
     },
@@ -199,8 +215,11 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         fy: float | None = Query(None, description="ply: focal length y, pixels (default fx)"),
         cx: float | None = Query(None, description="ply: principal point x, pixels (default (W-1)/2)"),
         cy: float | None = Query(None, description="ply: principal point y, pixels (default (H-1)/2)"),
-        fov: float | None = Query(None, description=f"ply: horizontal field of view, degrees (default {encode.DEFAULT_FOV_DEG:g} when no fx)"),
+        fov: float | None = Query(None, description="ply: horizontal field of view, degrees (default: the photo's "
+                                                     f"EXIF, the model's own camera, else {encode.DEFAULT_FOV_DEG:g})"),
         max_points: int | None = Query(None, ge=1, description="ply: subsample to at most this many points"),
+        prompt_scale: float | None = Query(None, gt=0, description="metres per unit of the prompt_depth field "
+                                                                    "(0.001 for millimetre PNGs)"),
     ):
         batcher = state.pick(model)
         if format == "color":
@@ -212,18 +231,29 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         retry = {"Retry-After": str(settings.retry_after_s)}
         if batcher.full:  # refuse before reading and decoding: back-pressure should be cheap
             raise HTTPError(503, f"busy: {batcher.name} has {settings.queue_size} requests waiting; retry later", retry)
-        data = await read_upload(request, settings.max_upload_bytes)
+        data, prompt_data = await read_upload(request, settings.max_upload_bytes)
+        estimator = batcher.estimator
+        try:
+            estimator.check_prompt(prompt_data is not None)
+        except LocalDepthError as e:
+            raise HTTPError(400, str(e).replace("--prompt-depth PATH", "a multipart field prompt_depth")
+                            .replace("[--prompt-scale METRES_PER_UNIT]", "[?prompt_scale=METRES_PER_UNIT]")
+                            .replace("drop --prompt-depth", "drop the prompt_depth field")) from None
         async with decode_slots:  # bounds the memory that decoded images take at once
             image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
-        del data
-        intrinsics = None
-        if format == "ply":
+            prompt = None
+            if prompt_data is not None:
+                prompt = await run_in_threadpool(decode_prompt, estimator, prompt_data, prompt_scale, settings.max_pixels)
+        exif = io.BytesIO(data) if format == "ply" else None  # the photo's own focal length, if it states one
+        del data, prompt_data
+        given_camera = any(v is not None for v in (fx, fy, cx, cy, fov))
+        if format == "ply" and given_camera:  # refuse a bad camera before spending inference on it
             try:
-                intrinsics = encode.request_intrinsics(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
+                encode.request_intrinsics(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
         try:
-            result = await batcher.submit(image, settings.timeout_s)
+            result = await batcher.submit(image, settings.timeout_s, prompt)
         except QueueFullError as e:
             raise HTTPError(503, f"busy: {e}; retry later", retry) from None
         except BatcherStoppedError as e:
@@ -241,6 +271,9 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         elif format == "color":
             body, media, headers = await run_in_threadpool(encode.as_color, result, cmap)
         else:
+            h, w = result.map.shape
+            intrinsics = (encode.request_intrinsics(w, h, fx, fy, cx, cy, fov) if given_camera
+                          else resolve_intrinsics(w, h, image_path=exif, predicted=result.intrinsics))
             body, media, headers = await run_in_threadpool(
                 encode.as_ply, result, image, intrinsics, max_points or settings.max_points)
         headers.setdefault("Content-Disposition", f'inline; filename="{FILENAMES[format]}"')
@@ -252,6 +285,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         return {
             "default": state.default,
             "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.kind == "depth" else "relative",
+                        "prompt_depth": "required" if b.estimator.spec.prompt is not None else "none",
                         "max_batch": b.max_batch, "waiting": b.waiting} for b in state.batchers.values()],
             "formats": list(encode.RESPONSE_FORMATS),
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,

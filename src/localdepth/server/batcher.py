@@ -37,6 +37,7 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
+    prompt: np.ndarray | None = None  # the network's prompt_depth input (1, h, w), for models that take one
 
     def settle(self, result: DepthResult | None = None, error: BaseException | None = None) -> None:
         def _set():
@@ -91,12 +92,13 @@ class DynamicBatcher:
     def full(self) -> bool:
         return self._queue.full()
 
-    async def submit(self, image: np.ndarray, timeout_s: float) -> DepthResult:
-        """Queue one decoded image; raises QueueFullError, asyncio.TimeoutError or the model's error."""
+    async def submit(self, image: np.ndarray, timeout_s: float, prompt: np.ndarray | None = None) -> DepthResult:
+        """Queue one decoded image (and its preprocessed prompt depth, for models that take one);
+        raises QueueFullError, asyncio.TimeoutError or the model's error."""
         if not self.running:
             raise BatcherStoppedError("the model is not running (the server is starting or stopping)")
         loop = asyncio.get_running_loop()
-        job = _Job(image, loop, loop.create_future())
+        job = _Job(image, loop, loop.create_future(), prompt=prompt)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -155,16 +157,19 @@ class DynamicBatcher:
                 return
             if not jobs:
                 continue
-            groups: dict[tuple[int, int], list[_Job]] = defaultdict(list)
+            groups: dict[tuple, list[_Job]] = defaultdict(list)
             for job in jobs:
-                groups[self.estimator.network_size(*job.image.shape[:2])].append(job)
+                prompt_shape = None if job.prompt is None else job.prompt.shape
+                groups[(self.estimator.network_size(*job.image.shape[:2]), prompt_shape)].append(job)
             for group in groups.values():
                 self._run(group)
 
     def _run(self, group: list[_Job]) -> None:
         t0 = time.perf_counter()
         try:
-            results = self.estimator.predict_decoded([j.image for j in group], batch_size=len(group))
+            prompts = None if group[0].prompt is None else [j.prompt[0] for j in group]
+            results = self.estimator.predict_decoded([j.image for j in group], batch_size=len(group),
+                                                     prompt_depths=prompts)
         except Exception as e:  # a failing batch never stops the worker
             if len(group) > 1:  # run them one by one, so one bad image fails only its own request
                 log.warning("%s: a batch of %d failed (%s); retrying one by one", self.name, len(group), e)

@@ -151,10 +151,12 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
     comments = [f"localdepth {__version__} model {result.model} kind {result.kind}",
                 f"units {units}",
                 "frame OpenCV camera: x right, y down, z forward",
-                f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} image {w}x{h} stride {stride}"]
+                f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} image {w}x{h} stride {stride}",
+                f"intrinsics_source {k.origin}"]
     headers = base_headers(result)
     headers.update({"X-Point-Units": "m" if metric else "arbitrary", "X-Point-Count": str(len(points)),
                     "X-Point-Stride": str(stride),
                     "X-Intrinsics": f"{k.fx:.6g},{k.fy:.6g},{k.cx:.6g},{k.cy:.6g}",
+                    "X-Intrinsics-Source": k.origin,
                     "Content-Disposition": 'attachment; filename="depth.ply"'})
     return ply_bytes(points, colors, comments), "application/octet-stream", headers

@@ -71,15 +71,17 @@ class TokenAuthMiddleware:
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-async def read_upload(request, limit: int) -> bytes:
-    """The uploaded image: the multipart field ``image`` or the raw body, at most ``limit`` bytes.
+async def read_upload(request, limit: int) -> tuple[bytes, bytes | None]:
+    """The uploaded image (the multipart field ``image`` or the raw body) and the optional
+    multipart field ``prompt_depth`` (a depth map, for models that take one); at most ``limit``
+    bytes each, and twice ``limit`` for the whole body.
 
     The body is read in chunks and refused (413) as soon as it passes the limit, so a huge
     upload never sits in memory; a Content-Length over the limit is refused before reading.
     """
     content_type = request.headers.get("content-type", "")
     multipart = content_type.lower().startswith("multipart/form-data")
-    cap = limit + (MULTIPART_OVERHEAD if multipart else 0)
+    cap = (2 * limit + MULTIPART_OVERHEAD) if multipart else limit
     too_large = HTTPError(413, f"upload is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
@@ -91,10 +93,11 @@ async def read_upload(request, limit: int) -> bytes:
             raise too_large
         chunks.append(chunk)
     body = b"".join(chunks)
+    prompt = None
     if multipart:
         request._body = body  # let Starlette's form parser read what we already have
         try:
-            form = await request.form(max_files=1, max_fields=16)
+            form = await request.form(max_files=2, max_fields=16)
         except Exception as e:
             raise HTTPError(400, f"malformed multipart body ({getattr(e, 'detail', None) or e})") from None
         try:
@@ -103,12 +106,19 @@ async def read_upload(request, limit: int) -> bytes:
                 raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
                                      "or the image itself as the request body")
             data = await field.read()
+            extra = form.get("prompt_depth")
+            if extra is not None:
+                if isinstance(extra, str):
+                    raise HTTPError(400, "the multipart field 'prompt_depth' must be a file: -F prompt_depth=@lidar.png")
+                prompt = await extra.read()
         finally:
             await form.close()
     else:
         data = body
-    if len(data) > limit:
+    if len(data) > limit or (prompt is not None and len(prompt) > limit):
         raise too_large
     if not data:
         raise HTTPError(400, "empty upload: send an image (multipart field 'image' or the raw body)")
-    return data
+    if prompt is not None and not prompt:
+        raise HTTPError(400, "empty prompt_depth field")
+    return data, prompt
