@@ -121,7 +121,8 @@ class Runner:
                  on_error: Callable[[str], None] | None = None, pipeline: bool = True,
                  workers: int | None = None, url_limits=None,
                  prompt_for: Callable[[InputItem], tuple[np.ndarray, str]] | None = None):
-        self._load = None if isinstance(estimator, DepthEstimator) else estimator
+        # duck typing: anything that predicts is the estimator itself; a plain function loads one
+        self._load = estimator if callable(estimator) and not hasattr(estimator, "predict_prepared") else None
         self.estimator: DepthEstimator | None = None if self._load else estimator
         if self.estimator is not None:
             self.estimator.check_prompt(prompt_for is not None)
