@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_sidecar_records_the_predicted_camera(camera_estimator, tmp_path):
     from localdepth.writers import WriteOptions, output_paths, write_result
 
     result = camera_estimator.predict(np.zeros((40, 60, 3), dtype=np.uint8))
-    paths = output_paths(tmp_path, tmp_path / "x.png", ("npy",))
+    paths = output_paths(tmp_path, Path("x.png"), ("npy",))
     write_result(result, paths, WriteOptions(formats=("npy",)), camera_estimator.describe())
     meta = json.loads(paths["json"].read_text())
     assert meta["predicted_intrinsics"]["origin"] == "model"
@@ -128,7 +129,7 @@ def test_normals_format_uses_the_model_camera_unless_one_is_given(camera_estimat
     from localdepth.writers import WriteOptions, output_paths, write_result
 
     result = camera_estimator.predict(np.zeros((40, 60, 3), dtype=np.uint8))
-    paths = output_paths(tmp_path, tmp_path / "x.png", ("normals",))
+    paths = output_paths(tmp_path, Path("x.png"), ("normals",))
     meta = write_result(result, paths, WriteOptions(formats=("normals",)), camera_estimator.describe())
     info = meta["outputs"]["normals"]
     assert info["intrinsics_source"] == "model" and info["intrinsics"]["fx"] == pytest.approx(result.intrinsics.fx)

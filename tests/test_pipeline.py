@@ -163,3 +163,38 @@ def test_ctrl_c_on_the_command_line(tiny_da_dir, tmp_path):
     for sidecar in out.glob("*.json"):
         assert (out / f"{sidecar.stem}_color.png").is_file()
         assert np.load(out / f"{sidecar.stem}.npy").shape in ((30, 40), (40, 30))  # loads: not truncated
+
+
+def test_interrupt_summary_counts_every_item_written(small_estimator, tmp_path, monkeypatch):
+    """Ctrl-C while the runner waits for a write: that write still finishes (atomically), so the
+    summary must count it. It was taken off the queue before the wait and lost: one too few."""
+    from localdepth.backends.base import NetworkOutput
+
+    items = expand_inputs([str(_images(tmp_path / "in", 16, broken=False))])
+    real_write = runner_module.write_result
+    first = threading.Event()
+
+    def write(*args, **kwargs):
+        if not first.is_set():
+            first.set()
+            time.sleep(2.0)  # the oldest write is slow: the runner ends up waiting for it
+        return real_write(*args, **kwargs)
+
+    def ctrl_c():
+        first.wait(30)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal, as Ctrl-C sends
+
+    # an instant network, so that the runner is soon waiting on the slow write, not inferring
+    monkeypatch.setattr(small_estimator.backend, "run",
+                        lambda batch, **kw: NetworkOutput(depth=np.ones((batch.shape[0], *batch.shape[2:]), np.float32)))
+    monkeypatch.setattr(runner_module, "write_result", write)
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    out = tmp_path / "out"
+    summary = Runner(small_estimator, out, WriteOptions(formats=("npy",)), batch_size=1, progress=False,
+                     workers=2).run(items)
+    assert summary.interrupted
+    written = sorted(p.stem for p in out.glob("*.json"))
+    assert sorted(Path(o.item.path).stem for o in summary.outcomes if o.status == "ok") == written
+    assert summary.ok == len(written) > 0
+    assert not _leftovers(out)

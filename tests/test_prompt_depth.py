@@ -71,8 +71,8 @@ def test_missing_or_misplaced_prompt_depth_is_one_line_with_exit_2(scene, tiny_p
         "is an integer image: give --prompt-scale": [scan, *pda, "--prompt-depth", str(scene / "lidar.png")],
         "no such file or folder": [scan, *pda, "--prompt-depth", str(scene / "nope.png")],
         "one map for 2 images": [scan, str(scene / "lidar.png"), *pda, "--prompt-depth", str(scene / "lidar_m.npy")],
-        "--prompt-scale must be a positive": [scan, *pda, "--prompt-depth", str(scene / "lidar.png"),
-                                              "--prompt-scale", "nan"],
+        "--prompt-scale must be a finite number > 0": [scan, *pda, "--prompt-depth", str(scene / "lidar.png"),
+                                                       "--prompt-scale", "nan"],
         "--prompt-scale needs --prompt-depth": [scan, "--model", "depth-anything-v2-small", "--weights",
                                                 str(tiny_da_dir), "--prompt-scale", "0.001"],
     }

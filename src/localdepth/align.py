@@ -276,7 +276,10 @@ def read_reference(path, *, scale: float | None = None, shape: tuple[int, int] |
     from pathlib import Path
 
     from .depthfile import load_depth_values
+    from .safety import NUMERIC_OPTIONS
 
+    if scale is not None:  # 0 would divide by zero, NaN would give a NaN reference
+        NUMERIC_OPTIONS["reference_scale"].check("--reference-scale", scale)
     p = Path(path)
     values, kind = load_depth_values(p)
     if kind == "array":

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .errors import LocalDepthError
+from .safety import quoted
 from .writers import decode_png16
 
 MAP_SUFFIXES = (".npy", ".npz", ".pfm", ".png")
@@ -45,7 +46,7 @@ def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarra
     """``(map (H, W) float32, kind, sidecar or {})``; raises :class:`LocalDepthError` in one line."""
     path = Path(path)
     if not path.is_file():
-        raise LocalDepthError(f"{path}: no such depth map")
+        raise LocalDepthError(f"{quoted(path)}: no such depth map")
     meta = sidecar_for(path) or {}
     suffix = path.suffix.lower()
     if suffix in (".npy", ".npz"):
@@ -57,23 +58,23 @@ def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarra
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         mapping = (meta.get("outputs") or {}).get("png16")
         if raw is None or raw.dtype != np.uint16:
-            raise LocalDepthError(f"{path}: not a 16-bit depth PNG")
+            raise LocalDepthError(f"{quoted(path)}: not a 16-bit depth PNG")
         if mapping is None:
-            raise LocalDepthError(f"{path}: a 16-bit PNG without its localdepth sidecar; "
+            raise LocalDepthError(f"{quoted(path)}: a 16-bit PNG without its localdepth sidecar; "
                                   "give the map as .npy, or use `--reference-scale` style metres yourself")
         arr = decode_png16(raw, mapping)
     else:
-        raise LocalDepthError(f"{path}: unsupported depth map type; use one of {', '.join(MAP_SUFFIXES)}")
+        raise LocalDepthError(f"{quoted(path)}: unsupported depth map type; use one of {', '.join(MAP_SUFFIXES)}")
     if arr is None:
-        raise LocalDepthError(f"{path}: cannot read the depth map")
+        raise LocalDepthError(f"{quoted(path)}: cannot read the depth map")
     arr = as_2d_map(np.asarray(arr, dtype=np.float32))
     if arr.ndim != 2:
-        raise LocalDepthError(f"{path}: a depth map must be 2-D (height x width), got shape {arr.shape}")
+        raise LocalDepthError(f"{quoted(path)}: a depth map must be 2-D (height x width), got shape {arr.shape}")
     if arr.size == 0:
-        raise LocalDepthError(f"{path}: the depth map is empty ({arr.shape[1]}x{arr.shape[0]} pixels)")
+        raise LocalDepthError(f"{quoted(path)}: the depth map is empty ({arr.shape[1]}x{arr.shape[0]} pixels)")
     found = meta.get("kind") or kind or "disparity"
     if found not in ("depth", "disparity"):
-        raise LocalDepthError(f"{path}: unknown map kind '{found}' (depth or disparity)")
+        raise LocalDepthError(f"{quoted(path)}: unknown map kind '{found}' (depth or disparity)")
     return arr, found, meta
 
 

@@ -21,7 +21,7 @@ from .depthfile import read_prompt_depth
 from .errors import LocalDepthError, PromptDepthError
 from .images import as_rgb, load_image
 from .postprocess import DepthResult, fov_to_intrinsics, intrinsics_to_original, resize_to_image, to_original_size
-from .preprocess import network_size, preprocess, preprocess_prompt
+from .preprocess import network_input_note, network_size, preprocess, preprocess_prompt
 from .registry import ModelSpec
 from .weights import resolve
 
@@ -218,7 +218,7 @@ class DepthEstimator:
             h, w = image.shape[:2]
             depth = to_original_size(out.depth[j], h, w, self.spec.output, post, pre)
             confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
-            notes = {}
+            notes = network_input_note(h, w, pre, self.input_size)
             if out.field_of_view is not None:
                 camera = fov_to_intrinsics(out.field_of_view[j], h, w)
                 notes["predicted_field_of_view_deg"] = float(out.field_of_view[j])

@@ -91,8 +91,9 @@ def parse_intrinsics(text: str, width: int, height: int) -> Intrinsics:
         values = [float(v) for v in text.replace(" ", "").split(",")]
     except ValueError:
         values = []
-    if len(values) != 4 or values[0] <= 0 or values[1] <= 0:
-        raise ValueError(f"--intrinsics wants fx,fy,cx,cy in pixels (e.g. 525,525,319.5,239.5), got '{text}'")
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
+        raise ValueError(f"--intrinsics wants fx,fy,cx,cy in pixels: four finite numbers, fx and fy positive "
+                         f"(e.g. 525,525,319.5,239.5); got '{text}'")
     return Intrinsics(*values, width=width, height=height, source="intrinsics")
 
 

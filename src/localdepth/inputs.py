@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .images import IMAGE_EXTENSIONS
+from .safety import quoted
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -73,7 +74,7 @@ def _list_file(list_path: Path) -> list[InputItem]:
         if not p.is_absolute():
             p = list_path.parent / p
         rel = Path(line) if not Path(line).is_absolute() and ".." not in Path(line).parts else Path(p.name)
-        items.append(InputItem(p, rel) if p.is_file() else InputItem(p, rel, f"{p}: no such file"))
+        items.append(InputItem(p, rel) if p.is_file() else InputItem(p, rel, f"{quoted(p)}: no such file"))
     return items
 
 
@@ -100,9 +101,9 @@ def expand_inputs(specs: list[str | os.PathLike]) -> list[InputItem]:
             items.append(InputItem(path, Path(path.name)))
         elif _GLOB_CHARS.search(text):
             matched = _glob(text)
-            items += matched or [InputItem(path, Path(path.name), f"{text}: the pattern matched no file")]
+            items += matched or [InputItem(path, Path(path.name), f"{quoted(text)}: the pattern matched no file")]
         else:
-            items.append(InputItem(path, Path(path.name), f"{text}: no such file or folder"))
+            items.append(InputItem(path, Path(path.name), f"{quoted(text)}: no such file or folder"))
     seen: set[Path] = set()
     unique = []
     for item in items:

@@ -8,6 +8,7 @@ layout the backend expects.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -35,8 +36,32 @@ def pad_margins(height: int, width: int, pre: Preprocessing) -> tuple[int, int]:
     return (int(math.sqrt(height / 2) * pre.reflect_pad_factor), int(math.sqrt(width / 2) * pre.reflect_pad_factor))
 
 
-def network_size(height: int, width: int, pre: Preprocessing, input_size: int | None = None) -> tuple[int, int]:
-    """The ``(h, w)`` the network sees for an image of ``height x width``.
+@dataclass(frozen=True)
+class NetworkInput:
+    """The network input planned for one image: ``(height, width)``, what the model's reference
+    resize asked for, and why they differ (``limited_by`` is empty within the budget)."""
+
+    height: int
+    width: int
+    reference: tuple[int, int]
+    limited_by: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def note(self, pre: Preprocessing) -> dict | None:
+        """What the sidecar records when the budget changed the input (None otherwise)."""
+        if not self.limited_by:
+            return None
+        return {"height": self.height, "width": self.width, "reference": list(self.reference),
+                "limited_by": list(self.limited_by), "max_pixels": pre.max_pixels, "max_aspect": pre.max_aspect,
+                "note": "the reference resize would exceed the model's input budget; the input was shrunk "
+                        "(long side first), and the map resized back to the image"}
+
+
+def _reference_size(height: int, width: int, pre: Preprocessing, input_size: int | None) -> tuple[int, int]:
+    """The ``(h, w)`` the model's reference implementation would feed the network (unbounded).
 
     ``input_size`` overrides the entry's default (``--input-size``); it is rounded to the
     entry's multiple, as the reference does. With reflection padding, the padded image is what
@@ -61,6 +86,50 @@ def network_size(height: int, width: int, pre: Preprocessing, input_size: int | 
     h = _round_to_multiple(scale * height, pre.multiple_of, min_h)
     w = _round_to_multiple(scale * width, pre.multiple_of, min_w)
     return h, w
+
+
+def _floor_to_multiple(x: float, multiple: int) -> int:
+    return max(multiple, int(math.floor(x / multiple)) * multiple)
+
+
+def plan_network_input(height: int, width: int, pre: Preprocessing, input_size: int | None = None) -> NetworkInput:
+    """The network input for an image of ``height x width``: the reference resize, bounded by the
+    model's budget (``pre.max_aspect``, ``pre.max_pixels``).
+
+    Beyond the aspect ratio, the long side is shrunk to ``max_aspect`` times the short one (the
+    image is squeezed along it; the map is resized back to the image, so only the detail along
+    that side is coarser). Beyond the pixel budget, both sides shrink by the same factor. Sides
+    stay multiples of ``pre.multiple_of``, as the networks need. Nothing here allocates.
+    """
+    reference = _reference_size(height, width, pre, input_size)
+    h, w = reference
+    if pre.resize == "fixed":
+        return NetworkInput(h, w, reference)
+    limited = []
+    m = pre.multiple_of
+    if max(h, w) > min(h, w) * pre.max_aspect:
+        longest = _floor_to_multiple(min(h, w) * pre.max_aspect, m)
+        h, w = (longest, w) if h > w else (h, longest)
+        limited.append(f"aspect ratio over {pre.max_aspect:g}:1")
+    if h * w > pre.max_pixels:
+        factor = math.sqrt(pre.max_pixels / (h * w))
+        h, w = _floor_to_multiple(h * factor, m), _floor_to_multiple(w * factor, m)
+        longest = _floor_to_multiple(min(h, w) * pre.max_aspect, m)  # rounding must not break the ratio
+        h, w = min(h, longest), min(w, longest)
+        limited.append(f"over {pre.max_pixels} pixels")
+    return NetworkInput(h, w, reference, tuple(limited))
+
+
+def network_input_note(height: int, width: int, pre: Preprocessing, input_size: int | None = None) -> dict:
+    """Sidecar entries for an image of ``height x width``: ``network_input`` when the model's input
+    budget changed what the reference resize asked for; empty otherwise."""
+    note = plan_network_input(height, width, pre, input_size).note(pre)
+    return {"network_input": note} if note else {}
+
+
+def network_size(height: int, width: int, pre: Preprocessing, input_size: int | None = None) -> tuple[int, int]:
+    """The ``(h, w)`` the network sees for an image of ``height x width`` (see :func:`plan_network_input`)."""
+    return plan_network_input(height, width, pre, input_size).size
 
 
 def resize(x: np.ndarray, height: int, width: int, interpolation: str = "bilinear", *,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import ModelNotFoundError
+from .limits import NETWORK_MAX_ASPECT, NETWORK_MAX_PIXELS
 
 OutputKind = Literal["disparity", "depth"]
 ResizeMode = Literal["lower_bound", "minimal", "fixed"]
@@ -45,6 +46,11 @@ class Preprocessing:
     postprocessing cuts the same margin off the prediction. 0 = no padding.
 
     Pixel values are scaled to [0, 1], then ``(x - mean) / std``.
+
+    The network input is bounded whatever the image (:func:`localdepth.preprocess.plan_network_input`):
+    at most ``max_pixels`` pixels, and a long side at most ``max_aspect`` times the short side;
+    beyond them the input is shrunk (defaults and the measurements behind them:
+    :mod:`localdepth.limits`).
     """
 
     resize: ResizeMode
@@ -58,6 +64,8 @@ class Preprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     layout: Literal["nchw", "nhwc"] = "nchw"
+    max_pixels: int = NETWORK_MAX_PIXELS
+    max_aspect: float = NETWORK_MAX_ASPECT
 
     def as_dict(self) -> dict:
         """The fields that apply to this resize mode: a fixed input has no ``input_size`` or

@@ -28,6 +28,8 @@ from .errors import LocalDepthError
 from .estimator import DepthEstimator
 from .images import load_image
 from .inputs import InputItem
+from .limits import MAX_IMAGE_PIXELS
+from .safety import one_line, quoted
 from .writers import WriteOptions, is_complete, output_paths, write_result
 
 
@@ -97,7 +99,7 @@ def plan(item: InputItem, outdir: Path, options: WriteOptions) -> dict[str, Path
         return paths
     src = item.path.resolve()
     if any(p.resolve() == src for p in paths.values()):
-        raise LocalDepthError(f"{item.label}: an output would overwrite the input; choose another --outdir")
+        raise LocalDepthError(f"{quoted(item.label)}: an output would overwrite the input; choose another --outdir")
     return paths
 
 
@@ -119,7 +121,7 @@ class Runner:
                  options: WriteOptions, *,
                  batch_size: int = 1, skip_existing: bool = False, progress: bool = True,
                  on_error: Callable[[str], None] | None = None, pipeline: bool = True,
-                 workers: int | None = None, url_limits=None,
+                 workers: int | None = None, url_limits=None, max_pixels: int | None = MAX_IMAGE_PIXELS,
                  prompt_for: Callable[[InputItem], tuple[np.ndarray, str]] | None = None):
         # duck typing: anything that predicts is the estimator itself; a plain function loads one
         self._load = estimator if callable(estimator) and not hasattr(estimator, "predict_prepared") else None
@@ -133,9 +135,10 @@ class Runner:
         self.batch_size = max(1, batch_size)
         self.skip_existing = skip_existing
         self.progress = progress
-        self.on_error = on_error or (lambda line: print(f"localdepth: error: {line}", file=sys.stderr))
+        self.on_error = on_error or (lambda line: print(f"localdepth: error: {one_line(line)}", file=sys.stderr))
         self.keep_image = "side" in options.formats
         self.pipeline = pipeline
+        self.max_pixels = max_pixels  # larger images are refused before decoding
         self.workers = max(1, workers or min(4, os.cpu_count() or 1))
         #: inputs decoded ahead of inference, and results waiting to be written, at most
         self.decode_window = 2 * self.batch_size + self.workers
@@ -210,7 +213,7 @@ class Runner:
             if self.skip_existing and is_complete(paths):
                 return ItemOutcome(item, "skipped", outputs=paths), None
             t0 = time.perf_counter()
-            image = load_image(item.source, url_limits=self.url_limits)
+            image = load_image(item.source, max_pixels=self.max_pixels, url_limits=self.url_limits)
             decoded = _Decoded(item, paths, image, (time.perf_counter() - t0) * 1000)
             if self.prompt_for is not None:
                 metres, decoded.prompt_label = self.prompt_for(item)
@@ -227,7 +230,7 @@ class Runner:
                 sources=[d.item.label for d in batch], keep_image=self.keep_image, prompt_depths=prompts)
         except Exception as e:
             if len(batch) == 1:
-                yield ItemOutcome(batch[0].item, "failed", f"{batch[0].item.label}: inference failed ({_short(e)})")
+                yield ItemOutcome(batch[0].item, "failed", f"{quoted(batch[0].item.label)}: inference failed ({_short(e)})")
                 return
             # retry one by one so that one image that breaks the batch fails alone
             for d in batch:
@@ -240,7 +243,7 @@ class Runner:
             try:
                 write_result(result, d.paths, self.options, self.model_info)
             except Exception as e:
-                yield ItemOutcome(d.item, "failed", f"{d.item.label}: cannot write outputs ({_short(e)})")
+                yield ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: cannot write outputs ({_short(e)})")
                 continue
             yield ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
 
@@ -256,7 +259,7 @@ class Runner:
             decoded.network_input = self.estimator.preprocess(decoded.image)
             decoded.preprocess_ms = (time.perf_counter() - t0) * 1000
         except Exception as e:
-            return ItemOutcome(item, "failed", f"{item.label}: cannot preprocess ({_short(e)})"), None
+            return ItemOutcome(item, "failed", f"{quoted(item.label)}: cannot preprocess ({_short(e)})"), None
         return None, decoded
 
     def _write(self, d: _Decoded, result) -> ItemOutcome:
@@ -265,7 +268,7 @@ class Runner:
         try:
             write_result(result, d.paths, self.options, self.model_info)
         except Exception as e:
-            return ItemOutcome(d.item, "failed", f"{d.item.label}: cannot write outputs ({_short(e)})")
+            return ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: cannot write outputs ({_short(e)})")
         return ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
 
     def _pipelined(self, items: list[InputItem]) -> Iterator[ItemOutcome]:
@@ -279,8 +282,12 @@ class Runner:
         def finished_writes(block_until: int) -> Iterator[ItemOutcome]:
             nonlocal in_flight
             while writes and (len(writes) > block_until or writes[0].done()):
+                # wait with the future still queued: Ctrl-C during the wait must not lose a write
+                # that then finishes (the finally below reports the writes that did)
+                outcome = writes[0].result()
+                writes.popleft()
                 in_flight -= 1
-                yield writes.popleft().result()
+                yield outcome
 
         try:
             while True:
@@ -343,7 +350,7 @@ class Runner:
         except Exception as e:
             if len(group) == 1:
                 d = group[0]
-                yield d, None, ItemOutcome(d.item, "failed", f"{d.item.label}: inference failed ({_short(e)})")
+                yield d, None, ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: inference failed ({_short(e)})")
                 return
             for d in group:  # one by one, so that one image that breaks the batch fails alone
                 yield from self._infer_group([d])

@@ -31,13 +31,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
 
 from .images import to_uint8
 from .postprocess import DepthResult
+from .safety import relative_output, under_root
 
 PNG16_MAX = 65535
 METRIC_PNG16_SCALE = 0.001  # metres per unit: millimetres
@@ -234,13 +235,26 @@ def parse_formats(text: str | list[str]) -> tuple[str, ...]:
     return tuple(f for f in formats if f != "json")
 
 
-def output_paths(outdir: Path, rel: Path, formats: tuple[str, ...]) -> dict[str, Path]:
-    """Where each format of the input at relative path ``rel`` goes (plus ``json``)."""
-    base = Path(outdir) / rel.parent
+def output_names(rel: Path | str, formats: tuple[str, ...]) -> dict[str, PurePosixPath]:
+    """The relative path of each format of the input at relative path ``rel`` (plus ``json``).
+
+    Raises :class:`~localdepth.safety.UnsafePathError` when ``rel`` is absolute or holds ``..``.
+    """
+    rel = relative_output(rel)
     stem = rel.stem if rel.suffix else rel.name
-    paths = {fmt: base / f"{stem}{FORMATS[fmt][0]}" for fmt in formats}
-    paths["json"] = base / f"{stem}{SIDECAR_SUFFIX}"
-    return paths
+    names = {fmt: rel.parent / f"{stem}{FORMATS[fmt][0]}" for fmt in formats}
+    names["json"] = rel.parent / f"{stem}{SIDECAR_SUFFIX}"
+    return names
+
+
+def output_paths(outdir: Path, rel: Path | str, formats: tuple[str, ...]) -> dict[str, Path]:
+    """Where each format of the input at relative path ``rel`` goes under ``outdir`` (plus ``json``).
+
+    Every path is checked to stay under ``outdir``, symbolic links followed
+    (:func:`localdepth.safety.under_root`); one that would leave it raises
+    :class:`~localdepth.safety.UnsafePathError`.
+    """
+    return {fmt: under_root(outdir, name) for fmt, name in output_names(rel, formats).items()}
 
 
 def is_complete(paths: dict[str, Path]) -> bool:

@@ -8,6 +8,7 @@ import sys
 from .. import registry
 from ..backends import BACKENDS
 from ..errors import LocalDepthError
+from ..limits import MAX_IMAGE_PIXELS
 from ..writers import FORMATS, colormap_lut, parse_formats
 
 
@@ -80,6 +81,13 @@ def formats_from_args(args: argparse.Namespace) -> tuple[str, ...]:
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
     return formats
+
+
+def add_limit_args(parser: argparse.ArgumentParser) -> None:
+    """--max-pixels, as `run` and `batch` take it (the budgets themselves: localdepth.limits)."""
+    parser.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS, metavar="N",
+                        help=f"refuse images larger than N pixels (width x height, read before decoding; "
+                             f"default: {MAX_IMAGE_PIXELS} = 8192x8192)")
 
 
 # ----------------------------------------------------------------------------- prompt depth, URLs

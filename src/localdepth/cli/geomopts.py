@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LocalDepthError
+from ..limits import MAX_IMAGE_PIXELS
+from ..safety import one_line, quoted, under_root
 
 
 def add_camera_args(p: argparse.ArgumentParser) -> None:
@@ -132,7 +134,7 @@ def geometry_paths(args: argparse.Namespace, item, outdir: Path, several: bool) 
         if not several:
             return option
         stem = item.rel.stem if item.rel.suffix else item.rel.name
-        return Path(outdir) / item.rel.parent / f"{stem}_{tag}{option.suffix or '.ply'}"
+        return under_root(outdir, item.rel.parent / f"{stem}_{tag}{option.suffix or '.ply'}")
 
     return one(args.pointcloud, "points"), one(args.mesh, "mesh")
 
@@ -166,22 +168,23 @@ def run_with_geometry(args: argparse.Namespace, items, load_estimator, options, 
             if item.error:
                 raise LocalDepthError(item.error)
             paths = plan(item, args.outdir, options)
-            image = load_image(item.source, url_limits=url_limits)
+            cloud, mesh = geometry_paths(args, item, args.outdir, several)  # refused before any work
+            image = load_image(item.source, max_pixels=getattr(args, "max_pixels", MAX_IMAGE_PIXELS),
+                               url_limits=url_limits)
             prompt, prompt_label = prompt_for(item) if prompt_for else (None, None)
             result = estimator.predict_decoded([image], sources=[item.label], keep_image=True,
                                                prompt_depths=None if prompt is None else [prompt])[0]
             if prompt_label:
                 result.notes["prompt_depth"]["file"] = prompt_label
-            cloud, mesh = geometry_paths(args, item, args.outdir, several)
             extra = export_geometry(args, result.map, result.kind, image, None if item.url else item.path,
                                     pointcloud=cloud, mesh=mesh, predicted=result.intrinsics)
             opts = dataclasses.replace(options, extra_sidecar={**options.extra_sidecar, **extra})
             write_result(result, paths, opts, model_info)
             ok += 1
             units = "metres" if extra["geometry"]["units"] == "m" else "arbitrary units"
-            print(f"{item.label}: " + ", ".join(str(p) for p in (cloud, mesh) if p) + f" ({units})", file=sys.stderr)
+            print(f"{quoted(item.label)}: " + ", ".join(str(p) for p in (cloud, mesh) if p) + f" ({units})", file=sys.stderr)
         except Exception as e:  # one bad input must not stop the others
             failed += 1
-            print(f"localdepth: error: {_short(e)}", file=sys.stderr)
+            print(f"localdepth: error: {one_line(_short(e))}", file=sys.stderr)
     print(f"done: {ok} ok, {failed} failed -> {args.outdir}", file=sys.stderr)
     return 1 if failed else 0

@@ -9,6 +9,7 @@ import sys
 import warnings
 
 from ..errors import LocalDepthError
+from ..safety import one_line
 
 #: subcommand modules in this package; each defines ``register(subparsers)``
 COMMANDS = ("run", "models", "export", "bench", "align", "pointcloud", "eval", "video", "serve", "batch")
@@ -38,6 +39,19 @@ def _subcommand_parser(parser: argparse.ArgumentParser, command: str | None) -> 
     return parser
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Distrust the command line once, before any command runs: every numeric option finite and in
+    range (:data:`localdepth.safety.NUMERIC_OPTIONS`), ``--intrinsics`` four finite numbers, and
+    an ``--outdir`` that is not an existing file."""
+    from ..safety import check_intrinsics_text, check_options, check_outdir
+
+    check_options(vars(args))
+    if getattr(args, "intrinsics", None):
+        check_intrinsics_text(args.intrinsics)
+    if getattr(args, "outdir", None) is not None:
+        check_outdir(args.outdir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -48,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     warnings.showwarning = _show_warning
     try:
+        check_args(args)
         with warnings.catch_warnings():  # the filter below lasts for this command only (in-process callers)
             if getattr(args, "quiet", False):
                 from ..estimator import NonCommercialLicenceWarning
@@ -56,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.filterwarnings("ignore", category=NonCommercialLicenceWarning)
             return int(args.func(args) or 0)
     except LocalDepthError as e:
-        print(f"localdepth: error: {e}", file=sys.stderr)
+        print(f"localdepth: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("localdepth: interrupted", file=sys.stderr)

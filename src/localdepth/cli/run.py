@@ -9,8 +9,8 @@ from pathlib import Path
 from .. import registry
 from ..inputs import expand_inputs
 from ..writers import WriteOptions
-from .common import (add_format_args, add_model_args, add_outdir_arg, add_prompt_args, add_url_args,
-                     formats_from_args, load_from_args, prompt_source, url_limits_from_args)
+from .common import (add_format_args, add_limit_args, add_model_args, add_outdir_arg, add_prompt_args,
+                     add_url_args, formats_from_args, load_from_args, prompt_source, url_limits_from_args)
 from .geomopts import add_camera_args, camera_sidecar, run_with_geometry
 
 
@@ -26,6 +26,7 @@ def register(sub) -> None:
     add_format_args(p)
     p.add_argument("--batch-size", "-b", type=int, default=1, help="images per forward pass (same-size images)")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs are all there (resume)")
+    add_limit_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--pointcloud", type=Path, metavar="PATH",
                    help="also write a coloured point cloud (.ply/.pcd); metric models give metres, relative ones "
@@ -66,7 +67,8 @@ def main(args: argparse.Namespace) -> int:
         return run_with_geometry(args, items, estimator, options, url_limits=url_limits, prompt_for=prompt_for)
     runner = Runner(estimator, args.outdir, options, batch_size=args.batch_size,
                     skip_existing=args.skip_existing, progress=not args.quiet,
-                    pipeline=args.pipeline, workers=args.workers, url_limits=url_limits, prompt_for=prompt_for)
+                    pipeline=args.pipeline, workers=args.workers, url_limits=url_limits, prompt_for=prompt_for,
+                    max_pixels=args.max_pixels)
     summary = runner.run(items)
     print(summary.line(args.outdir), file=sys.stderr)
     if summary.interrupted:

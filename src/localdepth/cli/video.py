@@ -120,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("av") is None:
         raise LocalDepthError("localdepth video needs PyAV: pip install 'localdepth[video]'")
     from ..video import DepthVideoWriter, FrameFilesWriter, Position, Selection, open_source, process_clip
-    from ..writers import colormap_lut
+    from ..safety import under_root
+    from ..writers import atomic_write_bytes, colormap_lut
 
     if args.preview:
         problem = preview_problem()
@@ -172,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
     normalize = args.normalize or ("running" if args.webcam is not None or args.preview else "clip")
     sidecar = output.with_suffix(".json") if output is not None else None
     if sidecar is None and formats:
-        sidecar = writers[0].outdir / "clip.json"
+        sidecar = under_root(writers[0].outdir, "clip.json")
     try:
         summary = process_clip(source, estimator, writers, stabilize=args.stabilize, ema=args.ema,
                                normalize=normalize, warmup=args.warmup, progress=not args.quiet,
@@ -180,7 +181,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
     if output is not None and formats:  # the frames' folder gets the clip's sidecar too
-        (writers[0].outdir / "clip.json").write_text(json.dumps(summary.sidecar, indent=2) + "\n")
+        clip_json = (json.dumps(summary.sidecar, indent=2) + "\n").encode()
+        atomic_write_bytes(under_root(writers[0].outdir, "clip.json"), clip_json)
     print(f"localdepth: {summary.line()}", file=sys.stderr)
     for w in summary.outputs:
         where = w.get("file") or w.get("outdir")

@@ -39,6 +39,7 @@ import numpy as np
 
 from .. import align as alignment
 from ..errors import LocalDepthError
+from ..safety import under_root
 from .datasets import Dataset, Sample
 from .metrics import METRICS, Aggregate, valid_mask
 
@@ -191,7 +192,7 @@ def evaluate(predictors: list[Predictor], dataset: Dataset, settings: EvalSettin
                                   "fit": fit.as_dict() if fit else None,
                                   **({"focal_abs_rel": focal} if focal is not None else {})})
             if settings.error_maps:
-                write_error_map(settings.error_maps / _safe(p.label) / f"{_safe(sample.name)}.png",
+                write_error_map(under_root(settings.error_maps, f"{_safe(p.label)}/{_safe(sample.name)}.png"),
                                 rgb, gt, depth, valid)
         if progress:
             progress(f"[{k}/{len(dataset.samples)}] {sample.name}")

@@ -24,9 +24,10 @@ from ..errors import ImageDecodeError, LocalDepthError
 from ..geometry import resolve_intrinsics
 from ..images import load_image
 from . import encode
-from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
-from .metrics import MetricsMiddleware, ServerMetrics
-from .security import HTTPError, TokenAuthMiddleware, read_upload
+from ..safety import InvalidValueError, check_options, one_line
+from .batcher import BatcherStoppedError, DynamicBatcher, PixelBudget, QueueFullError
+from .metrics import CLIENT_CLOSED, MetricsMiddleware, ServerMetrics
+from .security import ClientClosed, HTTPError, TokenAuthMiddleware, read_upload
 from .settings import ServerSettings
 
 log = logging.getLogger("localdepth.server")
@@ -122,20 +123,26 @@ def decode_prompt(estimator, data: bytes, scale: float | None, max_pixels: int):
         raise HTTPError(400, str(e).replace("--prompt-scale", "prompt_scale")) from None
 
 
-def decode_upload(data: bytes, max_pixels: int):
-    """Encoded bytes -> RGB array; HTTPError 413 over the pixel limit, 400 for anything undecodable."""
+def image_pixels(data: bytes, max_pixels: int) -> int | None:
+    """Width x height from the image's header, without decoding: 413 over ``max_pixels`` or for a
+    decompression bomb; None when Pillow cannot open it (:func:`decode_upload` then says why)."""
     from PIL import Image
 
-    try:  # read the size from the header first: a decompression bomb is refused before decoding
+    try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
     except Image.DecompressionBombError:
         raise HTTPError(413, f"image refused as a possible decompression bomb (over the limit of {max_pixels} pixels)") from None
     except Exception:
-        pass  # not an image, or one Pillow cannot open: load_image says why
-    else:
-        if width * height > max_pixels:
-            raise HTTPError(413, f"{width}x{height} image is over the limit of {max_pixels} pixels")
+        return None
+    if width * height > max_pixels:
+        raise HTTPError(413, f"{width}x{height} image is over the limit of {max_pixels} pixels")
+    return width * height
+
+
+def decode_upload(data: bytes, max_pixels: int):
+    """Encoded bytes -> RGB array; HTTPError 413 over the pixel limit, 400 for anything undecodable."""
+    image_pixels(data, max_pixels)  # a decompression bomb is refused before decoding
     try:
         return load_image(data, max_pixels=max_pixels)
     except ImageDecodeError as e:
@@ -143,7 +150,15 @@ def decode_upload(data: bytes, max_pixels: int):
         raise HTTPError(413 if "over the limit" in message or "decompression bomb" in message else 400,
                         f"upload: {message}") from None
     except Exception as e:  # any other decoder failure is still a bad upload, not a server fault
-        raise HTTPError(400, f"upload: cannot decode the image ({type(e).__name__}: {e})") from None
+        raise HTTPError(400, f"upload: cannot decode the image ({type(e).__name__}: {one_line(str(e))[:200]})") from None
+
+
+def inference_failure(e: BaseException) -> str:
+    """What a client is told when the model failed on its image: one line, no backend internals
+    (ONNX Runtime's messages carry source paths and graph node names); the log has the details."""
+    if isinstance(e, LocalDepthError):
+        return f"inference failed: {one_line(str(e))}"
+    return f"inference failed on this image ({type(e).__name__}); the server log has the details"
 
 
 DEPTH_REQUEST_BODY = {
@@ -164,8 +179,9 @@ DEPTH_RESPONSES = {
     400: {"description": "Not an image, corrupt image, or bad parameters"},
     401: {"description": "Missing or wrong bearer token (when the server has one)"},
     404: {"description": "The requested model is not loaded"},
+    408: {"description": "The request body did not arrive within the body timeout"},
     413: {"description": "Upload over the byte limit, or image over the pixel limit"},
-    503: {"description": "Queue full or still loading: retry after Retry-After seconds"},
+    503: {"description": "Queue or decoded-pixel budget full, or still loading: retry after Retry-After seconds"},
     504: {"description": "The depth map did not come within the request timeout"},
 }
 
@@ -181,6 +197,8 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     metrics = ServerMetrics()
     state = ServerState(estimators, settings, metrics)
     decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
+    held = PixelBudget(settings.max_queued_pixels)
+    metrics.pixels_held.set_function(lambda: held.used)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -197,6 +215,13 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     @app.exception_handler(HTTPError)
     async def _http_error(request: Request, exc: HTTPError):
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(ClientClosed)
+    async def _client_closed(request: Request, exc: ClientClosed):
+        metrics.client_closed.inc()
+        log.info("%s %s: the client closed the connection before its upload was read", request.method,
+                 request.url.path)
+        return Response(status_code=CLIENT_CLOSED)  # never delivered; counted as 499, not as a server error
 
     @app.exception_handler(RequestValidationError)
     async def _bad_parameters(request: Request, exc: RequestValidationError):
@@ -217,11 +242,18 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         cy: float | None = Query(None, description="ply: principal point y, pixels (default (H-1)/2)"),
         fov: float | None = Query(None, description="ply: horizontal field of view, degrees (default: the photo's "
                                                      f"EXIF, the model's own camera, else {encode.DEFAULT_FOV_DEG:g})"),
-        max_points: int | None = Query(None, ge=1, description="ply: subsample to at most this many points"),
+        max_points: int | None = Query(None, description="ply: subsample to at most this many points "
+                                                          "(capped at the server's max_points)"),
         prompt_scale: float | None = Query(None, gt=0, description="metres per unit of the prompt_depth field "
                                                                     "(0.001 for millimetre PNGs)"),
     ):
         batcher = state.pick(model)
+        try:  # the same ranges as the command line's; budgets are capped at the server's maximum
+            check_options({"fx": fx, "fy": fy, "cx": cx, "cy": cy, "fov": fov, "max_points": max_points,
+                           "prompt_scale": prompt_scale}, label=str)
+        except InvalidValueError as e:
+            raise HTTPError(400, str(e)) from None
+        points = min(max_points or settings.max_points, settings.max_points)
         if format == "color":
             from ..writers import colormap_lut
             try:
@@ -231,7 +263,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         retry = {"Retry-After": str(settings.retry_after_s)}
         if batcher.full:  # refuse before reading and decoding: back-pressure should be cheap
             raise HTTPError(503, f"busy: {batcher.name} has {settings.queue_size} requests waiting; retry later", retry)
-        data, prompt_data = await read_upload(request, settings.max_upload_bytes)
+        data, prompt_data = await read_upload(request, settings.max_upload_bytes, settings.body_timeout_s)
         estimator = batcher.estimator
         try:
             estimator.check_prompt(prompt_data is not None)
@@ -239,17 +271,32 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
             raise HTTPError(400, str(e).replace("--prompt-depth PATH", "a multipart field prompt_depth")
                             .replace("[--prompt-scale METRES_PER_UNIT]", "[?prompt_scale=METRES_PER_UNIT]")
                             .replace("drop --prompt-depth", "drop the prompt_depth field")) from None
-        async with decode_slots:  # bounds the memory that decoded images take at once
+        # the memory budget counts decoded pixels, reserved from the header before decoding and
+        # held until the answer is built: full-size images waiting in the queue are what filled memory
+        pixels = image_pixels(data, settings.max_pixels) or 1
+        if not held.reserve(pixels):
+            raise HTTPError(503, f"busy: the server holds {held.used} decoded pixels of its budget of {held.limit}; "
+                                 "retry later", retry)
+        try:
+            return await answer(batcher, data, prompt_data, format, cmap, (fx, fy, cx, cy, fov), prompt_scale,
+                                points, retry)
+        finally:
+            held.release(pixels)
+
+    async def answer(batcher: DynamicBatcher, data: bytes, prompt_data: bytes | None, format: str, cmap: str,
+                     camera: tuple, prompt_scale: float | None, points: int, retry: dict) -> Response:
+        estimator = batcher.estimator
+        async with decode_slots:  # bounds the memory that decoding takes at once
             image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
             prompt = None
             if prompt_data is not None:
                 prompt = await run_in_threadpool(decode_prompt, estimator, prompt_data, prompt_scale, settings.max_pixels)
         exif = io.BytesIO(data) if format == "ply" else None  # the photo's own focal length, if it states one
         del data, prompt_data
-        given_camera = any(v is not None for v in (fx, fy, cx, cy, fov))
+        given_camera = any(v is not None for v in camera)
         if format == "ply" and given_camera:  # refuse a bad camera before spending inference on it
             try:
-                encode.request_intrinsics(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
+                encode.request_intrinsics(image.shape[1], image.shape[0], *camera)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
         try:
@@ -261,7 +308,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         except TimeoutError:
             raise HTTPError(504, f"no depth map within the timeout of {settings.timeout_s:g} s") from None
         except Exception as e:  # the model failed on this batch: report it, keep serving
-            raise HTTPError(500, f"inference failed ({type(e).__name__}: {e})") from None
+            raise HTTPError(500, inference_failure(e)) from None
         if format == "json":
             body, media, headers = await run_in_threadpool(encode.as_json, result)
         elif format == "npy":
@@ -272,10 +319,9 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
             body, media, headers = await run_in_threadpool(encode.as_color, result, cmap)
         else:
             h, w = result.map.shape
-            intrinsics = (encode.request_intrinsics(w, h, fx, fy, cx, cy, fov) if given_camera
+            intrinsics = (encode.request_intrinsics(w, h, *camera) if given_camera
                           else resolve_intrinsics(w, h, image_path=exif, predicted=result.intrinsics))
-            body, media, headers = await run_in_threadpool(
-                encode.as_ply, result, image, intrinsics, max_points or settings.max_points)
+            body, media, headers = await run_in_threadpool(encode.as_ply, result, image, intrinsics, points)
         headers.setdefault("Content-Disposition", f'inline; filename="{FILENAMES[format]}"')
         return Response(body, media_type=media, headers=headers)
 
@@ -288,9 +334,9 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                         "prompt_depth": "required" if b.estimator.spec.prompt is not None else "none",
                         "max_batch": b.max_batch, "waiting": b.waiting} for b in state.batchers.values()],
             "formats": list(encode.RESPONSE_FORMATS),
-            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-                       "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
-                       "queue_size": settings.queue_size, "timeout_s": settings.timeout_s},
+            "limits": {name: getattr(settings, name) for name in (
+                "max_upload_bytes", "max_pixels", "max_queued_pixels", "max_batch", "max_wait_ms", "queue_size",
+                "timeout_s", "max_points", "header_timeout_s", "body_timeout_s", "keep_alive_s", "max_connections")},
         }
 
     @app.get("/healthz", summary="Ready once every model is loaded (no token needed)")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..postprocess import DepthResult
+from ..safety import one_line
 
 log = logging.getLogger("localdepth.server")
 
@@ -54,6 +55,32 @@ class _Job:
 
 
 _STOP = object()
+
+
+class PixelBudget:
+    """Decoded pixels held at once by all requests, from decoding to the answer.
+
+    The queue's request count alone let 64 waiting requests hold 64 full-size images; this
+    counts what they cost. A request reserves its image's pixels (read from the header, before
+    decoding) or is refused; an empty budget always admits one image, whatever its size (the
+    settings keep ``max_queued_pixels >= max_pixels``).
+    """
+
+    def __init__(self, limit: int):
+        self.limit = int(limit)
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, pixels: int) -> bool:
+        with self._lock:
+            if self.used and self.used + pixels > self.limit:
+                return False
+            self.used += pixels
+            return True
+
+    def release(self, pixels: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - pixels)
 
 
 class DynamicBatcher:
@@ -172,11 +199,12 @@ class DynamicBatcher:
                                                      prompt_depths=prompts)
         except Exception as e:  # a failing batch never stops the worker
             if len(group) > 1:  # run them one by one, so one bad image fails only its own request
-                log.warning("%s: a batch of %d failed (%s); retrying one by one", self.name, len(group), e)
+                log.warning("%s: a batch of %d failed (%s); retrying one by one", self.name, len(group), one_line(str(e)))
                 for job in group:
                     self._run([job])
                 return
-            log.exception("%s: inference failed", self.name)
+            log.error("%s: inference failed on a %dx%d image: %s: %s", self.name, *group[0].image.shape[:2],
+                      type(e).__name__, one_line(str(e)))
             group[0].settle(error=e)
             return
         if self.metrics is not None:

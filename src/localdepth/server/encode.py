@@ -142,6 +142,8 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
     """A coloured point cloud of the map (subsampled on a regular grid to at most ``max_points``)."""
     h, w = result.map.shape
     stride = max(1, math.ceil(math.sqrt(h * w / max_points)))
+    while math.ceil(h / stride) * math.ceil(w / stride) > max_points:  # the grid's edges round up
+        stride += 1
     metric = result.kind == "depth"
     z = result.map if metric else pseudo_depth(result.map)
     points, pixels = back_project(z, k, stride)

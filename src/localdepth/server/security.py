@@ -71,50 +71,52 @@ class TokenAuthMiddleware:
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-async def read_upload(request, limit: int) -> tuple[bytes, bytes | None]:
+class ClientClosed(Exception):
+    """The client went away before its request was read: nothing to answer, nothing went wrong here."""
+
+
+async def read_upload(request, limit: int, deadline_s: float | None = None) -> tuple[bytes, bytes | None]:
     """The uploaded image (the multipart field ``image`` or the raw body) and the optional
     multipart field ``prompt_depth`` (a depth map, for models that take one); at most ``limit``
     bytes each, and twice ``limit`` for the whole body.
 
-    The body is read in chunks and refused (413) as soon as it passes the limit, so a huge
-    upload never sits in memory; a Content-Length over the limit is refused before reading.
+    A declared Content-Length over the limit is refused (413) before any of the body is read;
+    otherwise the body is read in chunks and refused as soon as it passes the limit, so a huge
+    upload (chunked, without Content-Length) never sits in memory either. The whole body must
+    arrive within ``deadline_s`` seconds (408). A client that disconnects mid-upload raises
+    :class:`ClientClosed`.
     """
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
     content_type = request.headers.get("content-type", "")
     multipart = content_type.lower().startswith("multipart/form-data")
     cap = (2 * limit + MULTIPART_OVERHEAD) if multipart else limit
     too_large = HTTPError(413, f"upload is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
+    if declared is not None and declared.strip().isdigit() and int(declared) > cap:
         raise too_large
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > cap:
-            raise too_large
-        chunks.append(chunk)
-    body = b"".join(chunks)
+
+    async def body() -> bytes:
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > cap:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        data = await asyncio.wait_for(body(), deadline_s) if deadline_s else await body()
+    except ClientDisconnect:
+        raise ClientClosed() from None
+    except TimeoutError:
+        raise HTTPError(408, f"the request body did not arrive within {deadline_s:g} s",
+                        {"Connection": "close"}) from None
     prompt = None
     if multipart:
-        request._body = body  # let Starlette's form parser read what we already have
-        try:
-            form = await request.form(max_files=2, max_fields=16)
-        except Exception as e:
-            raise HTTPError(400, f"malformed multipart body ({getattr(e, 'detail', None) or e})") from None
-        try:
-            field = form.get("image")
-            if field is None or isinstance(field, str):
-                raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
-                                     "or the image itself as the request body")
-            data = await field.read()
-            extra = form.get("prompt_depth")
-            if extra is not None:
-                if isinstance(extra, str):
-                    raise HTTPError(400, "the multipart field 'prompt_depth' must be a file: -F prompt_depth=@lidar.png")
-                prompt = await extra.read()
-        finally:
-            await form.close()
-    else:
-        data = body
+        data, prompt = await _multipart_fields(request, data)
     if len(data) > limit or (prompt is not None and len(prompt) > limit):
         raise too_large
     if not data:
@@ -122,3 +124,27 @@ async def read_upload(request, limit: int) -> tuple[bytes, bytes | None]:
     if prompt is not None and not prompt:
         raise HTTPError(400, "empty prompt_depth field")
     return data, prompt
+
+
+async def _multipart_fields(request, body: bytes) -> tuple[bytes, bytes | None]:
+    """The ``image`` and optional ``prompt_depth`` files of a multipart body already read."""
+    request._body = body  # let Starlette's form parser read what we already have
+    try:
+        form = await request.form(max_files=2, max_fields=16)
+    except Exception as e:
+        raise HTTPError(400, f"malformed multipart body ({getattr(e, 'detail', None) or e})") from None
+    try:
+        field = form.get("image")
+        if field is None or isinstance(field, str):
+            raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
+                                 "or the image itself as the request body")
+        data = await field.read()
+        prompt = None
+        extra = form.get("prompt_depth")
+        if extra is not None:
+            if isinstance(extra, str):
+                raise HTTPError(400, "the multipart field 'prompt_depth' must be a file: -F prompt_depth=@lidar.png")
+            prompt = await extra.read()
+        return data, prompt
+    finally:
+        await form.close()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..safety import under_root
 from ..writers import atomic_write_bytes, colormap_lut, nearness, side_by_side
 from .readers import Frame
 from .stabilize import ClipMapping
@@ -274,7 +275,8 @@ class FrameFilesWriter:
         self.frames = 0
 
     def paths(self, name: str) -> dict[str, Path]:
-        return {fmt: self.outdir / f"{name}{FRAME_FORMATS[fmt]}" for fmt in self.formats}
+        """Each format's file for the frame ``name``, checked to stay under ``outdir``."""
+        return {fmt: under_root(self.outdir, f"{name}{FRAME_FORMATS[fmt]}") for fmt in self.formats}
 
     def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping) -> None:
         import cv2
