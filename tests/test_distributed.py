@@ -342,3 +342,16 @@ def test_manifest_rel_column_cannot_escape_outdir(tmp_path, shared_images, pydne
     assert all("refused" in e for e in summary.errors)
     assert (victim / "important.npy").read_bytes() == b"victim" and (victim / "important.json").read_bytes() == b"victim"
     assert (out / "ok" / "x.npy").is_file()
+
+
+def test_the_watchdog_spares_a_driver_that_goes_on_after_ray_shutdown():
+    """The driver keeps Ray's log files of its session open after ``ray.shutdown()``; the
+    watchdog, seeing Ray gone, stopped every process holding such a file, the driver included:
+    a notebook, or pytest after the batch tests (the whole suite ended with SIGTERM)."""
+    pytest.importorskip("psutil")
+    script = ("import time\nfrom localdepth.distributed import connect\n"
+              "ray = connect(None, num_cpus=1, quiet=True)\nray.shutdown()\n"
+              "time.sleep(4)  # the watchdog looks every 0.5 s\nprint('still here', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0 and "still here" in proc.stdout, (proc.returncode, proc.stderr[-500:])

@@ -92,8 +92,9 @@ def _with_descendants(seen: dict[int, float]) -> dict[int, float]:
     return out
 
 
-def _session_processes(session_dir: str) -> dict[int, float]:
-    """Processes of this user that hold a file open under ``session_dir``."""
+def _session_processes(session_dir: str, spare: frozenset[int] = frozenset()) -> dict[int, float]:
+    """Processes of this user that hold a file open under ``session_dir``, but for ``spare``
+    (the driver: it keeps its own Ray log files open after ``ray.shutdown()``)."""
     import psutil
 
     prefix = session_dir.rstrip("/") + "/"
@@ -101,7 +102,7 @@ def _session_processes(session_dir: str) -> dict[int, float]:
     me, uid = os.getpid(), os.getuid()
     for proc in psutil.process_iter():
         try:
-            if proc.pid == me or proc.uids().real != uid:
+            if proc.pid == me or proc.pid in spare or proc.uids().real != uid:
                 continue
             if any(f.path.startswith(prefix) for f in proc.open_files()):
                 found[proc.pid] = proc.create_time()
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fd_text, session_dir, roots_text = argv or sys.argv[1:]
     fd = int(fd_text)
+    driver = frozenset({os.getppid()})  # never stopped while it lives (it may go on after ray.shutdown())
     seen: dict[int, float] = {}
     for pid in (int(p) for p in roots_text.split(",") if p):
         try:
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         seen = _with_descendants(seen)
         if not seen:  # Ray ended (ray.shutdown, or it died): stop what may be left of it, and leave
-            terminate(_session_processes(session_dir))
+            terminate(_session_processes(session_dir, spare=driver))
             return 0
     time.sleep(0.2)  # a normal exit shuts Ray down itself; let it
     terminate({**_with_descendants(seen), **_session_processes(session_dir)})
