@@ -344,14 +344,22 @@ def test_manifest_rel_column_cannot_escape_outdir(tmp_path, shared_images, pydne
     assert (out / "ok" / "x.npy").is_file()
 
 
-def test_the_watchdog_spares_a_driver_that_goes_on_after_ray_shutdown():
-    """The driver keeps Ray's log files of its session open after ``ray.shutdown()``; the
-    watchdog, seeing Ray gone, stopped every process holding such a file, the driver included:
-    a notebook, or pytest after the batch tests (the whole suite ended with SIGTERM)."""
+SHUTDOWN_DRIVER = """
+import os, time
+from localdepth.distributed import connect
+ray = connect(None, num_cpus=1, quiet=True)
+ray.get(ray.remote(lambda: os.getpid()).remote())
+ray.shutdown()
+time.sleep(6)  # the watchdog polls every 0.5 s and gives 3 s of grace before SIGKILL
+print("alive", flush=True)
+"""
+
+
+def test_watchdog_spares_a_driver_that_shuts_ray_down_and_carries_on():
+    """After ``ray.shutdown()`` the driver still holds its log files in the session folder; the
+    watchdog, stopping what is left of that Ray, must not take the driver for one of Ray's processes."""
     pytest.importorskip("psutil")
-    script = ("import time\nfrom localdepth.distributed import connect\n"
-              "ray = connect(None, num_cpus=1, quiet=True)\nray.shutdown()\n"
-              "time.sleep(4)  # the watchdog looks every 0.5 s\nprint('still here', flush=True)\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0 and "still here" in proc.stdout, (proc.returncode, proc.stderr[-500:])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", SHUTDOWN_DRIVER], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0 and "alive" in done.stdout, (done.returncode, done.stderr[-500:])

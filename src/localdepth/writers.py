@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -47,18 +48,27 @@ ROBUST_PERCENTILES = (1.0, 99.0)  # colour range of pictures, unless a range is 
 
 # ----------------------------------------------------------------------------- atomic files
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so libraries that pick a format by suffix
+    still do) to write to; renamed onto ``path`` when the block ends, removed if it fails."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # "x" mode: a fresh file with the usual permissions (umask), unlike mkstemp's 0600
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
     try:
-        with open(tmp, "xb") as f:
-            f.write(data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        # "x" mode: a fresh file with the usual permissions (umask), unlike mkstemp's 0600
+        with open(tmp, "xb") as f:
+            f.write(data)
 
 
 def _encode(ext: str, array: np.ndarray) -> bytes:

@@ -92,19 +92,21 @@ def align_from_args(args: argparse.Namespace, source: np.ndarray, kind: str):
 
 def export_geometry(args: argparse.Namespace, depth: np.ndarray, kind: str, image: np.ndarray | None,
                     image_path=None, *, aligned: bool = False, pointcloud: Path | None = None,
-                    mesh: Path | None = None, predicted=None) -> dict:
+                    mesh: Path | None = None, predicted=None, camera=None, camera_from_world=None) -> dict:
     """Write ``pointcloud``/``mesh`` for one map; returns the sidecar entries (intrinsics included).
 
     ``predicted``: the camera the model predicted, used when the user gave none and EXIF has none.
+    ``camera``: a camera to use as given (e.g. a scene's ``cameras.json``), with its pose
+    ``camera_from_world``: the geometry is then in that world frame.
     """
     from ..pointcloud import export
 
     h, w = depth.shape
-    cam = camera_from_args(args, w, h, image_path, predicted)
+    cam = camera or camera_from_args(args, w, h, image_path, predicted)
     report = export(depth, kind, cam.K, image, pointcloud=pointcloud, mesh=mesh, relative=args.relative,
                     aligned=aligned, voxel_size=getattr(args, "voxel_size", None),
                     estimate_normals=getattr(args, "normals", False), max_depth=getattr(args, "max_depth", None),
-                    edge_threshold=getattr(args, "edge_threshold", 0.05))
+                    edge_threshold=getattr(args, "edge_threshold", 0.05), camera_from_world=camera_from_world)
     return {"intrinsics": cam.as_dict(), "intrinsics_source": cam.origin, "geometry": report}
 
 

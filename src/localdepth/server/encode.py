@@ -162,3 +162,20 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
                     "X-Intrinsics-Source": k.origin,
                     "Content-Disposition": 'attachment; filename="depth.ply"'})
     return ply_bytes(points, colors, comments), "application/octet-stream", headers
+
+
+def scene_json(model: str, units: str, cameras, cloud) -> bytes:
+    """Cameras (as ``cameras.json`` has them) and the fused points, base64 little-endian
+    (positions float32 ``(P, 3)``, colours uint8 ``(P, 3)``), world frame, OpenCV axes."""
+    import json
+
+    views = [{"width": c.width, "height": c.height, "intrinsics": np.asarray(c.K).round(9).tolist(),
+              "camera_from_world": np.asarray(c.camera_from_world).round(12).tolist()} for c in cameras]
+    body = {"model": model, "units": units, "views": views,
+            "convention": "camera_from_world: world -> camera, OpenCV axes (x right, y down, z forward); "
+                          "intrinsics in pixels of each image, pixel centres at integer coordinates",
+            "points": {"count": int(len(cloud.points)), "encoding": "base64, little-endian, row-major",
+                       "positions": base64.b64encode(np.ascontiguousarray(cloud.points, dtype="<f4").tobytes()).decode(),
+                       "colors": base64.b64encode(np.ascontiguousarray(cloud.colors, dtype=np.uint8).tobytes()).decode()},
+            "fusion": cloud.as_dict()}
+    return json.dumps(body).encode()
