@@ -198,7 +198,7 @@ def test_metric_model_writes_millimetre_png16(tmp_path, tiny_metric_dir):
     Image.new("RGB", (64, 48), (90, 120, 200)).save(tmp_path / "room.png")
     proc = subprocess.run([sys.executable, "-m", "localdepth", "run", str(tmp_path / "room.png"), "--model",
                            "depth-anything-v2-metric-indoor-small", "--weights", str(tiny_metric_dir),
-                           "--device", "cpu", "-f", "npy,png16", "-o", str(tmp_path / "out"), "-q"],
+                           "--device", "cpu", "-f", "npy,png16", "--outdir", str(tmp_path / "out"), "-q"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((tmp_path / "out" / "room.json").read_text())

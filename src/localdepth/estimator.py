@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -278,16 +278,31 @@ class DepthEstimator:
         return f"DepthEstimator({self.spec.name!r}, backend={b.name}, device={b.device}, dtype={b.dtype})"
 
 
+def _placement(spec: ModelSpec, backend: str, device: str, dtype: str) -> str:
+    """``"cpu, fp32"``: where and in what precision the model will run, for the loading line."""
+    if spec.format == "tflite" or backend == "tflite":
+        return "cpu, fp32"
+    if device == "auto":
+        from .backends.torch_backend import pick_device
+
+        device = pick_device("auto")
+    if dtype == "auto":
+        dtype = "fp16" if device.startswith("cuda") else "fp32"
+    return f"{device}, {dtype}"
+
+
 def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | None = None,
          backend: str = "auto", device: str = "auto", dtype: str = "auto",
          input_size: int | None = None, download: bool = True, compile: bool = False,
-         cuda_graphs: bool = False) -> DepthEstimator:
+         cuda_graphs: bool = False, on_loading: Callable[[str], None] | None = None) -> DepthEstimator:
     """Load a model by registry name (``depth-anything-v2-small`` or ``depth_anything_v2_small``).
 
     ``weights``: a Hugging Face-format folder or a weights file to use instead of the cache.
     ``backend``: ``auto``, ``torch``, ``onnx`` or ``tflite``. ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
     ``dtype``: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``, ``int8`` (ONNX).
     ``compile``/``cuda_graphs``: PyTorch only (``torch.compile``; CUDA graph replay per input shape).
+    ``on_loading``: called with one line (``loading NAME (cpu, fp32)…``) once the weights are found
+    and before the network loads, the slow part (the CLI shows it on a terminal).
     """
     spec = registry.get(name)
     if input_size is not None:
@@ -298,6 +313,8 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
             raise LocalDepthError(f"--input-size must be at least {pre.multiple_of} for {spec.name}")
     resolved = resolve(spec, weights, download=download)
     warn_licence(spec)
+    if on_loading is not None:
+        on_loading(f"loading {spec.name} ({_placement(spec, backend, device, dtype)})…")
     engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype,
                             compile=compile, cuda_graphs=cuda_graphs)
     return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)

@@ -27,9 +27,10 @@ MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
 def _o3d():
     try:
         import open3d as o3d
-    except ImportError as e:  # the wheel exists, but it needs a system library (libusb) on Linux
-        hint = "apt-get install libusb-1.0-0" if "libusb" in str(e) else "pip install 'localdepth[geometry]'"
-        raise LocalDepthError(f"point clouds and meshes need Open3D ({e}); {hint}") from None
+    except (ImportError, OSError) as e:  # the wheel loads system libraries (libusb) with ctypes: OSError
+        hint = ("apt-get install libusb-1.0-0" if "libusb" in str(e) or isinstance(e, OSError)
+                else "pip install 'localdepth[geometry]'")
+        raise LocalDepthError(f"point clouds and meshes need Open3D ({str(e).splitlines()[0]}); {hint}") from None
     return o3d
 
 
@@ -216,11 +217,18 @@ def export(depth: np.ndarray, kind: str, K: np.ndarray, image: np.ndarray | None
     if pointcloud:
         pcd = make_point_cloud(z, K, image, max_depth=max_depth, voxel_size=voxel_size,
                                estimate_normals=estimate_normals, camera_from_world=camera_from_world)
+        if len(pcd.points) == 0:
+            raise LocalDepthError(f"{pointcloud}: no point to write: every depth in the {z.shape[1]}x{z.shape[0]} "
+                                  "map is 0, NaN, infinite" + (" or beyond --max-depth" if max_depth is not None else ""))
         write_point_cloud(pointcloud, pcd)
         report["pointcloud"] = CloudInfo(str(pointcloud), len(pcd.points), units, voxel_size, estimate_normals).as_dict()
     if mesh:
         m = make_mesh(z, K, image, edge_threshold=edge_threshold, max_depth=max_depth,
                       camera_from_world=camera_from_world)
+        if len(m.triangles) == 0:
+            raise LocalDepthError(f"{mesh}: no triangle to write: a mesh needs 2x2 blocks of valid depth within "
+                                  f"--edge-threshold ({edge_threshold:g}) of each other, and the "
+                                  f"{z.shape[1]}x{z.shape[0]} map has none")
         write_mesh(mesh, m)
         report["mesh"] = {"path": str(mesh), "vertices": len(m.vertices), "triangles": len(m.triangles),
                           "units": units, "edge_threshold": edge_threshold}

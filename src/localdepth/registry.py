@@ -67,6 +67,14 @@ class Preprocessing:
     max_pixels: int = NETWORK_MAX_PIXELS
     max_aspect: float = NETWORK_MAX_ASPECT
 
+    def as_dict(self) -> dict:
+        """The fields that apply to this resize mode: a fixed input has no ``input_size`` or
+        ``multiple_of`` (their defaults would read as if it had), the others no ``fixed_hw``."""
+        fields = dict(self.__dict__)
+        for unused in (("input_size", "multiple_of") if self.resize == "fixed" else ("fixed_hw",)):
+            fields.pop(unused)
+        return fields
+
 
 @dataclass(frozen=True)
 class Postprocessing:

@@ -141,27 +141,30 @@ def geometry_paths(args: argparse.Namespace, item, outdir: Path, several: bool) 
     return one(args.pointcloud, "points"), one(args.mesh, "mesh")
 
 
-def run_with_geometry(args: argparse.Namespace, items, estimator, options, *, url_limits=None,
+def run_with_geometry(args: argparse.Namespace, items, load_estimator, options, *, url_limits=None,
                       prompt_for=None) -> int:
     """``localdepth run --pointcloud/--mesh``: predict, write the usual outputs, then the geometry.
 
     A metric model's map is used in metres; a relative one needs ``--relative``. One bad input
-    costs its own result only.
+    costs its own result only. ``load_estimator()`` is called only when some input is usable.
     """
     import dataclasses
     import sys
 
     from ..images import load_image
+    from ..registry import get as registry_entry
     from ..runner import _short, plan
     from ..writers import write_result
 
-    model_info = estimator.describe()
     ok = failed = 0
     several = len(items) > 1
-    if estimator.kind != "depth" and not args.relative:
-        raise LocalDepthError(f"{estimator.name} predicts relative inverse depth (no scale), so its point cloud would "
+    spec = registry_entry(args.model)
+    if spec.output != "depth" and not args.relative:
+        raise LocalDepthError(f"{spec.name} predicts relative inverse depth (no scale), so its point cloud would "
                               "be distorted; use a metric model (e.g. depth-anything-v2-metric-indoor-small), "
                               "`localdepth align` then `localdepth pointcloud`, or pass --relative (arbitrary units)")
+    estimator = load_estimator() if any(not item.error for item in items) else None
+    model_info = estimator.describe() if estimator is not None else {}
     for item in items:
         try:
             if item.error:
