@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,9 @@ from .backends.base import NetworkOutput
 from .depthfile import read_prompt_depth
 from .errors import LocalDepthError, PromptDepthError
 from .images import as_rgb, load_image
-from .postprocess import DepthResult, fov_to_intrinsics, intrinsics_to_original, resize_to_image, to_original_size
+from .postprocess import (
+    DepthResult, depth_like_to_disparity, fov_to_intrinsics, intrinsics_to_original, resize_to_image, to_original_size,
+)
 from .preprocess import network_input_note, network_size, preprocess, preprocess_prompt
 from .registry import ModelSpec
 from .weights import resolve
@@ -42,9 +44,6 @@ def warn_licence(spec: ModelSpec) -> None:
         f"{spec.name} weights are licensed {spec.licence}: not for commercial use",
         NonCommercialLicenceWarning, stacklevel=3,
     )
-
-
-_MIN_RAW = 1e-3  # floor of depth-like raw outputs before their reciprocal
 
 
 def _ms(t0: float) -> float:
@@ -122,7 +121,7 @@ class DepthEstimator:
 
     def _convention(self, raw: np.ndarray) -> np.ndarray:
         if self.spec.reciprocal_output:
-            raw = 1.0 / np.maximum(raw, _MIN_RAW)
+            return depth_like_to_disparity(raw)
         return raw
 
     def check_prompt(self, given: bool) -> None:
@@ -327,16 +326,31 @@ class DepthEstimator:
         return f"DepthEstimator({self.spec.name!r}, backend={b.name}, device={b.device}, dtype={b.dtype})"
 
 
+def _placement(spec: ModelSpec, backend: str, device: str, dtype: str) -> str:
+    """``"cpu, fp32"``: where and in what precision the model will run, for the loading line."""
+    if spec.format == "tflite" or backend == "tflite":
+        return "cpu, fp32"
+    if device == "auto":
+        from .backends.torch_backend import pick_device
+
+        device = pick_device("auto")
+    if dtype == "auto":
+        dtype = "fp16" if device.startswith("cuda") else "fp32"
+    return f"{device}, {dtype}"
+
+
 def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | None = None,
          backend: str = "auto", device: str = "auto", dtype: str = "auto",
          input_size: int | None = None, download: bool = True, compile: bool = False,
-         cuda_graphs: bool = False) -> DepthEstimator:
+         cuda_graphs: bool = False, on_loading: Callable[[str], None] | None = None) -> DepthEstimator:
     """Load a model by registry name (``depth-anything-v2-small`` or ``depth_anything_v2_small``).
 
     ``weights``: a Hugging Face-format folder or a weights file to use instead of the cache.
     ``backend``: ``auto``, ``torch``, ``onnx`` or ``tflite``. ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
     ``dtype``: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``, ``int8`` (ONNX).
     ``compile``/``cuda_graphs``: PyTorch only (``torch.compile``; CUDA graph replay per input shape).
+    ``on_loading``: called with one line (``loading NAME (cpu, fp32)…``) once the weights are found
+    and before the network loads, the slow part (the CLI shows it on a terminal).
     """
     spec = registry.get(name)
     if input_size is not None:
@@ -347,6 +361,8 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
             raise LocalDepthError(f"--input-size must be at least {pre.multiple_of} for {spec.name}")
     resolved = resolve(spec, weights, download=download)
     warn_licence(spec)
+    if on_loading is not None:
+        on_loading(f"loading {spec.name} ({_placement(spec, backend, device, dtype)})…")
     engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype,
                             compile=compile, cuda_graphs=cuda_graphs)
     return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)

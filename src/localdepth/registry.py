@@ -70,14 +70,23 @@ class Preprocessing:
     max_pixels: int = NETWORK_MAX_PIXELS
     max_aspect: float = NETWORK_MAX_ASPECT
 
+    def as_dict(self) -> dict:
+        """The fields that apply to this resize mode: a fixed input has no ``input_size`` or
+        ``multiple_of`` (their defaults would read as if it had), the others no ``fixed_hw``."""
+        fields = dict(self.__dict__)
+        for unused in (("input_size", "multiple_of") if self.resize == "fixed" else ("fixed_hw",)):
+            fields.pop(unused)
+        return fields
+
 
 @dataclass(frozen=True)
 class Postprocessing:
     """How the reference brings the network output back to a map at the image's resolution.
 
     ``interpolation``: how the map is resized to the image (``bilinear`` with pixel-centre
-    alignment, or ``bicubic`` as Transformers' ``post_process_depth_estimation`` for ZoeDepth and
-    Prompt Depth Anything); ``align_corners`` as in PyTorch (bilinear only).
+    alignment, or ``bicubic`` as MiDaS's run.py and Transformers' ``post_process_depth_estimation``
+    for ZoeDepth and Prompt Depth Anything); ``align_corners`` as in PyTorch (bilinear only; the
+    official Depth Anything V2 ``infer_image`` aligns corners).
 
     ``inverse_range``: the network predicts *inverse* depth (Depth Pro): the inverse map is resized,
     clamped to this range (1/m) and inverted at the image's resolution, as its reference does.
@@ -136,7 +145,7 @@ class ModelSpec:
     aliases: tuple[str, ...] = field(default_factory=tuple)
     paper: str = ""
     #: the raw network output is depth-like (larger = farther): take its reciprocal so the map
-    #: is disparity-like, as the ``output`` kind says
+    #: is disparity-like, as the ``output`` kind says (:func:`localdepth.postprocess.depth_like_to_disparity`)
     reciprocal_output: bool = False
     postprocessing: Postprocessing = field(default_factory=Postprocessing)
     #: the extra depth input the model takes (None: the image only)
@@ -156,6 +165,10 @@ class ModelSpec:
     #: more outputs: ``"confidence"`` (a per-pixel confidence map), ``"views"`` (the network takes
     #: several views of one scene together)
     predicts: tuple[str, ...] = ()
+    #: how the ViT's position embeddings are resized to the patch grid: ``transformers`` (the
+    #: model's own Transformers code), or ``dinov2`` (the official DINOv2 rule the Depth Anything
+    #: code runs: bicubic with scale factor ``(n + 0.1) / N``; :mod:`localdepth.networks.dinov2`)
+    position_embedding: Literal["transformers", "dinov2"] = "transformers"
 
     @property
     def source(self) -> str:
@@ -183,6 +196,7 @@ class ModelSpec:
 
 _DA = Preprocessing(resize="lower_bound", input_size=518, multiple_of=14)
 _MIDAS = Preprocessing(resize="minimal", input_size=384, multiple_of=32, mean=HALF, std=HALF)
+_MIDAS_POST = Postprocessing(interpolation="bicubic")  # MiDaS run.py: interpolate(..., "bicubic", align_corners=False)
 _PYDNET = Preprocessing(
     resize="fixed", fixed_hw=(448, 640), multiple_of=1, interpolation="area",
     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), layout="nhwc",
@@ -193,6 +207,11 @@ _SIZES = {  # params (M), model.safetensors (MB) for the three ViT sizes
     "small": (24.8, 99.2), "base": (97.5, 390.0), "large": (335.3, 1340.0),
 }
 _DA2_PAPER = "Yang et al., Depth Anything V2, NeurIPS 2024 (arXiv:2406.09414)"
+# What the official code does beyond Transformers' port: ``DepthAnythingV2.infer_image`` resizes
+# with ``align_corners=True`` (relative and metric_depth alike), and its DINOv2 resizes position
+# embeddings with the 0.1 offset. Checked against that code in tests/test_reference_fidelity.py.
+_DA2_REFERENCE = {"postprocessing": Postprocessing(interpolation="bilinear", align_corners=True),
+                  "position_embedding": "dinov2"}
 
 
 def _depth_anything_entries() -> list[ModelSpec]:
@@ -206,7 +225,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
             format="transformers", repo_id=f"depth-anything/Depth-Anything-V2-{cap}-hf",
             files=_HF_FILES, licence=licence, commercial_use=commercial,
             params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
-            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER,
+            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER, **_DA2_REFERENCE,
         ))
         for scene, max_depth, data in (("indoor", 20.0, "Hypersim"), ("outdoor", 80.0, "Virtual KITTI 2")):
             entries.append(ModelSpec(
@@ -216,7 +235,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
                 repo_id=f"depth-anything/Depth-Anything-V2-Metric-{scene.capitalize()}-{cap}-hf",
                 files=_HF_FILES, licence="apache-2.0", commercial_use=True,
                 params_millions=params, download_mb=mb, output="depth", max_depth=max_depth,
-                preprocessing=_DA, paper=_DA2_PAPER,
+                preprocessing=_DA, paper=_DA2_PAPER, **_DA2_REFERENCE,
             ))
         entries.append(ModelSpec(
             name=f"depth-anything-v1-{size}", family="depth-anything-v1",
@@ -226,6 +245,8 @@ def _depth_anything_entries() -> list[ModelSpec]:
             params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
             aliases=(f"depth-anything-{size}",),
             paper="Yang et al., Depth Anything, CVPR 2024 (arXiv:2401.10891)",
+            # run.py of the V1 repository resizes with align_corners=False; its DINOv2 is the official one
+            position_embedding="dinov2",
         ))
     order = ["depth-anything-v2-", "depth-anything-v2-metric-indoor", "depth-anything-v2-metric-outdoor",
              "depth-anything-v1"]
@@ -278,6 +299,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-large", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=343.0, download_mb=1370.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-large",), paper=midas_paper,
+            postprocessing=_MIDAS_POST,
         ),
         ModelSpec(
             name="midas-dpt-hybrid", family="midas",
@@ -285,7 +307,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-hybrid-midas", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=123.0, download_mb=490.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-hybrid", "dpt-hybrid-midas"),
-            paper=midas_paper,
+            paper=midas_paper, postprocessing=_MIDAS_POST,
         ),
         ModelSpec(
             name="pydnet", family="pydnet",

@@ -7,7 +7,7 @@ import sys
 
 from .. import registry
 
-from .common import add_format_args, add_limit_args, add_model_args, formats_from_args
+from .common import add_format_args, add_limit_args, add_model_args, add_outdir_arg, formats_from_args
 
 
 def register(sub) -> None:
@@ -20,7 +20,7 @@ def register(sub) -> None:
                     "the same command resumes. Needs `pip install 'localdepth[distributed]'`.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, globs, .txt lists, manifests (.csv/.parquet/.jsonl) or fsspec URLs")
-    p.add_argument("--outdir", "-o", required=True,
+    add_outdir_arg(p, required=True,
                    help="output folder, or a URL (s3://bucket/depth) when its fsspec filesystem is installed")
     add_format_args(p)
     p.add_argument("--manifest", metavar="PATH", help="result manifest (default: OUTDIR/manifest.parquet)")

@@ -108,7 +108,8 @@ def main(args: argparse.Namespace) -> int:
         spec = registry.get(args.name)
         row = _row(spec)
         row.update(description=spec.description, paper=spec.paper, files=[f.filename for f in spec.files],
-                   preprocessing=spec.preprocessing.__dict__, postprocessing=spec.postprocessing.__dict__,
+                   preprocessing=spec.preprocessing.as_dict(), postprocessing=spec.postprocessing.__dict__,
+                   position_embedding=spec.position_embedding,
                    prompt=spec.prompt.__dict__ if spec.prompt else None, aliases=list(spec.aliases))
         print(json.dumps(row, indent=2, default=str))
         return 0

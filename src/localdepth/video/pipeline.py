@@ -43,6 +43,8 @@ class VideoSummary:
     frames: int = 0                # frames written
     skipped: int = 0               # undecodable frames skipped
     failed: int = 0                # frames the model failed on (skipped)
+    expected: int | None = None    # frames the source said it holds (after selection), None if unknown
+    missing: int = 0               # of those, never delivered: the file ends early (truncated)
     interrupted: bool = False
     flicker: float | None = None   # percent, see FlickerMeter
     seconds: float = 0.0
@@ -60,6 +62,8 @@ class VideoSummary:
         parts = [f"{self.frames} frames written", f"{self.skipped} skipped"]
         if self.failed:
             parts.append(f"{self.failed} failed")
+        if self.missing:
+            parts.append(f"{self.missing} of {self.expected} missing")
         text = (f"{', '.join(parts)} in {self.seconds:.1f} s ({self.fps:.2f} fps); "
                 f"flicker {flicker} (stabilize {self.stabilization.get('mode', '?')})")
         return text + ("; interrupted: the files hold the frames done so far" if self.interrupted else "")
@@ -212,6 +216,8 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
         source.close()
 
     summary.skipped = source.skipped
+    summary.expected = source.expected_frames
+    summary.missing = source.missing or 0
     summary.seconds = time.perf_counter() - t_start
     summary.flicker = meter.value if meter else None
     summary.stabilization = {**stabilizer.describe(), "normalization": summary.mapping.how if summary.mapping else normalize}
@@ -243,6 +249,8 @@ def clip_sidecar(source: FrameSource, estimator, summary: VideoSummary) -> dict:
         "frames": summary.frames,
         "skipped_frames": summary.skipped,
         "failed_frames": summary.failed,
+        "expected_frames": summary.expected,
+        "missing_frames": summary.missing,
         "interrupted": summary.interrupted,
         "mapping": summary.mapping.as_dict() if summary.mapping else None,
         "stabilization": summary.stabilization,
