@@ -29,7 +29,22 @@ def _module(name: str, **attrs) -> types.ModuleType:
     return module
 
 
-def _install_standins() -> None:
+def _missing(name: str) -> bool:
+    """Stand in only for a package that is not installed: a real one (trimesh, pycolmap in the test
+    extra) must stay importable for the tests that use it after this oracle was loaded."""
+    import importlib.util
+
+    if name in sys.modules:
+        return False
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):
+        return True
+
+
+def _install_standins() -> list[str]:
+    """Install the stand-ins; returns the names of those that must leave ``sys.modules`` again once
+    the reference is imported (a fake torchvision would mislead Transformers' availability checks)."""
     import torch
 
     class ToTensor:
@@ -52,18 +67,24 @@ def _install_standins() -> None:
             top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
             return t[..., top:top + th, left:left + tw]
 
-    if "torchvision" not in sys.modules:
+    transient = []
+    if _missing("torchvision"):
         tv = _module("torchvision")
         tv.transforms = _module("torchvision.transforms", ToTensor=ToTensor, Normalize=Normalize, CenterCrop=CenterCrop)
-    for name in ("moviepy", "moviepy.editor", "pycolmap", "trimesh"):
-        if name not in sys.modules:
+        transient = ["torchvision", "torchvision.transforms"]
+    if _missing("moviepy"):
+        _module("moviepy.editor")
+        _module("moviepy", editor=sys.modules["moviepy.editor"])
+    for name in ("pycolmap", "trimesh"):
+        if _missing(name):
             _module(name)
-    if "plyfile" not in sys.modules:
+    if _missing("plyfile"):
         _module("plyfile", PlyData=object, PlyElement=object)
-    if "evo" not in sys.modules:
+    if _missing("evo"):
         _module("evo.core.trajectory", PosePath3D=object)
         _module("evo.core", trajectory=sys.modules["evo.core.trajectory"])
         _module("evo", core=sys.modules["evo.core"])
+    return transient
 
 
 def official():
@@ -72,10 +93,14 @@ def official():
         pytest.skip(f"{REFERENCE} is absent (the official Depth Anything 3 code, a test oracle)")
     for dep in ("einops", "addict", "omegaconf", "imageio", "cv2"):
         pytest.importorskip(dep, reason=f"the official Depth Anything 3 code needs {dep}")
-    _install_standins()
+    transient = _install_standins()
     if str(REFERENCE) not in sys.path:
         sys.path.insert(0, str(REFERENCE))
-    import depth_anything_3.api  # noqa: F401
+    try:
+        import depth_anything_3.api  # noqa: F401
+    finally:
+        for name in transient:  # the reference keeps its own reference to the stand-in
+            sys.modules.pop(name, None)
     from depth_anything_3.utils.logger import logger
 
     logger.level = 100  # quiet: the reference logs every step at INFO
