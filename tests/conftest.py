@@ -22,8 +22,34 @@ IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is absent (the shared test data lives in ../shared beside the repository)")
+        pytest.skip(f"{path} is absent: the real test data lives in shared/ beside the checkout, or where "
+                    f"LOCALDEPTH_SHARED points (README, Tests)")
     return path
+
+
+def pytest_report_header(config) -> list[str]:
+    """Say up front whether the real data was found, so its tests never skip unnoticed."""
+    if SHARED.is_dir():
+        return [f"localdepth shared test data: {SHARED}"]
+    return [f"localdepth shared test data: ABSENT at {SHARED}; the tests that need real photos, RGB-D frames, "
+            f"PyDNet++ or the reference code skip (README, Tests, says what goes there)"]
+
+
+OPEN3D_SYSTEM_PACKAGES = "apt-get update && apt-get install -y libusb-1.0-0"
+
+
+def need_open3d():
+    """Open3D, or a skip that says why. Its Linux wheel loads libusb with ctypes, so a machine
+    without ``libusb-1.0-0`` raises OSError, not ImportError: ``pytest.importorskip`` lets that
+    through and the whole run aborts at collection. Call at module level or in a test."""
+    try:
+        import open3d
+    except ImportError as e:
+        pytest.skip(f"Open3D is not installed ({e}); pip install -e '.[geometry]'", allow_module_level=True)
+    except OSError as e:
+        pytest.skip(f"Open3D cannot load a system library ({str(e).splitlines()[0]}); on Debian/Ubuntu: "
+                    f"{OPEN3D_SYSTEM_PACKAGES}", allow_module_level=True)
+    return open3d
 
 
 @pytest.fixture(scope="session")

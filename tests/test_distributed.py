@@ -342,3 +342,24 @@ def test_manifest_rel_column_cannot_escape_outdir(tmp_path, shared_images, pydne
     assert all("refused" in e for e in summary.errors)
     assert (victim / "important.npy").read_bytes() == b"victim" and (victim / "important.json").read_bytes() == b"victim"
     assert (out / "ok" / "x.npy").is_file()
+
+
+SHUTDOWN_DRIVER = """
+import os, time
+from localdepth.distributed import connect
+ray = connect(None, num_cpus=1, quiet=True)
+ray.get(ray.remote(lambda: os.getpid()).remote())
+ray.shutdown()
+time.sleep(6)  # the watchdog polls every 0.5 s and gives 3 s of grace before SIGKILL
+print("alive", flush=True)
+"""
+
+
+def test_watchdog_spares_a_driver_that_shuts_ray_down_and_carries_on():
+    """After ``ray.shutdown()`` the driver still holds its log files in the session folder; the
+    watchdog, stopping what is left of that Ray, must not take the driver for one of Ray's processes."""
+    pytest.importorskip("psutil")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", SHUTDOWN_DRIVER], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0 and "alive" in done.stdout, (done.returncode, done.stderr[-500:])

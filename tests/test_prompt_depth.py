@@ -41,7 +41,7 @@ def test_run_with_a_synthetic_lidar_prompt(scene, tiny_prompt_da_dir, pda_estima
 
     assert cli(["run", str(scene / "scan.png"), "--model", "prompt-depth-anything-vits", "--weights",
                 str(tiny_prompt_da_dir), "--device", "cpu", "--prompt-depth", str(scene / "lidar.png"),
-                "--prompt-scale", "0.001", "-f", "npy", "-o", str(tmp_path), "-q"]) == 0
+                "--prompt-scale", "0.001", "-f", "npy", "--outdir", str(tmp_path), "-q"]) == 0
     meta = json.loads((tmp_path / "scan.json").read_text())
     assert meta["kind"] == "depth" and meta["units"] == "m" and (meta["height"], meta["width"]) == (90, 120)
     assert meta["prompt_depth"]["shape"] == [24, 32] and meta["prompt_depth"]["units"] == "metres"
@@ -63,7 +63,7 @@ def test_missing_or_misplaced_prompt_depth_is_one_line_with_exit_2(scene, tiny_p
     from localdepth.cli.main import main as cli
 
     pda = ["--model", "prompt-depth-anything-vits", "--weights", str(tiny_prompt_da_dir), "--device", "cpu"]
-    scan, out = str(scene / "scan.png"), ["-o", str(tmp_path)]
+    scan, out = str(scene / "scan.png"), ["--outdir", str(tmp_path)]
     cases = {
         "needs a prompt depth map": [scan, *pda],
         "takes no prompt depth": [scan, "--model", "depth-anything-v2-small", "--weights", str(tiny_da_dir),
@@ -100,7 +100,7 @@ def test_a_folder_of_prompts_gives_each_image_its_own(scene, tiny_prompt_da_dir,
     np.save(prompts / "sub" / "b.npy", np.load(scene / "lidar_m.npy") * 2)
     Image.open(scene / "scan.png").save(images / "c.png")  # no prompt for this one: it fails alone, in one line
     code = cli(["run", str(images), "--model", "prompt-depth-anything-vits", "--weights", str(tiny_prompt_da_dir),
-                "--device", "cpu", "--prompt-depth", str(prompts), "-f", "npy", "-o", str(tmp_path / "out"), "-q"])
+                "--device", "cpu", "--prompt-depth", str(prompts), "-f", "npy", "--outdir", str(tmp_path / "out"), "-q"])
     assert code == 1
     a = json.loads((tmp_path / "out" / "a.json").read_text())["prompt_depth"]
     b = json.loads((tmp_path / "out" / "sub" / "b.json").read_text())["prompt_depth"]

@@ -295,7 +295,7 @@ def test_depth_pro_field_of_view_reaches_the_point_cloud(depth_pro, tiny_depth_p
 
     cloud = tmp_path / "photo.ply"
     code = cli(["run", str(depth_pro.path), "--model", "depth-pro", "--weights", str(tiny_depth_pro_dir),
-                "--device", "cpu", "-f", "npy", "-o", str(tmp_path / "out"), "--pointcloud", str(cloud), "-q"])
+                "--device", "cpu", "-f", "npy", "--outdir", str(tmp_path / "out"), "--pointcloud", str(cloud), "-q"])
     assert code == 0
     meta = json.loads((tmp_path / "out" / "demo08.json").read_text())
     assert meta["kind"] == "depth" and meta["units"] == "m" and (meta["height"], meta["width"]) == (425, 640)
@@ -362,7 +362,7 @@ def test_run_command_writes_metric_maps_for_each_family(family, request, tmp_pat
     folder = {"zoe": "tiny_zoedepth_dir", "pda": "tiny_prompt_da_dir"}[family]
     model = {"zoe": "zoedepth-nyu", "pda": "prompt-depth-anything-vits"}[family]
     args = ["run", str(fx.path), "--model", model, "--weights", str(request.getfixturevalue(folder)),
-            "--device", "cpu", "-f", "npy,png16", "-o", str(tmp_path), "-q"]
+            "--device", "cpu", "-f", "npy,png16", "--outdir", str(tmp_path), "-q"]
     if family == "pda":
         args += ["--prompt-depth", str(fx.lidar_png), "--prompt-scale", "0.001"]
     assert cli(args) == 0

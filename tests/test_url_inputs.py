@@ -87,7 +87,7 @@ def test_run_fetches_urls_beside_files_and_refuses_bad_ones_in_one_line(web, tin
     base, local = web
     code = cli(["run", f"{base}/photos/room%20one.png", f"{base}/big.png", f"{base}/missing.png", str(local),
                 "--model", "depth-anything-v2-small", "--weights", str(tiny_da_dir), "--device", "cpu",
-                "-f", "npy", "-o", str(tmp_path), "--url-max-mb", "0.1", "-q"])
+                "-f", "npy", "--outdir", str(tmp_path), "--url-max-mb", "0.1", "-q"])
     assert code == 1  # two bad inputs, the others done
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("localdepth: error:")]
     assert len(err) == 2

@@ -227,7 +227,7 @@ def test_metric_windows_and_the_wide_frame_rule_match_the_official_code(photo, t
     est = load_vda(path, "metric-video-depth-anything-small", input_size=84)
     assert est.kind == "depth"
     predictor = WindowedDepth(est)
-    got = [d for _, d in predictor(as_frames(rgbs))]
+    got = [d for _, d, _ in predictor(as_frames(rgbs))]
     assert len(got) == 40 and predictor.scales == [1.0]  # two windows, the second not rescaled
     for i, (g, w) in enumerate(zip(got, want)):
         assert float(np.abs(g - w).max() / np.abs(w).max()) < 1e-4, i
@@ -286,7 +286,7 @@ def test_input_path_is_pinned_to_the_official_transform(tiny, photo, monkeypatch
     }
     for name, mutation in mutations.items():
         monkeypatch.setattr(temporal, "preprocess", mutation)
-        got = [d for _, d in WindowedDepth(est)(as_frames(rgbs))]
+        got = [d for _, d, _ in WindowedDepth(est)(as_frames(rgbs))]
         assert min(pearson(g, w) for g, w in zip(got, want)) < 0.9999, name
 
 
@@ -345,7 +345,7 @@ def test_window_logic_matches_the_official_on_a_long_clip_in_bounded_memory():
             yield frame
 
     predictor, peak, got = WindowedDepth(_FakeEstimator(_FakeNetwork())), 0, []
-    for frame, depth in predictor(frames()):
+    for frame, depth, _ in predictor(frames()):
         peak = max(peak, len(alive))
         got.append((frame.index, depth))
         del frame

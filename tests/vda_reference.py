@@ -18,11 +18,11 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-import types
 from functools import partial
 
 import pytest
 from conftest import SHARED
+from da2_reference import _torchvision_stand_in
 
 REFERENCE = SHARED / "reference" / "video-depth-anything"
 
@@ -32,28 +32,14 @@ TINY = {"embed_dim": 64, "features": 32, "out_channels": [32, 32, 64, 64]}
 SMALL = {"encoder": "vits", "features": 64, "out_channels": [48, 96, 192, 384]}
 
 
-class _Compose:
-    def __init__(self, transforms):
-        self.transforms = transforms
-
-    def __call__(self, x):
-        for t in self.transforms:
-            x = t(x)
-        return x
-
-
 def reference():
     """``(offline module, streaming module)`` of the official code; skips when it is absent."""
     if not (REFERENCE / "video_depth_anything" / "video_depth.py").is_file():
         pytest.skip(f"{REFERENCE} is absent (the official code lives in ../shared/reference)")
     pytest.importorskip("einops")
     pytest.importorskip("easydict")
-    stand_in = "torchvision" not in sys.modules
-    if stand_in:
-        tv, transforms = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
-        transforms.Compose = _Compose
-        tv.transforms = transforms
-        sys.modules["torchvision"], sys.modules["torchvision.transforms"] = tv, transforms
+    stand_ins = _torchvision_stand_in()  # only when torchvision is not installed
+    sys.modules.update(stand_ins)
     if str(REFERENCE) not in sys.path:
         sys.path.insert(0, str(REFERENCE))
     try:
@@ -61,8 +47,8 @@ def reference():
             import video_depth_anything.video_depth as offline
             import video_depth_anything.video_depth_stream as stream
     finally:
-        if stand_in:  # the reference holds Compose now; other code must not see a fake torchvision
-            del sys.modules["torchvision"], sys.modules["torchvision.transforms"]
+        for key in stand_ins:  # the reference holds Compose now; other code must not see a fake torchvision
+            sys.modules.pop(key, None)
     return offline, stream
 
 

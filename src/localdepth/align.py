@@ -238,6 +238,8 @@ def read_points_csv(path) -> np.ndarray:
                 raise ValueError(f"{path}:{lineno}: expected u,v,depth_m numbers, got {','.join(cells)}") from None
             if len(values) != 3:
                 raise ValueError(f"{path}:{lineno}: expected 3 columns u,v,depth_m, got {len(cells)}")
+            if not all(np.isfinite(values)):
+                raise ValueError(f"{path}:{lineno}: u,v,depth_m must be finite numbers, got {','.join(cells[:3])}")
             rows.append(values)
     if not rows:
         raise ValueError(f"{path}: no u,v,depth_m rows")
@@ -250,8 +252,10 @@ def sample_map(source: np.ndarray, uv: np.ndarray) -> np.ndarray:
     src = np.asarray(source, dtype=np.float64)
     h, w = src.shape
     u, v = uv[:, 0], uv[:, 1]
-    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
-    uc, vc = np.clip(u, 0, w - 1), np.clip(v, 0, h - 1)
+    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)  # False for NaN coordinates too
+    if not inside.any():  # an empty map included: nothing to index
+        return np.full(u.shape, np.nan)
+    uc, vc = np.clip(np.where(inside, u, 0), 0, w - 1), np.clip(np.where(inside, v, 0), 0, h - 1)
     u0, v0 = np.minimum(np.floor(uc).astype(int), w - 2 if w > 1 else 0), np.minimum(np.floor(vc).astype(int), h - 2 if h > 1 else 0)
     u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
     a, b = uc - u0, vc - v0

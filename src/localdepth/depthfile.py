@@ -2,8 +2,9 @@
 
 ``read_depth_map(path)`` understands ``.npy``/``.npz`` (float maps), ``.pfm`` and localdepth's
 16-bit ``.png`` (decoded with the mapping in the ``.json`` sidecar beside it). The kind
-(``"depth"`` = metres, ``"disparity"`` = relative inverse depth) comes from the sidecar,
-else from the caller's ``kind``.
+(``"depth"`` = z-depth, ``"disparity"`` = relative inverse depth) comes from the sidecar,
+else from the caller's ``kind``; depth is in metres unless the sidecar's ``units`` say
+``relative`` (:func:`is_metric`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def sidecar_for(path: Path) -> dict | None:
     return None
 
 
+def as_2d_map(array) -> np.ndarray:
+    """A stored map as ``(H, W)`` (dtype kept): leading or trailing length-1 axes (``(1, H, W)``,
+    ``(H, W, 1)``) are dropped, but never H or W themselves, so a 1x1 map stays 1x1 (a plain
+    ``squeeze`` made it a scalar)."""
+    arr = np.asarray(array)
+    while arr.ndim > 2 and (arr.shape[0] == 1 or arr.shape[-1] == 1):
+        arr = arr[0] if arr.shape[0] == 1 else arr[..., 0]
+    return arr
+
+
 def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarray, str, dict]:
     """``(map (H, W) float32, kind, sidecar or {})``; raises :class:`LocalDepthError` in one line."""
     path = Path(path)
@@ -57,13 +68,20 @@ def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarra
         raise LocalDepthError(f"{quoted(path)}: unsupported depth map type; use one of {', '.join(MAP_SUFFIXES)}")
     if arr is None:
         raise LocalDepthError(f"{quoted(path)}: cannot read the depth map")
-    arr = np.asarray(arr, dtype=np.float32).squeeze()
+    arr = as_2d_map(np.asarray(arr, dtype=np.float32))
     if arr.ndim != 2:
-        raise LocalDepthError(f"{quoted(path)}: a depth map must be 2-D, got shape {arr.shape}")
+        raise LocalDepthError(f"{quoted(path)}: a depth map must be 2-D (height x width), got shape {arr.shape}")
+    if arr.size == 0:
+        raise LocalDepthError(f"{quoted(path)}: the depth map is empty ({arr.shape[1]}x{arr.shape[0]} pixels)")
     found = meta.get("kind") or kind or "disparity"
     if found not in ("depth", "disparity"):
         raise LocalDepthError(f"{quoted(path)}: unknown map kind '{found}' (depth or disparity)")
     return arr, found, meta
+
+
+def is_metric(kind: str, meta: dict) -> bool:
+    """A map of ``kind`` with sidecar ``meta`` is in metres: depth, unless its sidecar says relative units."""
+    return kind == "depth" and (meta.get("units") or "m") == "m"
 
 
 # ----------------------------------------------------------------------------- depth inputs
@@ -133,7 +151,7 @@ def load_depth_values(source, max_pixels: int | None = None) -> tuple[np.ndarray
         if arr is None:
             raise ValueError(f"{name}: not a depth map (use a 16-bit PNG, .npy or .pfm)")
         kind = "integer-image" if np.issubdtype(arr.dtype, np.integer) else "float-image"
-    arr = np.asarray(arr).squeeze()
+    arr = as_2d_map(arr)
     if arr.ndim != 2:
         raise ValueError(f"{name}: a depth map must have one channel, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,9 @@ from .backends.base import NetworkOutput
 from .depthfile import read_prompt_depth
 from .errors import LocalDepthError, PromptDepthError
 from .images import as_rgb, load_image
-from .postprocess import DepthResult, fov_to_intrinsics, intrinsics_to_original, resize_to_image, to_original_size
+from .postprocess import (
+    DepthResult, depth_like_to_disparity, fov_to_intrinsics, intrinsics_to_original, resize_to_image, to_original_size,
+)
 from .preprocess import network_input_note, network_size, preprocess, preprocess_prompt
 from .registry import ModelSpec
 from .weights import resolve
@@ -41,9 +43,6 @@ def warn_licence(spec: ModelSpec) -> None:
     what = ("the licence of these weights could not be verified (see `localdepth models info`)"
             if spec.licence == "unverified" else f"weights are licensed {spec.licence}")
     warnings.warn(f"{spec.name}: {what}: not for commercial use", NonCommercialLicenceWarning, stacklevel=3)
-
-
-_MIN_RAW = 1e-3  # floor of depth-like raw outputs before their reciprocal
 
 
 def _ms(t0: float) -> float:
@@ -81,6 +80,10 @@ class DepthEstimator:
         self.backend = backend
         self.input_size = input_size
         self.weights_path = weights_path
+        #: the camera the user gave (``{"intrinsics": "fx,fy,cx,cy"}`` or ``{"fov": degrees}``), for
+        #: models whose metres depend on the focal length (Depth Anything 3 Metric); else EXIF or
+        #: the default, by :func:`localdepth.geometry.resolve_intrinsics`
+        self.camera: dict = {}
 
     @property
     def name(self) -> str:
@@ -89,6 +92,11 @@ class DepthEstimator:
     @property
     def kind(self) -> str:
         return self.spec.output
+
+    @property
+    def metric(self) -> bool:
+        """The maps are in metres."""
+        return self.spec.metric
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         return network_size(height, width, self.spec.preprocessing, self.input_size)
@@ -112,7 +120,7 @@ class DepthEstimator:
 
     def _convention(self, raw: np.ndarray) -> np.ndarray:
         if self.spec.reciprocal_output:
-            raw = 1.0 / np.maximum(raw, _MIN_RAW)
+            return depth_like_to_disparity(raw)
         return raw
 
     def check_prompt(self, given: bool) -> None:
@@ -210,34 +218,73 @@ class DepthEstimator:
         out = self.run_network(batch, **conditioning)
         infer_ms = _ms(t0) / len(images)
         input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
+        return [self._result(out, j, image, input_size, sources[j], infer_ms, keep_image, conditioning)
+                for j, image in enumerate(images)]
+
+    def _result(self, out: NetworkOutput, j: int, image: np.ndarray, input_size: tuple[int, int],
+                source: str | None, infer_ms: float, keep_image: bool, conditioning: dict | None = None) -> DepthResult:
+        """The ``j``-th network output at ``image``'s resolution (``input_size``: the network grid)."""
+        t0 = time.perf_counter()
         pre, post = self.spec.preprocessing, self.spec.postprocessing
-        results = []
-        for j, image in enumerate(images):
-            t0 = time.perf_counter()
-            h, w = image.shape[:2]
-            depth = to_original_size(out.depth[j], h, w, self.spec.output, post, pre)
-            confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
-            notes = network_input_note(h, w, pre, self.input_size)
-            if out.field_of_view is not None:
-                camera = fov_to_intrinsics(out.field_of_view[j], h, w)
-                notes["predicted_field_of_view_deg"] = float(out.field_of_view[j])
-            elif out.intrinsics is not None:
-                camera = intrinsics_to_original(out.intrinsics[j], input_size, h, w)
-            else:
-                camera = None
-            if "prompt_depth" in conditioning:
-                prompt = conditioning["prompt_depth"][j, 0]
-                notes["prompt_depth"] = {"shape": [int(v) for v in prompt.shape], "units": self.spec.prompt.units,
-                                         "range_m": [float(prompt.min()), float(prompt.max())],
-                                         "normalisation": self.spec.prompt.normalisation}
-            pose = None if out.camera_from_world is None else out.camera_from_world[j]
-            results.append(DepthResult(
-                map=depth, kind=self.spec.output, model=self.spec.name, input_size=input_size,
-                timings={"inference": infer_ms, "postprocess": _ms(t0)},
-                source=sources[j], image=image if keep_image else None, max_depth=self.spec.max_depth,
-                confidence=confidence, intrinsics=camera, camera_from_world=pose, notes=notes,
-            ))
-        return results
+        h, w = image.shape[:2]
+        raw = out.depth[j]
+        notes = network_input_note(h, w, pre, self.input_size)
+        if self.spec.metric_focal:
+            scale, notes["metric_scale"] = self._focal_scale(h, w, input_size, source)
+            raw = raw * np.float32(scale)
+        depth = to_original_size(raw, h, w, self.spec.output, post, pre)
+        confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
+        if out.field_of_view is not None:
+            camera = fov_to_intrinsics(out.field_of_view[j], h, w)
+            notes["predicted_field_of_view_deg"] = float(out.field_of_view[j])
+        elif out.intrinsics is not None:
+            camera = intrinsics_to_original(out.intrinsics[j], input_size, h, w)
+        else:
+            camera = None
+        if conditioning and "prompt_depth" in conditioning:
+            prompt = conditioning["prompt_depth"][j, 0]
+            notes["prompt_depth"] = {"shape": [int(v) for v in prompt.shape], "units": self.spec.prompt.units,
+                                     "range_m": [float(prompt.min()), float(prompt.max())],
+                                     "normalisation": self.spec.prompt.normalisation}
+        pose = None if out.camera_from_world is None else out.camera_from_world[j]
+        return DepthResult(
+            map=depth, kind=self.spec.output, model=self.spec.name, input_size=input_size,
+            timings={"inference": infer_ms, "postprocess": _ms(t0)},
+            source=source, image=image if keep_image else None, max_depth=self.spec.max_depth,
+            confidence=confidence, intrinsics=camera, camera_from_world=pose, notes=notes, metric=self.spec.metric,
+        )
+
+    def _focal_scale(self, height: int, width: int, input_size: tuple[int, int],
+                     source: str | None) -> tuple[float, dict]:
+        """Metres per raw unit for a model whose output is the depth at a reference focal length:
+        ``focal / metric_focal``, the focal (mean of fx and fy) in pixels of the network input and
+        taken from the one intrinsics rule (given, EXIF, default)."""
+        from .geometry import resolve_intrinsics
+
+        try:
+            cam = resolve_intrinsics(width, height, intrinsics=self.camera.get("intrinsics"),
+                                     fov=self.camera.get("fov"), image_path=source)
+        except ValueError as e:
+            raise LocalDepthError(str(e)) from None
+        focal = 0.5 * (cam.fx * input_size[1] / width + cam.fy * input_size[0] / height)
+        note = {"rule": f"metres = focal_px * output / {self.spec.metric_focal:g}",
+                "focal_px": round(focal, 4), "focal_of": f"the {input_size[1]}x{input_size[0]} network input",
+                "intrinsics_source": cam.origin, "intrinsics": cam.source}
+        return focal / self.spec.metric_focal, note
+
+    def predict_views(self, images: Sequence, *, sources: Sequence[str | None] | None = None,
+                      reference_strategy: str = "saddle_balanced", max_views: int | None = None,
+                      keep_image: bool = False) -> list[DepthResult]:
+        """Several views of one scene through an any-view model together (Depth Anything 3).
+
+        Every result holds that view's depth at its image's resolution, confidence, intrinsics
+        (pixels of that image) and ``camera_from_world`` (4x4, OpenCV axes), all views in one world
+        frame. See :mod:`localdepth.multiview` (reference view, memory bound).
+        """
+        from .multiview import predict_views
+
+        return predict_views(self, images, sources=sources, reference_strategy=reference_strategy,
+                             max_views=max_views, keep_image=keep_image)
 
     def _groups(self, images: Sequence[np.ndarray], batch_size: int,
                 prompts: Sequence[np.ndarray] | None = None) -> Iterable[list[int]]:
@@ -261,7 +308,7 @@ class DepthEstimator:
         spec = self.spec
         return {
             "model": spec.name, "family": spec.family, "source": spec.source, "licence": spec.licence,
-            "kind": spec.output, "max_depth": spec.max_depth, **self.backend.describe(),
+            "kind": spec.output, "metric": spec.metric, "max_depth": spec.max_depth, **self.backend.describe(),
         }
 
     def close(self) -> None:
@@ -278,16 +325,31 @@ class DepthEstimator:
         return f"DepthEstimator({self.spec.name!r}, backend={b.name}, device={b.device}, dtype={b.dtype})"
 
 
+def _placement(spec: ModelSpec, backend: str, device: str, dtype: str) -> str:
+    """``"cpu, fp32"``: where and in what precision the model will run, for the loading line."""
+    if spec.format == "tflite" or backend == "tflite":
+        return "cpu, fp32"
+    if device == "auto":
+        from .backends.torch_backend import pick_device
+
+        device = pick_device("auto")
+    if dtype == "auto":
+        dtype = "fp16" if device.startswith("cuda") else "fp32"
+    return f"{device}, {dtype}"
+
+
 def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | None = None,
          backend: str = "auto", device: str = "auto", dtype: str = "auto",
          input_size: int | None = None, download: bool = True, compile: bool = False,
-         cuda_graphs: bool = False) -> DepthEstimator:
+         cuda_graphs: bool = False, on_loading: Callable[[str], None] | None = None) -> DepthEstimator:
     """Load a model by registry name (``depth-anything-v2-small`` or ``depth_anything_v2_small``).
 
     ``weights``: a Hugging Face-format folder or a weights file to use instead of the cache.
     ``backend``: ``auto``, ``torch``, ``onnx`` or ``tflite``. ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
     ``dtype``: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``, ``int8`` (ONNX).
     ``compile``/``cuda_graphs``: PyTorch only (``torch.compile``; CUDA graph replay per input shape).
+    ``on_loading``: called with one line (``loading NAME (cpu, fp32)…``) once the weights are found
+    and before the network loads, the slow part (the CLI shows it on a terminal).
     """
     spec = registry.get(name)
     if input_size is not None:
@@ -298,6 +360,8 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
             raise LocalDepthError(f"--input-size must be at least {pre.multiple_of} for {spec.name}")
     resolved = resolve(spec, weights, download=download)
     warn_licence(spec)
+    if on_loading is not None:
+        on_loading(f"loading {spec.name} ({_placement(spec, backend, device, dtype)})…")
     engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype,
                             compile=compile, cuda_graphs=cuda_graphs)
     return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)

@@ -64,3 +64,18 @@ SERVER_BODY_TIMEOUT_S = 30.0
 SERVER_KEEP_ALIVE_S = 5
 #: open connections at most; beyond it uvicorn answers 503
 SERVER_MAX_CONNECTIONS = 256
+
+
+# ----------------------------------------------------------------------------- scenes (several views)
+
+#: views of one `localdepth scene` by default, spread evenly over the input (``--max-views``)
+SCENE_DEFAULT_MAX_VIEWS = 32
+#: most views of one scene: the most Depth Anything 3 takes in one call here (about 1k tokens each
+#: at 504 px; about 2.9 GB for the Small network at 64 views, see docs/da3.md)
+SCENE_MAX_VIEWS = 64
+#: input pixels of one scene in all: the views, and their depth and confidence maps at each view's
+#: resolution, are held at once, about 10.5 bytes per pixel (measured, docs/scene.md): 4.4 GB here
+SCENE_MAX_PIXELS = 400_000_000
+#: most photos in one POST /v1/scene; each within SERVER_MAX_UPLOAD_BYTES and SERVER_MAX_PIXELS,
+#: and one scene at a time per server
+SERVER_MAX_SCENE_VIEWS = 8

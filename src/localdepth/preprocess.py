@@ -72,6 +72,9 @@ def _reference_size(height: int, width: int, pre: Preprocessing, input_size: int
         if input_size is not None and input_size != pre.fixed_hw[0]:
             raise ValueError(f"this model takes a fixed {pre.fixed_hw[0]}x{pre.fixed_hw[1]} input; --input-size does not apply")
         return pre.fixed_hw
+    if pre.resize == "upper_bound":
+        h, w = _upper_bound_size(height, width, input_size or pre.input_size)
+        return _nearest_multiple(h, pre.multiple_of), _nearest_multiple(w, pre.multiple_of)
     pad_h, pad_w = pad_margins(height, width, pre)
     height, width = height + 2 * pad_h, width + 2 * pad_w
     target_h, target_w = pre.target_hw or (pre.input_size, pre.input_size)
@@ -86,6 +89,39 @@ def _reference_size(height: int, width: int, pre: Preprocessing, input_size: int
     h = _round_to_multiple(scale * height, pre.multiple_of, min_h)
     w = _round_to_multiple(scale * width, pre.multiple_of, min_w)
     return h, w
+
+
+def _upper_bound_size(height: int, width: int, target: int) -> tuple[int, int]:
+    """Scale so the longer side is ``target`` (Python's rounding, as the Depth Anything 3 reference)."""
+    longest = max(height, width)
+    if longest == target:
+        return height, width
+    scale = target / float(longest)
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def _nearest_multiple(x: int, multiple: int) -> int:
+    """The multiple of ``multiple`` nearest to ``x`` (ties go up), at least one ``multiple``."""
+    down = (x // multiple) * multiple
+    up = down + multiple
+    return max(multiple, up if up - x <= x - down else down)
+
+
+def _resize_auto(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bicubic when a side grows, area otherwise (the Depth Anything 3 reference's choice)."""
+    if image.shape[:2] == (h, w):
+        return image
+    grows = h > image.shape[0] or w > image.shape[1]
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC if grows else cv2.INTER_AREA)
+
+
+def _resize_upper_bound(rgb: np.ndarray, pre: Preprocessing, input_size: int | None,
+                        size: tuple[int, int]) -> np.ndarray:
+    """The Depth Anything 3 input resize: longer side to ``input_size``, then to ``size`` (each side
+    at its nearest multiple of the patch, or less where the input budget says so): two resizes on
+    8-bit pixels as the reference does (16-bit and float images are resized as floats)."""
+    x = _resize_auto(rgb, *_upper_bound_size(rgb.shape[0], rgb.shape[1], input_size or pre.input_size))
+    return _resize_auto(x, *size)
 
 
 def _floor_to_multiple(x: float, multiple: int) -> int:
@@ -188,14 +224,18 @@ def preprocess(rgb: np.ndarray, pre: Preprocessing, input_size: int | None = Non
     Returns ``(3, h, w)`` for ``nchw`` models, ``(h, w, 3)`` for ``nhwc`` ones, float32.
     Scaling to [0, 1] happens before the resize, as in the Depth Anything reference (linear
     resizing commutes with the normalisation, so its place does not matter for bilinear entries);
-    Pillow's resize works on the 8-bit image, as Transformers' PIL processors do.
+    Pillow's resize works on the 8-bit image, as Transformers' PIL processors do. Depth Anything 3
+    resizes the 8-bit image twice, then scales to [0, 1], as its reference does.
     """
     h, w = network_size(rgb.shape[0], rgb.shape[1], pre, input_size)
-    x = rgb if pre.interpolation == "pil-bicubic" else to_float(rgb)
-    pad_h, pad_w = pad_margins(rgb.shape[0], rgb.shape[1], pre)
-    if pad_h or pad_w:
-        x = cv2.copyMakeBorder(x, pad_h, pad_h, pad_w, pad_w, cv2.BORDER_REFLECT_101)  # numpy's "reflect"
-    x = to_float(resize(x, h, w, pre.interpolation, align_corners=pre.align_corners))
+    if pre.resize == "upper_bound":
+        x = to_float(_resize_upper_bound(rgb, pre, input_size, (h, w)))
+    else:
+        x = rgb if pre.interpolation == "pil-bicubic" else to_float(rgb)
+        pad_h, pad_w = pad_margins(rgb.shape[0], rgb.shape[1], pre)
+        if pad_h or pad_w:
+            x = cv2.copyMakeBorder(x, pad_h, pad_h, pad_w, pad_w, cv2.BORDER_REFLECT_101)  # numpy's "reflect"
+        x = to_float(resize(x, h, w, pre.interpolation, align_corners=pre.align_corners))
     mean = np.asarray(pre.mean, dtype=np.float32)
     std = np.asarray(pre.std, dtype=np.float32)
     if np.any(mean != 0) or np.any(std != 1):

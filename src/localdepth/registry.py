@@ -16,7 +16,7 @@ from .errors import ModelNotFoundError
 from .limits import NETWORK_MAX_ASPECT, NETWORK_MAX_PIXELS
 
 OutputKind = Literal["disparity", "depth"]
-ResizeMode = Literal["lower_bound", "minimal", "fixed"]
+ResizeMode = Literal["lower_bound", "minimal", "fixed", "upper_bound"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,14 +32,17 @@ class Preprocessing:
         (Depth Anything);
       * ``minimal``: keep aspect ratio, scale as little as possible so that one side reaches its
         target, ``input_size`` (MiDaS ``minimal``) or ``target_hw`` (ZoeDepth: 384 x 512);
-      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet, Depth Pro).
+      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet, Depth Pro);
+      * ``upper_bound``: keep aspect ratio, scale so the longer side is ``input_size``, then resize
+        each side to its nearest multiple (Depth Anything 3; 8-bit pixels, two resizes).
     Sides are rounded to ``multiple_of`` (the ViT patch size, or the decoder stride).
 
     ``interpolation``: ``bicubic``/``bilinear``/``area`` are OpenCV's (``bicubic`` as the Depth
     Anything reference; ``bilinear`` equals PyTorch's ``interpolate`` without antialiasing);
     ``pil-bicubic`` is Pillow's antialiased bicubic on the 8-bit image, as Transformers' PIL image
     processors resize. ``align_corners`` (bilinear only) maps corner pixel centres onto each other,
-    as ZoeDepth's ``interpolate(..., align_corners=True)``.
+    as ZoeDepth's ``interpolate(..., align_corners=True)``. ``auto``: bicubic when enlarging, area
+    when shrinking (Depth Anything 3).
 
     ``reflect_pad_factor``: ZoeDepth pads each side of the image, before the resize, by
     ``int(sqrt(side / 2) * factor)`` pixels of reflection (factor 3) against border artefacts;
@@ -58,7 +61,7 @@ class Preprocessing:
     multiple_of: int = 14
     fixed_hw: tuple[int, int] | None = None
     target_hw: tuple[int, int] | None = None  # minimal resize towards (h, w) instead of input_size
-    interpolation: Literal["bicubic", "bilinear", "area", "pil-bicubic"] = "bicubic"
+    interpolation: Literal["bicubic", "bilinear", "area", "pil-bicubic", "auto"] = "bicubic"
     align_corners: bool = False
     reflect_pad_factor: float = 0.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -67,14 +70,23 @@ class Preprocessing:
     max_pixels: int = NETWORK_MAX_PIXELS
     max_aspect: float = NETWORK_MAX_ASPECT
 
+    def as_dict(self) -> dict:
+        """The fields that apply to this resize mode: a fixed input has no ``input_size`` or
+        ``multiple_of`` (their defaults would read as if it had), the others no ``fixed_hw``."""
+        fields = dict(self.__dict__)
+        for unused in (("input_size", "multiple_of") if self.resize == "fixed" else ("fixed_hw",)):
+            fields.pop(unused)
+        return fields
+
 
 @dataclass(frozen=True)
 class Postprocessing:
     """How the reference brings the network output back to a map at the image's resolution.
 
     ``interpolation``: how the map is resized to the image (``bilinear`` with pixel-centre
-    alignment, or ``bicubic`` as Transformers' ``post_process_depth_estimation`` for ZoeDepth and
-    Prompt Depth Anything); ``align_corners`` as in PyTorch (bilinear only).
+    alignment, or ``bicubic`` as MiDaS's run.py and Transformers' ``post_process_depth_estimation``
+    for ZoeDepth and Prompt Depth Anything); ``align_corners`` as in PyTorch (bilinear only; the
+    official Depth Anything V2 ``infer_image`` aligns corners).
 
     ``inverse_range``: the network predicts *inverse* depth (Depth Pro): the inverse map is resized,
     clamped to this range (1/m) and inverted at the image's resolution, as its reference does.
@@ -118,7 +130,7 @@ class ModelSpec:
     name: str
     family: str
     description: str
-    format: Literal["transformers", "tflite", "vda"]
+    format: Literal["transformers", "tflite", "da3", "vda"]
     files: tuple[WeightFile, ...]
     licence: str
     commercial_use: bool
@@ -133,7 +145,7 @@ class ModelSpec:
     aliases: tuple[str, ...] = field(default_factory=tuple)
     paper: str = ""
     #: the raw network output is depth-like (larger = farther): take its reciprocal so the map
-    #: is disparity-like, as the ``output`` kind says
+    #: is disparity-like, as the ``output`` kind says (:func:`localdepth.postprocess.depth_like_to_disparity`)
     reciprocal_output: bool = False
     postprocessing: Postprocessing = field(default_factory=Postprocessing)
     #: the extra depth input the model takes (None: the image only)
@@ -141,9 +153,23 @@ class ModelSpec:
     #: the network predicts the camera too (Depth Pro: the field of view); geometry uses it when the
     #: user gives no intrinsics and the photo's EXIF has none
     predicts_camera: bool = False
-    #: the size of a natively implemented network (``vits``, ``vitb``, ``vitl``: rows of the
-    #: network module's own table), for formats whose files carry no config
+    #: the network configuration, for formats whose loader builds the network itself (``da3``:
+    #: the official ``model_name``, a row of :data:`localdepth.networks.da3.config.ARCHITECTURES`;
+    #: ``vda``: ``vits``, ``vitb`` or ``vitl``, a row of :data:`localdepth.networks.vda.SIZES`)
     architecture: str | None = None
+    #: ``output == "depth"`` known only up to an unknown scale (Depth Anything 3 and its Mono
+    #: network), not in metres
+    relative_depth: bool = False
+    #: metric depth = focal length (pixels of the network input) * raw output / ``metric_focal``
+    #: (Depth Anything 3 Metric: 300); the focal comes from the one intrinsics rule
+    metric_focal: float | None = None
+    #: more outputs: ``"confidence"`` (a per-pixel confidence map), ``"views"`` (the network takes
+    #: several views of one scene together)
+    predicts: tuple[str, ...] = ()
+    #: how the ViT's position embeddings are resized to the patch grid: ``transformers`` (the
+    #: model's own Transformers code), or ``dinov2`` (the official DINOv2 rule the Depth Anything
+    #: code runs: bicubic with scale factor ``(n + 0.1) / N``; :mod:`localdepth.networks.dinov2`)
+    position_embedding: Literal["transformers", "dinov2"] = "transformers"
 
     @property
     def source(self) -> str:
@@ -163,12 +189,20 @@ class ModelSpec:
         return self.format == "vda"
 
     @property
+    def metric(self) -> bool:
+        """The map is in metres (metric depth)."""
+        return self.output == "depth" and not self.relative_depth
+
+    @property
     def units(self) -> str:
-        return "metres" if self.output == "depth" else "relative inverse depth (affine-invariant)"
+        if self.output == "disparity":
+            return "relative inverse depth (affine-invariant)"
+        return "relative depth (unknown scale)" if self.relative_depth else "metres"
 
 
 _DA = Preprocessing(resize="lower_bound", input_size=518, multiple_of=14)
 _MIDAS = Preprocessing(resize="minimal", input_size=384, multiple_of=32, mean=HALF, std=HALF)
+_MIDAS_POST = Postprocessing(interpolation="bicubic")  # MiDaS run.py: interpolate(..., "bicubic", align_corners=False)
 _PYDNET = Preprocessing(
     resize="fixed", fixed_hw=(448, 640), multiple_of=1, interpolation="area",
     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), layout="nhwc",
@@ -179,6 +213,11 @@ _SIZES = {  # params (M), model.safetensors (MB) for the three ViT sizes
     "small": (24.8, 99.2), "base": (97.5, 390.0), "large": (335.3, 1340.0),
 }
 _DA2_PAPER = "Yang et al., Depth Anything V2, NeurIPS 2024 (arXiv:2406.09414)"
+# What the official code does beyond Transformers' port: ``DepthAnythingV2.infer_image`` resizes
+# with ``align_corners=True`` (relative and metric_depth alike), and its DINOv2 resizes position
+# embeddings with the 0.1 offset. Checked against that code in tests/test_reference_fidelity.py.
+_DA2_REFERENCE = {"postprocessing": Postprocessing(interpolation="bilinear", align_corners=True),
+                  "position_embedding": "dinov2"}
 
 
 def _depth_anything_entries() -> list[ModelSpec]:
@@ -192,7 +231,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
             format="transformers", repo_id=f"depth-anything/Depth-Anything-V2-{cap}-hf",
             files=_HF_FILES, licence=licence, commercial_use=commercial,
             params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
-            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER,
+            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER, **_DA2_REFERENCE,
         ))
         for scene, max_depth, data in (("indoor", 20.0, "Hypersim"), ("outdoor", 80.0, "Virtual KITTI 2")):
             entries.append(ModelSpec(
@@ -202,7 +241,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
                 repo_id=f"depth-anything/Depth-Anything-V2-Metric-{scene.capitalize()}-{cap}-hf",
                 files=_HF_FILES, licence="apache-2.0", commercial_use=True,
                 params_millions=params, download_mb=mb, output="depth", max_depth=max_depth,
-                preprocessing=_DA, paper=_DA2_PAPER,
+                preprocessing=_DA, paper=_DA2_PAPER, **_DA2_REFERENCE,
             ))
         entries.append(ModelSpec(
             name=f"depth-anything-v1-{size}", family="depth-anything-v1",
@@ -212,6 +251,8 @@ def _depth_anything_entries() -> list[ModelSpec]:
             params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
             aliases=(f"depth-anything-{size}",),
             paper="Yang et al., Depth Anything, CVPR 2024 (arXiv:2401.10891)",
+            # run.py of the V1 repository resizes with align_corners=False; its DINOv2 is the official one
+            position_embedding="dinov2",
         ))
     order = ["depth-anything-v2-", "depth-anything-v2-metric-indoor", "depth-anything-v2-metric-outdoor",
              "depth-anything-v1"]
@@ -260,8 +301,44 @@ def _video_depth_anything_entries() -> list[ModelSpec]:
     return entries
 
 
+_DA3 = Preprocessing(resize="upper_bound", input_size=504, multiple_of=14, interpolation="auto")
+_DA3_PAPER = "Lin et al., Depth Anything 3: Recovering the Visual Space from Any Views, 2025"
+#: name, official model_name, Hub repository, licence, params (M, counted from the architecture), what it is for
+_DA3_ENTRIES = (
+    ("da3-small", "da3-small", "depth-anything/DA3-SMALL", "apache-2.0", 34.3,
+     "Depth Anything 3 Small: depth, confidence and camera from one or many views (any-view)"),
+    ("da3-base", "da3-base", "depth-anything/DA3-BASE", "apache-2.0", 135.4,
+     "Depth Anything 3 Base: depth, confidence and camera from one or many views (any-view)"),
+    ("da3-large", "da3-large", "depth-anything/DA3-LARGE-1.1", _NC, 410.9,
+     "Depth Anything 3 Large (1.1): depth, confidence and camera from one or many views (any-view)"),
+    ("da3-giant", "da3-giant", "depth-anything/DA3-GIANT-1.1", _NC, 1320.0,
+     "Depth Anything 3 Giant (1.1): depth, confidence and camera from one or many views (any-view)"),
+    ("da3-mono-large", "da3mono-large", "depth-anything/DA3MONO-LARGE", "apache-2.0", 334.2,
+     "Depth Anything 3 Mono Large: relative depth of a single image"),
+    ("da3-metric-large", "da3metric-large", "depth-anything/DA3METRIC-LARGE", "apache-2.0", 334.2,
+     "Depth Anything 3 Metric Large: metric depth in metres of a single image (from its focal length)"),
+)
+
+
+def _depth_anything_3_entries() -> list[ModelSpec]:
+    entries = []
+    for name, model_name, repo, licence, params, description in _DA3_ENTRIES:
+        metric = model_name == "da3metric-large"
+        any_view = model_name not in ("da3mono-large", "da3metric-large")
+        entries.append(ModelSpec(
+            name=name, family="depth-anything-3", description=description, format="da3", repo_id=repo,
+            files=_HF_FILES, licence=licence, commercial_use=licence != _NC, params_millions=params,
+            download_mb=round(params * 4.0, -1),  # fp32 safetensors
+            output="depth", relative_depth=not metric, metric_focal=300.0 if metric else None,
+            preprocessing=_DA3, architecture=model_name,
+            predicts_camera=any_view, predicts=("confidence", "views") if any_view else (),
+            aliases=tuple(sorted({model_name, name.replace("da3-", "depth-anything-3-")} - {name})), paper=_DA3_PAPER,
+        ))
+    return entries
+
+
 def _build_table() -> dict[str, ModelSpec]:
-    entries = _depth_anything_entries()
+    entries = _depth_anything_entries() + _depth_anything_3_entries()
     midas_paper = "Ranftl et al., Vision Transformers for Dense Prediction, ICCV 2021"
     entries += [
         ModelSpec(
@@ -270,6 +347,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-large", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=343.0, download_mb=1370.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-large",), paper=midas_paper,
+            postprocessing=_MIDAS_POST,
         ),
         ModelSpec(
             name="midas-dpt-hybrid", family="midas",
@@ -277,7 +355,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-hybrid-midas", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=123.0, download_mb=490.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-hybrid", "dpt-hybrid-midas"),
-            paper=midas_paper,
+            paper=midas_paper, postprocessing=_MIDAS_POST,
         ),
         ModelSpec(
             name="pydnet", family="pydnet",

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,10 @@ def plan(item: InputItem, outdir: Path, options: WriteOptions) -> dict[str, Path
 class Runner:
     """Runs one estimator over inputs and writes results (see module docstring).
 
+    ``estimator``: a loaded :class:`DepthEstimator`, or a function that loads one. A function
+    is called only when some input needs the model (not when every input is missing, bad, or
+    complete under ``skip_existing``), in the calling thread, before any work is queued, so a
+    loading error stays one error and not one per input.
     ``on_error`` receives one line per failed input (default: stderr). ``pipeline=False`` runs
     the stages one after the other; ``workers`` is the number of decoding threads (default:
     up to 4, one per CPU). ``url_limits`` bounds URL inputs (:class:`localdepth.fetch.FetchLimits`).
@@ -112,13 +117,17 @@ class Runner:
     that take one.
     """
 
-    def __init__(self, estimator: DepthEstimator, outdir: Path, options: WriteOptions, *,
+    def __init__(self, estimator: DepthEstimator | Callable[[], DepthEstimator], outdir: Path,
+                 options: WriteOptions, *,
                  batch_size: int = 1, skip_existing: bool = False, progress: bool = True,
                  on_error: Callable[[str], None] | None = None, pipeline: bool = True,
                  workers: int | None = None, url_limits=None, max_pixels: int | None = MAX_IMAGE_PIXELS,
                  prompt_for: Callable[[InputItem], tuple[np.ndarray, str]] | None = None):
-        estimator.check_prompt(prompt_for is not None)
-        self.estimator = estimator
+        # duck typing: anything that predicts is the estimator itself; a plain function loads one
+        self._load = estimator if callable(estimator) and not hasattr(estimator, "predict_prepared") else None
+        self.estimator: DepthEstimator | None = None if self._load else estimator
+        if self.estimator is not None:
+            self.estimator.check_prompt(prompt_for is not None)
         self.url_limits = url_limits
         self.prompt_for = prompt_for
         self.outdir = Path(outdir)
@@ -127,7 +136,6 @@ class Runner:
         self.skip_existing = skip_existing
         self.progress = progress
         self.on_error = on_error or (lambda line: print(f"localdepth: error: {one_line(line)}", file=sys.stderr))
-        self.model_info = estimator.describe()
         self.keep_image = "side" in options.formats
         self.pipeline = pipeline
         self.max_pixels = max_pixels  # larger images are refused before decoding
@@ -138,10 +146,28 @@ class Runner:
         #: most inputs held in memory at once during the last run (decoded, not yet written)
         self.peak_in_flight = 0
 
+    @cached_property
+    def model_info(self) -> dict:
+        return self.estimator.describe()
+
+    def _needs_model(self, item: InputItem) -> bool:
+        """Whether the item will reach the network (it may still fail later, when decoded)."""
+        if item.error:
+            return False
+        if not self.skip_existing:
+            return True
+        try:
+            return not is_complete(plan(item, self.outdir, self.options))
+        except Exception:  # refused by plan(): fails in _prepare without the model
+            return False
+
     def run(self, items: list[InputItem]) -> RunSummary:
         from tqdm.auto import tqdm
 
         summary = RunSummary()
+        if self.estimator is None and any(self._needs_model(item) for item in items):
+            self.estimator = self._load()
+            self.estimator.check_prompt(self.prompt_for is not None)
         start = time.perf_counter()
         bar = tqdm(total=len(items), unit="img", disable=not self.progress or len(items) < 2,
                    dynamic_ncols=True, file=sys.stderr)
@@ -283,7 +309,7 @@ class Runner:
                         ahead.append(decoders.submit(self._prepare_input, item))
                         in_flight += 1
                         self.peak_in_flight = max(self.peak_in_flight, in_flight)
-                for d, result, failure in self._infer_batch(batch):
+                for d, result, failure in self._infer_batch(batch) if batch else ():
                     if failure is not None:
                         in_flight -= 1
                         yield failure

@@ -237,6 +237,13 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "keep_alive": _POSITIVE, "keep_alive_s": _POSITIVE,
     "max_connections": _COUNT,
     "retry_after_s": _NON_NEGATIVE,
+    # scenes (several views) and pose evaluation
+    "max_views": Range(1, 64, integer=True),
+    "max_scene_views": Range(1, 64, integer=True),
+    "conf_percentile": Range(0, 100, hi_open=True),
+    "delta": _COUNT,
+    "gt_start": Range(0, None, integer=True),
+    "gt_stride": _COUNT,
 }
 
 

@@ -62,7 +62,8 @@ class Backend(ABC):
     def run(self, batch: np.ndarray, **conditioning: np.ndarray) -> NetworkOutput:
         """Every output of the network for ``batch`` (see :class:`NetworkOutput`).
 
-        ``conditioning``: extra network inputs some models take (``prompt_depth``). Backends
+        ``conditioning``: extra network inputs some models take (``prompt_depth``), as arrays, or
+        options of the network's forward (Depth Anything 3's ``same_scene=True``). Backends
         whose networks return only depth need not override this.
         """
         if conditioning:

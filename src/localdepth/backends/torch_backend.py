@@ -88,7 +88,8 @@ class TorchBackend(Backend):
 
         with torch.inference_mode():
             x = self._to_device(batch)
-            extra = {k: self._to_device(v) for k, v in conditioning.items()}
+            # arrays are network inputs; anything else (flags, names) is passed through as is
+            extra = {k: self._to_device(v) if isinstance(v, np.ndarray) else v for k, v in conditioning.items()}
             if extra or self._extra_outputs:  # every output, eagerly (graph replay keeps depth only)
                 out = self._eager_outputs(self._layout(x), **extra)
             else:

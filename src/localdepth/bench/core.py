@@ -241,7 +241,9 @@ def run_bench(config: BenchConfig) -> dict:
                 flops = count_flops(folder, *_net_hw(spec, size))
                 model_info["flops"][str(size)] = flops
                 _log(f"{spec.name} at {size}: {flops / 1e9:.1f} GFLOPs per image")
-                if config.baseline:
+                if config.baseline and spec.format != "transformers":
+                    model_info["pipeline"][str(size)] = None  # Transformers has no pipeline for this model
+                elif config.baseline:
                     _log(f"Transformers pipeline at {size} ...")
                     baseline = pipeline_baseline(folder, files, size, "cpu" if cpu_device else mm_device,
                                                  work / "out-pipeline", config.e2e_repeats)

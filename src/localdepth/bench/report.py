@@ -28,6 +28,9 @@ def markdown(report: dict) -> str:
         flops = ", ".join(f"{s}px: {f / 1e9:.1f} GFLOPs" for s, f in info["flops"].items())
         lines.append(f"- {name}: {info['weights']}; {flops} per image")
         for size, p in info["pipeline"].items():
+            if p is None:
+                lines.append(f"- Transformers has no `pipeline(\"depth-estimation\")` for {name}: no × pipeline column")
+                continue
             lines.append(f"- Transformers `pipeline(\"depth-estimation\")`, fp32, {size}px, same weights: "
                          f"{p['e2e_images_per_s']:.2f} images/s end to end "
                          f"({p['e2e_ms_per_image']['median_ms']:.0f} ms/image)")

@@ -7,7 +7,7 @@ import sys
 
 from .. import registry
 
-from .common import add_format_args, add_limit_args, add_model_args, formats_from_args
+from .common import add_format_args, add_limit_args, add_model_args, add_outdir_arg, formats_from_args
 
 
 def register(sub) -> None:
@@ -20,7 +20,7 @@ def register(sub) -> None:
                     "the same command resumes. Needs `pip install 'localdepth[distributed]'`.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, globs, .txt lists, manifests (.csv/.parquet/.jsonl) or fsspec URLs")
-    p.add_argument("--outdir", "-o", required=True,
+    add_outdir_arg(p, required=True,
                    help="output folder, or a URL (s3://bucket/depth) when its fsspec filesystem is installed")
     add_format_args(p)
     p.add_argument("--manifest", metavar="PATH", help="result manifest (default: OUTDIR/manifest.parquet)")
@@ -49,7 +49,10 @@ def main(args: argparse.Namespace) -> int:
 
     formats = formats_from_args(args)
     require_ray()  # before listing a large collection: say how to install Ray first
-    registry.get(args.model)  # an unknown model fails before Ray starts
+    spec = registry.get(args.model)  # an unknown model fails before Ray starts
+    if spec.predicts or spec.metric_focal:  # the Ray stages carry the depth map only
+        raise LocalDepthError(f"localdepth batch carries the depth map only, not {spec.name}'s confidence, camera "
+                              "or focal-dependent metres; use `localdepth run` for it")
     sources = collect(args.inputs)
     if not sources:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)

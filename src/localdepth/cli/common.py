@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import registry
 from ..backends import BACKENDS
@@ -24,15 +25,51 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None
     g.add_argument("--compile", action="store_true", help="PyTorch: torch.compile the model (slow first batch)")
     g.add_argument("--cuda-graphs", action="store_true", help="PyTorch on CUDA: replay a CUDA graph per input shape")
     g.add_argument("--input-size", type=int, metavar="N",
-                   help="network input size (short side for Depth Anything; default: the model's)")
+                   help="network input size (short side for Depth Anything V1/V2, long side for Depth Anything 3; "
+                        "default: the model's)")
+
+
+def loading_line(args: argparse.Namespace):
+    """Where ``load(on_loading=)`` says "loading NAME (cpu, fp32)…": stderr, on a terminal only
+    (logs and pipes stay clean), never with ``--quiet``."""
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return None
+    return lambda line: print(f"localdepth: {line}", file=sys.stderr, flush=True)
 
 
 def load_from_args(args: argparse.Namespace, name: str | None = None):
     from ..estimator import load
 
-    return load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
-                dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
-                cuda_graphs=getattr(args, "cuda_graphs", False))
+    estimator = load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
+                     dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
+                     cuda_graphs=getattr(args, "cuda_graphs", False), on_loading=loading_line(args))
+    # a camera the user gave also sets the metres of focal-dependent models (Depth Anything 3 Metric)
+    estimator.camera = {k: getattr(args, k) for k in ("intrinsics", "fov") if getattr(args, k, None) is not None}
+    wanted = [f.strip().lower() for f in str(getattr(args, "format", None) or "").split(",")]
+    if "conf" in wanted and "confidence" not in estimator.spec.predicts:
+        raise LocalDepthError(f"{estimator.name} predicts no confidence; drop 'conf' from --format "
+                              "(Depth Anything 3 models have one, e.g. da3-small)")
+    return estimator
+
+
+class _OldOutdirSpelling(argparse.Action):
+    """``-o DIR`` where ``--outdir DIR`` is meant: still works, with a one-line warning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"localdepth: warning: `{parser.prog} -o DIR` is deprecated: use --outdir DIR "
+              "(-o/--output names one output file, in every command)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_outdir_arg(parser: argparse.ArgumentParser, *, help: str, **kwargs) -> None:
+    """``--outdir`` for commands that write a folder of files (run, batch, eval). ``-o`` means
+    ``--output FILE`` everywhere (align, pointcloud, video, export); here it is the old spelling
+    of ``--outdir``, kept working (hidden) with a deprecation warning."""
+    # a (required) group of the two, as argparse checks `required` per option, not per destination
+    both = parser.add_mutually_exclusive_group(required=kwargs.pop("required", False))
+    both.add_argument("--outdir", help=help, **kwargs)
+    kwargs.pop("default", None)
+    both.add_argument("-o", dest="outdir", action=_OldOutdirSpelling, help=argparse.SUPPRESS, **kwargs)
 
 
 def add_format_args(parser: argparse.ArgumentParser) -> None:

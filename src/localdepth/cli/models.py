@@ -29,7 +29,8 @@ def register(sub) -> None:
 def _row(spec: registry.ModelSpec) -> dict:
     local = weights.cached(spec)
     return {
-        "name": spec.name, "family": spec.family, "kind": spec.output, "max_depth": spec.max_depth,
+        "name": spec.name, "family": spec.family, "kind": spec.output, "metric": spec.metric,
+        "output": _kind(spec), "max_depth": spec.max_depth,
         "params_m": spec.params_millions, "download_mb": spec.download_mb, "licence": spec.licence,
         "commercial_use": spec.commercial_use, "source": spec.source,
         "input_size": spec.preprocessing.fixed_hw or spec.preprocessing.target_hw or spec.preprocessing.input_size,
@@ -44,26 +45,28 @@ def _size(mb: float) -> str:
 
 def _print_table(rows: list[dict]) -> None:
     headers = ("name", "kind", "params", "size", "licence", "local")
-    table = [(r["name"], r["kind"] + (f" (≤{r['max_depth']:g} m)" if r["max_depth"] else "")
-              + (" + prompt" if r["prompt_depth"] else ""),
+    table = [(r["name"], r["output"],
               f"{r['params_m']:g}M", _size(r["download_mb"]), r["licence"] + ("" if r["commercial_use"] else " *"),
               "yes" if r["local"] else "no") for r in rows]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
-    print("\n* not for commercial use.  kind: disparity = relative inverse depth, depth = metres."
+    print("\n* not for commercial use.  disparity = inverse depth; relative = unknown scale; metric = metres."
           f"\nweights cache: {weights.home() / 'models'} (LOCALDEPTH_HOME); Hub models also use the Hugging Face cache.")
 
 
 def _kind(spec: registry.ModelSpec) -> str:
-    video = " (video)" if spec.temporal else ""
+    """What the map holds, in a few words."""
+    camera = " + camera" if spec.predicts_camera else ""
+    video = ", video" if spec.temporal else ""
     if spec.output != "depth":
         return "relative disparity" + video
+    if spec.relative_depth:
+        return "relative depth" + camera + video
     if spec.prompt is not None:
         return "metric depth, from a prompt depth map"
-    bound = f", ≤{spec.max_depth:g} m" if spec.max_depth else ""
-    return f"metric depth{bound}" + (" + camera" if spec.predicts_camera else "") + video
+    return (f"metric depth, ≤{spec.max_depth:g} m" if spec.max_depth else "metric depth (m)") + camera + video
 
 
 def specs(family: str | None = None) -> list[registry.ModelSpec]:
@@ -106,7 +109,8 @@ def main(args: argparse.Namespace) -> int:
         spec = registry.get(args.name)
         row = _row(spec)
         row.update(description=spec.description, paper=spec.paper, files=[f.filename for f in spec.files],
-                   preprocessing=spec.preprocessing.__dict__, postprocessing=spec.postprocessing.__dict__,
+                   preprocessing=spec.preprocessing.as_dict(), postprocessing=spec.postprocessing.__dict__,
+                   position_embedding=spec.position_embedding,
                    prompt=spec.prompt.__dict__ if spec.prompt else None, aliases=list(spec.aliases))
         print(json.dumps(row, indent=2, default=str))
         return 0

@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import registry
 from ..inputs import expand_inputs
 from ..writers import WriteOptions
-from .common import (add_format_args, add_limit_args, add_model_args, add_prompt_args, add_url_args,
-                     formats_from_args, load_from_args, prompt_source, url_limits_from_args)
+from .common import (add_format_args, add_limit_args, add_model_args, add_outdir_arg, add_prompt_args,
+                     add_url_args, formats_from_args, load_from_args, prompt_source, url_limits_from_args)
 from .geomopts import add_camera_args, camera_sidecar, run_with_geometry
 
 
@@ -21,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image files, folders, glob patterns, .txt lists or http(s):// URLs")
     p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="another input (repeatable)")
-    p.add_argument("--outdir", "-o", default="depth_out", type=Path, help="output folder (default: ./depth_out)")
+    add_outdir_arg(p, default="depth_out", type=Path, help="output folder (default: ./depth_out)")
     add_format_args(p)
     p.add_argument("--batch-size", "-b", type=int, default=1, help="images per forward pass (same-size images)")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs are all there (resume)")
@@ -49,15 +50,19 @@ def main(args: argparse.Namespace) -> int:
         print("localdepth: error: no input given; e.g. `localdepth run photo.jpg`", file=sys.stderr)
         return 2
     formats = formats_from_args(args)
+    registry.get(args.model)  # an unknown name is a usage error, said before anything else
     url_limits = url_limits_from_args(args)
     items = expand_inputs(specs)
     if not items:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)
         return 2
     prompt_for = prompt_source(args, args.model, len(items))
-    estimator = load_from_args(args)
     options = WriteOptions(formats=formats, cmap=args.cmap, grayscale=args.grayscale,
                            extra_sidecar=camera_sidecar(args))
+
+    def estimator():  # loaded once some input needs it: bad or finished inputs are reported at once
+        return load_from_args(args)
+
     if args.pointcloud or args.mesh:
         return run_with_geometry(args, items, estimator, options, url_limits=url_limits, prompt_for=prompt_for)
     runner = Runner(estimator, args.outdir, options, batch_size=args.batch_size,

@@ -19,7 +19,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "serve", help="serve depth over HTTP, with a web page (binds 127.0.0.1)",
         description="Load the models once, then answer POST /v1/depth (multipart field 'image' or the raw body) "
-                    "with json, npy, png16, color or ply; GET /v1/models, /healthz, /metrics; the web page at /; "
+                    "with json, npy, png16, color or ply; POST /v1/scene (several photos, any-view models); GET /v1/models, /healthz, /metrics; the web page at /; "
                     "API docs at /docs. See docs/server.md.")
     g = p.add_argument_group("models")
     g.add_argument("--model", "-m", action="append", metavar="NAME[=WEIGHTS]",
@@ -64,6 +64,9 @@ def register(sub) -> None:
                      help=f"seconds an idle connection stays open (default: {limits.SERVER_KEEP_ALIVE_S})")
     lim.add_argument("--max-connections", type=int, default=limits.SERVER_MAX_CONNECTIONS,
                      help=f"open connections at most, then 503 (default: {limits.SERVER_MAX_CONNECTIONS})")
+    lim.add_argument("--max-scene-views", type=int, default=limits.SERVER_MAX_SCENE_VIEWS,
+                     help="most photos in one POST /v1/scene (any-view models, e.g. da3-base; "
+                          f"default: {limits.SERVER_MAX_SCENE_VIEWS}) -> 413")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=main)
@@ -104,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
             max_queued_pixels=args.max_queued_pixels, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
             queue_size=args.queue_size, timeout_s=args.timeout, max_points=args.max_points,
             header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, keep_alive_s=args.keep_alive,
-            max_connections=args.max_connections)
+            max_connections=args.max_connections, max_scene_views=args.max_scene_views)
     except ValueError as e:
         print(f"localdepth: error: {e}", file=sys.stderr)
         return 2

@@ -92,7 +92,7 @@ class PreviewWindow:
         self.frames = 0
         self._times: list[float] = []
 
-    def write(self, frame, depth, mapping) -> None:
+    def write(self, frame, depth, mapping, confidence=None) -> None:
         import time
 
         import cv2
@@ -163,7 +163,8 @@ def main(args: argparse.Namespace) -> int:
             mode = "side" if args.side else "gray" if args.grayscale else "color"
             writers.append(DepthVideoWriter(output, source.output_fps, mode=mode, cmap=args.cmap,
                                             audio_from=None if args.no_audio else source.audio_path,
-                                            start=source.start_seconds(), end=source.end_seconds()))
+                                            start=source.start_seconds(), end=source.end_seconds(),
+                                            time_base=source.time_base))
         if args.preview:
             writers.append(PreviewWindow("gray" if args.grayscale else args.cmap))
         from ..estimator import refuse_prompt_models
@@ -200,5 +201,12 @@ def main(args: argparse.Namespace) -> int:
         return 130
     if summary.frames == 0:
         print("localdepth: error: no frame could be read", file=sys.stderr)
+        return 1
+    if summary.missing:
+        # the frames decoded are written and kept, but the clip is incomplete: say so, and do
+        # not exit 0, so that a script sees it (as `run` exits 1 when an input fails)
+        print(f"localdepth: error: {summary.missing} of the {summary.expected} frames the file announces are "
+              f"missing (it ends early: truncated or still being written?); the {summary.frames} frames read "
+              f"were written", file=sys.stderr)
         return 1
     return 0

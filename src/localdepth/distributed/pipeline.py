@@ -330,7 +330,8 @@ def write_stage(rows, cfg: BatchConfig, target: OutputTarget):
                     timings={"decode": r.decode_ms, "preprocess": r.preprocess_ms, "inference": r.inference_ms,
                              "postprocess": post_ms},
                     source=r.input, image=_unpack(r.image) if r.image else None, max_depth=spec.max_depth,
-                    notes=network_input_note(int(r.height), int(r.width), spec.preprocessing, cfg.input_size))
+                    notes=network_input_note(int(r.height), int(r.width), spec.preprocessing, cfg.input_size),
+                    metric=spec.metric)
                 t0 = time.perf_counter()
                 target.write(result, paths, json.loads(r.model_info))
                 write_ms = _ms(t0)

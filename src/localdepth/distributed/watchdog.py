@@ -9,9 +9,11 @@ what is left of that Ray:
 
 * the processes ``ray.init`` started (the driver's children that appeared during it) and their
   descendants, noted every half second while the driver lives;
-* and every process that holds a file open in that Ray's session folder (each of its processes
-  keeps its log files there): that covers the agents, which start a moment after ``ray.init``
-  returns and lose their parent with the driver, whenever the driver dies.
+* and every Ray service process (run from the ``ray`` package, or titled ``ray::...``) that holds
+  a file open in that Ray's session folder (each keeps its log files there): that covers the
+  agents, which start a moment after ``ray.init`` returns and lose their parent with the driver.
+  The driver itself keeps its own log files there after ``ray.shutdown()``, so it is spared by
+  process id and by not being a Ray service: a driver that shuts Ray down and carries on lives.
 
 Every process is identified by id and creation time, so a reused process id is never hit.
 Run as ``python -m localdepth.distributed.watchdog FD SESSION_DIR PID,PID,...``; :func:`start` does that.
@@ -92,18 +94,41 @@ def _with_descendants(seen: dict[int, float]) -> dict[int, float]:
     return out
 
 
-def _session_processes(session_dir: str) -> dict[int, float]:
-    """Processes of this user that hold a file open under ``session_dir``."""
+def _ray_package_dir() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("ray")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return os.path.realpath(locations[0]) + "/" if locations else ""
+
+
+def _is_ray_service(proc, ray_dir: str) -> bool:
+    """Ray's own processes: its binaries and scripts (gcs_server, raylet, dashboard, monitors) run
+    from the ``ray`` package, its workers and agents are titled ``ray::...``. A driver (a user's
+    Python process that called ``ray.init``) is neither, and also holds files in the session folder
+    after ``ray.shutdown()``: it must never be hit."""
+    cmdline = proc.cmdline()
+    if not cmdline:
+        return False
+    if cmdline[0].startswith("ray::"):
+        return True
+    return bool(ray_dir) and any(os.path.realpath(arg).startswith(ray_dir) for arg in cmdline[:2])
+
+
+def _session_processes(session_dir: str, spare: set[int] = frozenset()) -> dict[int, float]:
+    """Ray's own processes (see :func:`_is_ray_service`) of this user that hold a file open under
+    ``session_dir``; never this process or those in ``spare`` (the driver)."""
     import psutil
 
     prefix = session_dir.rstrip("/") + "/"
+    ray_dir = _ray_package_dir()
     found = {}
     me, uid = os.getpid(), os.getuid()
     for proc in psutil.process_iter():
         try:
-            if proc.pid == me or proc.uids().real != uid:
+            if proc.pid == me or proc.pid in spare or proc.uids().real != uid:
                 continue
-            if any(f.path.startswith(prefix) for f in proc.open_files()):
+            if any(f.path.startswith(prefix) for f in proc.open_files()) and _is_ray_service(proc, ray_dir):
                 found[proc.pid] = proc.create_time()
         except (psutil.Error, OSError):
             pass
@@ -134,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fd_text, session_dir, roots_text = argv or sys.argv[1:]
     fd = int(fd_text)
+    driver = {os.getppid()}  # the process that started this watchdog, alive or not: never a target
     seen: dict[int, float] = {}
     for pid in (int(p) for p in roots_text.split(",") if p):
         try:
@@ -147,10 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             break
         seen = _with_descendants(seen)
         if not seen:  # Ray ended (ray.shutdown, or it died): stop what may be left of it, and leave
-            terminate(_session_processes(session_dir))
+            terminate(_session_processes(session_dir, driver))
             return 0
     time.sleep(0.2)  # a normal exit shuts Ray down itself; let it
-    terminate({**_with_descendants(seen), **_session_processes(session_dir)})
+    terminate({**_with_descendants(seen), **_session_processes(session_dir, driver)})
     return 0
 
 

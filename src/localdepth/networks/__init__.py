@@ -36,6 +36,7 @@ from ..registry import ModelSpec
 #: registry ``format`` -> module that loads it
 LOADERS: dict[str, str] = {
     "transformers": "localdepth.networks.hf",
+    "da3": "localdepth.networks.da3",
     "vda": "localdepth.networks.vda",
 }
 

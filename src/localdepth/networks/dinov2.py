@@ -1,23 +1,215 @@
-"""DINOv2 vision transformer (Oquab et al., 2023) with the official parameter names.
+"""DINOv2 (Oquab et al., 2023) as the official code runs it: its layers in the official
+parameter names, the plain encoder, and the official rule for resizing position embeddings.
 
-The official checkpoints of Depth Anything V2 and Video Depth Anything store their encoder
-under these names (``patch_embed.proj``, ``blocks.N.attn.qkv``, ``blocks.N.ls1.gamma`` …), so a
-state dict loads here with ``strict=True`` and no renaming. Attention runs through PyTorch's
-``scaled_dot_product_attention``.
+**Layers and encoder.** The official checkpoints of Depth Anything V2, Video Depth Anything and
+Depth Anything 3 store their encoder under these names (``patch_embed.proj``,
+``blocks.N.attn.qkv``, ``blocks.N.ls1.gamma`` …), so a state dict loads with ``strict=True`` and
+no renaming. :class:`Block` and :class:`Attention` also carry the options Depth Anything 3 adds
+(QK-norm, a rotary position hook, DINOv2 Giant's SwiGLU feed-forward); off by default, they add
+no parameters. Attention runs through PyTorch's ``scaled_dot_product_attention``.
+:class:`DinoVisionTransformer` is the plain encoder (Video Depth Anything's); Depth Anything 3
+builds its own from the same layers (:mod:`localdepth.networks.da3.backbone`).
 
 Shapes: images ``(N, 3, H, W)`` with ``H`` and ``W`` multiples of the patch size (14); tokens
 ``(N, 1 + h * w, C)`` with the class token first and the patches row-major (``h = H / 14``).
+
+**Position embeddings.** A ViT trained at 518x518 (37x37 patches) runs on other grids by
+resizing its position embeddings. The official DINOv2 code resizes with
+``F.interpolate(scale_factor=((n_h + 0.1) / 37, (n_w + 0.1) / 37), mode="bicubic")``: the output
+has ``n_h x n_w`` cells, but the sampling positions follow the scale factor, not the grid
+sizes (:func:`resize_position_embedding`). Transformers' port resizes to ``size=(n_h, n_w)``,
+which samples the embedding table at slightly different positions; with the same weights the
+two disagree by about 1% of the depth map (measured in tests/test_reference_fidelity.py). Both
+rules cost one bicubic resize of a 37x37 table per forward pass.
+:func:`use_reference_interpolation` swaps the rule on one loaded Transformers model; the
+registry entry's ``position_embedding = "dinov2"`` asks for it.
 """
 
 from __future__ import annotations
 
 import math
+import types
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: the official code's ``interpolate_offset``: "a small number to avoid floating point error in
+#: the interpolation" (facebookresearch/dino#8); it also sets the sampling positions
+OFFSET = 0.1
+#: DINOv2 blocks' LayerNorm epsilon (the encoder's final norm too)
+NORM_EPS = 1e-6
+
+
+# ----------------------------------------------------------------------------- position embeddings
+
+def resize_position_embedding(pos_embed: torch.Tensor, rows: int, cols: int, *, always: bool = False) -> torch.Tensor:
+    """Position embeddings ``(1, 1 + side * side, dim)`` (class token first) -> the same for a
+    ``rows x cols`` patch grid, by the official rule, in ``pos_embed``'s dtype.
+
+    The stored table is returned as is on its own grid (as the official code does) unless
+    ``always``. The resize runs in float32 as the official code does (bicubic in half precision
+    shifts the embeddings).
+    """
+    side = math.isqrt(pos_embed.shape[1] - 1)
+    if rows == side and cols == side and not always:
+        return pos_embed
+    dim = pos_embed.shape[-1]
+    table = pos_embed[0, 1:].reshape(side, side, dim).float()
+    if torch.compiler.is_compiling():  # torch.export / torch.compile: keep the grid size symbolic
+        grid = torch.einsum("ia,abd,jb->ijd", bicubic_matrix(rows, side, table.device), table,
+                            bicubic_matrix(cols, side, table.device))
+    else:  # the official call itself (the matrices do 8x the arithmetic of its 4-tap kernel)
+        scale = ((rows + OFFSET) / side, (cols + OFFSET) / side)
+        # the same memory layout as Transformers' own call (a channels-last view): the same kernel, the same cost
+        grid = F.interpolate(table[None].permute(0, 3, 1, 2), scale_factor=scale, mode="bicubic",
+                             align_corners=False, antialias=False)[0].permute(1, 2, 0)
+    return torch.cat((pos_embed[:, :1], grid.reshape(1, -1, dim).to(pos_embed.dtype)), dim=1)
+
+
+def reference_interpolate_pos_encoding(self, embeddings: torch.Tensor, height, width) -> torch.Tensor:
+    """Drop-in for ``Dinov2Embeddings.interpolate_pos_encoding`` (``self`` is the embeddings module):
+    position embeddings ``(1, 1 + n_h * n_w, dim)`` for a ``height x width`` input."""
+    patch_h, patch_w = self.patch_embeddings.patch_size
+    return resize_position_embedding(self.position_embeddings, height // patch_h, width // patch_w,
+                                     always=torch.jit.is_tracing())
+
+
+def bicubic_matrix(count, side: int, device=None) -> torch.Tensor:
+    """``(count, side)`` weights that resample ``side`` cells to ``count`` cells as
+    ``F.interpolate(scale_factor=(count + OFFSET) / side, mode="bicubic", align_corners=False)``
+    does: source position ``(i + 0.5) * side / (count + OFFSET) - 0.5``, Keys' cubic with
+    ``a = -0.75``, taps beyond the edges clamped to the edge cell.
+
+    Written with tensor operations on ``count`` rather than with ``F.interpolate`` so that an
+    ONNX export keeps ``count`` (the input's patch grid) dynamic: ``F.interpolate`` computes its
+    output size from the scale factor in Python, which freezes it at the example's size. Eager
+    runs use ``F.interpolate`` itself; tests/test_onnx.py checks that both agree.
+    """
+    steps = torch.arange(count, dtype=torch.float64, device=device)
+    total = steps[-1:] + 1.0  # count as a tensor, so that nothing here is specialised to one size
+    # PyTorch's kernel: the inverse scale in double, rounded to float, positions in float
+    inverse_scale = (side / (total + OFFSET)).float()
+    source = inverse_scale * (steps.float() + 0.5) - 0.5
+    base = torch.floor(source)
+    t = (source - base)[:, None]
+    a = -0.75
+    distance = torch.cat((t + 1.0, t, 1.0 - t, 2.0 - t), dim=1)  # to the 4 taps base-1 .. base+2
+    near = ((a + 2.0) * distance - (a + 3.0)) * distance * distance + 1.0  # |x| <= 1
+    far = ((a * distance - 5.0 * a) * distance + 8.0 * a) * distance - 4.0 * a  # 1 < |x| < 2
+    weights = torch.where(distance <= 1.0, near, far)
+    taps = (base[:, None] + torch.arange(-1, 3, device=device)).clamp(0, side - 1)
+    cells = torch.arange(side, dtype=torch.float32, device=device)
+    return (weights[:, :, None] * (taps[:, :, None] == cells)).sum(dim=1)
+
+
+def use_reference_interpolation(model: torch.nn.Module) -> int:
+    """Make every DINOv2 embeddings module inside ``model`` resize its position embeddings by the
+    official rule (this model only; Transformers itself is not patched). Returns how many."""
+    from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, Dinov2Embeddings):
+            module.interpolate_pos_encoding = types.MethodType(reference_interpolate_pos_encoding, module)
+            count += 1
+    return count
+
+
+# ----------------------------------------------------------------------------- layers
+
+class PatchEmbed(nn.Module):
+    def __init__(self, embed_dim: int, patch_size: int = 14):
+        super().__init__()
+        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)  # (N, h*w, C), row-major
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, out: int | None = None):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, out or dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class SwiGLU(nn.Module):
+    """DINOv2 Giant's feed-forward: ``w3(silu(a) * b)`` with ``[a, b] = w12(x)``."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        hidden = (int(hidden * 2 / 3) + 7) // 8 * 8  # as DINOv2 sizes its fused SwiGLU
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.w3 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(a) * b)
+
+
+#: turns queries or keys ``(batch, heads, N, head_dim)`` by the tokens' positions (RoPE)
+Rotation = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through PyTorch SDPA, with optional QK-norm and rotation."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool = False):
+        super().__init__()
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.q_norm = nn.LayerNorm(head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, rotation: Rotation | None = None) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rotation is not None:
+            q, k = rotation(q), rotation(k)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with layer scale. ``mlp_hidden``: the feed-forward's width
+    (``4 * dim`` in every released size); ``ffn``: ``"mlp"`` (GELU) or ``"swiglu"``."""
+
+    def __init__(self, dim: int, num_heads: int, *, mlp_hidden: int | None = None, ffn: str = "mlp",
+                 qk_norm: bool = False, norm_eps: float = NORM_EPS):
+        super().__init__()
+        hidden = mlp_hidden or 4 * dim
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qk_norm)
+        self.ls1 = LayerScale(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = SwiGLU(dim, hidden) if ffn == "swiglu" else Mlp(dim, hidden)
+        self.ls2 = LayerScale(dim)
+
+    def forward(self, x: torch.Tensor, rotation: Rotation | None = None) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), rotation))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+# ----------------------------------------------------------------------------- the plain encoder
 
 @dataclass(frozen=True)
 class ViTConfig:
@@ -30,9 +222,6 @@ class ViTConfig:
     patch_size: int = 14
     #: the positional embedding's grid is ``image_size / patch_size`` square (37 x 37)
     image_size: int = 518
-    #: added to the target grid before bicubic resizing of the positional embedding, as the
-    #: official code does (DINOv2 issue #8: it avoids an off-by-one from float rounding)
-    interpolate_offset: float = 0.1
 
 
 #: the released DINOv2 sizes used by Depth Anything (ViT-S/B/L with 14-pixel patches)
@@ -41,65 +230,6 @@ VIT_SIZES: dict[str, ViTConfig] = {
     "vitb": ViTConfig(embed_dim=768, depth=12, num_heads=12, mlp_hidden=3072),
     "vitl": ViTConfig(embed_dim=1024, depth=24, num_heads=16, mlp_hidden=4096),
 }
-
-
-class PatchEmbed(nn.Module):
-    def __init__(self, patch_size: int, embed_dim: int):
-        super().__init__()
-        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)  # (N, h*w, C), row-major
-
-
-class Attention(nn.Module):
-    def __init__(self, dim: int, num_heads: int):
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, length, dim = x.shape
-        q, k, v = self.qkv(x).reshape(n, length, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(n, length, dim))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class LayerScale(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma
-
-
-class Block(nn.Module):
-    def __init__(self, config: ViTConfig):
-        super().__init__()
-        dim = config.embed_dim
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, config.num_heads)
-        self.ls1 = LayerScale(dim)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, config.mlp_hidden)
-        self.ls2 = LayerScale(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
 
 
 class DinoVisionTransformer(nn.Module):
@@ -111,32 +241,13 @@ class DinoVisionTransformer(nn.Module):
         dim, grid = config.embed_dim, config.image_size // config.patch_size
         self.embed_dim = dim
         self.patch_size = config.patch_size
-        self.patch_embed = PatchEmbed(config.patch_size, dim)
+        self.patch_embed = PatchEmbed(dim, config.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
         self.mask_token = nn.Parameter(torch.zeros(1, dim))  # training only; kept for strict loading
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-
-    def interpolate_pos_encoding(self, rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
-        """The positional embedding for a ``rows x cols`` patch grid: the stored square grid,
-        resized bicubically by the factors ``(rows + offset) / side`` and ``(cols + offset) / side``
-        (the official rule; the offset keeps the output size exact)."""
-        pos = self.pos_embed
-        side = int(math.sqrt(pos.shape[1] - 1))
-        if rows == side and cols == side:
-            return pos
-        pos = pos.float()
-        cls_pos, patch_pos = pos[:, :1], pos[:, 1:]
-        offset = self.config.interpolate_offset
-        patch_pos = F.interpolate(
-            patch_pos.reshape(1, side, side, -1).permute(0, 3, 1, 2),
-            scale_factor=((rows + offset) / side, (cols + offset) / side), mode="bicubic", antialias=False,
-        )
-        if patch_pos.shape[-2:] != (rows, cols):  # cannot happen with the offset; say so if it does
-            raise RuntimeError(f"positional embedding resized to {tuple(patch_pos.shape[-2:])}, not {(rows, cols)}")
-        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)
-        return torch.cat((cls_pos, patch_pos), dim=1).to(dtype)
+        self.blocks = nn.ModuleList(Block(dim, config.num_heads, mlp_hidden=config.mlp_hidden)
+                                    for _ in range(config.depth))
+        self.norm = nn.LayerNorm(dim, eps=NORM_EPS)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, 3, H, W)`` -> input tokens ``(N, 1 + h*w, C)`` with positions added."""
@@ -144,7 +255,7 @@ class DinoVisionTransformer(nn.Module):
         rows, cols = height // self.patch_size, width // self.patch_size
         patches = self.patch_embed(x)
         tokens = torch.cat((self.cls_token.expand(patches.shape[0], -1, -1).to(patches.dtype), patches), dim=1)
-        return tokens + self.interpolate_pos_encoding(rows, cols, tokens.dtype)
+        return tokens + resize_position_embedding(self.pos_embed, rows, cols).to(tokens.dtype)
 
     def get_intermediate_layers(self, x: torch.Tensor,
                                 layers: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,119 +1,51 @@
-"""The DPT depth head of Depth Anything (Ranftl et al., 2021; Yang et al., 2024) with the
-official parameter names (``projects``, ``resize_layers``, ``scratch.refinenetN`` …).
+"""MiDaS DPT (ViT-L/16 and ViT-hybrid) on non-square inputs, as the MiDaS code runs them.
 
-Reads four intermediate layers of a ViT (:mod:`localdepth.networks.dinov2`), reassembles them
-into feature maps at 4x, 2x, 1x and 1/2x the patch grid, fuses them coarse to fine and
-predicts one channel at the input resolution. :class:`DPTHead` splits the forward pass into
-stages so that a head that adds layers between them (the temporal head of Video Depth
-Anything) reuses the rest unchanged.
+MiDaS scales an image as little as possible and keeps its aspect ratio, so the network sees
+grids such as 24x32 patches. Transformers' ``DPTForDepthEstimation`` without a separate backbone
+(``Intel/dpt-large``, ``Intel/dpt-hybrid-midas``) reshapes the ViT tokens into a *square* grid
+in its neck, which fails on any non-square input, and its hybrid embeddings refuse any size but
+384x384 unless asked to resize their position embeddings. MiDaS's own ``forward_vit`` uses the
+input's ``h/16 x w/16`` grid and resizes position embeddings (bilinearly, as Transformers does).
+
+:func:`use_input_grid` makes one loaded model do the same; its weights and everything else are
+Transformers' own.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 
-class ResidualConvUnit(nn.Module):
-    def __init__(self, features: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(features, features, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(features, features, kernel_size=3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(F.relu(self.conv1(F.relu(x)))) + x
-
-
-class FeatureFusionBlock(nn.Module):
-    """``out_conv(upsample(rcu2(x + rcu1(skip))))``; the upsampling is bilinear with
-    ``align_corners=True`` to ``size``, or by 2 when no size is given."""
-
-    def __init__(self, features: int):
-        super().__init__()
-        self.out_conv = nn.Conv2d(features, features, kernel_size=1)
-        self.resConfUnit1 = ResidualConvUnit(features)  # noqa: N815 - official name
-        self.resConfUnit2 = ResidualConvUnit(features)  # noqa: N815 - official name
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:
-        if skip is not None:
-            x = x + self.resConfUnit1(skip)
-        x = self.resConfUnit2(x)
-        if size is None:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        else:
-            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
-        return self.out_conv(x)
+def needs_input_grid(model: torch.nn.Module) -> bool:
+    """A Transformers DPT whose neck guesses a square token grid: the plain ViT and the ViT-hybrid
+    (``DPTForDepthEstimation`` passes the grid only for other backbones, such as ZoeDepth's BEiT)."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", "") != "dpt":
+        return False
+    return getattr(config, "backbone_config", None) is None or bool(getattr(config, "is_hybrid", False))
 
 
-class DPTHead(nn.Module):
-    """DPT head: ``in_channels`` ViT width, ``features`` fusion width, ``out_channels`` the
-    widths of the four reassembled maps. ``use_clstoken`` adds the class token as a readout
-    (no released Depth Anything checkpoint uses it)."""
+def use_input_grid(model: torch.nn.Module) -> None:
+    """Give the neck of ``model`` (a ``DPTForDepthEstimation``) the input's patch grid, and let
+    hybrid embeddings resize their position embeddings to it."""
+    patch = model.config.patch_size
+    grid: dict[str, tuple] = {}
 
-    #: micro-batch of the two finest fusion stages (memory, not results: same output)
-    micro_batch = 4
+    def remember_input(module, args, kwargs):
+        pixel_values = kwargs["pixel_values"] if "pixel_values" in kwargs else args[0]
+        grid["hw"] = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
 
-    def __init__(self, in_channels: int, features: int, out_channels: tuple[int, ...], use_clstoken: bool = False):
-        super().__init__()
-        self.use_clstoken = use_clstoken
-        self.projects = nn.ModuleList(nn.Conv2d(in_channels, c, kernel_size=1) for c in out_channels)
-        self.resize_layers = nn.ModuleList([
-            nn.ConvTranspose2d(out_channels[0], out_channels[0], kernel_size=4, stride=4),
-            nn.ConvTranspose2d(out_channels[1], out_channels[1], kernel_size=2, stride=2),
-            nn.Identity(),
-            nn.Conv2d(out_channels[3], out_channels[3], kernel_size=3, stride=2, padding=1),
-        ])
-        if use_clstoken:
-            self.readout_projects = nn.ModuleList(
-                nn.Sequential(nn.Linear(2 * in_channels, in_channels), nn.GELU()) for _ in out_channels)
-        self.scratch = nn.Module()
-        for i, c in enumerate(out_channels, start=1):
-            setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(c, features, kernel_size=3, padding=1, bias=False))
-        for i in range(1, 5):
-            setattr(self.scratch, f"refinenet{i}", FeatureFusionBlock(features))
-        self.scratch.output_conv1 = nn.Conv2d(features, features // 2, kernel_size=3, padding=1)
-        self.scratch.output_conv2 = nn.Sequential(
-            nn.Conv2d(features // 2, 32, kernel_size=3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 1, kernel_size=1), nn.ReLU(), nn.Identity(),
-        )
+    def neck_on_input_grid(module, args, kwargs):
+        given = args[1] if len(args) > 1 else kwargs.get("patch_height")
+        if given is not None:
+            return None
+        rest = {k: v for k, v in kwargs.items() if k not in ("patch_height", "patch_width")}
+        return (args[0],), {**rest, "patch_height": grid["hw"][0], "patch_width": grid["hw"][1]}
 
-    def reassemble(self, features, patch_h: int, patch_w: int) -> list[torch.Tensor]:
-        """Four ``(patch tokens, class token)`` pairs -> four maps at 4x, 2x, 1x and 1/2x the grid."""
-        maps = []
-        for i, (tokens, cls_token) in enumerate(features):
-            if self.use_clstoken:
-                tokens = self.readout_projects[i](torch.cat((tokens, cls_token.unsqueeze(1).expand_as(tokens)), -1))
-            x = tokens.permute(0, 2, 1).reshape(tokens.shape[0], tokens.shape[-1], patch_h, patch_w)
-            maps.append(self.resize_layers[i](self.projects[i](x)))
-        return maps
-
-    def refine(self, layers: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The four maps -> the same at the fusion width (``scratch.layerN_rn``)."""
-        return [getattr(self.scratch, f"layer{i}_rn")(x) for i, x in enumerate(layers, start=1)]
-
-    def finish(self, path_3: torch.Tensor, layer_2: torch.Tensor, layer_1: torch.Tensor,
-               patch_h: int, patch_w: int) -> torch.Tensor:
-        """The two finest fusions and the output convolutions: ``(N, 1, 14 h, 14 w)``.
-
-        Runs in micro-batches when the batch divides into them (the official memory saving);
-        the last convolutions run in float32 whatever the model's precision, as the official
-        code keeps them out of autocast.
-        """
-        n = path_3.shape[0]
-        step = self.micro_batch if n > self.micro_batch and n % self.micro_batch == 0 else n
-        outputs = []
-        for i in range(0, n, step):
-            path_2 = self.scratch.refinenet2(path_3[i:i + step], layer_2[i:i + step], size=layer_1.shape[2:])
-            path_1 = self.scratch.refinenet1(path_2, layer_1[i:i + step])
-            out = self.scratch.output_conv1(path_1)
-            out = F.interpolate(out, (patch_h * 14, patch_w * 14), mode="bilinear", align_corners=True)
-            head = self.scratch.output_conv2
-            outputs.append(head(out.to(head[0].weight.dtype)).to(out.dtype))
-        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-
-    def forward(self, features, patch_h: int, patch_w: int) -> torch.Tensor:
-        layer_1, layer_2, layer_3, layer_4 = self.refine(self.reassemble(features, patch_h, patch_w))
-        path_4 = self.scratch.refinenet4(layer_4, size=layer_3.shape[2:])
-        path_3 = self.scratch.refinenet3(path_4, layer_3, size=layer_2.shape[2:])
-        return self.finish(path_3, layer_2, layer_1, patch_h, patch_w)
+    model.register_forward_pre_hook(remember_input, with_kwargs=True)
+    model.neck.register_forward_pre_hook(neck_on_input_grid, with_kwargs=True)
+    embeddings = model.dpt.embeddings
+    if "interpolate_pos_encoding" in embeddings.forward.__code__.co_varnames:  # the hybrid's
+        embeddings.forward = functools.partial(embeddings.forward, interpolate_pos_encoding=True)

@@ -64,4 +64,12 @@ def load(spec: ModelSpec, path: Path, *, device: str = "cpu", dtype=torch.float3
     except (OSError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BackendError(f"cannot load the model in {path}: {first[:200]}") from None
+    from .dpt import needs_input_grid, use_input_grid
+
+    if needs_input_grid(model):
+        use_input_grid(model)
+    if spec.position_embedding == "dinov2":
+        from .dinov2 import use_reference_interpolation
+
+        use_reference_interpolation(model)
     return TransformersDepth(model.eval().to(device), flip_average=spec.postprocessing.flip_average)

@@ -1,6 +1,6 @@
 """Video Depth Anything (Chen et al., CVPR 2025): Depth Anything V2 with a temporal DPT head.
 
-The encoder is DINOv2 (:mod:`.dinov2`) and the head is the DPT head (:mod:`.dpt`) with four
+The encoder is DINOv2 (:mod:`.dinov2`) and the head is the DPT head (:mod:`.dpt_head`) with four
 *motion modules* added: temporal self-attention across the frames of a clip, at the two
 coarsest reassembled maps and after the two coarsest fusions. Parameter names are the
 official ones (``pretrained.*``, ``head.*``, ``head.motion_modules.N.temporal_transformer.*``),
@@ -34,7 +34,7 @@ from torch import nn
 from ..errors import WeightsError
 from ..registry import ModelSpec
 from .dinov2 import VIT_SIZES, DinoVisionTransformer, ViTConfig
-from .dpt import DPTHead
+from .dpt_head import DPTHead
 
 #: frames the temporal attention was trained on (length of its positional encoding)
 NUM_FRAMES = 32

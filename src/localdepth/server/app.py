@@ -23,11 +23,12 @@ from .. import __version__, registry
 from ..errors import ImageDecodeError, LocalDepthError
 from ..geometry import resolve_intrinsics
 from ..images import load_image
+from ..scene.build import takes_views
 from . import encode
 from ..safety import InvalidValueError, check_options, one_line
 from .batcher import BatcherStoppedError, DynamicBatcher, PixelBudget, QueueFullError
 from .metrics import CLIENT_CLOSED, MetricsMiddleware, ServerMetrics
-from .security import ClientClosed, HTTPError, TokenAuthMiddleware, read_upload
+from .security import ClientClosed, HTTPError, TokenAuthMiddleware, read_upload, read_uploads
 from .settings import ServerSettings
 
 log = logging.getLogger("localdepth.server")
@@ -39,9 +40,10 @@ FILENAMES = {"json": "depth.json", "npy": "depth.npy", "png16": "depth.png", "co
 EXPOSED_HEADERS = ["Content-Disposition", "X-Depth-Model", "X-Depth-Kind", "X-Depth-Units", "X-Depth-Shape",
                    "X-Depth-Min", "X-Depth-Max", "X-Depth-Scale", "X-Depth-Offset", "X-Depth-Note", "X-Depth-Colormap",
                    "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics",
-                   "X-Intrinsics-Source"]
+                   "X-Intrinsics-Source", "X-Scene-Views"]
 
 Format = Literal["json", "npy", "png16", "color", "ply"]
+SceneFormat = Literal["glb", "json"]
 
 
 class ServerState:
@@ -186,6 +188,25 @@ DEPTH_RESPONSES = {
 }
 
 
+SCENE_REQUEST_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["images"],
+        "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}},
+}
+SCENE_RESPONSES = {
+    200: {"description": "scene.glb, or JSON with the cameras and the fused points",
+          "content": {"model/gltf-binary": {}, "application/json": {}}},
+    400: {"description": "Not images, a model without cameras, or bad parameters"},
+    401: DEPTH_RESPONSES[401], 404: DEPTH_RESPONSES[404],
+    408: DEPTH_RESPONSES[408],
+    413: {"description": "Too many images, or one over the byte or pixel limit"},
+    503: {"description": "Another scene is being made, the queue or decoded-pixel budget is full, or still "
+                         "loading: retry after Retry-After seconds"},
+    504: DEPTH_RESPONSES[504],
+}
+
+
 def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None = None) -> FastAPI:
     """Build the app.
 
@@ -199,6 +220,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
     held = PixelBudget(settings.max_queued_pixels)
     metrics.pixels_held.set_function(lambda: held.used)
+    scene_slot = asyncio.Lock()  # one scene at a time: its views are many images held at once
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -211,6 +233,21 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     app = FastAPI(title="localdepth", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Monocular depth estimation as a local service. See docs/server.md.")
     app.state.localdepth = state
+
+    async def queued(job, what: str, retry: dict, bad_request: tuple = ()):
+        """Await a batcher job; its failures as HTTP errors (``bad_request``: errors that are the request's)."""
+        try:
+            return await job
+        except QueueFullError as e:
+            raise HTTPError(503, f"busy: {e}; retry later", retry) from None
+        except BatcherStoppedError as e:
+            raise HTTPError(503, str(e), retry) from None
+        except TimeoutError:
+            raise HTTPError(504, f"no {what} within the timeout of {settings.timeout_s:g} s") from None
+        except bad_request as e:
+            raise HTTPError(400, str(e)) from None
+        except Exception as e:  # the model failed on this job: report it, keep serving
+            raise HTTPError(500, inference_failure(e)) from None
 
     @app.exception_handler(HTTPError)
     async def _http_error(request: Request, exc: HTTPError):
@@ -299,16 +336,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                 encode.request_intrinsics(image.shape[1], image.shape[0], *camera)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
-        try:
-            result = await batcher.submit(image, settings.timeout_s, prompt)
-        except QueueFullError as e:
-            raise HTTPError(503, f"busy: {e}; retry later", retry) from None
-        except BatcherStoppedError as e:
-            raise HTTPError(503, str(e), retry) from None
-        except TimeoutError:
-            raise HTTPError(504, f"no depth map within the timeout of {settings.timeout_s:g} s") from None
-        except Exception as e:  # the model failed on this batch: report it, keep serving
-            raise HTTPError(500, inference_failure(e)) from None
+        result = await queued(batcher.submit(image, settings.timeout_s, prompt), "depth map", retry)
         if format == "json":
             body, media, headers = await run_in_threadpool(encode.as_json, result)
         elif format == "npy":
@@ -325,18 +353,87 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         headers.setdefault("Content-Disposition", f'inline; filename="{FILENAMES[format]}"')
         return Response(body, media_type=media, headers=headers)
 
+    @app.post("/v1/scene", summary="Several photos of one place -> points and cameras (any-view models)",
+              openapi_extra={"requestBody": SCENE_REQUEST_BODY}, responses=SCENE_RESPONSES, response_class=Response)
+    async def scene_view(
+        request: Request,
+        format: SceneFormat = Query("glb", description="glb (points and camera frustums, glTF axes) or json "
+                                                       "(cameras as cameras.json, and the fused points in base64)"),
+        model: str | None = Query(None, description="which loaded model (an any-view one, e.g. da3-base)"),
+        max_points: int | None = Query(None, description="at most this many fused points (capped at the server's "
+                                                          "max_points)"),
+    ):
+        batcher = state.pick(model)
+        try:
+            check_options({"max_points": max_points}, label=str)
+        except InvalidValueError as e:
+            raise HTTPError(400, str(e)) from None
+        if not takes_views(batcher.estimator):
+            raise HTTPError(400, f"{batcher.name} predicts one image at a time; a scene needs an any-view model "
+                                 "(da3-small, da3-base, da3-large or da3-giant)")
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        if batcher.full or scene_slot.locked():
+            raise HTTPError(503, "busy: another scene is being made, or the queue is full; retry later", retry)
+        async with scene_slot:
+            uploads = await read_uploads(request, settings.max_upload_bytes, settings.max_scene_views,
+                                         settings.body_timeout_s)
+            sizes = []
+            for i, data in enumerate(uploads):
+                try:
+                    sizes.append(image_pixels(data, settings.max_pixels) or 1)
+                except HTTPError as e:
+                    raise HTTPError(e.status, f"image {i + 1}: {e.detail}") from None
+            pixels = sum(sizes)
+            if not held.reserve(pixels):
+                raise HTTPError(503, f"busy: the server holds {held.used} decoded pixels of its budget of {held.limit}; "
+                                     "retry later", retry)
+            try:
+                points = min(max_points or settings.max_points, settings.max_points)
+                return await scene_answer(batcher, uploads, format, points, retry)
+            finally:
+                held.release(pixels)
+
+    async def scene_answer(batcher: DynamicBatcher, uploads: list[bytes], format: str, points: int,
+                           retry: dict) -> Response:
+        from ..scene.build import SceneSettings, predict_scene
+
+        images = []
+        for i, data in enumerate(uploads):
+            async with decode_slots:
+                try:
+                    images.append(await run_in_threadpool(decode_upload, data, settings.max_pixels))
+                except HTTPError as e:
+                    raise HTTPError(e.status, f"image {i + 1}: {e.detail}") from None
+        uploads.clear()
+        budget = SceneSettings(max_points=points)
+        cameras, cloud, units = await queued(
+            batcher.submit_call(lambda estimator: predict_scene(estimator, images, budget), settings.timeout_s),
+            "scene", retry, bad_request=(LocalDepthError,))
+        headers = {"X-Depth-Model": batcher.name, "X-Depth-Units": units, "X-Scene-Views": str(len(cameras)),
+                   "X-Point-Count": str(len(cloud.points))}
+        if format == "glb":
+            from ..scene.glb import scene_glb
+
+            body = await run_in_threadpool(scene_glb, cloud.points, cloud.colors, cameras)
+            headers["Content-Disposition"] = 'inline; filename="scene.glb"'
+            return Response(body, media_type="model/gltf-binary", headers=headers)
+        body = await run_in_threadpool(encode.scene_json, batcher.name, units, cameras, cloud)
+        return Response(body, media_type="application/json", headers=headers)
+
     @app.get("/v1/models", summary="Loaded models and server limits")
     async def models():
         state.pick(None)  # 503 while loading
         return {
             "default": state.default,
-            "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.kind == "depth" else "relative",
+            "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.metric else "relative",
                         "prompt_depth": "required" if b.estimator.spec.prompt is not None else "none",
-                        "max_batch": b.max_batch, "waiting": b.waiting} for b in state.batchers.values()],
+                        "max_batch": b.max_batch, "waiting": b.waiting, "views": takes_views(b.estimator)}
+                       for b in state.batchers.values()],
             "formats": list(encode.RESPONSE_FORMATS),
             "limits": {name: getattr(settings, name) for name in (
                 "max_upload_bytes", "max_pixels", "max_queued_pixels", "max_batch", "max_wait_ms", "queue_size",
-                "timeout_s", "max_points", "header_timeout_s", "body_timeout_s", "keep_alive_s", "max_connections")},
+                "timeout_s", "max_points", "header_timeout_s", "body_timeout_s", "keep_alive_s", "max_connections",
+                "max_scene_views")},
         }
 
     @app.get("/healthz", summary="Ready once every model is loaded (no token needed)")

@@ -3,7 +3,9 @@
 The event loop only enqueues and awaits; the model runs on one dedicated thread per model,
 so a slow forward pass never blocks other requests (or /healthz). The worker takes the
 first waiting request, waits up to ``max_wait_ms`` for more (up to ``max_batch``), groups
-them by network input size and runs each group as one forward pass.
+them by network input size and runs each group as one forward pass. A job that needs the
+model to itself (several views of one scene, :meth:`DynamicBatcher.submit_call`) waits in the
+same queue and runs alone, between batches.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,13 +38,14 @@ class BatcherStoppedError(Exception):
 
 @dataclass
 class _Job:
-    image: np.ndarray
+    image: np.ndarray | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
+    call: Callable[[Any], Any] | None = None  # runs alone: call(estimator) instead of an image
     prompt: np.ndarray | None = None  # the network's prompt_depth input (1, h, w), for models that take one
 
-    def settle(self, result: DepthResult | None = None, error: BaseException | None = None) -> None:
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
         def _set():
             if self.future.done():  # the request timed out or its client went away
                 return
@@ -122,10 +127,18 @@ class DynamicBatcher:
     async def submit(self, image: np.ndarray, timeout_s: float, prompt: np.ndarray | None = None) -> DepthResult:
         """Queue one decoded image (and its preprocessed prompt depth, for models that take one);
         raises QueueFullError, asyncio.TimeoutError or the model's error."""
+        return await self._enqueue(timeout_s, image=image, prompt=prompt)
+
+    async def submit_call(self, call: Callable[[Any], Any], timeout_s: float) -> Any:
+        """Queue ``call(estimator)`` to run alone on the model's thread (e.g. several views of one
+        scene); its result or error comes back as :meth:`submit`'s do."""
+        return await self._enqueue(timeout_s, call=call)
+
+    async def _enqueue(self, timeout_s: float, *, image: np.ndarray | None = None, call=None, prompt=None):
         if not self.running:
             raise BatcherStoppedError("the model is not running (the server is starting or stopping)")
         loop = asyncio.get_running_loop()
-        job = _Job(image, loop, loop.create_future(), prompt=prompt)
+        job = _Job(image, loop, loop.create_future(), call=call, prompt=prompt)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -186,10 +199,23 @@ class DynamicBatcher:
                 continue
             groups: dict[tuple, list[_Job]] = defaultdict(list)
             for job in jobs:
-                prompt_shape = None if job.prompt is None else job.prompt.shape
-                groups[(self.estimator.network_size(*job.image.shape[:2]), prompt_shape)].append(job)
+                if job.call is None:
+                    prompt_shape = None if job.prompt is None else job.prompt.shape
+                    groups[(self.estimator.network_size(*job.image.shape[:2]), prompt_shape)].append(job)
             for group in groups.values():
                 self._run(group)
+            for job in jobs:
+                if job.call is not None and not job.future.done():
+                    self._call(job)
+
+    def _call(self, job: _Job) -> None:
+        try:
+            result = job.call(self.estimator)
+        except Exception as e:  # a failing job never stops the worker
+            log.warning("%s: a job failed (%s: %s)", self.name, type(e).__name__, e)
+            job.settle(error=e)
+            return
+        job.settle(result)
 
     def _run(self, group: list[_Job]) -> None:
         t0 = time.perf_counter()

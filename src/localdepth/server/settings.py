@@ -46,6 +46,8 @@ class ServerSettings:
     keep_alive_s: float = limits.SERVER_KEEP_ALIVE_S
     #: open connections at most (uvicorn answers 503 beyond)
     max_connections: int = limits.SERVER_MAX_CONNECTIONS
+    #: most photos in one POST /v1/scene (any-view models); each within max_upload_bytes and max_pixels
+    max_scene_views: int = limits.SERVER_MAX_SCENE_VIEWS
 
     def __post_init__(self):
         check_options({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, label=str)

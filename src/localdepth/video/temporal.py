@@ -1,7 +1,8 @@
 """A clip's frames -> depth maps, in order, in bounded memory.
 
 Three predictors, each a callable from an iterator of :class:`~.readers.Frame` to an iterator
-of ``(frame, map)`` at the frame's resolution:
+of ``(frame, map, confidence)`` at the frame's resolution (``confidence`` None unless the model
+predicts one):
 
 * :class:`PerFrameDepth`: any image model, one frame at a time (temporal stability then comes
   from :mod:`.stabilize`);
@@ -81,14 +82,14 @@ class PerFrameDepth:
         self.estimator = estimator
         self.on_failure = on_failure
 
-    def __call__(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
+    def __call__(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, np.ndarray, np.ndarray | None]]:
         for frame in frames:
             try:
-                depth = self.estimator.predict_decoded([frame.rgb])[0].map
+                result = self.estimator.predict_decoded([frame.rgb])[0]
             except (ValueError, RuntimeError) as e:  # one bad frame must not end the clip
                 self.on_failure(frame, e)
                 continue
-            yield frame, depth
+            yield frame, result.map, result.confidence
 
     def describe(self) -> dict:
         return {"mode": "per-frame"}
@@ -140,7 +141,7 @@ class WindowedDepth:
         self.shifts: list[float] = []
         self.windows = 0
 
-    def __call__(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
+    def __call__(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, np.ndarray, None]]:
         net = _VideoModelInput(self.estimator)
         step = self.window - self.overlap
         buffer: list[tuple[Frame | None, np.ndarray]] = []  # frames from the current window's start
@@ -158,7 +159,7 @@ class WindowedDepth:
             buffer += [(None, buffer[-1][1])] * (self.window - len(buffer))
             yield from self._window(buffer, state, net)
             del buffer[:step]
-        yield from ((f, d) for f, d in state.pending if f is not None)
+        yield from ((f, d, None) for f, d in state.pending if f is not None)
         state.pending.clear()
 
     def _window(self, buffer, state: _AlignmentState, net: _VideoModelInput):
@@ -192,7 +193,7 @@ class WindowedDepth:
             finished = blended + list(zip(frames[self.overlap:], aligned[self.overlap:]))
             state.references = state.references[:1] + [aligned[k] for k in self.keyframes[1:align_len]]
         state.pending = finished[-self.interp:]
-        yield from ((f, d) for f, d in finished[: -self.interp] if f is not None)
+        yield from ((f, d, None) for f, d in finished[: -self.interp] if f is not None)
 
     def describe(self) -> dict:
         info = {"mode": "windows", "window": self.window, "overlap": self.overlap, "keyframes": list(self.keyframes),
@@ -227,7 +228,7 @@ class StreamingDepth:
     def last_latency_ms(self) -> float | None:
         return self.latencies_ms[-1] if self.latencies_ms else None
 
-    def __call__(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
+    def __call__(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, np.ndarray, None]]:
         net = _VideoModelInput(self.estimator)
         for frame in frames:
             if not net.accepts(frame):
@@ -236,7 +237,7 @@ class StreamingDepth:
             t0 = time.perf_counter()
             depth = net.to_frame(self.stream.step(net.prepare(frame)[None])[0])
             self.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
-            yield frame, depth
+            yield frame, depth, None
 
     def describe(self) -> dict:
         info: dict = {"mode": "streaming", "cache": "hidden states of the temporal attention, official window rule"}
