@@ -113,7 +113,7 @@ def rss_over_a_long_clip(args, vda_weights: Path) -> None:
     texture = rng.integers(0, 256, (72, 96, 3)).astype(np.float32)
 
     class LongClip:  # frames made on the fly: nothing of the clip is held by the source
-        skipped, expected_frames, output_fps = 0, args.rss_frames, 24
+        skipped, missing, expected_frames, output_fps = 0, 0, args.rss_frames, 24
 
         def __iter__(self):
             for i in range(args.rss_frames):

@@ -459,6 +459,9 @@ def test_registry_rows_sources_and_licences():
         assert rel.repo_id == f"depth-anything/Video-Depth-Anything-{size.capitalize()}"
         assert met.repo_id == f"depth-anything/Metric-Video-Depth-Anything-{size.capitalize()}"
         assert (rel.output, met.output) == ("disparity", "depth")
-        assert rel.commercial_use == (size == "small") and not met.commercial_use and met.licence == "unverified"
+        # the cards: Small apache-2.0 (relative and metric), relative Base/Large cc-by-nc-4.0; the metric
+        # Base/Large cards could not be read, so they stay unverified and non-commercial
+        assert rel.commercial_use == met.commercial_use == (size == "small")
+        assert (rel.licence, met.licence) == (("apache-2.0",) * 2 if size == "small" else ("cc-by-nc-4.0", "unverified"))
         assert rel.layout == "file" and not registry.get("depth-anything-v2-small").temporal
     assert registry.get("depth-anything/Video-Depth-Anything-Small").name == "video-depth-anything-small"

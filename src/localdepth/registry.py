@@ -287,14 +287,18 @@ def _video_depth_anything_entries() -> list[ModelSpec]:
         ))
     for size, (arch, params, mb) in _VDA_SIZES.items():
         cap = size.capitalize()
+        # the Small card's metadata says apache-2.0 (read from a stored copy of the Hub page); the Base
+        # and Large cards could not be read from here: treated as not for commercial use until checked
+        verified = size == "small"
         entries.append(ModelSpec(
             name=f"metric-video-depth-anything-{size}", family="metric-video-depth-anything",
             description=f"Video Depth Anything {cap} fine-tuned on Virtual KITTI and IRS: metric depth in metres "
-                        "for videos. Licence not verified (its model card was unreachable when this entry was "
-                        "written): treated as not for commercial use",
+                        "for videos" + ("" if verified else ". Licence not verified (its model card could not be "
+                                        "read when this entry was written): treated as not for commercial use"),
             format="vda", repo_id=f"depth-anything/Metric-Video-Depth-Anything-{cap}",
-            files=(WeightFile(f"metric_video_depth_anything_{arch}.pth"),), licence="unverified",
-            commercial_use=False, params_millions=params, download_mb=mb, output="depth", preprocessing=_DA,
+            files=(WeightFile(f"metric_video_depth_anything_{arch}.pth"),),
+            licence="apache-2.0" if verified else "unverified", commercial_use=verified,
+            params_millions=params, download_mb=mb, output="depth", preprocessing=_DA,
             aliases=(f"metric-vda-{size}", f"metric-video-depth-anything-{arch}"), paper=_VDA_PAPER,
             architecture=arch, postprocessing=_VDA_POST,
         ))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -44,6 +45,8 @@ KEYFRAMES = (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)
 INTERP = 8
 #: aspect ratio above which video models shrink their input size (the reference's rule)
 WIDE_RATIO = 1.78
+#: streaming latency statistics cover at most this many of the latest frames
+LATENCY_FRAMES = 10_000
 
 FailureHandler = Callable[[Frame, Exception], None]
 
@@ -216,13 +219,16 @@ class _AlignmentState:
 
 
 class StreamingDepth:
-    """Video models one frame at a time with cached temporal state; records per-frame latency."""
+    """Video models one frame at a time with cached temporal state; records per-frame latency
+    (the statistics cover the latest :data:`LATENCY_FRAMES` frames, so that a camera running
+    for days keeps a bounded record)."""
 
     def __init__(self, estimator, on_failure: FailureHandler = warn_frame):
         self.estimator = estimator
         self.on_failure = on_failure
         self.stream = estimator.backend.open_stream()
-        self.latencies_ms: list[float] = []
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_FRAMES)
+        self.frames = 0
 
     @property
     def last_latency_ms(self) -> float | None:
@@ -237,6 +243,7 @@ class StreamingDepth:
             t0 = time.perf_counter()
             depth = net.to_frame(self.stream.step(net.prepare(frame)[None])[0])
             self.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+            self.frames += 1
             yield frame, depth, None
 
     def describe(self) -> dict:
@@ -244,5 +251,5 @@ class StreamingDepth:
         if self.latencies_ms:
             lat = np.asarray(self.latencies_ms)
             info["latency_ms"] = {"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95)),
-                                  "max": float(lat.max()), "frames": int(lat.size)}
+                                  "max": float(lat.max()), "frames": self.frames, "over_latest": int(lat.size)}
         return info
