@@ -147,11 +147,29 @@ class DepthEstimator:
                          sources: Sequence[str | None] | None = None, keep_image: bool = False) -> list[DepthResult]:
         """Infer one already preprocessed batch (``np.stack`` of :meth:`preprocess` outputs of
         same-size ``images``) and bring each map back to its image's size."""
+        return self.submit_prepared(images, batch, sources=sources, keep_image=keep_image)()
+
+    def submit_prepared(self, images: Sequence[np.ndarray], batch: np.ndarray, *,
+                        sources: Sequence[str | None] | None = None, keep_image: bool = False):
+        """Start :meth:`predict_prepared`; returns a function that waits and returns its results.
+
+        Backends with several requests in flight (``backend.parallel_requests`` > 1) infer while
+        the caller submits more; others have finished when this returns. The ``inference`` timing
+        is then the time from submission to the results, waiting for earlier requests included.
+        """
         sources = list(sources) if sources is not None else [None] * len(images)
         t0 = time.perf_counter()
-        out = self.run_network(batch)
-        infer_ms = _ms(t0) / len(images)
+        future = self.backend.submit(batch)
         input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
+
+        def results() -> list[DepthResult]:
+            out = future.result()
+            out.depth = self._convention(out.depth)
+            return self._results(images, out, input_size, _ms(t0) / len(images), sources, keep_image)
+
+        return results
+
+    def _results(self, images, out: NetworkOutput, input_size, infer_ms: float, sources, keep_image) -> list[DepthResult]:
         results = []
         for j, image in enumerate(images):
             t0 = time.perf_counter()
@@ -209,13 +227,19 @@ class DepthEstimator:
 def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | None = None,
          backend: str = "auto", device: str = "auto", dtype: str = "auto",
          input_size: int | None = None, download: bool = True, compile: bool = False,
-         cuda_graphs: bool = False) -> DepthEstimator:
+         cuda_graphs: bool = False, performance: str = "latency", threads: int | None = None) -> DepthEstimator:
     """Load a model by registry name (``depth-anything-v2-small`` or ``depth_anything_v2_small``).
 
-    ``weights``: a Hugging Face-format folder or a weights file to use instead of the cache.
-    ``backend``: ``auto``, ``torch``, ``onnx`` or ``tflite``. ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
-    ``dtype``: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``, ``int8`` (ONNX).
+    ``weights``: a Hugging Face-format folder, a weights file, or a converted model (``.onnx``,
+    OpenVINO ``.xml``) to use instead of the cache.
+    ``backend``: ``auto``, ``torch``, ``onnx``, ``openvino`` or ``tflite``; ``auto`` follows the
+    table in :mod:`localdepth.backends.choice` (OpenVINO on x86 CPUs where it is installed,
+    PyTorch on GPUs). ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
+    ``dtype``: ``auto`` (fp16 on CUDA; OpenVINO: bf16 where the CPU has it; else fp32), ``fp32``,
+    ``fp16``, ``bf16``, ``int8`` (OpenVINO or ONNX Runtime, quantized once and cached).
     ``compile``/``cuda_graphs``: PyTorch only (``torch.compile``; CUDA graph replay per input shape).
+    ``performance``: ``latency`` (one image at a time) or ``throughput`` (OpenVINO keeps several
+    requests in flight; for folders). ``threads``: CPU threads of ONNX Runtime, OpenVINO and LiteRT.
     """
     spec = registry.get(name)
     if input_size is not None:
@@ -226,6 +250,6 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
             raise LocalDepthError(f"--input-size must be at least {pre.multiple_of} for {spec.name}")
     resolved = resolve(spec, weights, download=download)
     warn_licence(spec)
-    engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype,
-                            compile=compile, cuda_graphs=cuda_graphs)
+    engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype, compile=compile,
+                            cuda_graphs=cuda_graphs, performance=performance, threads=threads)
     return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)

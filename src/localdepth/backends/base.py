@@ -7,6 +7,7 @@ postprocessing live in :mod:`localdepth.preprocess` and :mod:`localdepth.postpro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,11 @@ class Backend(ABC):
     dtype: str = "fp32"
     #: largest batch the backend takes in one call (None: any)
     max_batch: int | None = None
+    #: batches worth having in flight at once (OpenVINO's throughput mode): a caller with more
+    #: work :meth:`submit`\ s up to this many before it waits for the first
+    parallel_requests: int = 1
+    #: the report of the conversion this backend runs (:mod:`localdepth.conversion`), if any
+    conversion: dict | None = None
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -60,8 +66,22 @@ class Backend(ABC):
                                "use --backend torch")
         return NetworkOutput(depth=self.infer(batch))
 
+    def submit(self, batch: np.ndarray) -> Future:
+        """Start inferring ``batch``; the future's result is :meth:`run`'s. Backends that keep
+        several requests in flight override this; the default runs the batch now."""
+        future: Future = Future()
+        try:
+            future.set_result(self.run(batch))
+        except Exception as e:  # handed to whoever waits on the future
+            future.set_exception(e)
+        return future
+
     def describe(self) -> dict:
-        return {"backend": self.name, "device": self.device, "dtype": self.dtype}
+        info = {"backend": self.name, "device": self.device, "dtype": self.dtype}
+        if self.conversion:  # what a sidecar should say about a converted model
+            keys = ("runtime", "precision", "weights_id", "calibration", "deviation")
+            info["conversion"] = {k: self.conversion[k] for k in keys if k in self.conversion}
+        return info
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release accelerator memory; the default does nothing."""

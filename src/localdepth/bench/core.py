@@ -26,7 +26,8 @@ import numpy as np
 from .. import registry
 from ..errors import LocalDepthError
 from .arch import count_flops, random_weights_folder
-from .machine import has_bf16_cpu, load_average, machine_info, matmul_flops
+from ..runtimes import cpu_has_bf16
+from .machine import load_average, machine_info, matmul_flops
 from .measure import PeakMemory, stats_ms, time_calls
 
 
@@ -85,7 +86,7 @@ def _make_inputs(folder: Path, size: int, count: int, image: str | None) -> list
     """``count`` JPEG files of ``size x size`` (a real photo, centre-cropped, when one is given)."""
     import cv2
 
-    from ..export import synthetic_image
+    from ..conversion.calibration import synthetic_image
     from ..images import load_image, to_uint8
 
     rgb = to_uint8(load_image(image)) if image else synthetic_image()
@@ -179,9 +180,9 @@ def _end_to_end(estimator, files: list[Path], batch: int, outdir: Path, repeats:
 
 
 def _deviation(out: np.ndarray, ref: np.ndarray) -> dict:
-    scale = float(np.abs(ref).max()) or 1.0
-    err = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-    return {"max_rel": float(err.max() / scale), "mean_rel": float(err.mean() / scale)}
+    from ..conversion.calibration import deviation
+
+    return deviation(out, ref)
 
 
 def _applicable(backend: str, dtype: str, device: str) -> str | None:
@@ -191,7 +192,7 @@ def _applicable(backend: str, dtype: str, device: str) -> str | None:
         return "int8 is an ONNX Runtime variant"
     if backend == "torch" and dtype == "fp16" and on_cpu:
         return "fp16 on CPU is not supported by PyTorch kernels"
-    if backend == "torch" and dtype == "bf16" and on_cpu and not has_bf16_cpu():
+    if backend == "torch" and dtype == "bf16" and on_cpu and not cpu_has_bf16():
         return "this CPU has no native bf16 (avx512_bf16/amx)"
     if backend == "onnx" and dtype == "bf16":
         return "the ONNX variants are fp32, fp16 and int8"
@@ -222,7 +223,7 @@ def run_bench(config: BenchConfig) -> dict:
     mm_device = "cpu" if cpu_device else ("cuda" if device == "auto" else device)
     # the best of a measurement before and one after the run: what the machine can do
     report["matmul_fp32_flops"] = matmul_flops("fp32", mm_device, config.matmul_n)
-    if not cpu_device or has_bf16_cpu():
+    if not cpu_device or cpu_has_bf16():
         report["matmul_bf16_flops"] = matmul_flops("bf16", mm_device, config.matmul_n)
     work = Path(tempfile.mkdtemp(prefix="localdepth-bench-"))
     try:

@@ -11,7 +11,7 @@ import warnings
 from ..errors import LocalDepthError
 
 #: subcommand modules in this package; each defines ``register(subparsers)``
-COMMANDS = ("run", "models", "export", "bench", "align", "pointcloud", "eval", "video", "serve", "batch")
+COMMANDS = ("run", "models", "export", "quantize", "bench", "align", "pointcloud", "eval", "video", "serve", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

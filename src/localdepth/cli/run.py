@@ -48,7 +48,8 @@ def main(args: argparse.Namespace) -> int:
     if not items:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)
         return 2
-    estimator = load_from_args(args)
+    # several inputs: throughput (OpenVINO keeps requests in flight); one: latency
+    estimator = load_from_args(args, performance="throughput" if len(items) > 1 and args.pipeline else "latency")
     options = WriteOptions(formats=formats, cmap=args.cmap, grayscale=args.grayscale,
                            extra_sidecar=camera_sidecar(args))
     if args.pointcloud or args.mesh:
