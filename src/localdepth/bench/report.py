@@ -13,43 +13,51 @@ def _f(v, fmt: str = ".2f", none: str = "–") -> str:
 def markdown(report: dict) -> str:
     m = report["machine"]
     gpu = m["gpu"]["name"] if m.get("gpu") else "none"
+    libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "onnxruntime", "openvino") if m.get(k))
     lines = [
         f"Measured {report['date']} with `{report['command']}`",
         "",
         f"- Machine: {m['cpu']}, {m['physical_cores']} physical cores ({m['logical_cpus']} logical), "
         f"CPU bf16: {'yes' if m['cpu_bf16'] else 'no'}; GPU: {gpu}",
-        f"- Libraries: torch {m['torch']}, transformers {m['transformers']}, onnxruntime {m.get('onnxruntime')}, "
-        f"Python {m['python']}",
+        f"- Libraries: {libs}, Python {m['python']}",
         f"- Load average before / after: {_load(m.get('load_average'))} / {_load(m.get('load_average_after'))}",
-        f"- Measured fp32 matmul throughput: {report['matmul_fp32_flops'] / 1e9:.1f} GFLOP/s"
-        + (f"; bf16: {report['matmul_bf16_flops'] / 1e9:.1f} GFLOP/s" if report.get("matmul_bf16_flops") else ""),
+        f"- Measured matmul throughput: fp32 {report['matmul_fp32_flops'] / 1e9:.1f} GFLOP/s"
+        + (f", bf16 {report['matmul_bf16_flops'] / 1e9:.1f} GFLOP/s" if report.get("matmul_bf16_flops") else ""),
+        f"- {report.get('rounds', 1)} interleaved rounds (every variant and the pipeline once per round); "
+        f"medians; folder passes of {report.get('folder_images', 0)} files",
     ]
     for name, info in report["models"].items():
-        flops = ", ".join(f"{s}px: {f / 1e9:.1f} GFLOPs" for s, f in info["flops"].items())
-        lines.append(f"- {name}: {info['weights']}; {flops} per image")
+        flops = ", ".join(f"{s}px: {f / 1e9:.1f} GFLOPs" for s, f in info["flops"].items() if f)
+        lines.append(f"- {name}: {info['weights']}" + (f"; {flops} per image" if flops else ""))
         for size, p in info["pipeline"].items():
-            lines.append(f"- Transformers `pipeline(\"depth-estimation\")`, fp32, {size}px, same weights: "
-                         f"{p['e2e_images_per_s']:.2f} images/s end to end "
-                         f"({p['e2e_ms_per_image']['median_ms']:.0f} ms/image)")
+            lines.append(f"- Transformers `pipeline(\"depth-estimation\")`, fp32, {size}px, same weights, one image "
+                         f"per call: {p['e2e_images_per_s']:.2f} images/s ({p['e2e_ms_per_image']['median_ms']:.0f} "
+                         f"ms/image)")
     lines += [
         "",
-        "| model | backend | dtype | device | size | batch | model ms/img (median) | p90 | model img/s "
-        "| × roofline | e2e img/s | × pipeline | deviation vs fp32 (max / mean) | peak RSS MB | peak GPU MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | backend | dtype | size | batch | model ms/img | p90 | fp32 limit ms | × fp32 limit | bf16 limit ms "
+        "| × bf16 limit | e2e img/s | × pipeline | folder img/s (requests) | × pipeline | deviation vs fp32 (max / mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         dev = r.get("deviation_vs_fp32")
         dev_s = "–" if not dev else f"{dev['max_rel']:.1e} / {dev['mean_rel']:.1e}"
+        folder = "–" if r.get("folder_images_per_s") is None else \
+            f"{r['folder_images_per_s']:.2f} ({r.get('folder_requests', 1)})"
         lines.append(
-            f"| {r['model']} | {r['backend']}{_opts(r)} | {r['dtype']} | {r['device']} | {r['size']} | {r['batch']} "
-            f"| {r['model_ms_per_image']:.1f} | {r['model_p90_ms_per_image']:.1f} | {r['model_images_per_s']:.2f} "
-            f"| {r['model_vs_roofline']:.2f} | {r['e2e_images_per_s']:.2f} | {_f(r['e2e_vs_pipeline'])} "
-            f"| {dev_s} | {r['peak_rss_mb']:.0f} | {_f(r['peak_gpu_mb'], '.0f')} |")
+            f"| {r['model']} | {r['backend']}{_opts(r)} | {r['dtype']} | {r['size']} | {r['batch']} "
+            f"| {r['model_ms_per_image']:.1f} | {r['model_p90_ms_per_image']:.1f} "
+            f"| {_f(r.get('fp32_limit_ms_per_image'), '.0f')} | {_f(r.get('model_vs_fp32_limit'))} "
+            f"| {_f(r.get('bf16_limit_ms_per_image'), '.0f')} | {_f(r.get('model_vs_bf16_limit'))} "
+            f"| {r['e2e_images_per_s']:.2f} | {_f(r['e2e_vs_pipeline'])} | {folder} | {_f(r.get('folder_vs_pipeline'))} "
+            f"| {dev_s} |")
     for s in report["skipped"]:
         lines.append(f"\nSkipped {s['backend']} {s['dtype']} for {s['model']}: {s['why']}")
-    lines += ["", "× roofline: model-only time per image / (FLOPs ÷ measured fp32 matmul throughput); "
-              "× pipeline: end-to-end images/s (decode → write) / the Transformers pipeline's in the same run; "
-              "deviation: |output − PyTorch fp32| relative to the output's range."]
+    lines += ["", "limit: FLOPs ÷ measured matmul throughput of that precision (× limit ≥ 1: slower than it); "
+              "e2e: one batch at a time, JPEG on disk → decode → preprocess → infer → `.npy` + sidecar written; "
+              "folder: the pipelined runner in throughput mode (OpenVINO's optimal number of requests in flight); "
+              "× pipeline: images/s ÷ the Transformers pipeline's in the same rounds; deviation: |output − PyTorch "
+              f"fp32| ÷ the output's range. Peak RSS of the whole run: {report.get('peak_rss_mb', 0):.0f} MB."]
     return "\n".join(lines) + "\n"
 
 
