@@ -217,3 +217,42 @@ def test_quantize_cli_prints_and_stores_the_accuracy_cost(in_ov_home, tiny_da_di
                                                                - saved["eval"]["fp32"]["abs_rel"])
     est = localdepth.load("depth-anything-v2-small", weights=tmp_path / "q", input_size=70)
     assert (est.backend.name, est.backend.dtype) == ("openvino", "int8")
+
+
+def test_server_runs_the_openvino_backend_in_latency_mode(in_ov_home, tiny_da_dir):
+    pytest.importorskip("fastapi")
+    import asyncio
+    import io
+
+    import httpx
+
+    from localdepth.cli.main import build_parser
+    from localdepth.cli.serve import _loaders
+    from localdepth.server import create_app
+    from server_support import png_bytes, smooth_image
+
+    args = build_parser().parse_args(["serve", "--weights", str(tiny_da_dir), "--backend", "openvino",
+                                      "--dtype", "fp32", "--input-size", "70"])
+    loaded = []
+
+    def loader():  # what `localdepth serve` would load
+        loaded.append(_loaders(args)[0]())
+        return loaded[-1]
+
+    app = create_app([loader])
+    image = smooth_image(42, 56, seed=3)
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localdepth") as client:
+                return await client.post("/v1/depth?format=npy", content=png_bytes(image))
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 200, response.text
+    backend = loaded[0].backend
+    assert (backend.name, backend.performance, backend.parallel_requests) == ("openvino", "latency", 1)
+    expected = localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, backend="openvino", dtype="fp32",
+                               input_size=70).predict(image).map
+    served = np.load(io.BytesIO(response.content))
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-5 * np.ptp(expected))

@@ -57,7 +57,7 @@ def markdown(report: dict) -> str:
               "e2e: one batch at a time, JPEG on disk → decode → preprocess → infer → `.npy` + sidecar written; "
               "folder: the pipelined runner in throughput mode (OpenVINO's optimal number of requests in flight); "
               "× pipeline: images/s ÷ the Transformers pipeline's in the same rounds; deviation: |output − PyTorch "
-              f"fp32| ÷ the output's range. Peak RSS of the whole run: {report.get('peak_rss_mb', 0):.0f} MB."]
+              f"fp32 (LiteRT for TFLite models)| ÷ the output's range. Peak RSS of the whole run: {report.get('peak_rss_mb', 0):.0f} MB."]
     return "\n".join(lines) + "\n"
 
 
