@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -84,14 +85,21 @@ def serve_process(args: list[str], log_path: Path, env: dict | None = None, read
 
 
 @contextlib.contextmanager
-def serve_in_thread(app, ready_timeout: float = 60.0):
-    """Run an app with a real uvicorn on 127.0.0.1 (a free port) in a thread of this process; yield its URL."""
-    import threading
+def serve_in_thread(app, ready_timeout: float = 60.0, settings=None):
+    """Run an app with a real uvicorn on 127.0.0.1 (a free port) in a thread of this process; yield its URL.
 
+    The uvicorn configuration is `localdepth serve`'s (connection limits and timeouts from
+    ``settings``, default ServerSettings()).
+    """
     import uvicorn
 
+    from localdepth.server import ServerSettings
+    from localdepth.server.http import uvicorn_config
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    config = uvicorn_config(app, settings or ServerSettings(), host="127.0.0.1", port=port, log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
@@ -105,3 +113,24 @@ def serve_in_thread(app, ready_timeout: float = 60.0):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+class GatedEstimator:
+    """The real estimator behind a gate, so a test decides when inference may finish."""
+
+    def __init__(self, estimator):
+        self._estimator = estimator
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.finished = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._estimator, name)
+
+    def predict_decoded(self, images, **kwargs):
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        try:
+            return self._estimator.predict_decoded(images, **kwargs)
+        finally:
+            self.finished.set()

@@ -146,3 +146,47 @@ def test_depth_maps_read_back_with_their_sidecar(tmp_path):
     assert read_depth_map(tmp_path / "bare.npy", "depth")[1] == "depth"
     with pytest.raises(LocalDepthError, match="no such depth map"):
         read_depth_map(tmp_path / "missing.npy")
+
+
+def _one_error_line(proc) -> str:
+    """The command failed as a user error (exit 2) with one line and no traceback."""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("localdepth: error: "), proc.stderr
+    return lines[0]
+
+
+def test_cli_align_bad_points_and_empty_maps_are_one_line(tmp_path):
+    """NaN pixel coordinates and a 0x0 map used to raise IndexError from the bilinear sampler."""
+    depth, disparity, _, _ = _scene(8)
+    np.save(tmp_path / "m.npy", disparity.astype(np.float32))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 0), np.float32))
+    rows = "u,v,depth_m\n1,2,3.0\n10,20,4.0\n30,40,2.0\n"
+    (tmp_path / "good.csv").write_text(rows)
+    (tmp_path / "nan.csv").write_text(rows + "nan,5,2.0\n")
+    (tmp_path / "inf.csv").write_text(rows + "5,inf,2.0\n")
+
+    def run(map_name, csv):
+        return subprocess.run([sys.executable, "-m", "localdepth", "align", str(tmp_path / map_name), "--points",
+                               str(tmp_path / csv), "-o", str(tmp_path / "out.npy")], capture_output=True, text=True)
+
+    assert "nan.csv:5: u,v,depth_m must be finite" in _one_error_line(run("m.npy", "nan.csv"))
+    assert "inf.csv:5: u,v,depth_m must be finite" in _one_error_line(run("m.npy", "inf.csv"))
+    assert "empty.npy: the depth map is empty (0x0 pixels)" in _one_error_line(run("empty.npy", "good.csv"))
+    assert not (tmp_path / "out.npy").exists()
+    # the sampler itself: NaN coordinates and an empty map give NaN samples, not an IndexError
+    np.testing.assert_array_equal(align.sample_map(np.ones((3, 4)), np.array([[np.nan, 1.0], [1.0, np.nan]])),
+                                  [np.nan, np.nan])
+    assert np.isnan(align.sample_map(np.zeros((0, 0)), np.array([[0.0, 0.0]]))).all()
+
+
+def test_one_by_one_maps_stay_two_dimensional(tmp_path):
+    """``squeeze`` turned a 1x1 map into a scalar ("got shape ()"); (1, H, W) and (H, W, 1) lose
+    their extra axis only."""
+    from localdepth.depthfile import read_depth_map
+
+    for shape, expected in (((1, 1), (1, 1)), ((1, 5, 7), (5, 7)), ((5, 7, 1), (5, 7)), ((1, 1, 1), (1, 1))):
+        np.save(tmp_path / "m.npy", np.full(shape, 2.0, np.float32))
+        assert read_depth_map(tmp_path / "m.npy")[0].shape == expected
+    np.save(tmp_path / "ref.npy", np.full((1, 1), 2.5, np.float32))
+    assert align.read_reference(tmp_path / "ref.npy").shape == (1, 1)

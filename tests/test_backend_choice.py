@@ -84,7 +84,7 @@ def test_cli_without_the_extra_says_how_to_install(tiny_da_dir, photo, tmp_path,
     from localdepth.cli.main import main
 
     monkeypatch.setattr(runtimes, "_importable", lambda module: module not in ("openvino", "nncf"))
-    code = main(["run", str(photo), "--weights", str(tiny_da_dir), "--backend", "openvino", "-o", str(tmp_path)])
+    code = main(["run", str(photo), "--weights", str(tiny_da_dir), "--backend", "openvino", "--outdir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0] == "localdepth: error: the OpenVINO backend needs openvino: pip install 'localdepth[openvino]'"

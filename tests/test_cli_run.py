@@ -30,7 +30,7 @@ def photo_tree(tmp_path, shared_images):
 
 def test_folder_keeps_relative_paths_and_writes_every_format(tmp_path, photo_tree, tiny_da_dir):
     out = tmp_path / "out"
-    proc = _cli("run", str(photo_tree), "--weights", str(tiny_da_dir), "--device", "cpu", "-o", str(out),
+    proc = _cli("run", str(photo_tree), "--weights", str(tiny_da_dir), "--device", "cpu", "--outdir", str(out),
                 "--format", "npy,png16,color,side,pfm", "--batch-size", "2", "-q")
     assert proc.returncode == 0, proc.stderr
     assert "2 ok, 0 failed" in proc.stderr
@@ -50,7 +50,7 @@ def test_bad_files_fail_alone_with_one_line_each(tmp_path, photo_tree, pydnet_fi
     (photo_tree / "truncated.jpg").write_bytes(good[: len(good) // 3])
     out = tmp_path / "out"
     proc = _cli("run", str(photo_tree), str(tmp_path / "missing.png"), "--model", "pydnet",
-                "--weights", str(pydnet_file), "-o", str(out), "-q")
+                "--weights", str(pydnet_file), "--outdir", str(out), "-q")
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("localdepth: error:")]
     assert len(errors) == 4, proc.stderr
@@ -67,13 +67,13 @@ def test_globs_lists_and_input_option(tmp_path, photo_tree, pydnet_file):
     listing = tmp_path / "list.txt"
     listing.write_text("# my photos\nphotos/a.jpg\n\nphotos/sub/b.jpg\n")
     out = tmp_path / "out"
-    proc = _cli("run", "--input", str(listing), "--model", "pydnet", "--weights", str(pydnet_file), "-o", str(out),
+    proc = _cli("run", "--input", str(listing), "--model", "pydnet", "--weights", str(pydnet_file), "--outdir", str(out),
                 "-f", "npy", "-q")
     assert proc.returncode == 0, proc.stderr
     assert (out / "photos/a.npy").is_file() and (out / "photos/sub/b.npy").is_file()
     out2 = tmp_path / "out2"
     proc = _cli("run", str(photo_tree / "**" / "*.jpg"), "--model", "pydnet", "--weights", str(pydnet_file),
-                "-o", str(out2), "-f", "npy", "-q")
+                "--outdir", str(out2), "-f", "npy", "-q")
     assert proc.returncode == 0, proc.stderr
     assert (out2 / "a.npy").is_file() and (out2 / "sub/b.npy").is_file()
 
@@ -96,7 +96,7 @@ def test_default_outdir_and_skip_existing(tmp_path, photo_tree, pydnet_file):
 def test_refuses_to_overwrite_inputs(tmp_path, pydnet_file):
     img = tmp_path / "x.png"
     Image.new("RGB", (64, 48), (10, 200, 30)).save(img)
-    proc = _cli("run", str(img), "--model", "pydnet", "--weights", str(pydnet_file), "-o", str(tmp_path),
+    proc = _cli("run", str(img), "--model", "pydnet", "--weights", str(pydnet_file), "--outdir", str(tmp_path),
                 "-f", "png16", "-q")
     assert proc.returncode == 1 and "would overwrite the input" in proc.stderr
     assert Image.open(img).mode == "RGB"
@@ -107,7 +107,7 @@ def test_same_stem_inputs_do_not_collide(tmp_path, pydnet_file):
         Image.new("RGB", (64, 48), (10, 20, 30)).save(tmp_path / f"same.{ext}")
     out = tmp_path / "out"
     proc = _cli("run", str(tmp_path / "same.png"), str(tmp_path / "same.jpg"), "--model", "pydnet",
-                "--weights", str(pydnet_file), "-o", str(out), "-f", "npy", "-q")
+                "--weights", str(pydnet_file), "--outdir", str(out), "-f", "npy", "-q")
     assert proc.returncode == 0
     assert (out / "same_png.npy").is_file() and (out / "same_jpg.npy").is_file()
 

@@ -242,3 +242,124 @@ def test_torch_model_and_side_format_match_the_runner(tmp_path, shared_images, t
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
         side = np.asarray(Image.open(tmp_path / "batch" / f"{stem}_side.png"))
         assert side.shape == (a.shape[0], 2 * a.shape[1], 3)
+
+
+DRIVER = """
+import json, os, sys, time
+import psutil
+from localdepth.distributed import connect
+ray = connect(None, num_cpus=1, quiet=True)
+ray.get(ray.remote(lambda: os.getpid()).remote())  # a worker process too
+procs = [p for p in psutil.Process().children(recursive=True) if "watchdog" not in " ".join(p.cmdline())]
+listening = sorted({c.laddr.ip for p in procs for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN})
+print(json.dumps({"pids": {p.pid: p.create_time() for p in procs}, "listening": listening}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_local_ray_binds_loopback_only_and_dies_with_its_driver(tmp_path):
+    """The Ray that `localdepth batch` starts listens on 127.0.0.1 only, and none of its processes
+    (agents included) outlive a kill -9 of the driver."""
+    psutil = pytest.importorskip("psutil")
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = driver.stdout.readline()
+        assert line, "the driver did not start Ray"
+        info = json.loads(line)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    pids = {int(p): t for p, t in info["pids"].items()}
+    assert len(pids) >= 3  # gcs, raylet, agents, a worker
+    assert info["listening"] and all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in info["listening"]), \
+        info["listening"]
+
+    def alive():
+        out = []
+        for pid, created in pids.items():
+            try:
+                p = psutil.Process(pid)
+                if abs(p.create_time() - created) < 1e-3 and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(f"{pid} {p.name()}")
+            except psutil.Error:
+                pass
+        return out
+
+    deadline = time.monotonic() + 30
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = alive()
+    for entry in left:  # clean up what this test started, by pid, before failing
+        os.kill(int(entry.split()[0]), signal.SIGKILL)
+    assert not left, f"still running 30 s after kill -9 of the driver: {left}"
+
+
+@pytest.mark.parametrize("url", [False, True], ids=["folder", "file-url"])
+def test_resume_redoes_items_with_any_file_missing(tmp_path, shared_images, pydnet_file, ray_address, url):
+    """An item is complete only when every file is there, its sidecar included (written last, it
+    marks completion), for a folder and for a URL target alike."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in PHOTOS[:3]:
+        shutil.copy(shared_images / name, images / name)
+    out = tmp_path / "depth"
+    target = f"file://{out}" if url else str(out)
+    cfg = BatchConfig(model="pydnet", weights=str(pydnet_file), formats=("npy", "color"))
+    first = run_batch(collect([str(images)]), target, cfg, progress=False)
+    assert (first.ok, first.failed, first.skipped) == (3, 0, 0)
+    (out / "demo01.json").unlink()  # the outputs are there, the sidecar is not: not complete
+    (out / "demo04_color.png").unlink()  # one output of several is missing: not complete
+    kept = (out / "demo08.npy").stat().st_mtime_ns
+    again = run_batch(collect([str(images)]), target, cfg, progress=False)
+    assert (again.ok, again.failed, again.skipped) == (2, 0, 1)
+    assert (out / "demo01.json").is_file() and (out / "demo04_color.png").is_file()
+    assert (out / "demo08.npy").stat().st_mtime_ns == kept
+    rows = _manifest(out / "manifest.parquet")
+    assert {n: r["status"] for n, r in rows.items()} == {"demo01.jpg": "ok", "demo04.jpg": "ok", "demo08.jpg": "skipped"}
+
+
+def test_manifest_rel_column_cannot_escape_outdir(tmp_path, shared_images, pydnet_file, ray_address):
+    import pyarrow as pa
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "important.npy").write_bytes(b"victim")
+    (victim / "important.json").write_bytes(b"victim")
+    (tmp_path / "lists").mkdir()
+    photo = str(shared_images / PHOTOS[0])
+    manifest = tmp_path / "lists" / "m.parquet"
+    pq.write_table(pa.table({"path": [photo, str(shared_images / PHOTOS[1]), str(shared_images / PHOTOS[2])],
+                             "rel": ["../victim/important.jpg", str(victim / "important.jpg"), "ok/x.jpg"]}),
+                   manifest)
+    out = tmp_path / "lists" / "out"
+    cfg = BatchConfig(model="pydnet", weights=str(pydnet_file), formats=("npy",))
+    summary = run_batch(collect([str(manifest)]), str(out), cfg, progress=False)
+    assert (summary.ok, summary.failed) == (1, 2), summary.errors
+    assert all("refused" in e for e in summary.errors)
+    assert (victim / "important.npy").read_bytes() == b"victim" and (victim / "important.json").read_bytes() == b"victim"
+    assert (out / "ok" / "x.npy").is_file()
+
+
+SHUTDOWN_DRIVER = """
+import os, time
+from localdepth.distributed import connect
+ray = connect(None, num_cpus=1, quiet=True)
+ray.get(ray.remote(lambda: os.getpid()).remote())
+ray.shutdown()
+time.sleep(6)  # the watchdog polls every 0.5 s and gives 3 s of grace before SIGKILL
+print("alive", flush=True)
+"""
+
+
+def test_watchdog_spares_a_driver_that_shuts_ray_down_and_carries_on():
+    """After ``ray.shutdown()`` the driver still holds its log files in the session folder; the
+    watchdog, stopping what is left of that Ray, must not take the driver for one of Ray's processes."""
+    pytest.importorskip("psutil")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", SHUTDOWN_DRIVER], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0 and "alive" in done.stdout, (done.returncode, done.stderr[-500:])

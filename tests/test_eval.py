@@ -13,7 +13,8 @@ import pytest
 
 from localdepth.evaluation import (EvalSettings, compute_metrics, crop_mask, evaluate, open_dataset, oracle,
                                    to_markdown)
-from localdepth.evaluation.evaluate import align_prediction
+from localdepth.evaluation.datasets import Dataset, Sample
+from localdepth.evaluation.evaluate import Predictor, align_prediction
 from localdepth.evaluation.metrics import Aggregate
 
 
@@ -32,6 +33,54 @@ def test_metric_definitions_on_known_errors():
     assert (m["d1"], m["d2"], m["d3"]) == pytest.approx((2 / 3, 1.0, 1.0))
     perfect = compute_metrics(gt, gt)
     assert perfect["abs_rel"] == 0 and perfect["d1"] == 1
+
+
+def test_every_metric_on_a_hand_computed_case():
+    """Four pixels with ratios 1.1, 1.5, 1.9 (over) and 2.5 (under) to the ground truth: every
+    metric is non-zero, SILog's variance differs from RMSE-log's mean square, and each delta
+    threshold splits the pixels differently. Expected values are written out from the
+    definitions (Eigen et al. 2014; SILog as the KITTI benchmark: 100 x the standard deviation of
+    the natural-log error), not computed by the code under test."""
+    gt = np.array([[1.0, 2.0], [4.0, 2.0]])
+    pred = np.array([[1.1, 3.0], [7.6, 0.8]])  # gt x 1.1, x 1.5, x 1.9, / 2.5
+    m = compute_metrics(pred, gt)
+    assert m["n"] == 4
+    assert m["abs_rel"] == pytest.approx((0.1 / 1 + 1.0 / 2 + 3.6 / 4 + 1.2 / 2) / 4)  # 0.525
+    assert m["sq_rel"] == pytest.approx((0.01 / 1 + 1.0 / 2 + 12.96 / 4 + 1.44 / 2) / 4)  # 1.1175
+    assert m["rmse"] == pytest.approx(math.sqrt((0.01 + 1.0 + 12.96 + 1.44) / 4))  # 1.9628 m
+    logs = [math.log(1.1), math.log(1.5), math.log(1.9), -math.log(2.5)]
+    mean_sq, mean = sum(v * v for v in logs) / 4, sum(logs) / 4
+    assert m["rmse_log"] == pytest.approx(math.sqrt(mean_sq))  # 0.5969
+    assert m["log10"] == pytest.approx((math.log10(1.1) + math.log10(1.5) + math.log10(1.9) + math.log10(2.5)) / 4)
+    assert m["silog"] == pytest.approx(100 * math.sqrt(mean_sq - mean * mean))
+    assert m["silog"] == pytest.approx(59.419, abs=1e-3)  # x100: not 0.594
+    # ratios 1.1 | 1.5, 1.9, 2.5 against 1.25 | 1.5625 | 1.953125
+    assert (m["d1"], m["d2"], m["d3"]) == pytest.approx((1 / 4, 2 / 4, 3 / 4))
+
+
+@pytest.mark.parametrize("crop, shape, rows, cols", [
+    ("eigen", (480, 640), (45, 471), (41, 601)),  # NYU: eval_mask[45:471, 41:601] in the Eigen/BTS code
+    ("garg", (375, 1242), (153, 371), (44, 1197)),  # KITTI: int(0.40810811 h) : int(0.99189189 h), same for w
+])
+def test_crops_decide_which_pixels_are_scored(crop, shape, rows, cols):
+    """A synthetic map that is 10 % off inside the crop and 100 % off outside it: with the crop
+    only the inside counts (AbsRel 0.1); without, the pixel counts of the two regions weigh in."""
+    gt = np.full(shape, 2.0)
+    inside = np.zeros(shape, bool)
+    inside[rows[0]:rows[1], cols[0]:cols[1]] = True
+    pred = np.where(inside, 2.2, 4.0)
+    ds = Dataset("synthetic", [Sample("s", rgb=lambda: np.zeros((*shape, 3), np.uint8), depth=lambda: gt,
+                                      crop=crop, max_depth=10.0)])  # as NYU (10 m), KITTI (80 m)
+    cropped = evaluate([Predictor("m", lambda rgb, sample: (pred, "depth"))], ds, EvalSettings(alignment="none"))
+    res = cropped["models"]["m"]
+    n_in = (rows[1] - rows[0]) * (cols[1] - cols[0])
+    assert res["pixels"] == n_in
+    assert res["mean"]["abs_rel"] == pytest.approx(0.1)
+    whole = evaluate([Predictor("m", lambda rgb, sample: (pred, "depth"))], ds,
+                     EvalSettings(alignment="none", crop="none"))["models"]["m"]
+    n = shape[0] * shape[1]
+    assert whole["pixels"] == n
+    assert whole["mean"]["abs_rel"] == pytest.approx((0.1 * n_in + 1.0 * (n - n_in)) / n)
 
 
 def test_mean_over_images_versus_pooled_pixels():
@@ -178,3 +227,84 @@ def test_cli_eval_pydnet_and_ground_truth_on_the_shared_frames(rgbd_dir, pydnet_
     proc = subprocess.run([sys.executable, "-m", "localdepth", "eval", "-m", f"pydnet={pydnet_file}", "-d",
                            f"folder:{rgbd_dir / 'tum'}", "--align", "none", "-q"], capture_output=True, text=True)
     assert proc.returncode == 2 and "needs an alignment" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_frames_without_valid_ground_truth_are_skipped_and_counted(tmp_path):
+    """A frame whose depth PNG is all zeros (no valid pixel) used to end the run with the
+    alignment's traceback. It is skipped with one line and counted; only a dataset without any
+    valid frame fails (exit 1, one line)."""
+    rng = np.random.default_rng(0)
+    depths = {"good": rng.uniform(0.5, 5, (24, 32)), "empty": np.zeros((24, 32)), "good2": rng.uniform(1, 3, (24, 32))}
+    for name, depth in depths.items():
+        cv2.imwrite(str(tmp_path / f"{name}.png"), rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+        cv2.imwrite(str(tmp_path / f"{name}_d.png"), np.rint(depth * 1000).astype(np.uint16))
+    (tmp_path / "manifest.csv").write_text("rgb,depth,depth_scale\n" + "".join(
+        f"{n}.png,{n}_d.png,1000\n" for n in depths))
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "localdepth", "eval", "-m", "gt", "-d", f"folder:{tmp_path}",
+                               "-q", *extra], capture_output=True, text=True)
+
+    for align in ("none", "scale-shift-disparity"):
+        proc = run("--align", align, "--outdir", str(tmp_path / align))
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("localdepth: ")]
+        assert notes == ["localdepth: warning: empty: skipped, no valid ground truth (0 pixels in [0.001, inf] m)"]
+        report = json.loads((tmp_path / align / "eval.json").read_text())
+        assert [s["name"] for s in report["skipped"]] == ["empty"] and report["failed"] == []
+        assert report["models"]["gt"]["images"] == 2 and report["models"]["gt"]["mean"]["abs_rel"] == 0
+        assert "1 frame(s) skipped" in proc.stdout
+
+    # nothing valid at all (every depth beyond --max-depth): one error line, exit 1
+    proc = run("--max-depth", "0.1")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("localdepth: error:")]
+    assert len(errors) == 1 and "no frame has valid ground truth (3 skipped" in errors[0], proc.stderr
+
+
+def test_eval_runs_depth_pro_zoedepth_and_prompt_da_beside_the_others(rgbd_dir, tiny_depth_pro_dir, tiny_zoedepth_dir,
+                                                                      tiny_prompt_da_dir, tiny_da_dir, tmp_path):
+    """One table with the oracle, a relative model and the three new families (random weights: the
+    figures mean nothing, the table proves each runs through eval). Depth Pro's predicted camera is
+    scored against the frame's intrinsics; Prompt DA gets the simulated LiDAR."""
+    from localdepth.cli.main import main as cli
+
+    models = [("gt", None), ("depth-anything-v2-small", tiny_da_dir), ("depth-pro", tiny_depth_pro_dir),
+              ("zoedepth-nyu", tiny_zoedepth_dir), ("prompt-depth-anything-vits", tiny_prompt_da_dir)]
+    args = ["eval", "-d", f"folder:{rgbd_dir / 'livingroom'}", "--limit", "1", "--align", "scale-shift-disparity",
+            "--device", "cpu", "--outdir", str(tmp_path), "-q"]
+    for name, folder in models:
+        args += ["-m", name if folder is None else f"{name}={folder}"]
+    assert cli(args) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    table = (tmp_path / "eval.md").read_text()
+    rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines() if line.startswith("| ")][1:]
+    assert rows == [name for name, _ in models]
+    assert report["models"]["gt"]["mean"]["abs_rel"] == pytest.approx(0, abs=1e-5)
+    for name, _ in models:
+        res = report["models"][name]
+        assert res["images"] == 1 and np.isfinite(res["mean"]["abs_rel"]) and 0 <= res["mean"]["d1"] <= 1
+    dp = report["models"]["depth-pro"]
+    assert dp["focal_images"] == 1 and 0 <= dp["focal_abs_rel"] == dp["per_image"][0]["focal_abs_rel"]
+    assert "focal_abs_rel" not in report["models"]["zoedepth-nyu"]
+    assert "simulated low-resolution LiDAR" in report["models"]["prompt-depth-anything-vits"]["info"]["prompt_depth"]
+    assert "Predicted focal length" in table and "Prompt depth for prompt-depth-anything-vits" in table
+
+
+def test_simulated_lidar_and_focal_error():
+    from localdepth.evaluation.evaluate import focal_error, simulated_lidar
+    from localdepth.evaluation.datasets import Sample
+    from localdepth.geometry import from_fov
+
+    gt = np.full((16, 24), 2.0, np.float32)
+    gt[:8, :8] = 0  # a hole: that block has no valid pixel
+    gt[8:, 16:] = 4.0
+    lidar = simulated_lidar(gt, 8)
+    np.testing.assert_allclose(lidar, [[0, 2, 2], [2, 2, 4]])
+    sample = Sample("s", lambda: None, lambda: gt, intrinsics={"fx": 500.0, "fy": 500.0, "cx": 319.5, "cy": 239.5,
+                                                              "width": 640, "height": 480})
+    cam = from_fov(2 * np.degrees(np.arctan(320 / 550)), 640, 480, source="model")  # fx = 550
+    assert focal_error(cam, sample, 640, 480) == pytest.approx(0.1)
+    assert focal_error(cam.scaled(320, 240), sample, 640, 480) == pytest.approx(0.1)  # compared at one size
+    assert focal_error(None, sample, 640, 480) is None

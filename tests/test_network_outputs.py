@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_sidecar_records_the_predicted_camera(camera_estimator, tmp_path):
     from localdepth.writers import WriteOptions, output_paths, write_result
 
     result = camera_estimator.predict(np.zeros((40, 60, 3), dtype=np.uint8))
-    paths = output_paths(tmp_path, tmp_path / "x.png", ("npy",))
+    paths = output_paths(tmp_path, Path("x.png"), ("npy",))
     write_result(result, paths, WriteOptions(formats=("npy",)), camera_estimator.describe())
     meta = json.loads(paths["json"].read_text())
     assert meta["predicted_intrinsics"]["origin"] == "model"
@@ -96,3 +97,42 @@ def test_one_intrinsics_rule_given_then_exif_then_model_then_default(tmp_path):
     exif[0xA405] = 28  # FocalLengthIn35mmFilm
     Image.new("RGB", (100, 50)).save(photo, exif=exif)
     assert geometry.resolve_intrinsics(100, 50, image_path=photo, predicted=model).origin == "exif"
+
+
+def test_server_ply_uses_the_model_camera_when_the_request_gives_none(camera_estimator):
+    """The one rule in the server: no fx/fy/cx/cy/fov and no EXIF -> the predicted camera; given -> given."""
+    pytest.importorskip("fastapi")
+    from localdepth.server import create_app
+    from server_support import png_bytes
+    from test_server_api import run, serving
+
+    image = np.full((40, 60, 3), 100, np.uint8)
+    expected = camera_estimator.predict(image).intrinsics
+
+    async def scenario():
+        async with serving(create_app([camera_estimator])) as client:
+            model = await client.post("/v1/depth?format=ply", content=png_bytes(image))
+            given = await client.post("/v1/depth?format=ply&fov=90", content=png_bytes(image))
+            return model, given
+
+    model, given = run(scenario())
+    assert model.status_code == 200, model.text
+    assert model.headers["X-Intrinsics-Source"] == "model"
+    fx, fy, cx, cy = (float(v) for v in model.headers["X-Intrinsics"].split(","))
+    assert (fx, fy, cx, cy) == pytest.approx((expected.fx, expected.fy, expected.cx, expected.cy), rel=1e-5)
+    assert b"intrinsics_source model" in model.content[:2000]
+    assert given.headers["X-Intrinsics-Source"] == "given"
+    assert float(given.headers["X-Intrinsics"].split(",")[0]) == pytest.approx(30.0, rel=1e-5)  # (60/2)/tan(45°)
+
+
+def test_normals_format_uses_the_model_camera_unless_one_is_given(camera_estimator, tmp_path):
+    from localdepth.writers import WriteOptions, output_paths, write_result
+
+    result = camera_estimator.predict(np.zeros((40, 60, 3), dtype=np.uint8))
+    paths = output_paths(tmp_path, Path("x.png"), ("normals",))
+    meta = write_result(result, paths, WriteOptions(formats=("normals",)), camera_estimator.describe())
+    info = meta["outputs"]["normals"]
+    assert info["intrinsics_source"] == "model" and info["intrinsics"]["fx"] == pytest.approx(result.intrinsics.fx)
+    given = WriteOptions(formats=("normals",), extra_sidecar={"intrinsics": {"fov": 90.0, "source": "fov"}})
+    info = write_result(result, paths, given, camera_estimator.describe())["outputs"]["normals"]
+    assert info["intrinsics_source"] == "given" and info["intrinsics"]["fx"] == pytest.approx(30.0)

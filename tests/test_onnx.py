@@ -34,12 +34,16 @@ def exported(tiny_da_dir, tmp_path_factory) -> dict[str, Path]:
 
 
 def _torch_reference(tiny_da_dir, x: np.ndarray) -> np.ndarray:
+    """The PyTorch network the graph was exported from (Transformers' Depth Anything with the
+    official DINOv2 position-embedding rule, see localdepth.networks.dinov2), on other sizes
+    than the export's example."""
     import torch
-    from transformers import AutoModelForDepthEstimation
 
-    model = AutoModelForDepthEstimation.from_pretrained(str(tiny_da_dir)).eval()
+    from localdepth.networks import load_network
+
+    model = load_network(SPEC, tiny_da_dir, device="cpu")
     with torch.inference_mode():
-        return model(pixel_values=torch.from_numpy(x)).predicted_depth.numpy()
+        return model(torch.from_numpy(x))["depth"].numpy()
 
 
 def test_graph_has_dynamic_batch_height_width(exported):

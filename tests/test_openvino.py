@@ -142,7 +142,7 @@ def test_auto_chooses_openvino_on_a_cpu_and_the_sidecar_records_it(in_ov_home, t
     monkeypatch.setattr(runtimes, "installed_runtimes", lambda: frozenset({"torch", "tflite", "onnx", "openvino"}))
     precision = "bf16" if runtimes.cpu_has_bf16() else "fp32"
     assert main(["run", str(photo), "--weights", str(tiny_da_dir), "--device", "cpu", "--input-size", "70",
-                 "-o", str(tmp_path), "-q"]) == 0
+                 "--outdir", str(tmp_path), "-q"]) == 0
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"openvino {precision} on cpu" in summary, summary
     sidecar = json.loads((tmp_path / "demo01.json").read_text())

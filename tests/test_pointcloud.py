@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-o3d = pytest.importorskip("open3d", reason="Open3D (and its libusb dependency) is not installed")
+from conftest import need_open3d
+
+o3d = need_open3d()
 
 from localdepth import geometry, pointcloud  # noqa: E402
 from localdepth.errors import LocalDepthError  # noqa: E402
@@ -136,3 +138,26 @@ def test_cli_run_with_metric_model_writes_point_cloud_mesh_and_normals(tiny_metr
     code = main(base[3:] + ["--weights", str(tiny_da_dir), "--pointcloud", str(cloud)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "--relative" in err[-1]
+
+
+def test_degenerate_maps_fail_in_one_line(tmp_path):
+    """A 1x1 map is a map: one point (it used to be squeezed to shape ()); but it has no
+    triangle for a mesh, and an all-NaN map has no point: each says so in one line instead of
+    "Open3D could not write"."""
+    np.save(tmp_path / "one.npy", np.full((1, 1), 2.0, np.float32))
+    np.save(tmp_path / "nan.npy", np.full((6, 8), np.nan, np.float32))
+
+    def run(name, *out):
+        return subprocess.run([sys.executable, "-m", "localdepth", "pointcloud", str(tmp_path / name), "--kind",
+                               "depth", "--intrinsics", "1,1,0,0", *map(str, out)], capture_output=True, text=True)
+
+    proc = run("one.npy", "-o", tmp_path / "one.ply")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.asarray(o3d.io.read_point_cloud(str(tmp_path / "one.ply")).points), [[0, 0, 2]])
+    for name, out, expected in (("one.npy", ("--mesh", tmp_path / "m.ply"), "no triangle to write"),
+                                ("nan.npy", ("-o", tmp_path / "nan.ply"), "no point to write")):
+        proc = run(name, *out)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0] and "Open3D" not in lines[0], proc.stderr
+        assert not out[1].exists()

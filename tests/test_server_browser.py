@@ -114,3 +114,50 @@ def test_api_docs_render_offline(server, browser):
     assert "/v1/depth" in page.inner_text(".swagger-ui")
     assert [u for u in external if not u.startswith(("data:", "blob:"))] == []
     page.close()
+
+
+@pytest.fixture(scope="module")
+def scene_server(tiny_estimator):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("open3d")
+    pytest.importorskip("trimesh")
+    from scene_support import ServedPlaneViews
+
+    from localdepth.server import ServerSettings, create_app
+
+    models = [ServedPlaneViews(tiny_estimator), tiny_estimator]
+    with serve_in_thread(create_app(models, ServerSettings(token=TOKEN))) as base:
+        yield base
+
+
+def test_several_photos_make_a_scene_with_its_cameras(scene_server, browser, shared_images, tmp_path):
+    photos = [str(shared_images / name) for name in ("demo01.jpg", "demo04.jpg", "demo08.jpg")]
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{scene_server}/?token={TOKEN}")
+    page.wait_for_function("document.body.dataset.state === 'idle'", timeout=30_000)
+
+    # a single-image model refuses several photos in one line, before any request
+    page.select_option("#model", "depth-anything-v2-small")
+    page.set_input_files("#file", photos)
+    assert "a scene needs an any-view model" in page.text_content("#status")
+
+    page.select_option("#model", "plane-views")  # the photos wait for an any-view model
+    page.wait_for_function("['ready', 'error'].includes(document.body.dataset.state)", timeout=120_000)
+    assert page.evaluate("document.body.dataset.state") == "ready", page.text_content("#status")
+    assert page.get_attribute("#viewer", "data-cameras") == "3"
+    assert int(page.get_attribute("#viewer", "data-points")) > 1000
+    assert page.locator("#flat").is_hidden() and page.locator("#download-glb").is_visible()
+    page.wait_for_timeout(300)
+    shot = np.asarray(Image.open(io.BytesIO(page.locator("#viewer").screenshot())).convert("RGB")).astype(np.float32)
+    assert shot.std() > 5.0, "the 3D canvas looks blank"
+
+    with page.expect_download(timeout=120_000) as download:
+        page.click("#download-glb")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "scene.glb" and saved.read_bytes()[:4] == b"glTF"
+    page.screenshot(path=str(tmp_path / "scene_page.png"))
+    assert errors == []
+    page.close()

@@ -401,3 +401,105 @@ def test_metric_model_writes_millimetres(shared_images, tiny_metric_dir, tmp_pat
         depth = np.load(tmp_path / "out" / f"{i}.npz")["depth"]
         png = cv2.imread(str(tmp_path / "out" / f"{i}.png"), cv2.IMREAD_UNCHANGED)
         assert np.abs(png * 0.001 - depth).max() <= 0.0005 + 1e-6
+
+
+# ----------------------------------------------------------------------------- timing and completeness
+
+def textured_frames(n: int, size: tuple[int, int] = (96, 64), seed: int = 0):
+    """``n`` RGB frames of moving noise: each frame costs real bytes in H.264, so cutting the
+    file at a fraction of its length cuts off about that fraction of the frames."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.integers(0, 256, (h, 2 * w, 3), dtype=np.uint8)
+    for i in range(n):
+        yield np.ascontiguousarray(np.roll(base, 3 * i, axis=1)[:, :w])
+
+
+def write_clip(path: Path, times: list[float], *, faststart: bool = False, size: tuple[int, int] = (96, 64)) -> Path:
+    """An H.264 MP4 with one frame at each of ``times`` (seconds), in a 1/1000 s time base, so the
+    clip can have a variable frame rate. ``faststart`` puts the index (moov) before the data, as
+    streaming encoders do: cutting the end off then keeps the index of every frame."""
+    tb = Fraction(1, 1000)
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
+        video = out.add_stream("libx264", rate=24)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.time_base = video.codec_context.time_base = tb  # the encoder's too, or it re-times the frames
+        video.options = {"crf": "20", "preset": "veryfast"}
+        for t, rgb in zip(times, textured_frames(len(times), size)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = int(round(t * 1000)), tb
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    return path
+
+
+# one thread: a tiny model gains nothing from two, and on a busy machine OpenMP's spinning
+# threads made each 56 px frame take 0.6 s instead of 0.01 s (measured on the shared 2-core VM)
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def frame_times(path: Path) -> np.ndarray:
+    """Presentation time of every decoded frame, seconds from the first."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        pts = np.array([f.pts for f in c.decode(v)], dtype=np.float64)
+        return (pts - pts[0]) * float(v.time_base)
+
+
+def test_variable_frame_rate_keeps_every_timestamp(tiny_da_dir, tmp_path):
+    """20 frames at 30 fps then 20 at 10 fps (average rate about 14 fps). Re-timing them to the
+    average rate put 0.6 s of drift into the depth video (the fast frames collided on the coarser
+    grid and were pushed later; 0.9 s with 30 + 30 frames), and numbered frames by rounded time,
+    so per-frame files of the fast part overwrote each other."""
+    times = [k / 30 for k in range(20)] + [20 / 30 + k / 10 for k in range(20)]
+    clip = write_clip(tmp_path / "vfr.mp4", times)
+    source_times = frame_times(clip)
+    np.testing.assert_allclose(source_times, times, atol=1e-3)  # the clip really is variable-rate
+    out, frames = tmp_path / "vfr_depth.mp4", tmp_path / "frames"
+    r = cli(clip, "--output", out, "--format", "npz", "--outdir", frames, "--weights", tiny_da_dir,
+            "--device", "cpu", "--input-size", "56", "-q", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    written = frame_times(out)
+    assert len(written) == len(times)
+    assert np.abs(written - source_times).max() <= 1e-4  # the same timestamps (same time base), not re-timed
+    npz = sorted(frames.glob("*.npz"))
+    assert len(npz) == len(times), "per-frame files of a variable-rate clip overwrote each other"
+    np.testing.assert_allclose(sorted(float(np.load(p)["time"]) for p in npz), source_times, atol=1e-4)
+
+
+def test_truncated_video_reports_the_missing_frames(tiny_da_dir, tmp_path):
+    """An MP4 whose index (moov) comes first, cut to 40% of its length: the demuxer just runs out
+    of packets, with no decode error. The frames read are written, and the shortfall against the
+    index's frame count is reported on one line, in the sidecar and by exit status 1; the whole
+    clip still exits 0 with nothing missing."""
+    n = 30
+    whole = write_clip(tmp_path / "whole.mp4", [k / 24 for k in range(n)], faststart=True)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.4)])
+
+    source = VideoFileReader(cut)
+    read = len(list(source))
+    assert source.expected_frames == n and 0 < read < n
+    assert source.missing == n - read - source.skipped
+    complete = VideoFileReader(whole)
+    assert len(list(complete)) == n and complete.missing == 0
+
+    out = tmp_path / "cut_depth.mp4"
+    r = cli(cut, "--output", out, "--weights", tiny_da_dir, "--device", "cpu", "--input-size", "56", "-q",
+            env=ONE_THREAD)
+    assert r.returncode == 1, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("localdepth: error:")]
+    assert len(errors) == 1 and f"of the {n} frames" in errors[0] and "missing" in errors[0], r.stderr
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["expected_frames"] == n
+    assert meta["missing_frames"] == n - meta["frames"] - meta["skipped_frames"] > 0
+    assert probe(out)["frames"] == meta["frames"]
+
+    r = cli(whole, "--output", tmp_path / "whole_depth.mp4", "--weights", tiny_da_dir, "--device", "cpu",
+            "--input-size", "56", "-q", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "whole_depth.json").read_text())["missing_frames"] == 0

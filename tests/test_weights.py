@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def test_offline_failure_is_one_line_naming_the_model_and_the_fix(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (32, 32)).save(img)
-    proc = _cli("run", str(img), "--model", "depth_anything_v2_small", "-o", str(tmp_path / "out"))
+    proc = _cli("run", str(img), "--model", "depth_anything_v2_small", "--outdir", str(tmp_path / "out"))
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
@@ -116,21 +117,135 @@ def _fake_hub_cache(hf_home: Path, repo_id: str, files: dict[str, bytes], lie_ab
     return snapshot
 
 
+def _offline_run(image: Path, out: Path, env: dict) -> subprocess.CompletedProcess:
+    """`localdepth run` with the default model, offline: it can only use what is cached."""
+    return subprocess.run([sys.executable, "-m", "localdepth", "run", str(image), "--device", "cpu", "--outdir",
+                           str(out), "-q"], capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"})
+
+
 def test_hub_cache_is_used_and_verified(tmp_path, tiny_da_dir, monkeypatch):
+    """The Hugging Face cache layout, made by hand: used as it is, through the public path
+    (`resolve` and `localdepth run`); a blob whose content is not its sha256 name is refused, also
+    when it changed after an earlier run had verified it. (The cache used to be checked only for
+    its structure, so a corrupted but well-formed safetensors blob was loaded.)"""
+    from PIL import Image
+
     spec = registry.get("depth-anything-v2-small")
+    files = {p.name: p.read_bytes() for p in tiny_da_dir.iterdir() if p.is_file()}
+    image = tmp_path / "a.png"
+    Image.new("RGB", (32, 24), (90, 120, 200)).save(image)
     hf_home = tmp_path / "hf"
     monkeypatch.setenv("HF_HOME", str(hf_home))
     monkeypatch.setenv("HF_HUB_CACHE", str(hf_home / "hub"))
-    files = {p.name: p.read_bytes() for p in tiny_da_dir.iterdir() if p.is_file()}
     snapshot = _fake_hub_cache(hf_home, spec.repo_id, files)
     found = weights.resolve(spec)
     assert found.origin == "hf-cache" and found.path == snapshot
-    est = localdepth.load("depth-anything-v2-small", device="cpu")
-    assert est.weights_path == snapshot
-    weights._verify_hub_snapshot(snapshot, "weights")  # content addresses match
-    bad = _fake_hub_cache(tmp_path / "hf2", spec.repo_id, files, lie_about="model.safetensors")
+    proc = _offline_run(image, tmp_path / "ok", dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+
+    # the same file changed in place after it was verified (its modification time moves on)
+    blob = (snapshot / "model.safetensors").resolve()
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # the tensor data, not the header: still a well-formed safetensors file
+    blob.write_bytes(bytes(data))
+    stat = blob.stat()
+    os.utime(blob, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as any later write would
+    proc = _offline_run(image, tmp_path / "changed", dict(os.environ))
+    assert proc.returncode == 2 and "checksum mismatch" in proc.stderr, proc.stderr
+    assert not (tmp_path / "changed" / "a.npy").exists()
+
+    # a cache laid out with a lying blob from the start
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf2"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf2" / "hub"))
+    _fake_hub_cache(tmp_path / "hf2", spec.repo_id, files, lie_about="model.safetensors")
     with pytest.raises(ChecksumError, match="checksum mismatch"):
-        weights._verify_hub_snapshot(bad, "weights")
+        weights.resolve(spec)
+
+
+class FakeHub:
+    """huggingface.co for one repository, served from 127.0.0.1 (huggingface_hub follows
+    HF_ENDPOINT): the revision and tree APIs and `resolve/` downloads. ``corrupt``: a file whose
+    served bytes differ from the content address (sha256) the server announces for it."""
+
+    def __init__(self, repo_id: str, files: dict[str, bytes], corrupt: str | None = None):
+        import json
+        from urllib.parse import urlparse
+
+        commit, hub = "a" * 40, self
+
+        def address(name: str, data: bytes) -> str:  # LFS files are named by sha256, git files by sha1
+            return hashlib.sha256(data).hexdigest() if name.endswith(".safetensors") else hashlib.sha1(data).hexdigest()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, body: bytes, headers: dict, code: int = 200):
+                self.send_response(code)
+                for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
+
+            def do_GET(self):
+                path, api = urlparse(self.path).path, f"/api/models/{repo_id}"
+                if path.startswith(f"{api}/revision/"):
+                    info = {"id": repo_id, "sha": commit, "siblings": [{"rfilename": n} for n in files]}
+                    return self.reply(json.dumps(info).encode(), {"Content-Type": "application/json"})
+                if path.startswith(f"{api}/tree/"):
+                    tree = [{"type": "file", "path": n, "size": len(d), "oid": hashlib.sha1(d).hexdigest(),
+                             "lfs": {"oid": address(n, d), "size": len(d), "pointerSize": 134}
+                             if n.endswith(".safetensors") else None}
+                            for n, d in files.items()]
+                    return self.reply(json.dumps(tree).encode(), {"Content-Type": "application/json"})
+                name = path.partition(f"/{repo_id}/resolve/")[2].partition("/")[2]
+                if name not in files:
+                    return self.reply(b"", {"X-Error-Code": "EntryNotFound"}, 404)
+                data = files[name]
+                etag = address(name, data)
+                if name == hub.corrupt:
+                    data = data[:-1] + bytes([data[-1] ^ 0xFF])
+                self.reply(data, {"ETag": f'"{etag}"', "X-Repo-Commit": commit})
+
+            do_HEAD = do_GET
+
+        self.corrupt = corrupt
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("corrupt", [None, "model.safetensors"])
+def test_models_pull_from_a_hub_verifies_what_it_downloads(tmp_path, tiny_da_dir, corrupt):
+    """`localdepth models pull` against a Hub on 127.0.0.1, through huggingface_hub's real
+    download code: a good repository is cached and then used offline; a file whose bytes do not
+    match its announced sha256 is refused, and not left in the cache for the next run to use."""
+    from PIL import Image
+
+    files = {p.name: p.read_bytes() for p in tiny_da_dir.iterdir() if p.is_file()}
+    hub = FakeHub(registry.get("depth-anything-v2-small").repo_id, files, corrupt)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_HUB_CACHE")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), LOCALDEPTH_HOME=str(tmp_path / "ld"),
+               HF_HUB_DISABLE_XET="1")
+    try:
+        pull = subprocess.run([sys.executable, "-m", "localdepth", "models", "pull", "depth-anything-v2-small"],
+                              capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        hub.close()
+    image = tmp_path / "a.png"
+    Image.new("RGB", (32, 24), (90, 120, 200)).save(image)
+    run = _offline_run(image, tmp_path / "out", env)
+    if corrupt is None:
+        assert pull.returncode == 0 and "weights ready" in pull.stdout, pull.stderr
+        assert run.returncode == 0, run.stderr
+        return
+    lines = [ln for ln in pull.stderr.splitlines() if ln.startswith("localdepth")]
+    assert pull.returncode == 2 and len(lines) == 1 and "checksum mismatch" in lines[0], pull.stderr
+    assert run.returncode == 2 and "no local weights for depth-anything-v2-small" in run.stderr, run.stderr
 
 
 @pytest.fixture

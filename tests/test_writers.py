@@ -64,11 +64,14 @@ def test_round_trip_of_every_format(tmp_path, kind):
     if kind == "depth":
         assert info["scale"] == 0.001 and info["units"] == "m"  # millimetres
         np.testing.assert_allclose(recovered, result.map, atol=0.0005 + 1e-6)
-    else:
-        assert png.min() == 0 and png.max() == 65535
-        assert info["min"] == pytest.approx(float(result.map.min()))
-        assert info["max"] == pytest.approx(float(result.map.max()))
-        np.testing.assert_allclose(recovered, result.map, atol=info["scale"] / 2 + 1e-6)
+    else:  # the 0.1st..99.9th percentile spans the codes: of 1200 values, the 2 at each end saturate
+        values = np.sort(result.map.ravel())
+        assert values[1] <= info["min"] <= values[2] and values[-3] <= info["max"] <= values[-2]
+        assert png.min() == 0 and png.max() == 65535 and info["percentiles"] == [0.1, 99.9]
+        inside = (result.map >= info["min"]) & (result.map <= info["max"])
+        assert (info["clipped_low"], info["clipped_high"]) == (2, 2) and (~inside).sum() == 4
+        assert (png[result.map < info["min"]] == 0).all() and (png[result.map > info["max"]] == 65535).all()
+        np.testing.assert_allclose(recovered[inside], result.map[inside], atol=info["scale"] / 2 + 1e-6)
 
     color = cv2.imread(str(paths["color"]))
     assert color.shape == (30, 40, 3)
@@ -85,6 +88,24 @@ def test_pfm_rows_are_stored_bottom_up(tmp_path):
     assert data[:3] == b"Pf\n" and b"-1" in data[:header_end]  # grey, little-endian
     first_row = np.frombuffer(data[header_end:header_end + 4 * 40], "<f4")
     np.testing.assert_array_equal(first_row, result.map[-1])
+
+
+def test_relative_png16_keeps_its_codes_for_the_map_not_for_a_spike():
+    """A smooth map of 10 000 distinct values with 5 spike pixels 1000x larger (as PyDNet++'s old
+    reciprocal gave): the spikes saturate and are counted; the map keeps one code per value
+    (normalising to the true maximum put all 10 000 values into 66 codes)."""
+    ramp = np.linspace(1.0, 2.0, 10_000, dtype=np.float32).reshape(100, 100)
+    spiky = ramp.copy()
+    spiky.flat[[5, 500, 5000, 7000, 9999]] = 1000.0
+    png, info = encode_png16(spiky, "disparity")
+    normal = spiky < 1000.0
+    assert len(np.unique(png[normal])) >= 9_900
+    # beyond the 99.9th percentile: the 5 spikes and the ~5 highest values of the ramp
+    assert (png[~normal] == 65535).all() and 5 < info["clipped_high"] <= 15 and info["clipped_low"] <= 10
+    recovered = decode_png16(png, info)
+    inside = normal & (spiky >= info["min"]) & (spiky <= info["max"])
+    assert inside.sum() >= 9_980
+    np.testing.assert_allclose(recovered[inside], spiky[inside], atol=info["scale"] / 2 + 1e-6)
 
 
 def test_metric_png16_clips_beyond_65m_and_counts(tmp_path):

@@ -238,6 +238,8 @@ def read_points_csv(path) -> np.ndarray:
                 raise ValueError(f"{path}:{lineno}: expected u,v,depth_m numbers, got {','.join(cells)}") from None
             if len(values) != 3:
                 raise ValueError(f"{path}:{lineno}: expected 3 columns u,v,depth_m, got {len(cells)}")
+            if not all(np.isfinite(values)):
+                raise ValueError(f"{path}:{lineno}: u,v,depth_m must be finite numbers, got {','.join(cells[:3])}")
             rows.append(values)
     if not rows:
         raise ValueError(f"{path}: no u,v,depth_m rows")
@@ -250,8 +252,10 @@ def sample_map(source: np.ndarray, uv: np.ndarray) -> np.ndarray:
     src = np.asarray(source, dtype=np.float64)
     h, w = src.shape
     u, v = uv[:, 0], uv[:, 1]
-    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
-    uc, vc = np.clip(u, 0, w - 1), np.clip(v, 0, h - 1)
+    inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)  # False for NaN coordinates too
+    if not inside.any():  # an empty map included: nothing to index
+        return np.full(u.shape, np.nan)
+    uc, vc = np.clip(np.where(inside, u, 0), 0, w - 1), np.clip(np.where(inside, v, 0), 0, h - 1)
     u0, v0 = np.minimum(np.floor(uc).astype(int), w - 2 if w > 1 else 0), np.minimum(np.floor(vc).astype(int), h - 2 if h > 1 else 0)
     u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
     a, b = uc - u0, vc - v0
@@ -271,21 +275,20 @@ def read_reference(path, *, scale: float | None = None, shape: tuple[int, int] |
     import cv2
     from pathlib import Path
 
+    from .depthfile import load_depth_values
+    from .safety import NUMERIC_OPTIONS
+
+    if scale is not None:  # 0 would divide by zero, NaN would give a NaN reference
+        NUMERIC_OPTIONS["reference_scale"].check("--reference-scale", scale)
     p = Path(path)
-    if p.suffix.lower() in (".npy", ".npz"):
-        data = np.load(p)
-        ref = np.asarray(data[data.files[0]] if hasattr(data, "files") else data, dtype=np.float64)
-        ref = ref.squeeze()
-        if scale:
-            ref = ref * scale
+    values, kind = load_depth_values(p)
+    if kind == "array":
+        ref = values * scale if scale else values
     else:
         if not scale:
             raise ValueError(f"{p.name}: an image reference needs --reference-scale (units per metre: "
                              "256 for KITTI, 5000 for TUM, 1000 for millimetres)")
-        raw = cv2.imread(str(p), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE)
-        if raw is None:
-            raise ValueError(f"{p}: cannot read the reference depth image")
-        ref = raw.astype(np.float64) / scale
+        ref = values / scale
     if ref.ndim != 2:
         raise ValueError(f"{p}: a reference depth map must be 2-D, got shape {ref.shape}")
     if shape is not None and ref.shape != tuple(shape):

@@ -2,8 +2,9 @@
 
 ``read_depth_map(path)`` understands ``.npy``/``.npz`` (float maps), ``.pfm`` and localdepth's
 16-bit ``.png`` (decoded with the mapping in the ``.json`` sidecar beside it). The kind
-(``"depth"`` = metres, ``"disparity"`` = relative inverse depth) comes from the sidecar,
-else from the caller's ``kind``.
+(``"depth"`` = z-depth, ``"disparity"`` = relative inverse depth) comes from the sidecar,
+else from the caller's ``kind``; depth is in metres unless the sidecar's ``units`` say
+``relative`` (:func:`is_metric`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import LocalDepthError
+from .safety import quoted
 from .writers import decode_png16
 
 MAP_SUFFIXES = (".npy", ".npz", ".pfm", ".png")
@@ -31,11 +33,21 @@ def sidecar_for(path: Path) -> dict | None:
     return None
 
 
+def as_2d_map(array) -> np.ndarray:
+    """A stored map as ``(H, W)`` (dtype kept): leading or trailing length-1 axes (``(1, H, W)``,
+    ``(H, W, 1)``) are dropped, but never H or W themselves, so a 1x1 map stays 1x1 (a plain
+    ``squeeze`` made it a scalar)."""
+    arr = np.asarray(array)
+    while arr.ndim > 2 and (arr.shape[0] == 1 or arr.shape[-1] == 1):
+        arr = arr[0] if arr.shape[0] == 1 else arr[..., 0]
+    return arr
+
+
 def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarray, str, dict]:
     """``(map (H, W) float32, kind, sidecar or {})``; raises :class:`LocalDepthError` in one line."""
     path = Path(path)
     if not path.is_file():
-        raise LocalDepthError(f"{path}: no such depth map")
+        raise LocalDepthError(f"{quoted(path)}: no such depth map")
     meta = sidecar_for(path) or {}
     suffix = path.suffix.lower()
     if suffix in (".npy", ".npz"):
@@ -47,19 +59,129 @@ def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarra
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         mapping = (meta.get("outputs") or {}).get("png16")
         if raw is None or raw.dtype != np.uint16:
-            raise LocalDepthError(f"{path}: not a 16-bit depth PNG")
+            raise LocalDepthError(f"{quoted(path)}: not a 16-bit depth PNG")
         if mapping is None:
-            raise LocalDepthError(f"{path}: a 16-bit PNG without its localdepth sidecar; "
+            raise LocalDepthError(f"{quoted(path)}: a 16-bit PNG without its localdepth sidecar; "
                                   "give the map as .npy, or use `--reference-scale` style metres yourself")
         arr = decode_png16(raw, mapping)
     else:
-        raise LocalDepthError(f"{path}: unsupported depth map type; use one of {', '.join(MAP_SUFFIXES)}")
+        raise LocalDepthError(f"{quoted(path)}: unsupported depth map type; use one of {', '.join(MAP_SUFFIXES)}")
     if arr is None:
-        raise LocalDepthError(f"{path}: cannot read the depth map")
-    arr = np.asarray(arr, dtype=np.float32).squeeze()
+        raise LocalDepthError(f"{quoted(path)}: cannot read the depth map")
+    arr = as_2d_map(np.asarray(arr, dtype=np.float32))
     if arr.ndim != 2:
-        raise LocalDepthError(f"{path}: a depth map must be 2-D, got shape {arr.shape}")
+        raise LocalDepthError(f"{quoted(path)}: a depth map must be 2-D (height x width), got shape {arr.shape}")
+    if arr.size == 0:
+        raise LocalDepthError(f"{quoted(path)}: the depth map is empty ({arr.shape[1]}x{arr.shape[0]} pixels)")
     found = meta.get("kind") or kind or "disparity"
     if found not in ("depth", "disparity"):
-        raise LocalDepthError(f"{path}: unknown map kind '{found}' (depth or disparity)")
+        raise LocalDepthError(f"{quoted(path)}: unknown map kind '{found}' (depth or disparity)")
     return arr, found, meta
+
+
+def is_metric(kind: str, meta: dict) -> bool:
+    """A map of ``kind`` with sidecar ``meta`` is in metres: depth, unless its sidecar says relative units."""
+    return kind == "depth" and (meta.get("units") or "m") == "m"
+
+
+# ----------------------------------------------------------------------------- depth inputs
+#
+# Depth maps given *to* localdepth (alignment references, prompt depths): ``.npy``/``.npz`` arrays,
+# float images (PFM, 32-bit TIFF) and integer images (16-bit PNG, as depth cameras and phones
+# write them), from a path or from encoded bytes (an upload).
+
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
+def _declared_pixels(data: bytes) -> int | None:
+    """Width x height as a PNG, PFM or ``.npy`` header states it, before anything is decoded."""
+    import io
+
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big")
+    if data[:2] in (b"Pf", b"PF"):
+        try:
+            w, h = (int(v) for v in data[2:64].split()[:2])
+            return w * h
+        except ValueError:
+            return None
+    if data.startswith(_NPY_MAGIC):
+        try:
+            f = io.BytesIO(data)
+            version = np.lib.format.read_magic(f)
+            shape = np.lib.format._read_array_header(f, version)[0]
+            return int(np.prod(shape))
+        except Exception:  # a malformed header: np.load says why
+            return None
+    return None
+
+
+def load_depth_values(source, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+    """The raw values of a depth map and what they came from, without any unit conversion.
+
+    ``source``: a path or encoded bytes. Returns ``((H, W) float64, kind)`` with ``kind`` one of
+    ``"array"`` (``.npy``/``.npz``), ``"float-image"`` (PFM, float TIFF) or ``"integer-image"``
+    (8/16-bit PNG/TIFF: values in some unit the caller must scale). ``max_pixels``: refuse maps
+    whose header states more (checked before decoding). Raises ``ValueError`` in one line.
+    """
+    name = "<upload>" if isinstance(source, (bytes, bytearray)) else str(source)
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise ValueError(f"{name}: cannot read ({e.strerror or e})") from None
+    if not data:
+        raise ValueError(f"{name}: empty file")
+    declared = _declared_pixels(data)
+    if max_pixels is not None and declared is not None and declared > max_pixels:
+        raise ValueError(f"{name}: {declared} pixels is over the limit of {max_pixels}")
+    if data.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
+        import io
+
+        try:
+            loaded = np.load(io.BytesIO(data), allow_pickle=False)
+            arr = loaded[loaded.files[0]] if hasattr(loaded, "files") else loaded
+        except (ValueError, OSError, IndexError) as e:
+            raise ValueError(f"{name}: not a readable .npy/.npz array ({e})") from None
+        kind = "array"
+    else:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise ValueError(f"{name}: not a depth map (use a 16-bit PNG, .npy or .pfm)")
+        kind = "integer-image" if np.issubdtype(arr.dtype, np.integer) else "float-image"
+    arr = as_2d_map(arr)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: a depth map must have one channel, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name}: a depth map must hold numbers, got {arr.dtype}")
+    return arr.astype(np.float64), kind
+
+
+def read_prompt_depth(source, scale: float | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """A prompt depth map in metres, ``(H, W)`` float32; non-finite or negative values become 0.
+
+    ``source``: an array (metres), a path or encoded bytes (see :func:`load_depth_values`).
+    ``scale``: metres per stored unit (0.001 for millimetre PNGs, as phones write LiDAR depth);
+    required for integer images, 1 otherwise. Raises :class:`PromptDepthError` in one line.
+    """
+    from .errors import PromptDepthError
+
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise PromptDepthError(f"--prompt-scale must be a positive number of metres per unit, got {scale}")
+    if isinstance(source, np.ndarray):
+        values, kind = np.asarray(source, dtype=np.float64), "array"
+        if values.ndim != 2:
+            raise PromptDepthError(f"a prompt depth array must be (H, W) in metres, got shape {values.shape}")
+    else:
+        try:
+            values, kind = load_depth_values(source, max_pixels)
+        except ValueError as e:
+            raise PromptDepthError(f"prompt depth {e}") from None
+    if kind == "integer-image" and scale is None:
+        name = "<upload>" if isinstance(source, (bytes, bytearray)) else str(source)
+        raise PromptDepthError(f"prompt depth {name} is an integer image: give --prompt-scale, the metres per unit "
+                               "(0.001 for millimetres)")
+    metres = values * (scale if scale is not None else 1.0)
+    return np.where(np.isfinite(metres) & (metres > 0), metres, 0.0).astype(np.float32)

@@ -23,3 +23,11 @@ class ImageDecodeError(LocalDepthError):
 
 class BackendError(LocalDepthError):
     pass
+
+
+class PromptDepthError(LocalDepthError):
+    """A prompt depth map is missing where a model needs one, given where it takes none, or unreadable."""
+
+
+class FetchError(ImageDecodeError):
+    """An image URL could not be fetched (refused, too large, too slow, or an HTTP error)."""

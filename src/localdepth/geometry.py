@@ -91,8 +91,9 @@ def parse_intrinsics(text: str, width: int, height: int) -> Intrinsics:
         values = [float(v) for v in text.replace(" ", "").split(",")]
     except ValueError:
         values = []
-    if len(values) != 4 or values[0] <= 0 or values[1] <= 0:
-        raise ValueError(f"--intrinsics wants fx,fy,cx,cy in pixels (e.g. 525,525,319.5,239.5), got '{text}'")
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
+        raise ValueError(f"--intrinsics wants fx,fy,cx,cy in pixels: four finite numbers, fx and fy positive "
+                         f"(e.g. 525,525,319.5,239.5); got '{text}'")
     return Intrinsics(*values, width=width, height=height, source="intrinsics")
 
 
@@ -294,21 +295,28 @@ def depth_discontinuities(depth: np.ndarray, threshold: float = 0.05) -> np.ndar
     return edge
 
 
-def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None) -> tuple[np.ndarray, dict]:
+def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None, *,
+                    predicted: Intrinsics | None = None, image_path=None) -> tuple[np.ndarray, dict]:
     """The ``normals`` output format: RGB uint8 ``(H, W, 3)`` (see :func:`encode_normals`) and its sidecar entry.
 
-    ``intrinsics``: see :func:`camera_from_dict`. A relative disparity map is inverted first (``z = 1 / d``):
-    its normals are only as right as that guess of the unknown shift.
+    The camera: ``intrinsics`` when the user gave one (see :func:`camera_from_dict`), else the rule of
+    :func:`resolve_intrinsics` (the photo's EXIF, the camera the model ``predicted``, the default).
+    A relative disparity map is inverted first (``z = 1 / d``): its normals are only as right as that
+    guess of the unknown shift.
     """
     h, w = depth.shape
-    cam = camera_from_dict(intrinsics, w, h)
+    if intrinsics:
+        cam = camera_from_dict(intrinsics, w, h)
+    else:
+        path = image_path if image_path is not None and os.path.isfile(str(image_path)) else None
+        cam = resolve_intrinsics(w, h, image_path=path, predicted=predicted)
     d = np.asarray(depth, dtype=np.float64)
     if kind != "depth":
         with np.errstate(divide="ignore"):
             d = np.where(np.isfinite(d) & (d > 0), 1.0 / np.where(d > 0, d, 1.0), 0.0)
     rgb = encode_normals(normals_from_depth(d, cam.K))
     return rgb, {"encoding": "rgb = (n + 1) / 2 * 255; camera frame x right, y down, z forward; black = no normal",
-                 "intrinsics": cam.as_dict(),
+                 "intrinsics": cam.as_dict(), "intrinsics_source": cam.origin,
                  "depth": "z-depth" if kind == "depth" else "1 / relative disparity (shift unknown: approximate)"}
 
 
@@ -326,3 +334,124 @@ def camera_from_dict(info: dict | None, width: int, height: int) -> Intrinsics:
                          info.get("source", "intrinsics"))
         return cam if (w0, h0) == (width, height) else cam.scaled(width, height)
     return from_fov(float(info["fov"]), width, height)
+
+
+# ----------------------------------------------------------------------------- poses
+#
+# A pose is a 4x4 rigid transform ``[[R, t], [0, 0, 0, 1]]`` acting on column vectors of
+# homogeneous points. ``camera_from_world`` (what models predict and COLMAP stores, "extrinsics",
+# world-to-camera) maps world points to the camera frame (x right, y down, z forward):
+# ``p_cam = R p_world + t``; its inverse ``world_from_camera`` (camera-to-world, what TUM and
+# Redwood trajectories store) has the camera centre ``-R^T t`` as its translation.
+
+def invert_pose(pose: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid ``(..., 4, 4)`` pose: ``[[R^T, -R^T t], [0, 1]]`` (float64)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    R, t = pose[..., :3, :3], pose[..., :3, 3]
+    Rt = np.swapaxes(R, -1, -2)
+    out = np.zeros(pose.shape, dtype=np.float64)
+    out[..., :3, :3] = Rt
+    out[..., :3, 3] = -np.einsum("...ij,...j->...i", Rt, t)
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def transform_points(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Apply a ``(4, 4)`` transform to ``(..., 3)`` points: ``R p + t`` (float64)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    return np.asarray(points, dtype=np.float64) @ pose[:3, :3].T + pose[:3, 3]
+
+
+def camera_centre(camera_from_world: np.ndarray) -> np.ndarray:
+    """The camera centre in world coordinates, ``-R^T t``, ``(..., 3)``."""
+    return invert_pose(camera_from_world)[..., :3, 3]
+
+
+def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """A rotation matrix ``(3, 3)`` -> unit quaternion ``(w, x, y, z)`` (Hamilton, as COLMAP and
+    Eigen write it), with ``w >= 0``. Shepperd's method: stable for every rotation."""
+    R = np.asarray(R, dtype=np.float64)
+    trace = np.trace(R)
+    diag = np.diag(R)
+    i = int(np.argmax([trace, *diag]))
+    if i == 0:
+        w = math.sqrt(1.0 + trace) / 2.0
+        q = np.array([w, (R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w), (R[1, 0] - R[0, 1]) / (4 * w)])
+    else:
+        a = i - 1
+        b, c = (a + 1) % 3, (a + 2) % 3
+        s = math.sqrt(max(0.0, 1.0 + R[a, a] - R[b, b] - R[c, c])) * 2.0  # s = 4 |q_a|
+        q = np.empty(4)
+        q[0] = (R[c, b] - R[b, c]) / s
+        q[1 + a] = s / 4.0
+        q[1 + b] = (R[a, b] + R[b, a]) / s
+        q[1 + c] = (R[a, c] + R[c, a]) / s
+    q /= np.linalg.norm(q)
+    return -q if q[0] < 0 else q
+
+
+def quaternion_to_rotation(q: np.ndarray) -> np.ndarray:
+    """Unit quaternion ``(w, x, y, z)`` (normalised here) -> ``(3, 3)`` rotation matrix."""
+    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
+    """Angle of rotation matrices ``(..., 3, 3)`` in degrees, in [0, 180].
+
+    ``atan2(sin, cos)`` with ``sin`` from the antisymmetric part and ``cos`` from the trace:
+    accurate for tiny angles too, where ``arccos`` of the trace alone loses half the digits.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    cos = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
+    axis = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], axis=-1)
+    sin = np.linalg.norm(axis, axis=-1) / 2.0
+    return np.degrees(np.arctan2(sin, cos))
+
+
+def umeyama(source: np.ndarray, target: np.ndarray, *, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """The similarity ``(s, R, t)`` minimising ``sum_i |target_i - (s R source_i + t)|^2``.
+
+    Umeyama (1991), "Least-squares estimation of transformation parameters between two point
+    patterns": closed form from the SVD of the cross-covariance, with the reflection fix
+    (``det R = +1``). ``source``, ``target``: ``(N, 3)`` corresponding points, ``N >= 3`` not all
+    on a line for a unique rotation. ``with_scale=False`` fixes ``s = 1`` (a rigid fit).
+    """
+    src = np.asarray(source, dtype=np.float64)
+    dst = np.asarray(target, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3 or len(src) < 2:
+        raise ValueError(f"umeyama wants two (N, 3) arrays of corresponding points, N >= 2; got {src.shape}, {dst.shape}")
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    xs, xd = src - mu_s, dst - mu_d
+    cov = xd.T @ xs / len(src)
+    U, D, Vt = np.linalg.svd(cov)
+    S = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        S[2, 2] = -1.0
+    R = U @ S @ Vt
+    var_s = float((xs * xs).sum() / len(src))
+    s = float(np.trace(np.diag(D) @ S) / var_s) if with_scale and var_s > 0 else 1.0
+    t = mu_d - s * R @ mu_s
+    return s, R, t
+
+
+def similarity_matrix(s: float, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``(4, 4)`` matrix ``[[s R, t], [0, 1]]`` of a similarity transform."""
+    M = np.eye(4)
+    M[:3, :3] = s * np.asarray(R, dtype=np.float64)
+    M[:3, 3] = t
+    return M
+
+
+def frustum_corners(K: np.ndarray, width: int, height: int, depth: float) -> np.ndarray:
+    """The image's four outer corners at z-depth ``depth``, in the camera frame, ``(4, 3)``:
+    top-left, top-right, bottom-right, bottom-left (pixel edges, ``-0.5`` and ``W - 0.5``)."""
+    u = np.array([-0.5, width - 0.5, width - 0.5, -0.5])
+    v = np.array([-0.5, -0.5, height - 0.5, height - 0.5])
+    x = (u - K[0, 2]) / K[0, 0] * depth
+    y = (v - K[1, 2]) / K[1, 1] * depth
+    return np.stack([x, y, np.full(4, float(depth))], axis=-1)

@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageDecodeError
+from .limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from .safety import quoted
 
 IMAGE_EXTENSIONS = {
     ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif", ".jfif",
@@ -22,24 +24,33 @@ IMAGE_EXTENSIONS = {
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
-def load_image(source: str | os.PathLike | bytes, *, max_pixels: int | None = None) -> np.ndarray:
-    """Decode a file path or encoded bytes to RGB (see module docstring).
+def load_image(source: str | os.PathLike | bytes, *, max_pixels: int | None = MAX_IMAGE_PIXELS,
+               url_limits=None) -> np.ndarray:
+    """Decode a file path, an ``http(s)://`` URL or encoded bytes to RGB (see module docstring).
 
     Raises :class:`ImageDecodeError` with a one-line reason for empty, truncated,
-    corrupt or non-image inputs, and for images over ``max_pixels``.
+    corrupt or non-image inputs, and for images over ``max_pixels`` (width x height, read from
+    the header before anything is decoded; default :data:`localdepth.limits.MAX_IMAGE_PIXELS`,
+    ``None`` for no limit); files over :data:`localdepth.limits.MAX_IMAGE_BYTES` are not read.
+    URLs are fetched within ``url_limits`` (:class:`localdepth.fetch.FetchLimits`, default 50 MiB and 30 s).
     """
-    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
-    try:
-        data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-    except OSError as e:
-        raise ImageDecodeError(f"{name}: cannot read ({e.strerror or e})") from None
+    from . import fetch
+
+    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else quoted(source)
+    if fetch.is_url(source):
+        data = fetch.fetch(source, url_limits or fetch.DEFAULT_LIMITS)
+    else:
+        try:
+            data = bytes(source) if isinstance(source, (bytes, bytearray)) else read_bounded(Path(source), MAX_IMAGE_BYTES)
+        except OSError as e:
+            raise ImageDecodeError(f"{name}: cannot read ({e.strerror or e})") from None
     if not data:
         raise ImageDecodeError(f"{name}: empty file")
     try:
         with Image.open(io.BytesIO(data)) as im:
             if max_pixels is not None and im.width * im.height > max_pixels:
                 raise ImageDecodeError(
-                    f"{name}: {im.width}x{im.height} is over the limit of {max_pixels} pixels"
+                    f"{name}: {im.width}x{im.height} is over the limit of {max_pixels} pixels (--max-pixels)"
                 )
             im.load()
             return _to_rgb_array(im, data)
@@ -51,6 +62,16 @@ def load_image(source: str | os.PathLike | bytes, *, max_pixels: int | None = No
         raise ImageDecodeError(f"{name}: refused as a possible decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageDecodeError(f"{name}: corrupt or truncated image ({e})") from None
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of a file, refused (:class:`ImageDecodeError`) when it holds more than ``limit``:
+    an image file is read whole before decoding, so its size is a memory budget too."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ImageDecodeError(f"{quoted(path)}: the file is over the limit of {limit} bytes for an image")
+    return data
 
 
 def _to_rgb_array(im: Image.Image, data: bytes) -> np.ndarray:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LocalDepthError
-from .geometry import unproject
+from .geometry import invert_pose, transform_points, unproject
+from .writers import atomic_path
 
 POINTCLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzrgb", ".pts")
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
@@ -26,9 +27,10 @@ MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
 def _o3d():
     try:
         import open3d as o3d
-    except ImportError as e:  # the wheel exists, but it needs a system library (libusb) on Linux
-        hint = "apt-get install libusb-1.0-0" if "libusb" in str(e) else "pip install 'localdepth[geometry]'"
-        raise LocalDepthError(f"point clouds and meshes need Open3D ({e}); {hint}") from None
+    except (ImportError, OSError) as e:  # the wheel loads system libraries (libusb) with ctypes: OSError
+        hint = ("apt-get install libusb-1.0-0" if "libusb" in str(e) or isinstance(e, OSError)
+                else "pip install 'localdepth[geometry]'")
+        raise LocalDepthError(f"point clouds and meshes need Open3D ({str(e).splitlines()[0]}); {hint}") from None
     return o3d
 
 
@@ -55,20 +57,23 @@ def pseudo_depth(disparity: np.ndarray) -> np.ndarray:
 
 
 def metric_depth_or_refuse(depth: np.ndarray, kind: str, *, relative: bool = False,
-                           aligned: bool = False) -> tuple[np.ndarray, str]:
+                           aligned: bool = False, metric: bool | None = None) -> tuple[np.ndarray, str]:
     """The depth to build geometry from, and its units ("m" or "arbitrary").
 
-    A metric map (``kind == "depth"``) or an aligned one is used as is. A relative disparity
-    map has no scale: it is refused unless ``relative`` is set, and then its
-    :func:`pseudo_depth` is used, in arbitrary units.
+    A metric map (``metric``, by default ``kind == "depth"``) or an aligned one is used as is.
+    A relative map has no scale: it is refused unless ``relative`` is set, and then a relative
+    depth map is used as is and a disparity map through its :func:`pseudo_depth`, in arbitrary units.
     """
-    if kind == "depth" or aligned:
+    if (kind == "depth" if metric is None else metric) or aligned:
         return np.asarray(depth, dtype=np.float32), "m"
     if not relative:
+        what = ("depth with unknown scale, so the cloud would be in arbitrary units" if kind == "depth" else
+                "inverse depth with unknown scale and shift, so a point cloud from it would be distorted")
         raise LocalDepthError(
-            "this map is relative (inverse depth with unknown scale and shift), so a point cloud from it "
-            "would be distorted; use a metric model, align it first (`localdepth align` / --points / --reference), "
-            "or pass --relative to accept arbitrary units")
+            f"this map is relative ({what}); use a metric model, align it first (`localdepth align` / --points / "
+            "--reference), or pass --relative to accept arbitrary units")
+    if kind == "depth":
+        return np.asarray(depth, dtype=np.float32), "arbitrary"
     return pseudo_depth(depth), "arbitrary"
 
 
@@ -100,20 +105,22 @@ def colors_for(image: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray |
 
 def make_point_cloud(depth: np.ndarray, K: np.ndarray, image: np.ndarray | None = None, *,
                      max_depth: float | None = None, voxel_size: float | None = None,
-                     estimate_normals: bool = False):
+                     estimate_normals: bool = False, camera_from_world: np.ndarray | None = None):
     """An ``open3d.geometry.PointCloud`` from a z-depth map ``(H, W)`` and intrinsics ``K``.
 
     Points are in row-major pixel order (as Open3D's ``create_from_rgbd_image``), invalid
     depths (0, NaN, inf, beyond ``max_depth``) skipped. ``image``: RGB for colours.
     ``voxel_size`` (in the map's units) downsamples; ``estimate_normals`` adds normals
-    oriented towards the camera.
+    oriented towards the camera. ``camera_from_world``: the camera's ``(4, 4)`` pose
+    (world -> camera, as Open3D's ``extrinsic``); points are then in world coordinates.
     """
     o3d = _o3d()
     pts = unproject(depth, K)
     valid = np.isfinite(pts[..., 2])
     if max_depth is not None:
         valid &= pts[..., 2] <= max_depth
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts[valid]))
+    world_from_camera = np.eye(4) if camera_from_world is None else invert_pose(camera_from_world)
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(transform_points(pts[valid], world_from_camera)))
     colours = colors_for(image, depth.shape)
     if colours is not None:
         pcd.colors = o3d.utility.Vector3dVector(colours[valid])
@@ -122,18 +129,29 @@ def make_point_cloud(depth: np.ndarray, K: np.ndarray, image: np.ndarray | None 
     if estimate_normals and len(pcd.points) >= 3:
         radius = voxel_size * 3 if voxel_size else float(np.nanmedian(pts[valid][:, 2])) * 0.02 + 1e-9
         pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=radius, max_nn=30))
-        pcd.orient_normals_towards_camera_location(np.zeros(3))
+        pcd.orient_normals_towards_camera_location(world_from_camera[:3, 3])
+    return pcd
+
+
+def cloud_from_arrays(points: np.ndarray, colors: np.ndarray | None = None):
+    """An ``open3d.geometry.PointCloud`` from ``(N, 3)`` points and ``(N, 3)`` uint8 RGB colours."""
+    o3d = _o3d()
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64)))
+    if colors is not None:
+        pcd.colors = o3d.utility.Vector3dVector(np.asarray(colors, dtype=np.float64) / 255.0)
     return pcd
 
 
 def make_mesh(depth: np.ndarray, K: np.ndarray, image: np.ndarray | None = None, *,
-              edge_threshold: float = 0.05, max_depth: float | None = None):
+              edge_threshold: float = 0.05, max_depth: float | None = None,
+              camera_from_world: np.ndarray | None = None):
     """An ``open3d.geometry.TriangleMesh`` from the depth grid.
 
     Each 2x2 block of valid pixels gives two triangles; a triangle whose corners' depths
     differ by more than ``edge_threshold`` (``max / min - 1``, 0.05 = 5 %) spans a depth
     discontinuity and is dropped, so foreground and background are not joined by "rubber
-    sheets". Vertex colours come from ``image``.
+    sheets". Vertex colours come from ``image``. ``camera_from_world``: as for
+    :func:`make_point_cloud`.
     """
     o3d = _o3d()
     h, w = depth.shape
@@ -150,7 +168,8 @@ def make_mesh(depth: np.ndarray, K: np.ndarray, image: np.ndarray | None = None,
     tris = tris[(tris >= 0).all(axis=1)]
     z = pts[valid][:, 2][tris]
     tris = tris[z.max(axis=1) <= z.min(axis=1) * (1.0 + edge_threshold)].astype(np.int32)
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(pts[valid]), o3d.utility.Vector3iVector(tris))
+    vertices = pts[valid] if camera_from_world is None else transform_points(pts[valid], invert_pose(camera_from_world))
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(tris))
     colours = colors_for(image, depth.shape)
     if colours is not None:
         mesh.vertex_colors = o3d.utility.Vector3dVector(colours[valid])
@@ -168,40 +187,53 @@ def write_point_cloud(path: str | Path, pcd) -> None:
     o3d = _o3d()
     path = Path(path)
     _check_suffix(path, POINTCLOUD_SUFFIXES, "point cloud")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not o3d.io.write_point_cloud(str(path), pcd, write_ascii=False):
-        raise LocalDepthError(f"{path}: Open3D could not write the point cloud")
+    with atomic_path(path) as tmp:
+        if not o3d.io.write_point_cloud(str(tmp), pcd, write_ascii=False):
+            raise LocalDepthError(f"{path}: Open3D could not write the point cloud")
 
 
 def write_mesh(path: str | Path, mesh) -> None:
     o3d = _o3d()
     path = Path(path)
     _check_suffix(path, MESH_SUFFIXES, "mesh")
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() in (".glb", ".gltf"):
         mesh.triangle_normals = o3d.utility.Vector3dVector()  # glTF stores vertex normals only
-    if not o3d.io.write_triangle_mesh(str(path), mesh):
-        raise LocalDepthError(f"{path}: Open3D could not write the mesh")
+    with atomic_path(path) as tmp:
+        if not o3d.io.write_triangle_mesh(str(tmp), mesh):
+            raise LocalDepthError(f"{path}: Open3D could not write the mesh")
 
 
 def export(depth: np.ndarray, kind: str, K: np.ndarray, image: np.ndarray | None = None, *,
            pointcloud: str | Path | None = None, mesh: str | Path | None = None, relative: bool = False,
            aligned: bool = False, voxel_size: float | None = None, estimate_normals: bool = False,
-           max_depth: float | None = None, edge_threshold: float = 0.05) -> dict:
+           max_depth: float | None = None, edge_threshold: float = 0.05, metric: bool | None = None,
+           camera_from_world: np.ndarray | None = None) -> dict:
     """Write a point cloud and/or a mesh for one map; returns the sidecar entry.
 
     Refuses relative maps unless ``relative`` or ``aligned`` (see :func:`metric_depth_or_refuse`).
+    ``camera_from_world``: the camera's pose; the geometry is then in world coordinates.
     """
-    z, units = metric_depth_or_refuse(depth, kind, relative=relative, aligned=aligned)
-    report: dict = {"units": units}
+    z, units = metric_depth_or_refuse(depth, kind, relative=relative, aligned=aligned, metric=metric)
+    report: dict = {"units": units, "frame": "camera" if camera_from_world is None else "world"}
     if units != "m":
-        report["note"] = "built from a relative map: arbitrary units (1/disparity, median 1), shapes are distorted"
+        report["note"] = ("built from a relative depth map: arbitrary units (the scale is unknown), shapes are right"
+                          if kind == "depth" else
+                          "built from a relative map: arbitrary units (1/disparity, median 1), shapes are distorted")
     if pointcloud:
-        pcd = make_point_cloud(z, K, image, max_depth=max_depth, voxel_size=voxel_size, estimate_normals=estimate_normals)
+        pcd = make_point_cloud(z, K, image, max_depth=max_depth, voxel_size=voxel_size,
+                               estimate_normals=estimate_normals, camera_from_world=camera_from_world)
+        if len(pcd.points) == 0:
+            raise LocalDepthError(f"{pointcloud}: no point to write: every depth in the {z.shape[1]}x{z.shape[0]} "
+                                  "map is 0, NaN, infinite" + (" or beyond --max-depth" if max_depth is not None else ""))
         write_point_cloud(pointcloud, pcd)
         report["pointcloud"] = CloudInfo(str(pointcloud), len(pcd.points), units, voxel_size, estimate_normals).as_dict()
     if mesh:
-        m = make_mesh(z, K, image, edge_threshold=edge_threshold, max_depth=max_depth)
+        m = make_mesh(z, K, image, edge_threshold=edge_threshold, max_depth=max_depth,
+                      camera_from_world=camera_from_world)
+        if len(m.triangles) == 0:
+            raise LocalDepthError(f"{mesh}: no triangle to write: a mesh needs 2x2 blocks of valid depth within "
+                                  f"--edge-threshold ({edge_threshold:g}) of each other, and the "
+                                  f"{z.shape[1]}x{z.shape[0]} map has none")
         write_mesh(mesh, m)
         report["mesh"] = {"path": str(mesh), "vertices": len(m.vertices), "triangles": len(m.triangles),
                           "units": units, "edge_threshold": edge_threshold}

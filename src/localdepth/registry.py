@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import ModelNotFoundError
+from .limits import NETWORK_MAX_ASPECT, NETWORK_MAX_PIXELS
 
 OutputKind = Literal["disparity", "depth"]
-ResizeMode = Literal["lower_bound", "minimal", "fixed"]
+ResizeMode = Literal["lower_bound", "minimal", "fixed", "upper_bound"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,21 +30,92 @@ class Preprocessing:
     ``resize``:
       * ``lower_bound``: keep aspect ratio, scale so both sides are at least ``input_size``
         (Depth Anything);
-      * ``minimal``: keep aspect ratio, scale as little as possible so that one side equals
-        ``input_size`` (MiDaS ``minimal``);
-      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet).
+      * ``minimal``: keep aspect ratio, scale as little as possible so that one side reaches its
+        target, ``input_size`` (MiDaS ``minimal``) or ``target_hw`` (ZoeDepth: 384 x 512);
+      * ``fixed``: resize to exactly ``fixed_hw`` whatever the aspect ratio (PyDNet, Depth Pro);
+      * ``upper_bound``: keep aspect ratio, scale so the longer side is ``input_size``, then resize
+        each side to its nearest multiple (Depth Anything 3; 8-bit pixels, two resizes).
     Sides are rounded to ``multiple_of`` (the ViT patch size, or the decoder stride).
+
+    ``interpolation``: ``bicubic``/``bilinear``/``area`` are OpenCV's (``bicubic`` as the Depth
+    Anything reference; ``bilinear`` equals PyTorch's ``interpolate`` without antialiasing);
+    ``pil-bicubic`` is Pillow's antialiased bicubic on the 8-bit image, as Transformers' PIL image
+    processors resize. ``align_corners`` (bilinear only) maps corner pixel centres onto each other,
+    as ZoeDepth's ``interpolate(..., align_corners=True)``. ``auto``: bicubic when enlarging, area
+    when shrinking (Depth Anything 3).
+
+    ``reflect_pad_factor``: ZoeDepth pads each side of the image, before the resize, by
+    ``int(sqrt(side / 2) * factor)`` pixels of reflection (factor 3) against border artefacts;
+    postprocessing cuts the same margin off the prediction. 0 = no padding.
+
     Pixel values are scaled to [0, 1], then ``(x - mean) / std``.
+
+    The network input is bounded whatever the image (:func:`localdepth.preprocess.plan_network_input`):
+    at most ``max_pixels`` pixels, and a long side at most ``max_aspect`` times the short side;
+    beyond them the input is shrunk (defaults and the measurements behind them:
+    :mod:`localdepth.limits`).
     """
 
     resize: ResizeMode
     input_size: int = 518
     multiple_of: int = 14
     fixed_hw: tuple[int, int] | None = None
-    interpolation: Literal["bicubic", "bilinear", "area"] = "bicubic"
+    target_hw: tuple[int, int] | None = None  # minimal resize towards (h, w) instead of input_size
+    interpolation: Literal["bicubic", "bilinear", "area", "pil-bicubic", "auto"] = "bicubic"
+    align_corners: bool = False
+    reflect_pad_factor: float = 0.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     layout: Literal["nchw", "nhwc"] = "nchw"
+    max_pixels: int = NETWORK_MAX_PIXELS
+    max_aspect: float = NETWORK_MAX_ASPECT
+
+    def as_dict(self) -> dict:
+        """The fields that apply to this resize mode: a fixed input has no ``input_size`` or
+        ``multiple_of`` (their defaults would read as if it had), the others no ``fixed_hw``."""
+        fields = dict(self.__dict__)
+        for unused in (("input_size", "multiple_of") if self.resize == "fixed" else ("fixed_hw",)):
+            fields.pop(unused)
+        return fields
+
+
+@dataclass(frozen=True)
+class Postprocessing:
+    """How the reference brings the network output back to a map at the image's resolution.
+
+    ``interpolation``: how the map is resized to the image (``bilinear`` with pixel-centre
+    alignment, or ``bicubic`` as MiDaS's run.py and Transformers' ``post_process_depth_estimation``
+    for ZoeDepth and Prompt Depth Anything); ``align_corners`` as in PyTorch (bilinear only; the
+    official Depth Anything V2 ``infer_image`` aligns corners).
+
+    ``inverse_range``: the network predicts *inverse* depth (Depth Pro): the inverse map is resized,
+    clamped to this range (1/m) and inverted at the image's resolution, as its reference does.
+
+    ``flip_average``: the prediction is averaged with the mirrored prediction of the mirrored image
+    (ZoeDepth's test-time augmentation, as Transformers' post-processing takes ``outputs_flipped``).
+    """
+
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    align_corners: bool = False
+    inverse_range: tuple[float, float] | None = None
+    flip_average: bool = False
+
+
+@dataclass(frozen=True)
+class PromptDepthInput:
+    """A metric depth map that a model takes beside the image (Prompt Depth Anything: a phone's LiDAR).
+
+    The prompt goes to the network at its own resolution (the network resizes it to each decoder
+    level); larger than ``max_pixels`` it is first shrunk (area averaging) to bound the work.
+    ``units``: what the network expects (metres; ``--prompt-scale`` converts). ``normalisation``
+    says what the network does with it (for the sidecar and docs).
+    """
+
+    required: bool = True
+    units: str = "metres"
+    max_pixels: int = 1536 * 2048
+    normalisation: str = ("min-max per image inside the network (prompt -> [0, 1]); the prediction is mapped back "
+                          "to the prompt's [min, max] in metres")
 
 
 @dataclass(frozen=True)
@@ -58,7 +130,7 @@ class ModelSpec:
     name: str
     family: str
     description: str
-    format: Literal["transformers", "tflite"]
+    format: Literal["transformers", "tflite", "da3"]
     files: tuple[WeightFile, ...]
     licence: str
     commercial_use: bool
@@ -73,8 +145,30 @@ class ModelSpec:
     aliases: tuple[str, ...] = field(default_factory=tuple)
     paper: str = ""
     #: the raw network output is depth-like (larger = farther): take its reciprocal so the map
-    #: is disparity-like, as the ``output`` kind says
+    #: is disparity-like, as the ``output`` kind says (:func:`localdepth.postprocess.depth_like_to_disparity`)
     reciprocal_output: bool = False
+    postprocessing: Postprocessing = field(default_factory=Postprocessing)
+    #: the extra depth input the model takes (None: the image only)
+    prompt: PromptDepthInput | None = None
+    #: the network predicts the camera too (Depth Pro: the field of view); geometry uses it when the
+    #: user gives no intrinsics and the photo's EXIF has none
+    predicts_camera: bool = False
+    #: the network configuration, for formats whose loader builds the network itself (``da3``:
+    #: the official ``model_name``, a row of :data:`localdepth.networks.da3.config.ARCHITECTURES`)
+    architecture: str | None = None
+    #: ``output == "depth"`` known only up to an unknown scale (Depth Anything 3 and its Mono
+    #: network), not in metres
+    relative_depth: bool = False
+    #: metric depth = focal length (pixels of the network input) * raw output / ``metric_focal``
+    #: (Depth Anything 3 Metric: 300); the focal comes from the one intrinsics rule
+    metric_focal: float | None = None
+    #: more outputs: ``"confidence"`` (a per-pixel confidence map), ``"views"`` (the network takes
+    #: several views of one scene together)
+    predicts: tuple[str, ...] = ()
+    #: how the ViT's position embeddings are resized to the patch grid: ``transformers`` (the
+    #: model's own Transformers code), or ``dinov2`` (the official DINOv2 rule the Depth Anything
+    #: code runs: bicubic with scale factor ``(n + 0.1) / N``; :mod:`localdepth.networks.dinov2`)
+    position_embedding: Literal["transformers", "dinov2"] = "transformers"
 
     @property
     def source(self) -> str:
@@ -89,12 +183,20 @@ class ModelSpec:
         return "folder" if any(f.filename == "config.json" for f in self.files) else "file"
 
     @property
+    def metric(self) -> bool:
+        """The map is in metres (metric depth)."""
+        return self.output == "depth" and not self.relative_depth
+
+    @property
     def units(self) -> str:
-        return "metres" if self.output == "depth" else "relative inverse depth (affine-invariant)"
+        if self.output == "disparity":
+            return "relative inverse depth (affine-invariant)"
+        return "relative depth (unknown scale)" if self.relative_depth else "metres"
 
 
 _DA = Preprocessing(resize="lower_bound", input_size=518, multiple_of=14)
 _MIDAS = Preprocessing(resize="minimal", input_size=384, multiple_of=32, mean=HALF, std=HALF)
+_MIDAS_POST = Postprocessing(interpolation="bicubic")  # MiDaS run.py: interpolate(..., "bicubic", align_corners=False)
 _PYDNET = Preprocessing(
     resize="fixed", fixed_hw=(448, 640), multiple_of=1, interpolation="area",
     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), layout="nhwc",
@@ -105,6 +207,11 @@ _SIZES = {  # params (M), model.safetensors (MB) for the three ViT sizes
     "small": (24.8, 99.2), "base": (97.5, 390.0), "large": (335.3, 1340.0),
 }
 _DA2_PAPER = "Yang et al., Depth Anything V2, NeurIPS 2024 (arXiv:2406.09414)"
+# What the official code does beyond Transformers' port: ``DepthAnythingV2.infer_image`` resizes
+# with ``align_corners=True`` (relative and metric_depth alike), and its DINOv2 resizes position
+# embeddings with the 0.1 offset. Checked against that code in tests/test_reference_fidelity.py.
+_DA2_REFERENCE = {"postprocessing": Postprocessing(interpolation="bilinear", align_corners=True),
+                  "position_embedding": "dinov2"}
 
 
 def _depth_anything_entries() -> list[ModelSpec]:
@@ -118,7 +225,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
             format="transformers", repo_id=f"depth-anything/Depth-Anything-V2-{cap}-hf",
             files=_HF_FILES, licence=licence, commercial_use=commercial,
             params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
-            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER,
+            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER, **_DA2_REFERENCE,
         ))
         for scene, max_depth, data in (("indoor", 20.0, "Hypersim"), ("outdoor", 80.0, "Virtual KITTI 2")):
             entries.append(ModelSpec(
@@ -128,7 +235,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
                 repo_id=f"depth-anything/Depth-Anything-V2-Metric-{scene.capitalize()}-{cap}-hf",
                 files=_HF_FILES, licence="apache-2.0", commercial_use=True,
                 params_millions=params, download_mb=mb, output="depth", max_depth=max_depth,
-                preprocessing=_DA, paper=_DA2_PAPER,
+                preprocessing=_DA, paper=_DA2_PAPER, **_DA2_REFERENCE,
             ))
         entries.append(ModelSpec(
             name=f"depth-anything-v1-{size}", family="depth-anything-v1",
@@ -138,14 +245,52 @@ def _depth_anything_entries() -> list[ModelSpec]:
             params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
             aliases=(f"depth-anything-{size}",),
             paper="Yang et al., Depth Anything, CVPR 2024 (arXiv:2401.10891)",
+            # run.py of the V1 repository resizes with align_corners=False; its DINOv2 is the official one
+            position_embedding="dinov2",
         ))
     order = ["depth-anything-v2-", "depth-anything-v2-metric-indoor", "depth-anything-v2-metric-outdoor",
              "depth-anything-v1"]
     return sorted(entries, key=lambda e: max(i for i, p in enumerate(order) if e.name.startswith(p)))
 
 
+_DA3 = Preprocessing(resize="upper_bound", input_size=504, multiple_of=14, interpolation="auto")
+_DA3_PAPER = "Lin et al., Depth Anything 3: Recovering the Visual Space from Any Views, 2025"
+#: name, official model_name, Hub repository, licence, params (M, counted from the architecture), what it is for
+_DA3_ENTRIES = (
+    ("da3-small", "da3-small", "depth-anything/DA3-SMALL", "apache-2.0", 34.3,
+     "Depth Anything 3 Small: depth, confidence and camera from one or many views (any-view)"),
+    ("da3-base", "da3-base", "depth-anything/DA3-BASE", "apache-2.0", 135.4,
+     "Depth Anything 3 Base: depth, confidence and camera from one or many views (any-view)"),
+    ("da3-large", "da3-large", "depth-anything/DA3-LARGE-1.1", _NC, 410.9,
+     "Depth Anything 3 Large (1.1): depth, confidence and camera from one or many views (any-view)"),
+    ("da3-giant", "da3-giant", "depth-anything/DA3-GIANT-1.1", _NC, 1320.0,
+     "Depth Anything 3 Giant (1.1): depth, confidence and camera from one or many views (any-view)"),
+    ("da3-mono-large", "da3mono-large", "depth-anything/DA3MONO-LARGE", "apache-2.0", 334.2,
+     "Depth Anything 3 Mono Large: relative depth of a single image"),
+    ("da3-metric-large", "da3metric-large", "depth-anything/DA3METRIC-LARGE", "apache-2.0", 334.2,
+     "Depth Anything 3 Metric Large: metric depth in metres of a single image (from its focal length)"),
+)
+
+
+def _depth_anything_3_entries() -> list[ModelSpec]:
+    entries = []
+    for name, model_name, repo, licence, params, description in _DA3_ENTRIES:
+        metric = model_name == "da3metric-large"
+        any_view = model_name not in ("da3mono-large", "da3metric-large")
+        entries.append(ModelSpec(
+            name=name, family="depth-anything-3", description=description, format="da3", repo_id=repo,
+            files=_HF_FILES, licence=licence, commercial_use=licence != _NC, params_millions=params,
+            download_mb=round(params * 4.0, -1),  # fp32 safetensors
+            output="depth", relative_depth=not metric, metric_focal=300.0 if metric else None,
+            preprocessing=_DA3, architecture=model_name,
+            predicts_camera=any_view, predicts=("confidence", "views") if any_view else (),
+            aliases=tuple(sorted({model_name, name.replace("da3-", "depth-anything-3-")} - {name})), paper=_DA3_PAPER,
+        ))
+    return entries
+
+
 def _build_table() -> dict[str, ModelSpec]:
-    entries = _depth_anything_entries()
+    entries = _depth_anything_entries() + _depth_anything_3_entries()
     midas_paper = "Ranftl et al., Vision Transformers for Dense Prediction, ICCV 2021"
     entries += [
         ModelSpec(
@@ -154,6 +299,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-large", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=343.0, download_mb=1370.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-large",), paper=midas_paper,
+            postprocessing=_MIDAS_POST,
         ),
         ModelSpec(
             name="midas-dpt-hybrid", family="midas",
@@ -161,7 +307,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-hybrid-midas", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=123.0, download_mb=490.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-hybrid", "dpt-hybrid-midas"),
-            paper=midas_paper,
+            paper=midas_paper, postprocessing=_MIDAS_POST,
         ),
         ModelSpec(
             name="pydnet", family="pydnet",
@@ -183,7 +329,76 @@ def _build_table() -> dict[str, ModelSpec]:
             paper="Poggi et al., Towards real-time unsupervised monocular depth estimation on CPU, IROS 2018",
         ),
     ]
+    entries += _depth_pro_entries() + _zoedepth_entries() + _prompt_depth_anything_entries()
     return {e.name: e for e in entries}
+
+
+# Depth Pro (Transformers' DepthProImageProcessor): a fixed 1536 x 1536 input whatever the aspect ratio,
+# mean/std 0.5, bilinear without antialiasing. The network predicts canonical inverse depth and the
+# horizontal field of view; metric inverse depth = canonical * width / focal (resolution-free:
+# 2 tan(fov / 2)), resized bilinearly to the image, clamped to [1e-4, 1e4] and inverted.
+_DEPTH_PRO = Preprocessing(resize="fixed", fixed_hw=(1536, 1536), input_size=1536, multiple_of=1,
+                           interpolation="bilinear", mean=HALF, std=HALF)
+# ZoeDepth (Transformers' ZoeDepthImageProcessor): reflect padding of int(sqrt(side / 2) * 3), then the
+# aspect-preserving resize that changes the image least towards 384 x 512, sides multiples of 32,
+# bilinear with align_corners=True; mean/std 0.5. After the network: the flip-averaged prediction is
+# resized bicubically to the padded size and the padding cut off.
+_ZOEDEPTH = Preprocessing(resize="minimal", input_size=384, target_hw=(384, 512), multiple_of=32,
+                          interpolation="bilinear", align_corners=True, reflect_pad_factor=3.0, mean=HALF, std=HALF)
+# Prompt Depth Anything (its Transformers processor, as converted from the official code): the
+# aspect-preserving resize that changes the image least towards 756 x 756, multiples of 14,
+# bicubic, ImageNet mean/std; the prompt depth goes in metres at its own resolution.
+_PROMPT_DA = Preprocessing(resize="minimal", input_size=756, multiple_of=14, interpolation="pil-bicubic")
+
+
+def _depth_pro_entries() -> list[ModelSpec]:
+    return [ModelSpec(
+        name="depth-pro", family="depth-pro",
+        description="Apple Depth Pro: metric depth in metres and the camera's field of view from one photo, "
+                    "no calibration needed (three DINOv2 ViT-L/16 encoders, 1536 x 1536 input)",
+        format="transformers", repo_id="apple/DepthPro-hf", files=_HF_FILES,
+        # the model card's licence tag (Apple Machine Learning Research Model licence: research only)
+        licence="apple-amlr", commercial_use=False, params_millions=952.0, download_mb=1904.0,
+        output="depth", max_depth=1e4, preprocessing=_DEPTH_PRO,
+        postprocessing=Postprocessing(interpolation="bilinear", inverse_range=(1e-4, 1e4)), predicts_camera=True,
+        aliases=("depthpro", "apple-depth-pro"),
+        paper="Bochkovskii et al., Depth Pro: Sharp Monocular Metric Depth in Less Than a Second, ICLR 2025 "
+              "(arXiv:2410.02073)",
+    )]
+
+
+def _zoedepth_entries() -> list[ModelSpec]:
+    paper = "Bhat et al., ZoeDepth: Zero-shot Transfer by Combining Relative and Metric Depth (arXiv:2302.12288)"
+    post = Postprocessing(interpolation="bicubic", flip_average=True)
+    rows = (("nyu", "NYU Depth v2 (indoor)", 10.0, 343.8, 1375.0),
+            ("kitti", "KITTI (driving)", 80.0, 343.8, 1375.0),
+            ("nyu-kitti", "NYU and KITTI, each image routed to the indoor or the outdoor head", 80.0, 345.1, 1380.0))
+    return [ModelSpec(
+        name=f"zoedepth-{data}", family="zoedepth",
+        description=f"ZoeDepth (BEiT-L/16 + metric bins) fine-tuned on {what}: metric depth in metres, up to {top:g} m",
+        format="transformers", repo_id=f"Intel/zoedepth-{data}", files=_HF_FILES,
+        licence="mit", commercial_use=True, params_millions=params, download_mb=mb,
+        output="depth", max_depth=top, preprocessing=_ZOEDEPTH, postprocessing=post,
+        aliases=(f"zoe-{data}", f"zoed-{''.join(w[0] for w in data.split('-'))}"), paper=paper,
+    ) for data, what, top, params, mb in rows]
+
+
+def _prompt_depth_anything_entries() -> list[ModelSpec]:
+    paper = ("Lin et al., Prompting Depth Anything for 4K Resolution Accurate Metric Depth Estimation, CVPR 2025 "
+             "(arXiv:2412.14015)")
+    rows = (("vits", "ViT-S", "", 25.1, 100.0),
+            ("vits-transparent", "ViT-S", ", fine-tuned for transparent and reflective objects", 25.1, 100.0),
+            ("vitl", "ViT-L", "", 340.0, 1360.0))
+    return [ModelSpec(
+        name=f"prompt-depth-anything-{size}", family="prompt-depth-anything",
+        description=f"Prompt Depth Anything {vit}{extra}: metric depth in metres from the image and a low-resolution "
+                    "depth prompt (a phone's LiDAR, any sparse depth) given with --prompt-depth",
+        format="transformers", repo_id=f"depth-anything/prompt-depth-anything-{size}-hf", files=_HF_FILES,
+        licence="apache-2.0", commercial_use=True, params_millions=params, download_mb=mb,
+        output="depth", max_depth=None, preprocessing=_PROMPT_DA,
+        postprocessing=Postprocessing(interpolation="bicubic"), prompt=PromptDepthInput(),
+        aliases=(f"promptda-{size}",), paper=paper,
+    ) for size, vit, extra, params, mb in rows]
 
 
 MODELS: dict[str, ModelSpec] = _build_table()

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ from .errors import LocalDepthError
 from .estimator import DepthEstimator
 from .images import load_image
 from .inputs import InputItem
+from .limits import MAX_IMAGE_PIXELS
+from .safety import one_line, quoted
 from .writers import WriteOptions, is_complete, output_paths, write_result
 
 
@@ -82,39 +85,62 @@ class _Decoded:
     decode_ms: float
     network_input: np.ndarray | None = None  # preprocessed in the pipelined path
     preprocess_ms: float = 0.0
+    prompt: np.ndarray | None = None  # the network's prompt_depth input (1, h, w), for models that take one
+    prompt_label: str | None = None
+
+    def annotate(self, result) -> None:
+        """Name the prompt depth file in the result's sidecar notes."""
+        if self.prompt_label and "prompt_depth" in result.notes:
+            result.notes["prompt_depth"]["file"] = self.prompt_label
 
 
 def plan(item: InputItem, outdir: Path, options: WriteOptions) -> dict[str, Path]:
     """Output paths of one item; refuses to overwrite the input itself."""
     paths = output_paths(outdir, item.rel, options.formats)
+    if item.url:
+        return paths
     src = item.path.resolve()
     if any(p.resolve() == src for p in paths.values()):
-        raise LocalDepthError(f"{item.path}: an output would overwrite the input; choose another --outdir")
+        raise LocalDepthError(f"{quoted(item.label)}: an output would overwrite the input; choose another --outdir")
     return paths
 
 
 class Runner:
     """Runs one estimator over inputs and writes results (see module docstring).
 
+    ``estimator``: a loaded :class:`DepthEstimator`, or a function that loads one. A function
+    is called only when some input needs the model (not when every input is missing, bad, or
+    complete under ``skip_existing``), in the calling thread, before any work is queued, so a
+    loading error stays one error and not one per input.
     ``on_error`` receives one line per failed input (default: stderr). ``pipeline=False`` runs
     the stages one after the other; ``workers`` is the number of decoding threads (default:
-    up to 4, one per CPU).
+    up to 4, one per CPU). ``url_limits`` bounds URL inputs (:class:`localdepth.fetch.FetchLimits`).
+    ``prompt_for(item) -> (metres (H, W), label)`` gives each input's prompt depth, for models
+    that take one.
     """
 
-    def __init__(self, estimator: DepthEstimator, outdir: Path, options: WriteOptions, *,
+    def __init__(self, estimator: DepthEstimator | Callable[[], DepthEstimator], outdir: Path,
+                 options: WriteOptions, *,
                  batch_size: int = 1, skip_existing: bool = False, progress: bool = True,
                  on_error: Callable[[str], None] | None = None, pipeline: bool = True,
-                 workers: int | None = None):
-        self.estimator = estimator
+                 workers: int | None = None, url_limits=None, max_pixels: int | None = MAX_IMAGE_PIXELS,
+                 prompt_for: Callable[[InputItem], tuple[np.ndarray, str]] | None = None):
+        # duck typing: anything that predicts is the estimator itself; a plain function loads one
+        self._load = estimator if callable(estimator) and not hasattr(estimator, "predict_prepared") else None
+        self.estimator: DepthEstimator | None = None if self._load else estimator
+        if self.estimator is not None:
+            self.estimator.check_prompt(prompt_for is not None)
+        self.url_limits = url_limits
+        self.prompt_for = prompt_for
         self.outdir = Path(outdir)
         self.options = options
         self.batch_size = max(1, batch_size)
         self.skip_existing = skip_existing
         self.progress = progress
-        self.on_error = on_error or (lambda line: print(f"localdepth: error: {line}", file=sys.stderr))
-        self.model_info = estimator.describe()
+        self.on_error = on_error or (lambda line: print(f"localdepth: error: {one_line(line)}", file=sys.stderr))
         self.keep_image = "side" in options.formats
         self.pipeline = pipeline
+        self.max_pixels = max_pixels  # larger images are refused before decoding
         self.workers = max(1, workers or min(4, os.cpu_count() or 1))
         #: inputs decoded ahead of inference, and results waiting to be written, at most
         self.decode_window = 2 * self.batch_size + self.workers
@@ -122,11 +148,31 @@ class Runner:
         #: most inputs held in memory at once during the last run (decoded, not yet written)
         self.peak_in_flight = 0
 
+    @cached_property
+    def model_info(self) -> dict:
+        return self.estimator.describe()
+
+    def _needs_model(self, item: InputItem) -> bool:
+        """Whether the item will reach the network (it may still fail later, when decoded)."""
+        if item.error:
+            return False
+        if not self.skip_existing:
+            return True
+        try:
+            return not is_complete(plan(item, self.outdir, self.options))
+        except Exception:  # refused by plan(): fails in _prepare without the model
+            return False
+
     def run(self, items: list[InputItem]) -> RunSummary:
         from tqdm.auto import tqdm
 
-        backend = self.estimator.backend
-        summary = RunSummary(engine=f"{backend.name} {backend.dtype} on {backend.device}")
+        summary = RunSummary()
+        if self.estimator is None and any(self._needs_model(item) for item in items):
+            self.estimator = self._load()
+            self.estimator.check_prompt(self.prompt_for is not None)
+        if self.estimator is not None:  # the summary line names what ran: "openvino bf16 on cpu"
+            backend = self.estimator.backend
+            summary.engine = f"{backend.name} {backend.dtype} on {backend.device}"
         start = time.perf_counter()
         bar = tqdm(total=len(items), unit="img", disable=not self.progress or len(items) < 2,
                    dynamic_ncols=True, file=sys.stderr)
@@ -172,19 +218,24 @@ class Runner:
             if self.skip_existing and is_complete(paths):
                 return ItemOutcome(item, "skipped", outputs=paths), None
             t0 = time.perf_counter()
-            image = load_image(item.path)
-            return None, _Decoded(item, paths, image, (time.perf_counter() - t0) * 1000)
+            image = load_image(item.source, max_pixels=self.max_pixels, url_limits=self.url_limits)
+            decoded = _Decoded(item, paths, image, (time.perf_counter() - t0) * 1000)
+            if self.prompt_for is not None:
+                metres, decoded.prompt_label = self.prompt_for(item)
+                decoded.prompt = self.estimator.preprocess_prompt(metres)
+            return None, decoded
         except Exception as e:  # one bad input must not stop the others
             return ItemOutcome(item, "failed", _short(e)), None
 
     def _predict_and_write(self, batch: list[_Decoded]) -> Iterator[ItemOutcome]:
         try:
+            prompts = None if self.prompt_for is None else [d.prompt[0] for d in batch]
             results = self.estimator.predict_decoded(
                 [d.image for d in batch], batch_size=self.batch_size,
-                sources=[str(d.item.path) for d in batch], keep_image=self.keep_image)
+                sources=[d.item.label for d in batch], keep_image=self.keep_image, prompt_depths=prompts)
         except Exception as e:
             if len(batch) == 1:
-                yield ItemOutcome(batch[0].item, "failed", f"{batch[0].item.path}: inference failed ({_short(e)})")
+                yield ItemOutcome(batch[0].item, "failed", f"{quoted(batch[0].item.label)}: inference failed ({_short(e)})")
                 return
             # retry one by one so that one image that breaks the batch fails alone
             for d in batch:
@@ -193,10 +244,11 @@ class Runner:
         for d, result in zip(batch, results):
             t0 = time.perf_counter()
             result.timings = {"decode": d.decode_ms, **result.timings}
+            d.annotate(result)
             try:
                 write_result(result, d.paths, self.options, self.model_info)
             except Exception as e:
-                yield ItemOutcome(d.item, "failed", f"{d.item.path}: cannot write outputs ({_short(e)})")
+                yield ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: cannot write outputs ({_short(e)})")
                 continue
             yield ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
 
@@ -212,7 +264,7 @@ class Runner:
             decoded.network_input = self.estimator.preprocess(decoded.image)
             decoded.preprocess_ms = (time.perf_counter() - t0) * 1000
         except Exception as e:
-            return ItemOutcome(item, "failed", f"{item.path}: cannot preprocess ({_short(e)})"), None
+            return ItemOutcome(item, "failed", f"{quoted(item.label)}: cannot preprocess ({_short(e)})"), None
         return None, decoded
 
     def _write(self, d: _Decoded, result) -> ItemOutcome:
@@ -221,7 +273,7 @@ class Runner:
         try:
             write_result(result, d.paths, self.options, self.model_info)
         except Exception as e:
-            return ItemOutcome(d.item, "failed", f"{d.item.path}: cannot write outputs ({_short(e)})")
+            return ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: cannot write outputs ({_short(e)})")
         return ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
 
     def _pipelined(self, items: list[InputItem]) -> Iterator[ItemOutcome]:
@@ -232,14 +284,18 @@ class Runner:
         writes: deque[Future] = deque()  # write futures, in submission order
         queue = iter(items)
         # batches the backend works on at once (OpenVINO throughput mode: its optimal request count)
-        requests = max(1, self.estimator.backend.parallel_requests)
+        requests = 1 if self.estimator is None else max(1, self.estimator.backend.parallel_requests)
         self.peak_in_flight = in_flight = 0  # inputs taken from the queue whose outcome is not out yet
 
         def finished_writes(block_until: int) -> Iterator[ItemOutcome]:
             nonlocal in_flight
             while writes and (len(writes) > block_until or writes[0].done()):
+                # wait with the future still queued: Ctrl-C during the wait must not lose a write
+                # that then finishes (the finally below reports the writes that did)
+                outcome = writes[0].result()
+                writes.popleft()
                 in_flight -= 1
-                yield writes.popleft().result()
+                yield outcome
 
         def finished_inference(keep: int) -> Iterator[ItemOutcome]:
             """Wait for the oldest batches until ``keep`` are left in flight; queue their writes."""
@@ -294,7 +350,8 @@ class Runner:
             limit = min(limit, self.estimator.backend.max_batch)
         group: list[_Decoded] = []
         for d in batch:
-            if group and (d.network_input.shape != group[0].network_input.shape or len(group) >= limit):
+            if group and (d.network_input.shape != group[0].network_input.shape or len(group) >= limit
+                          or _shape(d.prompt) != _shape(group[0].prompt)):
                 yield group
                 group = []
             group.append(d)
@@ -303,10 +360,11 @@ class Runner:
 
     def _submit_group(self, group: list[_Decoded]):
         """Start inferring ``group``; returns a function that waits for its results (or raises)."""
+        conditioning = {} if self.prompt_for is None else {"prompt_depth": np.stack([d.prompt for d in group])}
         try:
             return self.estimator.submit_prepared(
                 [d.image for d in group], np.stack([d.network_input for d in group]),
-                sources=[str(d.item.path) for d in group], keep_image=self.keep_image)
+                sources=[d.item.label for d in group], keep_image=self.keep_image, **conditioning)
         except Exception as e:
             def failed(error=e):
                 raise error
@@ -319,12 +377,17 @@ class Runner:
         except Exception as e:
             if len(group) == 1:
                 d = group[0]
-                yield d, None, ItemOutcome(d.item, "failed", f"{d.item.path}: inference failed ({_short(e)})")
+                yield d, None, ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: inference failed ({_short(e)})")
                 return
             for d in group:  # one by one, so that one image that breaks the batch fails alone
                 yield from self._group_results([d], self._submit_group([d]))
             return
         for d, result in zip(group, done):
             d.network_input = None  # not needed any more; free it before the write
+            d.annotate(result)
             result.timings = {"decode": d.decode_ms, "preprocess": d.preprocess_ms, **result.timings}
             yield d, result, None
+
+
+def _shape(array: np.ndarray | None):
+    return None if array is None else array.shape

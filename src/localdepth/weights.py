@@ -12,7 +12,8 @@ Resolution order for a registry entry:
 
 ``HF_HUB_OFFLINE=1`` (or ``LOCALDEPTH_OFFLINE=1``) skips step 4. Files are checked before use:
 fixed sha256 from the registry where there is one; for Hub files, the Hub's own content
-address (the LFS blob's name is its sha256). A file that fails is refused, never half-used.
+address (the LFS blob's name is its sha256), after a download and before any use of the
+Hugging Face cache. A file that fails is refused, never half-used.
 """
 
 from __future__ import annotations
@@ -90,11 +91,36 @@ def verify_file(path: Path, expected_sha256: str | None, label: str) -> None:
 
 
 def _verify_hub_snapshot(folder: Path, label: str) -> None:
-    """Check each file of a Hub snapshot against its content address (sha256 blob name)."""
+    """Check each file of a Hub snapshot against its content address (sha256 blob name).
+
+    huggingface_hub checks a download's size, not its hash, and names the blob by the sha256
+    the server announced; so this runs after every download and before every use of the
+    Hugging Face cache. A blob that fails is deleted (huggingface_hub would otherwise reuse it
+    forever) and refused. A blob that passed is remembered with its size and modification
+    time (``$LOCALDEPTH_HOME/verified/``), so a model is hashed once, not at every load.
+    """
     for entry in folder.iterdir():
         blob = entry.resolve()
-        if _SHA256_RE.match(blob.name):
+        if not _SHA256_RE.match(blob.name) or not blob.is_file():
+            continue
+        stamp = f"{blob.stat().st_size} {blob.stat().st_mtime_ns}"
+        record = home() / "verified" / blob.name
+        try:
+            if record.read_text() == stamp:
+                continue
+        except OSError:
+            pass
+        try:
             verify_file(blob, blob.name, label)
+        except ChecksumError as e:
+            blob.unlink(missing_ok=True)
+            raise ChecksumError(f"{e} (deleted it from the Hugging Face cache, so that "
+                                f"`localdepth models pull` fetches it again)") from None
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write_text(record, stamp)
+        except OSError:  # a read-only cache only costs the hash again next time
+            pass
 
 
 def check_transformers_folder(folder: Path, label: str) -> None:
@@ -225,7 +251,7 @@ def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeight
         if not path.is_dir():
             raise WeightsError(
                 f"{label}: --weights must be a Hugging Face-format folder (config.json + model.safetensors), got {path}"
-            )
+                + _other_model_hint(path))
         check_transformers_folder(path, label)
         return ResolvedWeights(path, "argument")
     if path.is_dir():
@@ -234,10 +260,23 @@ def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeight
     return ResolvedWeights(path, "argument")
 
 
+def _other_model_hint(path: Path) -> str:
+    """``"; is it pydnet's? add --model pydnet"`` when a registry entry takes files like ``path``."""
+    from .registry import MODELS
+
+    owners = [s.name for s in MODELS.values()
+              if s.layout == "file" and s.files and Path(s.files[0].filename).suffix == path.suffix]
+    if not owners:
+        return ""
+    return f"; a {path.suffix} file is the weights of {' or '.join(owners)}: add --model {owners[0]}"
+
+
 def _check_resolved(spec: ModelSpec, found: ResolvedWeights, label: str) -> None:
     if spec.layout == "folder":
         if found.origin == "cache":
             _check_manifest(found.path, label)
+        elif found.origin == "hf-cache":
+            _verify_hub_snapshot(found.path, label)
         check_transformers_folder(found.path, label)
     else:
         wf = spec.files[0]

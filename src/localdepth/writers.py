@@ -6,11 +6,14 @@ input's relative folder):
 =========  ====================  ===========================================================
 format     file                  contents
 =========  ====================  ===========================================================
-npy        ``stem.npy``          float32 map as predicted (metres, or relative disparity)
+npy        ``stem.npy``          float32 map as predicted (metres, relative depth or relative disparity)
+conf       ``stem_conf.npy``     float32 per-pixel confidence (models that predict one: Depth Anything 3)
 pfm        ``stem.pfm``          the same float32 map, Portable Float Map (rows bottom-up)
 png16      ``stem.png``          uint16; metric depth: millimetres (value * 0.001 = metres);
-                                 relative maps: normalised per image to 0..65535, min/max in
-                                 the sidecar (value = offset + scale * png)
+                                 relative maps (disparity, or depth of unknown scale): the
+                                 0.1st..99.9th percentile of the map over 0..65535
+                                 (value = offset + scale * png; values beyond the range
+                                 saturate and are counted), min/max in the sidecar
 color      ``stem_color.png``    colour-mapped picture, closer = high end of the map
 side       ``stem_side.png``     input image and colour map side by side
 normals    ``stem_normals.png``  surface normals, RGB = (n + 1) / 2 * 255 in the camera frame
@@ -28,36 +31,58 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
 
 from .images import to_uint8
 from .postprocess import DepthResult
+from .safety import relative_output, under_root
 
 PNG16_MAX = 65535
 METRIC_PNG16_SCALE = 0.001  # metres per unit: millimetres
 ROBUST_PERCENTILES = (1.0, 99.0)  # colour range of pictures, unless a range is given
+#: the range a relative png16 spans: wide enough to keep nearly every pixel, robust to the few
+#: outliers a network can produce (one spike must not squeeze the rest of the map into a few codes)
+PNG16_PERCENTILES = (0.1, 99.9)
+_RANGE_SAMPLES = 200_000  # percentiles are estimated on at most this many pixels (a regular subsample)
+
+
+def robust_range(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """``percentiles`` of the finite ``values`` (1-D), on a regular subsample of large maps."""
+    sample = values[:: max(1, values.size // _RANGE_SAMPLES)]
+    lo, hi = np.percentile(sample, percentiles)
+    return float(lo), float(hi)
 
 
 # ----------------------------------------------------------------------------- atomic files
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so libraries that pick a format by suffix
+    still do) to write to; renamed onto ``path`` when the block ends, removed if it fails."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # "x" mode: a fresh file with the usual permissions (umask), unlike mkstemp's 0600
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
     try:
-        with open(tmp, "xb") as f:
-            f.write(data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        # "x" mode: a fresh file with the usual permissions (umask), unlike mkstemp's 0600
+        with open(tmp, "xb") as f:
+            f.write(data)
 
 
 def _encode(ext: str, array: np.ndarray) -> bytes:
@@ -73,30 +98,37 @@ def encode_rgb_png(rgb: np.ndarray) -> bytes:
 
 # ----------------------------------------------------------------------------- encoders
 
-def encode_png16(depth: np.ndarray, kind: str) -> tuple[np.ndarray, dict]:
+def encode_png16(depth: np.ndarray, kind: str, metric: bool | None = None) -> tuple[np.ndarray, dict]:
     """Map -> (uint16 array, mapping). ``value = offset + scale * png`` recovers the map.
 
-    Metric depth is stored in millimetres (values beyond 65.535 m are clipped, and counted);
-    relative maps are normalised per image to the full 0..65535 range.
+    Metric depth (``metric``, by default ``kind == "depth"``) is stored in millimetres (values
+    beyond 65.535 m are clipped, and counted). Relative maps (disparity, or depth of unknown
+    scale) are normalised per image over a robust range, the :data:`PNG16_PERCENTILES` of the map
+    (a few outlier pixels must not squeeze the rest into a few codes); values beyond it saturate
+    at 0 or 65535 and are counted, and the map's true extremes stay in the sidecar's ``range``.
     """
     finite = np.isfinite(depth)
-    if kind == "depth":
+    if kind == "depth" if metric is None else metric:
         mm = np.where(finite, depth, 0.0) / METRIC_PNG16_SCALE
         clipped = int(np.count_nonzero(mm > PNG16_MAX))
         png = np.clip(np.rint(mm), 0, PNG16_MAX).astype(np.uint16)
         return png, {"units": "m", "scale": METRIC_PNG16_SCALE, "offset": 0.0, "clipped_pixels": clipped,
                      "note": "millimetres; 0 = no depth"}
-    lo = float(depth[finite].min()) if finite.any() else 0.0
-    hi = float(depth[finite].max()) if finite.any() else 0.0
+    lo, hi = robust_range(depth[finite], PNG16_PERCENTILES) if finite.any() else (0.0, 0.0)
     span = hi - lo
     if span <= 0:
         png = np.zeros(depth.shape, np.uint16)
         scale = 0.0
     else:
-        png = np.rint((np.where(finite, depth, lo) - lo) / span * PNG16_MAX).astype(np.uint16)
+        normalised = np.clip((np.where(finite, depth, lo) - lo) / span, 0.0, 1.0)
+        png = np.rint(normalised * PNG16_MAX).astype(np.uint16)
         scale = span / PNG16_MAX
     return png, {"units": "relative", "scale": scale, "offset": lo, "min": lo, "max": hi,
-                 "note": "normalised per image: value = min + png / 65535 * (max - min)"}
+                 "percentiles": list(PNG16_PERCENTILES),
+                 "clipped_low": int(np.count_nonzero(finite & (depth < lo))),
+                 "clipped_high": int(np.count_nonzero(finite & (depth > hi))),
+                 "note": "normalised per image over the 0.1st..99.9th percentile: value = min + png / 65535 "
+                         "* (max - min); 0 and 65535 also hold the values beyond that range"}
 
 
 def decode_png16(png: np.ndarray, mapping: dict) -> np.ndarray:
@@ -125,8 +157,7 @@ def nearness(depth: np.ndarray, kind: str, vmin: float | None = None, vmax: floa
     valid = finite & (depth > 0) if kind == "depth" else finite
     if (vmin is None or vmax is None) and valid.any():
         # robust range: a few outlier pixels must not wash out the picture
-        sample = depth[valid][:: max(1, int(valid.sum()) // 200_000)]
-        p_lo, p_hi = (float(v) for v in np.percentile(sample, ROBUST_PERCENTILES))
+        p_lo, p_hi = robust_range(depth[valid], ROBUST_PERCENTILES)
     else:
         p_lo, p_hi = 0.0, 1.0
     lo = vmin if vmin is not None else p_lo
@@ -188,8 +219,18 @@ def _pfm(r: DepthResult, _: WriteOptions) -> tuple[bytes, dict]:
                                                                   "rows": "bottom-to-top (PFM)"}
 
 
+def _conf(r: DepthResult, _: WriteOptions) -> tuple[bytes, dict]:
+    import io
+
+    if r.confidence is None:
+        raise ValueError(f"{r.model} predicts no confidence; drop 'conf' from --format")
+    buf = io.BytesIO()
+    np.save(buf, r.confidence.astype(np.float32, copy=False))
+    return buf.getvalue(), {"dtype": "float32", "note": "per-pixel confidence of the depth, larger = more confident"}
+
+
 def _png16(r: DepthResult, _: WriteOptions) -> tuple[bytes, dict]:
-    png, mapping = encode_png16(r.map, r.kind)
+    png, mapping = encode_png16(r.map, r.kind, r.metric)
     return _encode(".png", png), {"dtype": "uint16", **mapping}
 
 
@@ -208,13 +249,15 @@ def _side(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
 def _normals(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
     from .geometry import normals_picture
 
-    rgb, info = normals_picture(r.map, r.kind, o.extra_sidecar.get("intrinsics"))
+    rgb, info = normals_picture(r.map, r.kind, o.extra_sidecar.get("intrinsics"), predicted=r.intrinsics,
+                                image_path=r.source)
     return encode_rgb_png(rgb), {"dtype": "uint8", **info}
 
 
 #: format name -> (file suffix after the stem, encoder). Other modules register more formats here.
 FORMATS: dict[str, tuple[str, Encoder]] = {
     "npy": (".npy", _npy),
+    "conf": ("_conf.npy", _conf),
     "png16": (".png", _png16),
     "color": ("_color.png", _color),
     "side": ("_side.png", _side),
@@ -233,13 +276,26 @@ def parse_formats(text: str | list[str]) -> tuple[str, ...]:
     return tuple(f for f in formats if f != "json")
 
 
-def output_paths(outdir: Path, rel: Path, formats: tuple[str, ...]) -> dict[str, Path]:
-    """Where each format of the input at relative path ``rel`` goes (plus ``json``)."""
-    base = Path(outdir) / rel.parent
+def output_names(rel: Path | str, formats: tuple[str, ...]) -> dict[str, PurePosixPath]:
+    """The relative path of each format of the input at relative path ``rel`` (plus ``json``).
+
+    Raises :class:`~localdepth.safety.UnsafePathError` when ``rel`` is absolute or holds ``..``.
+    """
+    rel = relative_output(rel)
     stem = rel.stem if rel.suffix else rel.name
-    paths = {fmt: base / f"{stem}{FORMATS[fmt][0]}" for fmt in formats}
-    paths["json"] = base / f"{stem}{SIDECAR_SUFFIX}"
-    return paths
+    names = {fmt: rel.parent / f"{stem}{FORMATS[fmt][0]}" for fmt in formats}
+    names["json"] = rel.parent / f"{stem}{SIDECAR_SUFFIX}"
+    return names
+
+
+def output_paths(outdir: Path, rel: Path | str, formats: tuple[str, ...]) -> dict[str, Path]:
+    """Where each format of the input at relative path ``rel`` goes under ``outdir`` (plus ``json``).
+
+    Every path is checked to stay under ``outdir``, symbolic links followed
+    (:func:`localdepth.safety.under_root`); one that would leave it raises
+    :class:`~localdepth.safety.UnsafePathError`.
+    """
+    return {fmt: under_root(outdir, name) for fmt, name in output_names(rel, formats).items()}
 
 
 def is_complete(paths: dict[str, Path]) -> bool:
@@ -251,15 +307,13 @@ def sidecar(result: DepthResult, model_info: dict, outputs: dict, extra: dict | 
     from . import __version__
 
     finite = result.map[np.isfinite(result.map)]
-    convention = ("z-depth along the optical axis, metres" if result.kind == "depth"
-                  else "relative inverse depth: larger = closer, unknown scale and shift")
     return {
         "localdepth_version": __version__,
         "source": result.source,
         "model": model_info,
         "kind": result.kind,
         "units": result.units,
-        "convention": convention,
+        "convention": result.convention,
         "height": int(result.map.shape[0]), "width": int(result.map.shape[1]),
         "input_size": [int(v) for v in result.input_size],
         "range": {"min": float(finite.min()) if finite.size else None,

@@ -4,3 +4,4 @@ export {
 } from 'three';
 export { OrbitControls } from 'three/examples/jsm/controls/OrbitControls.js';
 export { PLYLoader } from 'three/examples/jsm/loaders/PLYLoader.js';
+export { GLTFLoader } from 'three/examples/jsm/loaders/GLTFLoader.js';

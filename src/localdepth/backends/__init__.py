@@ -52,10 +52,17 @@ def create_backend(spec: ModelSpec, weights: ResolvedWeights, *, backend: str = 
     ``threads``: CPU threads for ONNX Runtime, OpenVINO and LiteRT (default: ``OMP_NUM_THREADS``,
     else the runtime's own default). ``log`` receives progress lines (default: stderr).
     """
-    choice = choose(spec, weights=weights_kind(weights.path), backend=backend, device=device, dtype=dtype,
-                    host=host_facts(), torch_options=compile or cuda_graphs)
+    choice = choose_backend(spec, weights, backend=backend, device=device, dtype=dtype, compile=compile,
+                            cuda_graphs=cuda_graphs)
     return open_backend(spec, weights, choice, compile=compile, cuda_graphs=cuda_graphs,
                         performance=performance, threads=threads, log=log)
+
+
+def choose_backend(spec: ModelSpec, weights: ResolvedWeights, *, backend: str = "auto", device: str = "auto",
+                   dtype: str = "auto", compile: bool = False, cuda_graphs: bool = False) -> Choice:
+    """:func:`choose` for these weights on this machine (nothing is loaded or converted yet)."""
+    return choose(spec, weights=weights_kind(weights.path), backend=backend, device=device, dtype=dtype,
+                  host=host_facts(), torch_options=compile or cuda_graphs)
 
 
 def open_backend(spec: ModelSpec, weights: ResolvedWeights, choice: Choice, *, compile: bool = False,
@@ -118,5 +125,5 @@ def _precision_of_file(path: Path, asked: str) -> str:
     return found or asked
 
 
-__all__ = ["BACKENDS", "DTYPES", "Backend", "Choice", "Host", "choose", "create_backend", "host_facts",
-           "open_backend", "weights_kind"]
+__all__ = ["BACKENDS", "DTYPES", "Backend", "Choice", "Host", "choose", "choose_backend", "create_backend",
+           "host_facts", "open_backend", "weights_kind"]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..networks import OPTIONAL_OUTPUTS
+
 
 @dataclass
 class NetworkOutput:
@@ -22,13 +24,31 @@ class NetworkOutput:
     * ``intrinsics``: ``(N, 3, 3)`` float64 or None: a predicted camera, in pixels of the
       network *input* grid ``(h, w)``, pixel centres at integer coordinates;
     * ``camera_from_world``: ``(N, 4, 4)`` float64 or None: a predicted pose, OpenCV axes
-      (x right, y down, z forward).
+      (x right, y down, z forward);
+    * ``field_of_view``: ``(N,)`` float64 or None: a predicted *horizontal* field of view of the
+      image, degrees (Depth Pro). Unlike ``intrinsics`` it does not depend on the input grid, which
+      may stretch the image (1536 x 1536 for Depth Pro): the camera is built for the image itself.
     """
 
     depth: np.ndarray
     confidence: np.ndarray | None = None
     intrinsics: np.ndarray | None = None
     camera_from_world: np.ndarray | None = None
+    field_of_view: np.ndarray | None = None
+
+
+_FLOAT64 = ("intrinsics", "camera_from_world", "field_of_view")
+
+
+def named_outputs(depth: np.ndarray, named: dict[str, np.ndarray]) -> NetworkOutput:
+    """A :class:`NetworkOutput` from a graph's ``depth`` map (``(N, h, w)``, or ``(N, 1, h, w)``
+    and ``(N, h, w, 1)`` as graphs give it) and its other outputs by name (unknown names dropped)."""
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim == 4:
+        depth = depth[..., 0] if depth.shape[-1] == 1 else depth[:, 0]
+    extra = {k: np.asarray(v, dtype=np.float64 if k in _FLOAT64 else np.float32)
+             for k, v in named.items() if k in OPTIONAL_OUTPUTS}
+    return NetworkOutput(depth=depth, **extra)
 
 
 class Backend(ABC):
@@ -56,7 +76,8 @@ class Backend(ABC):
     def run(self, batch: np.ndarray, **conditioning: np.ndarray) -> NetworkOutput:
         """Every output of the network for ``batch`` (see :class:`NetworkOutput`).
 
-        ``conditioning``: extra network inputs some models take (``prompt_depth``). Backends
+        ``conditioning``: extra network inputs some models take (``prompt_depth``), as arrays, or
+        options of the network's forward (Depth Anything 3's ``same_scene=True``). Backends
         whose networks return only depth need not override this.
         """
         if conditioning:
@@ -66,12 +87,12 @@ class Backend(ABC):
                                "use --backend torch")
         return NetworkOutput(depth=self.infer(batch))
 
-    def submit(self, batch: np.ndarray) -> Future:
+    def submit(self, batch: np.ndarray, **conditioning) -> Future:
         """Start inferring ``batch``; the future's result is :meth:`run`'s. Backends that keep
         several requests in flight override this; the default runs the batch now."""
         future: Future = Future()
         try:
-            future.set_result(self.run(batch))
+            future.set_result(self.run(batch, **conditioning))
         except Exception as e:  # handed to whoever waits on the future
             future.set_exception(e)
         return future

@@ -16,7 +16,7 @@ an OpenVINO IR (``.xml``)                              openvino
 ``--compile`` or ``--cuda-graphs``                     torch
 a TFLite entry (PyDNet++)                              tflite (LiteRT: faster than OpenVINO on it)
 a GPU (``cuda``, ``mps``, or ``auto`` with one there)  torch
-x86 CPU, OpenVINO installed, entry in OPENVINO_AUTO    openvino (unless LOCALDEPTH_AUTO_OPENVINO=0)
+x86 CPU, OpenVINO installed, family in OPENVINO_AUTO   openvino (unless LOCALDEPTH_AUTO_OPENVINO=0)
 ``--dtype int8``, ONNX Runtime installed               onnx (ONNX Runtime dynamic int8)
 otherwise                                              torch
 =====================================================  ==========================================
@@ -39,10 +39,11 @@ from ..registry import ModelSpec
 BACKENDS = ("auto", "torch", "onnx", "openvino", "tflite")
 DTYPES = ("auto", "fp32", "fp16", "bf16", "int8")
 
-#: formats ``auto`` sends to OpenVINO on x86 CPUs: those whose conversion is tested against PyTorch
-#: (a new network format joins once its conversion test passes). OpenVINO takes any format PyTorch
-#: runs (localdepth.networks.LOADERS) when asked, converted from the network, and TFLite files directly.
-OPENVINO_AUTO = ("transformers",)
+#: families ``auto`` sends to OpenVINO on x86 CPUs: those whose network's conversion is tested
+#: against PyTorch (tests/test_openvino.py; the Depth Anything V1/V2 entries share one network
+#: class). A family joins once its conversion test passes. ``--backend openvino`` takes any
+#: network PyTorch runs (localdepth.networks.LOADERS), converted from it, and TFLite files directly.
+OPENVINO_AUTO = ("depth-anything-v2", "depth-anything-v2-metric", "depth-anything-v1")
 
 _PRECISIONS = {
     "torch": ("fp32", "fp16", "bf16"),
@@ -118,9 +119,9 @@ def _auto(spec, weights, device, dtype, host, torch_options, on_gpu) -> str:
     if on_gpu:
         return "torch"
     openvino = "openvino" in host.runtimes and host.auto_openvino
-    if device in ("auto", "cpu") and host.x86 and openvino and spec.format in OPENVINO_AUTO:
+    if device in ("auto", "cpu") and host.x86 and openvino and spec.family in OPENVINO_AUTO:
         return "openvino"
-    if dtype == "int8" and "onnx" in host.runtimes and spec.format == "transformers":
+    if dtype == "int8" and "onnx" in host.runtimes and spec.format in LOADERS and spec.prompt is None:
         return "onnx"
     return "torch"
 
@@ -131,6 +132,9 @@ def _check(spec, weights, backend, device, dtype, host, torch_options) -> None:
     if weights in ("onnx", "openvino") and backend != weights:
         kind = {"onnx": "an ONNX", "openvino": "an OpenVINO"}[weights]
         raise BackendError(f"the weights are {kind} model; use --backend {weights}")
+    if backend in ("onnx", "openvino") and weights == "native" and spec.prompt is not None:
+        raise BackendError(f"{spec.name} takes a prompt depth, which a converted model (pixel_values only) has "
+                           f"no input for; use --backend torch")
     if backend in ("onnx", "openvino") and backend not in host.runtimes:
         from ..runtimes import install_message
 

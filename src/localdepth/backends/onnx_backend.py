@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtimes import onnx_session
-from .base import Backend
+from .base import Backend, NetworkOutput, named_outputs
 
 
 class OnnxBackend(Backend):
@@ -26,24 +26,30 @@ class OnnxBackend(Backend):
         self.dtype = dtype
         self.model_path = Path(model_path)
         self._input = self.session.get_inputs()[0].name
-        self._output = self.session.get_outputs()[0].name
+        #: the graph's outputs by name: ``depth`` first (localdepth's exports), or one unnamed map
+        self._outputs = [o.name for o in self.session.get_outputs()]
         self._device_index = int(self.device.split(":")[1]) if self.device.startswith("cuda") else 0
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.run(batch).depth
+
+    def run(self, batch: np.ndarray, **conditioning: np.ndarray) -> NetworkOutput:
+        if conditioning:
+            return super().run(batch, **conditioning)  # refuses, with what to do instead
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if not self.device.startswith("cuda"):
-            out = self.session.run([self._output], {self._input: x})[0]
+            outs = self.session.run(self._outputs, {self._input: x})
         else:
             import onnxruntime as ort
 
             binding = self.session.io_binding()
             binding.bind_ortvalue_input(self._input, ort.OrtValue.ortvalue_from_numpy(x, "cuda", self._device_index))
-            binding.bind_output(self._output, "cuda", self._device_index)
+            for name in self._outputs:
+                binding.bind_output(name, "cuda", self._device_index)
             self.session.run_with_iobinding(binding)
-            out = binding.copy_outputs_to_cpu()[0]
-        if out.ndim == 4:  # (N, 1, h, w) graphs
-            out = out[:, 0]
-        return np.asarray(out, dtype=np.float32)
+            outs = binding.copy_outputs_to_cpu()
+        arrays = dict(zip(self._outputs, outs))
+        return named_outputs(arrays.get("depth", outs[0]), arrays)
 
     def describe(self) -> dict:
         return {**super().describe(), "onnx_model": self.model_path.name, "threads": self.threads}

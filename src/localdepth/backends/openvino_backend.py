@@ -19,10 +19,10 @@ import numpy as np
 
 from ..errors import BackendError
 from ..runtimes import openvino_config, openvino_core, require
-from .base import Backend, NetworkOutput
+from ..networks import OPTIONAL_OUTPUTS
+from .base import Backend, NetworkOutput, named_outputs
 
 PERFORMANCE = ("latency", "throughput")
-_EXTRA = ("confidence", "intrinsics", "camera_from_world")
 
 
 class OpenVINOBackend(Backend):
@@ -57,8 +57,8 @@ class OpenVINOBackend(Backend):
         batch = compiled.inputs[0].get_partial_shape()[0]
         self.max_batch = 1 if batch.is_static and batch.get_length() == 1 else None
         names = [next(iter(o.get_names()), "") for o in compiled.outputs]
-        self._depth = names.index("depth") if "depth" in names else 0  # TFLite: the first output is the final map
-        self._extra = {name: i for i, name in enumerate(names) if name in _EXTRA}
+        self._depth = names.index("depth") if "depth" in names else 0
+        self._extra = {name: i for i, name in enumerate(names) if name in OPTIONAL_OUTPUTS}
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()
         self._queue = None
@@ -79,9 +79,9 @@ class OpenVINOBackend(Backend):
             self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
             return self._outputs(self._request)
 
-    def submit(self, batch: np.ndarray) -> Future:
-        if self._queue is None:
-            return super().submit(batch)
+    def submit(self, batch: np.ndarray, **conditioning) -> Future:
+        if self._queue is None or conditioning:
+            return super().submit(batch, **conditioning)
         future: Future = Future()
         try:  # waits while every request is busy: the queue is the backpressure
             self._queue.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, userdata=future)
@@ -100,14 +100,8 @@ class OpenVINOBackend(Backend):
         def output(i: int) -> np.ndarray:
             return np.array(request.get_output_tensor(i).data, dtype=np.float32)
 
-        depth = output(self._depth)
-        if depth.ndim == 4:  # (N, 1, h, w) graphs, (N, h, w, 1) TFLite
-            depth = depth[..., 0] if depth.shape[-1] == 1 else depth[:, 0]
-        extra = {name: output(i) for name, i in self._extra.items()}
-        for key in ("intrinsics", "camera_from_world"):
-            if key in extra:
-                extra[key] = extra[key].astype(np.float64)
-        return NetworkOutput(depth=depth, **extra)
+        # TFLite graphs: the first output is the final map
+        return named_outputs(output(self._depth), {name: output(i) for name, i in self._extra.items()})
 
     def describe(self) -> dict:
         return {**super().describe(), "inference_precision": self.inference_precision,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,34 @@ import numpy as np
 from ..errors import BackendError
 from ..runtimes import thread_budget
 from .base import Backend
+
+
+_XNNPACK_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate"
+
+
+@contextlib.contextmanager
+def _without_xnnpack_notice():
+    """LiteRT's C++ runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on
+    file descriptor 2 whenever a model is prepared, and no setting of it (TF_CPP_MIN_LOG_LEVEL
+    included) turns that off. Capture the descriptor for the call and pass every other line on."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            rest = b"".join(line for line in captured if not line.startswith(_XNNPACK_NOTICE))
+            if rest:
+                sys.stderr.write(rest.decode(errors="replace"))
+                sys.stderr.flush()
 
 
 class TFLiteBackend(Backend):
@@ -25,7 +56,8 @@ class TFLiteBackend(Backend):
         threads = thread_budget(threads) or os.cpu_count() or 1
         try:
             self._interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
-            self._interpreter.allocate_tensors()
+            with _without_xnnpack_notice():
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise BackendError(f"{model_path} is not a loadable TFLite model ({e})") from None
         self._input = self._interpreter.get_input_details()[0]

@@ -88,13 +88,14 @@ class TorchBackend(Backend):
 
         with torch.inference_mode():
             x = self._to_device(batch)
-            extra = {k: self._to_device(v) for k, v in conditioning.items()}
+            # arrays are network inputs; anything else (flags, names) is passed through as is
+            extra = {k: self._to_device(v) if isinstance(v, np.ndarray) else v for k, v in conditioning.items()}
             if extra or self._extra_outputs:  # every output, eagerly (graph replay keeps depth only)
                 out = self._eager_outputs(x.contiguous(memory_format=self._memory_format), **extra)
             else:
                 out = {"depth": self.forward(x)}
             arrays = {k: v.float().cpu().numpy() for k, v in out.items() if v is not None}
-        for key in ("intrinsics", "camera_from_world"):
+        for key in ("intrinsics", "camera_from_world", "field_of_view"):
             if key in arrays:
                 arrays[key] = arrays[key].astype(np.float64)
         return NetworkOutput(**arrays)

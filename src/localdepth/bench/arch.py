@@ -43,14 +43,33 @@ def architecture_config(spec: ModelSpec):
     )
 
 
+def _random_da3_folder(spec: ModelSpec, folder: Path, seed: int) -> Path:
+    """A randomly initialised Depth Anything 3 network of ``spec``'s architecture in the Hub folder
+    format (``config.json`` with ``model_name``, ``model.safetensors``)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_model
+
+    from ..networks.da3 import build
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(build(spec.architecture), str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model_name": spec.architecture}))
+    return folder
+
+
 def random_weights_folder(spec: ModelSpec, folder: Path, seed: int = 0) -> Path | None:
     """Save a randomly initialised ``spec`` (released architecture) with its image processor in
     ``folder`` (reused when already there). None when the architecture is not known here."""
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
+    if spec.format == "da3":
+        return _random_da3_folder(spec, folder, seed)
     config = architecture_config(spec)
     if config is None:
         return None
-    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
-        return folder
     import torch
     from transformers import DepthAnythingForDepthEstimation
 
@@ -78,18 +97,34 @@ def random_weights_folder(spec: ModelSpec, folder: Path, seed: int = 0) -> Path 
 def count_flops(folder: Path, height: int, width: int) -> int:
     """FLOPs of one forward pass at ``height x width`` (batch 1; a multiply-add counts 2).
 
-    Counted with eager attention: PyTorch's FLOP counter has no formula for the CPU SDPA kernel,
-    and both compute the same products.
+    Counted with eager (math) attention: PyTorch's FLOP counter has no formula for the CPU SDPA
+    kernel, and both compute the same products.
     """
+    import json
+
     import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, height, width)
+    counter = FlopCounterMode(display=False)
+    model_name = json.loads((Path(folder) / "config.json").read_text()).get("model_name")
+    from ..networks.da3 import ARCHITECTURES
+
+    if model_name in ARCHITECTURES:  # Depth Anything 3: localdepth's own network
+        from ..networks.da3 import load
+        from ..registry import MODELS
+
+        spec = next(s for s in MODELS.values() if s.architecture == model_name)
+        model = load(spec, Path(folder))
+        with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), counter:
+            model(x)
+        return int(counter.get_total_flops())
     from transformers import AutoModelForDepthEstimation
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     model = AutoModelForDepthEstimation.from_pretrained(str(folder), attn_implementation="eager").eval()
-    x = torch.zeros(1, 3, height, width)
-    counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         model(pixel_values=x)
     return int(counter.get_total_flops())

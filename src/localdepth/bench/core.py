@@ -289,7 +289,7 @@ def _measure_size(spec, folder, size, variants, config, info, report, work, on_c
     from ..preprocess import network_size
 
     net_hw = network_size(size, size, spec.preprocessing, size if spec.preprocessing.resize != "fixed" else None)
-    flops = count_flops(folder, *net_hw) if spec.format == "transformers" else None
+    flops = count_flops(folder, *net_hw) if spec.format != "tflite" else None
     info["flops"][str(size)] = flops
     if flops:
         _log(f"{spec.name} at {size}: {flops / 1e9:.1f} GFLOPs per image")
@@ -300,6 +300,8 @@ def _measure_size(spec, folder, size, variants, config, info, report, work, on_c
     pipe = None
     if config.baseline and spec.format == "transformers":
         pipe = Pipeline(folder, size, "cpu" if on_cpu else mm_device, work / "out-pipeline")
+    elif config.baseline:
+        info["pipeline"][str(size)] = None  # Transformers has no pipeline for this model
     fixed = spec.preprocessing.resize == "fixed"
     for v in variants:
         for est in (v.latency, v.throughput):

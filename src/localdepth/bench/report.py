@@ -30,6 +30,9 @@ def markdown(report: dict) -> str:
         flops = ", ".join(f"{s}px: {f / 1e9:.1f} GFLOPs" for s, f in info["flops"].items() if f)
         lines.append(f"- {name}: {info['weights']}" + (f"; {flops} per image" if flops else ""))
         for size, p in info["pipeline"].items():
+            if p is None:
+                lines.append(f"- Transformers has no `pipeline(\"depth-estimation\")` for {name}: no × pipeline column")
+                continue
             lines.append(f"- Transformers `pipeline(\"depth-estimation\")`, fp32, {size}px, same weights, one image "
                          f"per call: {p['e2e_images_per_s']:.2f} images/s ({p['e2e_ms_per_image']['median_ms']:.0f} "
                          f"ms/image)")

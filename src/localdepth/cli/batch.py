@@ -7,7 +7,7 @@ import sys
 
 from .. import registry
 
-from .common import add_format_args, add_model_args, formats_from_args
+from .common import add_format_args, add_limit_args, add_model_args, add_outdir_arg, formats_from_args
 
 
 def register(sub) -> None:
@@ -20,11 +20,12 @@ def register(sub) -> None:
                     "the same command resumes. Needs `pip install 'localdepth[distributed]'`.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, globs, .txt lists, manifests (.csv/.parquet/.jsonl) or fsspec URLs")
-    p.add_argument("--outdir", "-o", required=True,
+    add_outdir_arg(p, required=True,
                    help="output folder, or a URL (s3://bucket/depth) when its fsspec filesystem is installed")
     add_format_args(p)
     p.add_argument("--manifest", metavar="PATH", help="result manifest (default: OUTDIR/manifest.parquet)")
     p.add_argument("--overwrite", action="store_true", help="predict again even when the outputs are complete")
+    add_limit_args(p)
     g = p.add_argument_group("ray")
     g.add_argument("--ray-address", metavar="ADDR",
                    help="join a running cluster (auto, host:6379, ray://host:10001); default: start a local Ray")
@@ -47,12 +48,11 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import LocalDepthError
 
     formats = formats_from_args(args)
-    if args.workers < 1 or args.gpus_per_worker < 0 or args.batch_size < 1:
-        print("localdepth: error: --workers and --batch-size must be at least 1, --gpus-per-worker not negative",
-              file=sys.stderr)
-        return 2
     require_ray()  # before listing a large collection: say how to install Ray first
-    registry.get(args.model)  # an unknown model fails before Ray starts
+    spec = registry.get(args.model)  # an unknown model fails before Ray starts
+    if spec.predicts or spec.metric_focal:  # the Ray stages carry the depth map only
+        raise LocalDepthError(f"localdepth batch carries the depth map only, not {spec.name}'s confidence, camera "
+                              "or focal-dependent metres; use `localdepth run` for it")
     sources = collect(args.inputs)
     if not sources:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)
@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
                       dtype=args.dtype, input_size=args.input_size, formats=formats, cmap=args.cmap,
                       grayscale=args.grayscale, batch_size=args.batch_size, workers=args.workers,
                       gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                      skip_existing=not args.overwrite)
+                      skip_existing=not args.overwrite, max_pixels=args.max_pixels)
     OutputTarget(args.outdir, cfg.options).check()  # an unwritable --outdir fails before Ray starts
     ray = connect(args.ray_address, num_cpus=args.num_cpus, quiet=args.quiet)
     try:

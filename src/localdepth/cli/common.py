@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import registry
 from ..backends import BACKENDS, DTYPES
 from ..errors import LocalDepthError
+from ..limits import MAX_IMAGE_PIXELS
 from ..writers import FORMATS, colormap_lut, parse_formats
 
 
@@ -15,7 +17,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None
     g.add_argument("--model", "-m", default=default_model,
                    help=f"registry name, '-' or '_' (default: {default_model}); see `localdepth models`")
     g.add_argument("--weights", metavar="PATH",
-                   help="weights to use instead of the cache: a Hugging Face-format folder or a weights file")
+                   help="weights to use instead of the cache: a Hugging Face-format folder, a weights file, "
+                        "or a converted model (.onnx, OpenVINO model.xml or its folder)")
     g.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="inference backend (default: auto = OpenVINO on x86 CPUs where it is installed, "
                         "PyTorch on GPUs and elsewhere, LiteRT for TFLite models)")
@@ -26,7 +29,16 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None
     g.add_argument("--compile", action="store_true", help="PyTorch: torch.compile the model (slow first batch)")
     g.add_argument("--cuda-graphs", action="store_true", help="PyTorch on CUDA: replay a CUDA graph per input shape")
     g.add_argument("--input-size", type=int, metavar="N",
-                   help="network input size (short side for Depth Anything; default: the model's)")
+                   help="network input size (short side for Depth Anything V1/V2, long side for Depth Anything 3; "
+                        "default: the model's)")
+
+
+def loading_line(args: argparse.Namespace):
+    """Where ``load(on_loading=)`` says "loading NAME (cpu, fp32)…": stderr, on a terminal only
+    (logs and pipes stay clean), never with ``--quiet``."""
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        return None
+    return lambda line: print(f"localdepth: {line}", file=sys.stderr, flush=True)
 
 
 def load_from_args(args: argparse.Namespace, name: str | None = None, *, performance: str = "latency"):
@@ -34,9 +46,37 @@ def load_from_args(args: argparse.Namespace, name: str | None = None, *, perform
     several requests in flight)."""
     from ..estimator import load
 
-    return load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
-                dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
-                cuda_graphs=getattr(args, "cuda_graphs", False), performance=performance)
+    estimator = load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
+                     dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
+                     cuda_graphs=getattr(args, "cuda_graphs", False), performance=performance,
+                     on_loading=loading_line(args))
+    # a camera the user gave also sets the metres of focal-dependent models (Depth Anything 3 Metric)
+    estimator.camera = {k: getattr(args, k) for k in ("intrinsics", "fov") if getattr(args, k, None) is not None}
+    wanted = [f.strip().lower() for f in str(getattr(args, "format", None) or "").split(",")]
+    if "conf" in wanted and "confidence" not in estimator.spec.predicts:
+        raise LocalDepthError(f"{estimator.name} predicts no confidence; drop 'conf' from --format "
+                              "(Depth Anything 3 models have one, e.g. da3-small)")
+    return estimator
+
+
+class _OldOutdirSpelling(argparse.Action):
+    """``-o DIR`` where ``--outdir DIR`` is meant: still works, with a one-line warning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"localdepth: warning: `{parser.prog} -o DIR` is deprecated: use --outdir DIR "
+              "(-o/--output names one output file, in every command)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_outdir_arg(parser: argparse.ArgumentParser, *, help: str, **kwargs) -> None:
+    """``--outdir`` for commands that write a folder of files (run, batch, eval). ``-o`` means
+    ``--output FILE`` everywhere (align, pointcloud, video, export); here it is the old spelling
+    of ``--outdir``, kept working (hidden) with a deprecation warning."""
+    # a (required) group of the two, as argparse checks `required` per option, not per destination
+    both = parser.add_mutually_exclusive_group(required=kwargs.pop("required", False))
+    both.add_argument("--outdir", help=help, **kwargs)
+    kwargs.pop("default", None)
+    both.add_argument("-o", dest="outdir", action=_OldOutdirSpelling, help=argparse.SUPPRESS, **kwargs)
 
 
 def add_format_args(parser: argparse.ArgumentParser) -> None:
@@ -56,3 +96,86 @@ def formats_from_args(args: argparse.Namespace) -> tuple[str, ...]:
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
     return formats
+
+
+def add_limit_args(parser: argparse.ArgumentParser) -> None:
+    """--max-pixels, as `run` and `batch` take it (the budgets themselves: localdepth.limits)."""
+    parser.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS, metavar="N",
+                        help=f"refuse images larger than N pixels (width x height, read before decoding; "
+                             f"default: {MAX_IMAGE_PIXELS} = 8192x8192)")
+
+
+# ----------------------------------------------------------------------------- prompt depth, URLs
+
+PROMPT_SUFFIXES = (".png", ".npy", ".npz", ".pfm", ".tif", ".tiff")
+
+
+def add_prompt_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("prompt depth (models that take one, e.g. prompt-depth-anything-vits)")
+    g.add_argument("--prompt-depth", metavar="PATH",
+                   help="a low-resolution metric depth map to guide the model (a phone's LiDAR): 16-bit PNG, .npy or "
+                        ".pfm; for several images, a folder with one map per image (same relative path and stem)")
+    g.add_argument("--prompt-scale", type=float, metavar="S",
+                   help="metres per stored unit of the prompt (0.001 for millimetre PNGs; required for integer "
+                        "images; default 1 for .npy/.pfm in metres)")
+
+
+def add_url_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("http(s):// inputs")
+    g.add_argument("--url-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds a URL's whole download may take (default 30)")
+    g.add_argument("--url-max-mb", type=float, default=50.0, metavar="MB",
+                   help="largest download accepted from a URL, MiB (default 50)")
+
+
+def url_limits_from_args(args: argparse.Namespace):
+    from ..fetch import FetchLimits
+
+    mb, timeout = args.url_max_mb, args.url_timeout
+    if not (0 < mb <= 4096) or not (0 < timeout <= 3600):  # NaN fails both comparisons
+        raise LocalDepthError("--url-max-mb must be in (0, 4096] and --url-timeout in (0, 3600] seconds")
+    return FetchLimits(max_bytes=int(mb * 2**20), timeout_s=float(timeout))
+
+
+def prompt_source(args: argparse.Namespace, model: str, n_inputs: int):
+    """``prompt_for(item) -> (metres, label)`` from --prompt-depth/--prompt-scale, or None.
+
+    Checked against the registry before any weights load: a prompt for a model that takes none, or
+    none for a model that needs one, is a one-line usage error. A file applies to a single input;
+    a folder holds one map per input, found by the input's relative path and stem.
+    """
+    from pathlib import Path
+
+    from ..depthfile import read_prompt_depth
+    from ..errors import PromptDepthError
+    from ..estimator import check_prompt
+
+    spec = registry.get(model)
+    given = getattr(args, "prompt_depth", None)
+    check_prompt(spec, given is not None)
+    if given is None:
+        if args.prompt_scale is not None:
+            raise PromptDepthError("--prompt-scale needs --prompt-depth")
+        return None
+    root = Path(given)
+    scale = args.prompt_scale
+    if scale is not None and not (scale > 0 and scale < float("inf")):
+        raise PromptDepthError(f"--prompt-scale must be a positive number of metres per unit, got {scale}")
+    if root.is_file():
+        if n_inputs > 1:
+            raise PromptDepthError(f"--prompt-depth {given} is one map for {n_inputs} images; give a folder with one "
+                                   "map per image (same relative path and stem)")
+        metres = read_prompt_depth(root, scale)  # read once, now: a bad file is a usage error before any loading
+        return lambda item: (metres, str(root))
+    if not root.is_dir():
+        raise PromptDepthError(f"--prompt-depth {given}: no such file or folder")
+
+    def from_folder(item):
+        stem = item.rel.with_suffix("") if item.rel.suffix else item.rel
+        for suffix in PROMPT_SUFFIXES:
+            candidate = root / stem.parent / (stem.name + suffix)
+            if candidate.is_file():
+                return read_prompt_depth(candidate, scale), str(candidate)
+        raise PromptDepthError(f"{item.label}: no prompt depth {root / stem}.(png|npy|pfm) for it")
+
+    return from_folder

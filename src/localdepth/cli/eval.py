@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..backends import BACKENDS, DTYPES
+from .common import add_outdir_arg, loading_line
 
 
 def register(sub) -> None:
@@ -35,7 +36,10 @@ def register(sub) -> None:
     p.add_argument("--split", type=Path, help="NYU: indices file or splits.mat (testNdxs)")
     p.add_argument("--data-root", type=Path, help="KITTI: folder the split file's paths are relative to")
     p.add_argument("--limit", type=int, help="evaluate only the first N frames")
-    p.add_argument("--outdir", "-o", type=Path, help="write eval.json, eval.md (and error maps) here")
+    p.add_argument("--prompt-downsample", type=int, default=8, metavar="N",
+                   help="models that take a prompt depth (prompt-depth-anything-*) get the ground truth averaged over "
+                        "N x N blocks, a simulated low-resolution LiDAR (default 8)")
+    add_outdir_arg(p, type=Path, help="write eval.json, eval.md (and error maps) here")
     p.add_argument("--error-maps", action="store_true",
                    help="write image | GT | prediction | AbsRel pictures to OUTDIR/error_maps/MODEL/")
     p.add_argument("--pooled", action="store_true", help="print pixel-pooled figures instead of per-image means")
@@ -57,6 +61,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.error_maps and not args.outdir:
         raise LocalDepthError("--error-maps needs --outdir")
+    if not 1 <= args.prompt_downsample <= 256:
+        raise LocalDepthError("--prompt-downsample must be between 1 and 256")
     dataset = open_dataset(args.dataset, depth_scale=args.depth_scale, split=args.split, data_root=args.data_root,
                            limit=args.limit)
     predictors = []
@@ -66,9 +72,9 @@ def main(args: argparse.Namespace) -> int:
             predictors.append(oracle())
             continue
         est = load(name, weights=weights or None, backend=args.backend, device=args.device, dtype=args.dtype,
-                   input_size=args.input_size)
+                   input_size=args.input_size, on_loading=loading_line(args))
         label = name if sum(s.partition("=")[0] == name for s in args.model) == 1 else spec
-        predictors.append(estimator_predictor(est, label))
+        predictors.append(estimator_predictor(est, label, prompt_downsample=args.prompt_downsample))
     settings = EvalSettings(alignment=args.align, robust=None if args.robust == "none" else args.robust,
                             min_depth=args.min_depth, max_depth=args.max_depth, crop=args.crop,
                             error_maps=args.outdir / "error_maps" if args.error_maps else None)
@@ -81,6 +87,13 @@ def main(args: argparse.Namespace) -> int:
         atomic_write_bytes(args.outdir / "eval.md", table.encode())
         print(f"wrote {args.outdir / 'eval.json'} and {args.outdir / 'eval.md'}", file=sys.stderr)
     sys.stdout.write(table)
+    for f in report["skipped"]:
+        print(f"localdepth: warning: {f['name']}: skipped, {f['reason']}", file=sys.stderr)
     for f in report["failed"]:
         print(f"localdepth: error: {f['name']}: {f['error']}", file=sys.stderr)
+    if not any(res["images"] for res in report["models"].values()):
+        print(f"localdepth: error: no frame has valid ground truth ({len(report['skipped'])} skipped, "
+              f"{len(report['failed'])} unreadable); check --depth-scale, --min-depth, --max-depth and --crop",
+              file=sys.stderr)
+        return 1
     return 1 if report["failed"] else 0

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LocalDepthError
+from ..limits import MAX_IMAGE_PIXELS
+from ..safety import one_line, quoted, under_root
 
 
 def add_camera_args(p: argparse.ArgumentParser) -> None:
@@ -90,19 +92,24 @@ def align_from_args(args: argparse.Namespace, source: np.ndarray, kind: str):
 
 def export_geometry(args: argparse.Namespace, depth: np.ndarray, kind: str, image: np.ndarray | None,
                     image_path=None, *, aligned: bool = False, pointcloud: Path | None = None,
-                    mesh: Path | None = None, predicted=None) -> dict:
+                    mesh: Path | None = None, predicted=None, camera=None, camera_from_world=None,
+                    metric: bool | None = None) -> dict:
     """Write ``pointcloud``/``mesh`` for one map; returns the sidecar entries (intrinsics included).
 
     ``predicted``: the camera the model predicted, used when the user gave none and EXIF has none.
+    ``camera``: a camera to use as given (e.g. a scene's ``cameras.json``), with its pose
+    ``camera_from_world``: the geometry is then in that world frame.
+    ``metric``: the map is in metres (default: ``kind == "depth"``).
     """
     from ..pointcloud import export
 
     h, w = depth.shape
-    cam = camera_from_args(args, w, h, image_path, predicted)
+    cam = camera or camera_from_args(args, w, h, image_path, predicted)
     report = export(depth, kind, cam.K, image, pointcloud=pointcloud, mesh=mesh, relative=args.relative,
                     aligned=aligned, voxel_size=getattr(args, "voxel_size", None),
                     estimate_normals=getattr(args, "normals", False), max_depth=getattr(args, "max_depth", None),
-                    edge_threshold=getattr(args, "edge_threshold", 0.05))
+                    edge_threshold=getattr(args, "edge_threshold", 0.05), metric=metric,
+                    camera_from_world=camera_from_world)
     return {"intrinsics": cam.as_dict(), "intrinsics_source": cam.origin, "geometry": report}
 
 
@@ -132,48 +139,59 @@ def geometry_paths(args: argparse.Namespace, item, outdir: Path, several: bool) 
         if not several:
             return option
         stem = item.rel.stem if item.rel.suffix else item.rel.name
-        return Path(outdir) / item.rel.parent / f"{stem}_{tag}{option.suffix or '.ply'}"
+        return under_root(outdir, item.rel.parent / f"{stem}_{tag}{option.suffix or '.ply'}")
 
     return one(args.pointcloud, "points"), one(args.mesh, "mesh")
 
 
-def run_with_geometry(args: argparse.Namespace, items, estimator, options) -> int:
+def run_with_geometry(args: argparse.Namespace, items, load_estimator, options, *, url_limits=None,
+                      prompt_for=None) -> int:
     """``localdepth run --pointcloud/--mesh``: predict, write the usual outputs, then the geometry.
 
     A metric model's map is used in metres; a relative one needs ``--relative``. One bad input
-    costs its own result only.
+    costs its own result only. ``load_estimator()`` is called only when some input is usable.
     """
     import dataclasses
     import sys
 
     from ..images import load_image
+    from ..registry import get as registry_entry
     from ..runner import _short, plan
     from ..writers import write_result
 
-    model_info = estimator.describe()
     ok = failed = 0
     several = len(items) > 1
-    if estimator.kind != "depth" and not args.relative:
-        raise LocalDepthError(f"{estimator.name} predicts relative inverse depth (no scale), so its point cloud would "
-                              "be distorted; use a metric model (e.g. depth-anything-v2-metric-indoor-small), "
-                              "`localdepth align` then `localdepth pointcloud`, or pass --relative (arbitrary units)")
+    spec = registry_entry(args.model)
+    if not spec.metric and not args.relative:
+        what = ("relative depth (no scale), so its point cloud would be in arbitrary units" if spec.output == "depth"
+                else "relative inverse depth (no scale), so its point cloud would be distorted")
+        raise LocalDepthError(f"{spec.name} predicts {what}; use a metric model (e.g. da3-metric-large or "
+                              "depth-anything-v2-metric-indoor-small), `localdepth align` then `localdepth pointcloud`, "
+                              "or pass --relative (arbitrary units)")
+    estimator = load_estimator() if any(not item.error for item in items) else None
+    model_info = estimator.describe() if estimator is not None else {}
     for item in items:
         try:
             if item.error:
                 raise LocalDepthError(item.error)
             paths = plan(item, args.outdir, options)
-            image = load_image(item.path)
-            result = estimator.predict_decoded([image], sources=[str(item.path)], keep_image=True)[0]
-            cloud, mesh = geometry_paths(args, item, args.outdir, several)
-            extra = export_geometry(args, result.map, result.kind, image, item.path, pointcloud=cloud, mesh=mesh,
-                                    predicted=result.intrinsics)
+            cloud, mesh = geometry_paths(args, item, args.outdir, several)  # refused before any work
+            image = load_image(item.source, max_pixels=getattr(args, "max_pixels", MAX_IMAGE_PIXELS),
+                               url_limits=url_limits)
+            prompt, prompt_label = prompt_for(item) if prompt_for else (None, None)
+            result = estimator.predict_decoded([image], sources=[item.label], keep_image=True,
+                                               prompt_depths=None if prompt is None else [prompt])[0]
+            if prompt_label:
+                result.notes["prompt_depth"]["file"] = prompt_label
+            extra = export_geometry(args, result.map, result.kind, image, None if item.url else item.path,
+                                    pointcloud=cloud, mesh=mesh, predicted=result.intrinsics, metric=result.metric)
             opts = dataclasses.replace(options, extra_sidecar={**options.extra_sidecar, **extra})
             write_result(result, paths, opts, model_info)
             ok += 1
             units = "metres" if extra["geometry"]["units"] == "m" else "arbitrary units"
-            print(f"{item.path}: " + ", ".join(str(p) for p in (cloud, mesh) if p) + f" ({units})", file=sys.stderr)
+            print(f"{quoted(item.label)}: " + ", ".join(str(p) for p in (cloud, mesh) if p) + f" ({units})", file=sys.stderr)
         except Exception as e:  # one bad input must not stop the others
             failed += 1
-            print(f"localdepth: error: {_short(e)}", file=sys.stderr)
+            print(f"localdepth: error: {one_line(_short(e))}", file=sys.stderr)
     print(f"done: {ok} ok, {failed} failed -> {args.outdir}", file=sys.stderr)
     return 1 if failed else 0

@@ -9,9 +9,11 @@ import sys
 import warnings
 
 from ..errors import LocalDepthError
+from ..safety import one_line
 
 #: subcommand modules in this package; each defines ``register(subparsers)``
-COMMANDS = ("run", "models", "export", "quantize", "bench", "align", "pointcloud", "eval", "video", "serve", "batch")
+COMMANDS = ("run", "models", "export", "quantize", "bench", "align", "pointcloud", "eval", "video", "serve", "batch",
+            "scene", "evalposes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,14 +33,46 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"localdepth: warning: {message}", file=sys.stderr)
 
 
+def _subcommand_parser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Distrust the command line once, before any command runs: every numeric option finite and in
+    range (:data:`localdepth.safety.NUMERIC_OPTIONS`), ``--intrinsics`` four finite numbers, and
+    an ``--outdir`` that is not an existing file."""
+    from ..safety import check_intrinsics_text, check_options, check_outdir
+
+    check_options(vars(args))
+    if getattr(args, "intrinsics", None):
+        check_intrinsics_text(args.intrinsics)
+    if getattr(args, "outdir", None) is not None:
+        check_outdir(args.outdir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would blame the top-level parser and print its usage; the subcommand's helps
+        sub = _subcommand_parser(parser, args.command)
+        if args.command == "models" and getattr(args, "action", None):  # models pull/add/info
+            sub = _subcommand_parser(sub, args.action)
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     warnings.showwarning = _show_warning
     try:
-        return int(args.func(args) or 0)
+        check_args(args)
+        with warnings.catch_warnings():  # the filter below lasts for this command only (in-process callers)
+            if getattr(args, "quiet", False):
+                from ..estimator import NonCommercialLicenceWarning
+
+                # -q: the licence is still recorded in every sidecar and in `localdepth models`
+                warnings.filterwarnings("ignore", category=NonCommercialLicenceWarning)
+            return int(args.func(args) or 0)
     except LocalDepthError as e:
-        print(f"localdepth: error: {e}", file=sys.stderr)
+        print(f"localdepth: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("localdepth: interrupted", file=sys.stderr)

@@ -13,6 +13,8 @@ def register(sub) -> None:
                        description="List the registry; `models pull NAME` downloads, `models add NAME PATH` imports.")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown (the README's model table)")
+    p.add_argument("--family", metavar="NAME",
+                   help="only this family (depth-anything-v2, depth-pro, zoedepth, prompt-depth-anything, ...)")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     pull = actions.add_parser("pull", help="download and verify a model's weights into the cache")
     pull.add_argument("name")
@@ -27,10 +29,12 @@ def register(sub) -> None:
 def _row(spec: registry.ModelSpec) -> dict:
     local = weights.cached(spec)
     return {
-        "name": spec.name, "family": spec.family, "kind": spec.output, "max_depth": spec.max_depth,
+        "name": spec.name, "family": spec.family, "kind": spec.output, "metric": spec.metric,
+        "output": _kind(spec), "max_depth": spec.max_depth,
         "params_m": spec.params_millions, "download_mb": spec.download_mb, "licence": spec.licence,
         "commercial_use": spec.commercial_use, "source": spec.source,
-        "input_size": spec.preprocessing.fixed_hw or spec.preprocessing.input_size,
+        "input_size": spec.preprocessing.fixed_hw or spec.preprocessing.target_hw or spec.preprocessing.input_size,
+        "prompt_depth": spec.prompt is not None,
         "local": local is not None, "local_path": str(local.path) if local else None,
     }
 
@@ -41,22 +45,48 @@ def _size(mb: float) -> str:
 
 def _print_table(rows: list[dict]) -> None:
     headers = ("name", "kind", "params", "size", "licence", "local")
-    table = [(r["name"], r["kind"] + (f" (≤{r['max_depth']:g} m)" if r["max_depth"] else ""),
+    table = [(r["name"], r["output"],
               f"{r['params_m']:g}M", _size(r["download_mb"]), r["licence"] + ("" if r["commercial_use"] else " *"),
               "yes" if r["local"] else "no") for r in rows]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
-    print("\n* not for commercial use.  kind: disparity = relative inverse depth, depth = metres."
+    print("\n* not for commercial use.  disparity = inverse depth; relative = unknown scale; metric = metres."
           f"\nweights cache: {weights.home() / 'models'} (LOCALDEPTH_HOME); Hub models also use the Hugging Face cache.")
+
+
+def _kind(spec: registry.ModelSpec) -> str:
+    """What the map holds, in a few words."""
+    camera = " + camera" if spec.predicts_camera else ""
+    if spec.output != "depth":
+        return "relative disparity"
+    if spec.relative_depth:
+        return "relative depth" + camera
+    if spec.prompt is not None:
+        return "metric depth, from a prompt depth map"
+    return (f"metric depth, ≤{spec.max_depth:g} m" if spec.max_depth else "metric depth (m)") + camera
+
+
+def specs(family: str | None = None) -> list[registry.ModelSpec]:
+    """The registry's entries, of one family if given (a one-line error names the families otherwise)."""
+    from ..errors import LocalDepthError
+
+    entries = list(registry.MODELS.values())
+    if family is None:
+        return entries
+    families = list(dict.fromkeys(s.family for s in entries))
+    chosen = [s for s in entries if s.family == registry.canonical(family)]
+    if not chosen:
+        raise LocalDepthError(f"unknown family '{family}'; families: {', '.join(families)}")
+    return chosen
 
 
 def markdown_table() -> str:
     """The registry as the README shows it (generated, so the README never drifts from the table)."""
     lines = ["| name | output | params | download | licence | source |", "|---|---|---|---|---|---|"]
     for spec in registry.MODELS.values():
-        kind = f"metric depth, ≤{spec.max_depth:g} m" if spec.output == "depth" else "relative disparity"
+        kind = _kind(spec)
         licence = spec.licence + ("" if spec.commercial_use else " (non-commercial)")
         lines.append(f"| `{spec.name}` | {kind} | {spec.params_millions:g}M | {_size(spec.download_mb)} | "
                      f"{licence} | `{spec.source}` |")
@@ -78,13 +108,15 @@ def main(args: argparse.Namespace) -> int:
         spec = registry.get(args.name)
         row = _row(spec)
         row.update(description=spec.description, paper=spec.paper, files=[f.filename for f in spec.files],
-                   preprocessing=spec.preprocessing.__dict__, aliases=list(spec.aliases))
+                   preprocessing=spec.preprocessing.as_dict(), postprocessing=spec.postprocessing.__dict__,
+                   position_embedding=spec.position_embedding,
+                   prompt=spec.prompt.__dict__ if spec.prompt else None, aliases=list(spec.aliases))
         print(json.dumps(row, indent=2, default=str))
         return 0
     if args.markdown:
         print(markdown_table())
         return 0
-    rows = [_row(spec) for spec in registry.MODELS.values()]
+    rows = [_row(spec) for spec in specs(args.family)]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -15,7 +15,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "pointcloud", help="depth map -> coloured point cloud (PLY/PCD) and/or mesh (PLY/OBJ/GLB)",
         description="Back-project a depth map through a pinhole camera (--intrinsics, --fov, the image's EXIF, "
-                    "or a 60 degree default) with Open3D. Relative maps need alignment (--points/--reference) "
+                    "the camera the model predicted (in the map's sidecar), or a 60 degree default) with Open3D. "
+                    "Relative maps need alignment (--points/--reference) "
                     "or --relative (arbitrary units).")
     p.add_argument("map", type=Path, metavar="MAP", help="depth map (.npy, .pfm, or .png with sidecar)")
     p.add_argument("--image", type=Path, help="RGB image for colours and EXIF (default: the sidecar's source)")
@@ -23,6 +24,12 @@ def register(sub) -> None:
     p.add_argument("--mesh", type=Path, help="mesh file: .ply, .obj or .glb")
     p.add_argument("--kind", choices=("disparity", "depth"),
                    help="what MAP holds when it has no sidecar (default: disparity)")
+    p.add_argument("--cameras", type=Path, metavar="JSON",
+                   help="a scene's cameras.json (localdepth scene): use that view's intrinsics and pose, so the "
+                        "points land in the scene's world frame")
+    p.add_argument("--view", metavar="N|NAME",
+                   help="which view of --cameras (index or image name; default: the map's own, from its sidecar "
+                        "or its name)")
     add_camera_args(p)
     add_cloud_args(p)
     add_alignment_args(p)
@@ -30,7 +37,7 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..depthfile import read_depth_map
+    from ..depthfile import is_metric, read_depth_map
     from ..errors import LocalDepthError
     from ..images import load_image
     from ..writers import atomic_write_bytes
@@ -45,8 +52,18 @@ def main(args: argparse.Namespace) -> int:
     if wants_alignment(args):
         depth, report["alignment"] = align_from_args(args, depth, kind)
         aligned = True
-    report.update(export_geometry(args, depth, kind, image, image_path, aligned=aligned,
-                                  pointcloud=args.output, mesh=args.mesh))
+    predicted = camera = pose = None
+    if meta.get("predicted_intrinsics"):  # the camera the model predicted (Depth Pro's field of view...)
+        from ..geometry import camera_from_dict
+
+        predicted = camera_from_dict(meta["predicted_intrinsics"], depth.shape[1], depth.shape[0])
+    if args.cameras:
+        if args.intrinsics or args.fov is not None:
+            raise LocalDepthError("give either --cameras or --intrinsics/--fov, not both")
+        camera, pose, report["view"] = scene_view(args.cameras, args.view, args.map, meta, depth.shape)
+    report.update(export_geometry(args, depth, kind, image, image_path, aligned=aligned, pointcloud=args.output,
+                                  mesh=args.mesh, predicted=predicted, camera=camera, camera_from_world=pose,
+                                  metric=is_metric(kind, meta)))
     report["source"] = str(args.map)
     report["image"] = str(image_path) if image_path else None
     target = args.output or args.mesh
@@ -63,3 +80,46 @@ def main(args: argparse.Namespace) -> int:
     print(f"{'; '.join(parts)} ({units}; camera fx={cam['fx']:.1f} fy={cam['fy']:.1f} cx={cam['cx']:.1f} "
           f"cy={cam['cy']:.1f} from {cam['source']})", file=sys.stderr)
     return 0
+
+
+def scene_view(cameras_json: Path, which: str | None, map_path: Path, meta: dict, shape: tuple[int, int]):
+    """``(Intrinsics at the map's size, camera_from_world, sidecar entry)`` of one view of a cameras.json.
+
+    The view is ``which`` (an index or an image name), else the one the map's sidecar names
+    (``localdepth scene`` writes it), else the one whose image has the map's stem.
+    """
+    import numpy as np
+
+    from ..errors import LocalDepthError
+    from ..geometry import from_matrix
+
+    try:
+        views = json.loads(Path(cameras_json).read_text())["views"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LocalDepthError(f"{cameras_json}: not a localdepth cameras.json ({e})") from None
+    stems = [Path(str(v.get("image", ""))).stem for v in views]
+    if which is not None:
+        index = int(which) if which.isdigit() else next(
+            (i for i, v in enumerate(views) if which in (str(v.get("image")), Path(str(v.get("image"))).name, stems[i])),
+            None)
+    elif isinstance((meta.get("scene") or {}).get("view"), int):
+        index = meta["scene"]["view"]
+    else:
+        matches = [i for i, s in enumerate(stems) if s == Path(map_path).stem]
+        index = matches[0] if len(matches) == 1 else None
+    if index is None or not 0 <= index < len(views):
+        raise LocalDepthError(f"{cameras_json}: cannot tell which view {map_path} is; pass --view N (0 to "
+                              f"{len(views) - 1}) or --view IMAGE_NAME")
+    view = views[index]
+    h, w = shape
+    try:
+        cam = from_matrix(np.asarray(view["intrinsics"]), int(view["width"]), int(view["height"]),
+                          source=f"cameras.json view {index}")
+        pose = np.asarray(view["camera_from_world"], dtype=np.float64)
+    except (KeyError, ValueError, TypeError) as e:
+        raise LocalDepthError(f"{cameras_json}: view {index} is incomplete ({e})") from None
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        raise LocalDepthError(f"{cameras_json}: view {index} has no valid 4x4 camera_from_world")
+    if (cam.width, cam.height) != (w, h):
+        cam = cam.scaled(w, h)
+    return cam, pose, {"cameras": str(cameras_json), "index": index, "image": view.get("image")}

@@ -38,11 +38,8 @@ def register(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..conversion import Settings, Target, convert, copy_to, update_report
-    from ..errors import LocalDepthError
     from ..weights import resolve
 
-    if args.count is not None and args.count < 1:
-        raise LocalDepthError("--count must be at least 1")
     spec = registry.get(args.model)
     resolved = resolve(spec, args.weights)
     settings = Settings(calibration=args.calibration, calibration_count=args.count, check_images=args.check_images,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import ipaddress
 import os
 import sys
 
-from .. import registry
+from .. import limits, registry
 from ..backends import BACKENDS, DTYPES
 from ..errors import LocalDepthError
+from ..safety import is_loopback_host
 
 TOKEN_ENV = "LOCALDEPTH_TOKEN"
 
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "serve", help="serve depth over HTTP, with a web page (binds 127.0.0.1)",
         description="Load the models once, then answer POST /v1/depth (multipart field 'image' or the raw body) "
-                    "with json, npy, png16, color or ply; GET /v1/models, /healthz, /metrics; the web page at /; "
+                    "with json, npy, png16, color or ply; POST /v1/scene (several photos, any-view models); GET /v1/models, /healthz, /metrics; the web page at /; "
                     "API docs at /docs. See docs/server.md.")
     g = p.add_argument_group("models")
     g.add_argument("--model", "-m", action="append", metavar="NAME[=WEIGHTS]",
@@ -38,26 +38,38 @@ def register(sub) -> None:
                    help=f"require 'Authorization: Bearer TOKEN' on every endpoint but /healthz (default: ${TOKEN_ENV})")
     n.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from this origin, e.g. http://localhost:3000 (repeatable; default: CORS off)")
-    lim = p.add_argument_group("limits and batching")
-    lim.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MiB (default: 20) -> 413")
-    lim.add_argument("--max-pixels", type=int, default=25_000_000, help="largest image, width*height (default: 25000000) -> 413")
-    lim.add_argument("--max-batch", type=int, default=8, help="most images per forward pass (default: 8)")
-    lim.add_argument("--max-wait-ms", type=float, default=10.0,
-                     help="how long a request waits for others to share its batch (default: 10)")
-    lim.add_argument("--queue-size", type=int, default=64, help="waiting requests per model before 503 (default: 64)")
-    lim.add_argument("--timeout", type=float, default=60.0, help="seconds a request may wait for its map before 504 (default: 60)")
+    lim = p.add_argument_group("limits and batching (defaults: localdepth.limits)")
+    lim.add_argument("--max-upload-mb", type=float, default=limits.SERVER_MAX_UPLOAD_BYTES / limits.MIB,
+                     help=f"largest upload in MiB (default: {limits.SERVER_MAX_UPLOAD_BYTES // limits.MIB}) -> 413")
+    lim.add_argument("--max-pixels", type=int, default=limits.SERVER_MAX_PIXELS,
+                     help=f"largest image, width*height (default: {limits.SERVER_MAX_PIXELS}) -> 413")
+    lim.add_argument("--max-queued-pixels", type=int, default=limits.SERVER_MAX_QUEUED_PIXELS,
+                     help=f"decoded pixels held at once by all requests (default: {limits.SERVER_MAX_QUEUED_PIXELS}) "
+                          "-> 503")
+    lim.add_argument("--max-batch", type=int, default=limits.SERVER_MAX_BATCH,
+                     help=f"most images per forward pass (default: {limits.SERVER_MAX_BATCH})")
+    lim.add_argument("--max-wait-ms", type=float, default=limits.SERVER_MAX_WAIT_MS,
+                     help=f"how long a request waits for others to share its batch (default: {limits.SERVER_MAX_WAIT_MS:g})")
+    lim.add_argument("--queue-size", type=int, default=limits.SERVER_QUEUE_SIZE,
+                     help=f"waiting requests per model before 503 (default: {limits.SERVER_QUEUE_SIZE})")
+    lim.add_argument("--timeout", type=float, default=limits.SERVER_TIMEOUT_S,
+                     help=f"seconds a request may wait for its map before 504 (default: {limits.SERVER_TIMEOUT_S:g})")
+    lim.add_argument("--max-points", type=int, default=limits.SERVER_MAX_POINTS,
+                     help=f"most points of a PLY answer; requests are capped at it (default: {limits.SERVER_MAX_POINTS})")
+    lim.add_argument("--header-timeout", type=float, default=limits.SERVER_HEADER_TIMEOUT_S,
+                     help=f"seconds a client has to send its request headers (default: {limits.SERVER_HEADER_TIMEOUT_S:g})")
+    lim.add_argument("--body-timeout", type=float, default=limits.SERVER_BODY_TIMEOUT_S,
+                     help=f"seconds a client has to send the body -> 408 (default: {limits.SERVER_BODY_TIMEOUT_S:g})")
+    lim.add_argument("--keep-alive", type=float, default=limits.SERVER_KEEP_ALIVE_S,
+                     help=f"seconds an idle connection stays open (default: {limits.SERVER_KEEP_ALIVE_S})")
+    lim.add_argument("--max-connections", type=int, default=limits.SERVER_MAX_CONNECTIONS,
+                     help=f"open connections at most, then 503 (default: {limits.SERVER_MAX_CONNECTIONS})")
+    lim.add_argument("--max-scene-views", type=int, default=limits.SERVER_MAX_SCENE_VIEWS,
+                     help="most photos in one POST /v1/scene (any-view models, e.g. da3-base; "
+                          f"default: {limits.SERVER_MAX_SCENE_VIEWS}) -> 413")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=main)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _loaders(args: argparse.Namespace) -> list:
@@ -83,6 +95,7 @@ def main(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..server import ServerSettings, create_app
+        from ..server.http import release_freed_memory, uvicorn_config
     except ImportError as e:
         print(f"localdepth: error: the server needs its extra ({e.name} is missing): pip install 'localdepth[server]'",
               file=sys.stderr)
@@ -90,17 +103,23 @@ def main(args: argparse.Namespace) -> int:
     try:
         settings = ServerSettings(
             token=args.token or None, cors_origins=tuple(args.cors_origin),
-            max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
-            max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, queue_size=args.queue_size, timeout_s=args.timeout)
+            max_upload_bytes=int(args.max_upload_mb * limits.MIB), max_pixels=args.max_pixels,
+            max_queued_pixels=args.max_queued_pixels, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+            queue_size=args.queue_size, timeout_s=args.timeout, max_points=args.max_points,
+            header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, keep_alive_s=args.keep_alive,
+            max_connections=args.max_connections, max_scene_views=args.max_scene_views)
     except ValueError as e:
         print(f"localdepth: error: {e}", file=sys.stderr)
         return 2
     app = create_app(_loaders(args), settings)
-    if not _is_loopback(args.host) and not settings.token:
+    if not is_loopback_host(args.host) and not settings.token:
         print(f"localdepth: warning: serving on {args.host} without a token: anyone who can reach this port can use it "
               f"(set --token or ${TOKEN_ENV})", file=sys.stderr)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{args.port}/" + (f"?token={settings.token}" if settings.token else "")
     print(f"localdepth: loading the models, then serving the web page at {url} (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log)
-    return 0
+    release_freed_memory()
+    server = uvicorn.Server(uvicorn_config(app, settings, host=args.host, port=args.port, log_level=args.log_level,
+                                           access_log=not args.no_access_log))
+    server.run()
+    return 0 if server.started else 1  # e.g. a model that failed to load, or a port in use (uvicorn said why)

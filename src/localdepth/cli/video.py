@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from .. import registry
 from .common import add_model_args, load_from_args
 
 EXAMPLES = """examples:
@@ -84,7 +85,7 @@ class PreviewWindow:
         self.frames = 0
         self._times: list[float] = []
 
-    def write(self, frame, depth, mapping) -> None:
+    def write(self, frame, depth, mapping, confidence=None) -> None:
         import time
 
         import cv2
@@ -119,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("av") is None:
         raise LocalDepthError("localdepth video needs PyAV: pip install 'localdepth[video]'")
     from ..video import DepthVideoWriter, FrameFilesWriter, Position, Selection, open_source, process_clip
-    from ..writers import colormap_lut
+    from ..safety import under_root
+    from ..writers import atomic_write_bytes, colormap_lut
 
     if args.preview:
         problem = preview_problem()
@@ -154,9 +156,13 @@ def main(args: argparse.Namespace) -> int:
             mode = "side" if args.side else "gray" if args.grayscale else "color"
             writers.append(DepthVideoWriter(output, source.output_fps, mode=mode, cmap=args.cmap,
                                             audio_from=None if args.no_audio else source.audio_path,
-                                            start=source.start_seconds(), end=source.end_seconds()))
+                                            start=source.start_seconds(), end=source.end_seconds(),
+                                            time_base=source.time_base))
         if args.preview:
             writers.append(PreviewWindow("gray" if args.grayscale else args.cmap))
+        from ..estimator import refuse_prompt_models
+
+        refuse_prompt_models(registry.get(args.model), "video")
         estimator = load_from_args(args)
     except BaseException:
         for w in writers:
@@ -167,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
     normalize = args.normalize or ("running" if args.webcam is not None or args.preview else "clip")
     sidecar = output.with_suffix(".json") if output is not None else None
     if sidecar is None and formats:
-        sidecar = writers[0].outdir / "clip.json"
+        sidecar = under_root(writers[0].outdir, "clip.json")
     try:
         summary = process_clip(source, estimator, writers, stabilize=args.stabilize, ema=args.ema,
                                normalize=normalize, warmup=args.warmup, progress=not args.quiet,
@@ -175,7 +181,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
     if output is not None and formats:  # the frames' folder gets the clip's sidecar too
-        (writers[0].outdir / "clip.json").write_text(json.dumps(summary.sidecar, indent=2) + "\n")
+        clip_json = (json.dumps(summary.sidecar, indent=2) + "\n").encode()
+        atomic_write_bytes(under_root(writers[0].outdir, "clip.json"), clip_json)
     print(f"localdepth: {summary.line()}", file=sys.stderr)
     for w in summary.outputs:
         where = w.get("file") or w.get("outdir")
@@ -185,5 +192,12 @@ def main(args: argparse.Namespace) -> int:
         return 130
     if summary.frames == 0:
         print("localdepth: error: no frame could be read", file=sys.stderr)
+        return 1
+    if summary.missing:
+        # the frames decoded are written and kept, but the clip is incomplete: say so, and do
+        # not exit 0, so that a script sees it (as `run` exits 1 when an input fails)
+        print(f"localdepth: error: {summary.missing} of the {summary.expected} frames the file announces are "
+              f"missing (it ends early: truncated or still being written?); the {summary.frames} frames read "
+              f"were written", file=sys.stderr)
         return 1
     return 0

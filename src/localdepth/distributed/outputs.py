@@ -18,7 +18,7 @@ from ..errors import LocalDepthError
 from ..inputs import InputItem
 from ..postprocess import DepthResult
 from ..runner import plan
-from ..writers import WriteOptions, is_complete, output_paths, write_result
+from ..writers import WriteOptions, is_complete, output_names, output_paths, write_result
 from .sources import filesystem, is_url
 
 
@@ -59,11 +59,10 @@ class OutputTarget:
 
     def paths(self, input: str, rel: str) -> dict[str, str]:
         """Output path (or URL) of each format of one input, ``json`` (the sidecar) included."""
-        if self.is_url:
-            local = output_paths(Path("/"), Path(rel), self.options.formats)
-            return {fmt: f"{self.root}/{PurePosixPath(p).relative_to('/')}" for fmt, p in local.items()}
+        if self.is_url:  # the same names, checked the same way (no absolute path, no '..')
+            return {fmt: f"{self.root}/{name}" for fmt, name in output_names(rel, self.options.formats).items()}
         if is_url(input):
-            return {fmt: str(p) for fmt, p in output_paths(Path(self.root), Path(rel), self.options.formats).items()}
+            return {fmt: str(p) for fmt, p in output_paths(Path(self.root), rel, self.options.formats).items()}
         # the same plan as `localdepth run`, which refuses to overwrite the input itself
         return {fmt: str(p) for fmt, p in plan(InputItem(Path(input), Path(rel)), Path(self.root), self.options).items()}
 

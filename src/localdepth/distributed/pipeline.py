@@ -18,6 +18,7 @@ empty value for rows that have none (skipped, failed), which ragged tensor colum
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -32,10 +33,13 @@ import numpy as np
 
 from .. import registry
 from ..errors import LocalDepthError
+from ..estimator import refuse_prompt_models
 from ..images import load_image
+from ..limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from ..postprocess import DepthResult, to_original_size
-from ..preprocess import preprocess
+from ..preprocess import network_input_note, preprocess
 from ..runner import _short
+from ..safety import is_loopback_host, one_line, quoted
 from ..weights import resolve
 from ..writers import WriteOptions
 from .outputs import OutputTarget
@@ -66,17 +70,62 @@ def require_ray():
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False):
     """Join a Ray cluster (``address``: ``auto``, ``ray://host:10001``, ``host:6379``), or start a
-    local one with ``num_cpus`` (default: all cores). Reuses a session already running here."""
+    local one with ``num_cpus`` (default: all cores). Reuses a session already running here.
+
+    A local Ray listens on 127.0.0.1 only (nothing on the network can join it or reach its
+    services) and is stopped when this process ends, even by ``kill -9``
+    (:mod:`localdepth.distributed.watchdog`).
+    """
     ray = require_ray()
     if ray.is_initialized():
         return ray
     kwargs = dict(include_dashboard=False, log_to_driver=not quiet, configure_logging=True,
                   logging_level="ERROR")
     if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        if _is_loopback_address(address):  # a local Ray bound to 127.0.0.1 (ours): join it as a local node
+            with _loopback_only():
+                ray.init(address=address, _node_ip_address="127.0.0.1", **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+        return ray
+    from . import watchdog
+
+    before = watchdog.children()
+    with _loopback_only():
+        context = ray.init(num_cpus=num_cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1", **kwargs)
+    watchdog.start(watchdog.children() - before, context.address_info.get("session_dir", ""))
     return ray
+
+
+def _is_loopback_address(address: str) -> bool:
+    """``127.0.0.1:6379``, ``localhost:6379``, ``[::1]:6379`` (a ``ray://`` client address is not joined as a node)."""
+    return "://" not in address and is_loopback_host(address.rsplit(":", 1)[0])
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """Make ``ray.init`` start a single-node Ray bound to 127.0.0.1.
+
+    Ray binds its services to every interface unless the node's address is the loopback one,
+    and on Linux it replaces 127.0.0.1 by the machine's network address unless clusters are
+    switched off, as Ray does by default on Windows and macOS (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``,
+    read by Ray at import time, hence the constant too). Restored afterwards, so that joining a
+    real cluster later in this process works as usual.
+    """
+    from ray._private import ray_constants
+
+    env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # the processes Ray starts read it too
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = flag
+        if env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = env
 
 
 def cluster_is_local(ray) -> bool:
@@ -110,6 +159,7 @@ class BatchConfig:
     gpus_per_worker: float = 0.0
     cpus_per_worker: float | None = None  # None: 1, or less when the cluster is small (see plan_resources)
     skip_existing: bool = True
+    max_pixels: int | None = MAX_IMAGE_PIXELS  # larger images are refused before decoding
 
     @property
     def options(self) -> WriteOptions:
@@ -134,7 +184,10 @@ def _ms(t0: float) -> float:
 
 def _read_bytes(url: str) -> bytes:
     with filesystem(url).open(url, "rb") as f:
-        return f.read()
+        data = f.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise LocalDepthError(f"{quoted(url)}: the file is over the limit of {MAX_IMAGE_BYTES} bytes for an image")
+    return data
 
 
 # ----------------------------------------------------------------------------- stage 1: CPU tasks
@@ -156,7 +209,7 @@ def decode_stage(rows, cfg: BatchConfig, target: OutputTarget):
                     status = "skipped"
                 else:
                     t0 = time.perf_counter()
-                    rgb = load_image(_read_bytes(src) if is_url(src) else src)
+                    rgb = load_image(_read_bytes(src) if is_url(src) else src, max_pixels=cfg.max_pixels)
                     dec_ms = _ms(t0)
                     t0 = time.perf_counter()
                     tensor = preprocess(rgb, spec.preprocessing, cfg.input_size)
@@ -239,7 +292,7 @@ class InferenceActor:
                     self._infer([i], tensors, rows, raw, infer_ms, status, errors)
                 return
             i = group[0]
-            status[i], errors[i] = "failed", f"{rows['input'].iat[i]}: inference failed ({_short(e)})"
+            status[i], errors[i] = "failed", f"{quoted(rows['input'].iat[i])}: inference failed ({_short(e)})"
             return
         for j, i in enumerate(group):
             raw[i] = _pack(np.asarray(out[j], dtype=np.float32))
@@ -272,19 +325,22 @@ def write_stage(rows, cfg: BatchConfig, target: OutputTarget):
         if status == "pending":
             try:
                 t0 = time.perf_counter()
-                depth = to_original_size(_unpack(r.raw), int(r.height), int(r.width), spec.output)
+                depth = to_original_size(_unpack(r.raw), int(r.height), int(r.width), spec.output,
+                                         spec.postprocessing, spec.preprocessing)
                 post_ms = _ms(t0)
                 result = DepthResult(
                     map=depth, kind=spec.output, model=spec.name, input_size=(int(r.input_h), int(r.input_w)),
                     timings={"decode": r.decode_ms, "preprocess": r.preprocess_ms, "inference": r.inference_ms,
                              "postprocess": post_ms},
-                    source=r.input, image=_unpack(r.image) if r.image else None, max_depth=spec.max_depth)
+                    source=r.input, image=_unpack(r.image) if r.image else None, max_depth=spec.max_depth,
+                    notes=network_input_note(int(r.height), int(r.width), spec.preprocessing, cfg.input_size),
+                    metric=spec.metric)
                 t0 = time.perf_counter()
                 target.write(result, paths, json.loads(r.model_info))
                 write_ms = _ms(t0)
                 status = "ok"
             except Exception as e:
-                status, error = "failed", f"{r.input}: cannot write outputs ({_short(e)})"
+                status, error = "failed", f"{quoted(r.input)}: cannot write outputs ({_short(e)})"
         values = {"index": r.index, "input": r.input, "rel": r.rel, "status": status, "error": error,
                   "kind": spec.output, "outputs": list(paths.values()) if status in ("ok", "skipped") else [],
                   "decode_ms": r.decode_ms, "preprocess_ms": r.preprocess_ms, "inference_ms": r.inference_ms,
@@ -366,17 +422,18 @@ def run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest:
 
     Writes a Parquet manifest (default ``<outdir>/manifest.parquet``) with one row per source.
     """
+    spec = registry.get(cfg.model)  # an unknown model fails here, not in every task
+    refuse_prompt_models(spec, "batch")  # before Ray starts
     ray = require_ray()
     if not ray.is_initialized():
         connect()
     target = OutputTarget(outdir, cfg.options)
     target.check()
-    spec = registry.get(cfg.model)  # an unknown model fails here, not in every task
     if cluster_is_local(ray):
         resolve(spec, cfg.weights)  # missing weights: one line here, not an actor that never starts
     cpus = ray.cluster_resources().get("CPU", 1.0)
     actor_cpus = plan_resources(cfg, cpus)
-    on_error = on_error or (lambda line: print(f"localdepth: error: {line}", file=sys.stderr))
+    on_error = on_error or (lambda line: print(f"localdepth: error: {one_line(line)}", file=sys.stderr))
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from ..errors import LocalDepthError
 from ..images import IMAGE_EXTENSIONS
 from ..inputs import InputItem, _disambiguate, expand_inputs, natural_key
+from ..safety import quoted
 
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
 PATH_COLUMNS = ("path", "input", "image", "uri", "url")  # first one present is used
@@ -48,14 +49,14 @@ def filesystem(url: str):
     try:
         import fsspec
     except ImportError:
-        raise LocalDepthError(f"{url}: URLs need fsspec: pip install fsspec") from None
+        raise LocalDepthError(f"{quoted(url)}: URLs need fsspec: pip install fsspec") from None
     protocol = url.split("://", 1)[0]
     try:
         return fsspec.filesystem(protocol)
     except (ImportError, ValueError) as e:
         hint = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(protocol)
         install = f"pip install {hint}" if hint else "install the fsspec implementation for it"
-        raise LocalDepthError(f"{url}: no '{protocol}' filesystem here ({_first_line(e)}); {install}") from None
+        raise LocalDepthError(f"{quoted(url)}: no '{protocol}' filesystem here ({_first_line(e)}); {install}") from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -79,7 +80,7 @@ def _url_sources(url: str) -> list[Source]:
         matches = sorted((m for m in fs.glob(stripped) if _is_image_name(m)), key=natural_key)
         fixed = re.split(r"[*?\[]", stripped, maxsplit=1)[0].rsplit("/", 1)[0]
         if not matches:
-            return [Source(url, PurePosixPath(stripped).name, f"{url}: the pattern matched no file")]
+            return [Source(url, PurePosixPath(stripped).name, f"{quoted(url)}: the pattern matched no file")]
         return [Source(_with_protocol(protocol, m), posixpath.relpath(m, fixed)) for m in matches]
     if fs.isdir(stripped):
         found = sorted((p for p in fs.find(stripped) if _is_image_name(p)
@@ -88,7 +89,7 @@ def _url_sources(url: str) -> list[Source]:
         return [Source(_with_protocol(protocol, p), posixpath.relpath(p, stripped)) for p in found]
     if fs.isfile(stripped):
         return [Source(url, PurePosixPath(stripped).name)]
-    return [Source(url, PurePosixPath(stripped).name, f"{url}: no such file or folder")]
+    return [Source(url, PurePosixPath(stripped).name, f"{quoted(url)}: no such file or folder")]
 
 
 def read_manifest(spec: str):
@@ -111,14 +112,14 @@ def read_manifest(spec: str):
             return pyarrow.csv.read_csv(data)
         return pyarrow.json.read_json(data)
     except (OSError, pa.ArrowInvalid) as e:
-        raise LocalDepthError(f"{spec}: cannot read the manifest ({_first_line(e)})") from None
+        raise LocalDepthError(f"{quoted(spec)}: cannot read the manifest ({_first_line(e)})") from None
 
 
 def _manifest_sources(spec: str) -> list[Source]:
     table = read_manifest(spec)
     column = next((c for c in PATH_COLUMNS if c in table.column_names), None)
     if column is None:
-        raise LocalDepthError(f"{spec}: the manifest needs a 'path' column (it has: {', '.join(table.column_names)})")
+        raise LocalDepthError(f"{quoted(spec)}: the manifest needs a 'path' column (it has: {', '.join(table.column_names)})")
     paths = [str(p) if p is not None else "" for p in table.column(column).to_pylist()]
     rels = table.column("rel").to_pylist() if "rel" in table.column_names else [None] * len(paths)
     base = spec.rsplit("/", 1)[0] if is_url(spec) else str(Path(spec).expanduser().parent)
@@ -129,28 +130,38 @@ def _manifest_sources(spec: str) -> list[Source]:
             resolved.append(str(Path(p).expanduser()) if p and not is_url(p) else p)
         else:
             resolved.append(f"{base}/{p}" if is_url(base) else str(Path(base) / p))
-    # absolute paths and URLs keep their path below the rows' common folder, as a folder input does
-    absolute = [r for p, r in zip(paths, resolved) if r and (is_url(p) or Path(p).expanduser().is_absolute())]
-    common = _common_folder(absolute)
+    # A relative path without '..' keeps itself; absolute paths, URLs and paths with '..' keep
+    # their path below the common folder of those rows, as a folder input does (so never '..').
+    # A 'rel' column is used as given; an absolute or '..' value is refused per row when planned.
+    def keeps_itself(raw: str) -> bool:
+        return not (is_url(raw) or Path(raw).expanduser().is_absolute()) and ".." not in Path(raw).parts
+
+    common = _common_folder([_normal(r) for p, r, rel in zip(paths, resolved, rels)
+                             if p and not rel and not keeps_itself(p)])
 
     sources = []
     for raw, path, rel in zip(paths, resolved, rels):
         if not raw:
-            sources.append(Source("", "", f"{spec}: a row has an empty '{column}'"))
+            sources.append(Source("", "", f"{quoted(spec)}: a row has an empty '{column}'"))
             continue
         if rel:
             out = str(rel)
-        elif not (is_url(raw) or Path(raw).expanduser().is_absolute()) and ".." not in Path(raw).parts:
+        elif keeps_itself(raw):
             out = raw
         else:
-            out = posixpath.relpath(_posix(path), common) if common else PurePosixPath(_posix(path)).name
-        error = None if is_url(path) or Path(path).is_file() else f"{path}: no such file"
+            out = posixpath.relpath(_normal(path), common) if common else PurePosixPath(_posix(path)).name
+        error = None if is_url(path) or Path(path).is_file() else f"{quoted(path)}: no such file"
         sources.append(Source(path, out, error))
     return sources
 
 
 def _posix(path: str) -> str:
     return path if is_url(path) else Path(path).as_posix()
+
+
+def _normal(path: str) -> str:
+    """A local path without '..' or '.' (``/a/b/../c`` -> ``/a/c``); URLs as they are."""
+    return path if is_url(path) else posixpath.normpath(Path(path).absolute().as_posix())
 
 
 def _common_folder(paths: list[str]) -> str | None:
@@ -183,7 +194,7 @@ def collect(specs: list[str]) -> list[Source]:
         if is_manifest(spec):
             flush()
             if not is_url(spec) and not Path(spec).expanduser().is_file():
-                sources.append(Source(spec, PurePosixPath(spec).name, f"{spec}: no such manifest"))
+                sources.append(Source(spec, PurePosixPath(spec).name, f"{quoted(spec)}: no such manifest"))
             else:
                 sources.extend(_manifest_sources(spec))
         elif is_url(spec):

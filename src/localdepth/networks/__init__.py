@@ -13,7 +13,9 @@ entries); ``conditioning`` carries extra inputs some models take (``prompt_depth
 * ``"confidence"``: ``(N, h', w')``, optional, larger = more confident;
 * ``"intrinsics"``: ``(N, 3, 3)``, optional, a predicted camera in pixels of the network input
   grid ``(h, w)`` (pixel centres at integer coordinates);
-* ``"camera_from_world"``: ``(N, 4, 4)``, optional, a predicted pose (OpenCV axes).
+* ``"camera_from_world"``: ``(N, 4, 4)``, optional, a predicted pose (OpenCV axes);
+* ``"field_of_view"``: ``(N,)``, optional, a predicted horizontal field of view of the image in
+  degrees (Depth Pro): independent of the input grid, which may stretch the image.
 
 The module for each registry ``format`` is named in :data:`LOADERS` and imported only when a
 model of that format is loaded; each defines ``load(spec, path, *, device, dtype) -> nn.Module``
@@ -33,10 +35,11 @@ from ..registry import ModelSpec
 #: registry ``format`` -> module that loads it
 LOADERS: dict[str, str] = {
     "transformers": "localdepth.networks.hf",
+    "da3": "localdepth.networks.da3",
 }
 
 #: the keys a network may return, beside the required ``depth``
-OPTIONAL_OUTPUTS = ("confidence", "intrinsics", "camera_from_world")
+OPTIONAL_OUTPUTS = ("confidence", "intrinsics", "camera_from_world", "field_of_view")
 
 
 def load_network(spec: ModelSpec, path: Path, *, device: str = "cpu", dtype=None):

@@ -21,11 +21,14 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__, registry
 from ..errors import ImageDecodeError, LocalDepthError
+from ..geometry import resolve_intrinsics
 from ..images import load_image
+from ..scene.build import takes_views
 from . import encode
-from .batcher import BatcherStoppedError, DynamicBatcher, QueueFullError
-from .metrics import MetricsMiddleware, ServerMetrics
-from .security import HTTPError, TokenAuthMiddleware, read_upload
+from ..safety import InvalidValueError, check_options, one_line
+from .batcher import BatcherStoppedError, DynamicBatcher, PixelBudget, QueueFullError
+from .metrics import CLIENT_CLOSED, MetricsMiddleware, ServerMetrics
+from .security import ClientClosed, HTTPError, TokenAuthMiddleware, read_upload, read_uploads
 from .settings import ServerSettings
 
 log = logging.getLogger("localdepth.server")
@@ -36,9 +39,11 @@ FILENAMES = {"json": "depth.json", "npy": "depth.npy", "png16": "depth.png", "co
 
 EXPOSED_HEADERS = ["Content-Disposition", "X-Depth-Model", "X-Depth-Kind", "X-Depth-Units", "X-Depth-Shape",
                    "X-Depth-Min", "X-Depth-Max", "X-Depth-Scale", "X-Depth-Offset", "X-Depth-Note", "X-Depth-Colormap",
-                   "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics"]
+                   "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics",
+                   "X-Intrinsics-Source", "X-Scene-Views"]
 
 Format = Literal["json", "npy", "png16", "color", "ply"]
+SceneFormat = Literal["glb", "json"]
 
 
 class ServerState:
@@ -109,20 +114,37 @@ class ServerState:
         return self.batchers[name]
 
 
-def decode_upload(data: bytes, max_pixels: int):
-    """Encoded bytes -> RGB array; HTTPError 413 over the pixel limit, 400 for anything undecodable."""
+def decode_prompt(estimator, data: bytes, scale: float | None, max_pixels: int):
+    """The multipart ``prompt_depth`` field -> the network's prompt input; HTTPError 400 in one line."""
+    from ..depthfile import read_prompt_depth
+
+    try:
+        metres = read_prompt_depth(data, scale, max_pixels=max_pixels)
+        return estimator.preprocess_prompt(metres)
+    except (LocalDepthError, ValueError) as e:
+        raise HTTPError(400, str(e).replace("--prompt-scale", "prompt_scale")) from None
+
+
+def image_pixels(data: bytes, max_pixels: int) -> int | None:
+    """Width x height from the image's header, without decoding: 413 over ``max_pixels`` or for a
+    decompression bomb; None when Pillow cannot open it (:func:`decode_upload` then says why)."""
     from PIL import Image
 
-    try:  # read the size from the header first: a decompression bomb is refused before decoding
+    try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
     except Image.DecompressionBombError:
         raise HTTPError(413, f"image refused as a possible decompression bomb (over the limit of {max_pixels} pixels)") from None
     except Exception:
-        pass  # not an image, or one Pillow cannot open: load_image says why
-    else:
-        if width * height > max_pixels:
-            raise HTTPError(413, f"{width}x{height} image is over the limit of {max_pixels} pixels")
+        return None
+    if width * height > max_pixels:
+        raise HTTPError(413, f"{width}x{height} image is over the limit of {max_pixels} pixels")
+    return width * height
+
+
+def decode_upload(data: bytes, max_pixels: int):
+    """Encoded bytes -> RGB array; HTTPError 413 over the pixel limit, 400 for anything undecodable."""
+    image_pixels(data, max_pixels)  # a decompression bomb is refused before decoding
     try:
         return load_image(data, max_pixels=max_pixels)
     except ImageDecodeError as e:
@@ -130,14 +152,25 @@ def decode_upload(data: bytes, max_pixels: int):
         raise HTTPError(413 if "over the limit" in message or "decompression bomb" in message else 400,
                         f"upload: {message}") from None
     except Exception as e:  # any other decoder failure is still a bad upload, not a server fault
-        raise HTTPError(400, f"upload: cannot decode the image ({type(e).__name__}: {e})") from None
+        raise HTTPError(400, f"upload: cannot decode the image ({type(e).__name__}: {one_line(str(e))[:200]})") from None
+
+
+def inference_failure(e: BaseException) -> str:
+    """What a client is told when the model failed on its image: one line, no backend internals
+    (ONNX Runtime's messages carry source paths and graph node names); the log has the details."""
+    if isinstance(e, LocalDepthError):
+        return f"inference failed: {one_line(str(e))}"
+    return f"inference failed on this image ({type(e).__name__}); the server log has the details"
 
 
 DEPTH_REQUEST_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
-                                           "properties": {"image": {"type": "string", "format": "binary"}}}},
+                                           "properties": {"image": {"type": "string", "format": "binary"},
+                                                          "prompt_depth": {"type": "string", "format": "binary",
+                                                                           "description": "a depth map (16-bit PNG, "
+                                                                           ".npy, .pfm) for models that take one"}}}},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         "image/*": {"schema": {"type": "string", "format": "binary"}},
     },
@@ -148,9 +181,29 @@ DEPTH_RESPONSES = {
     400: {"description": "Not an image, corrupt image, or bad parameters"},
     401: {"description": "Missing or wrong bearer token (when the server has one)"},
     404: {"description": "The requested model is not loaded"},
+    408: {"description": "The request body did not arrive within the body timeout"},
     413: {"description": "Upload over the byte limit, or image over the pixel limit"},
-    503: {"description": "Queue full or still loading: retry after Retry-After seconds"},
+    503: {"description": "Queue or decoded-pixel budget full, or still loading: retry after Retry-After seconds"},
     504: {"description": "The depth map did not come within the request timeout"},
+}
+
+
+SCENE_REQUEST_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["images"],
+        "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}},
+}
+SCENE_RESPONSES = {
+    200: {"description": "scene.glb, or JSON with the cameras and the fused points",
+          "content": {"model/gltf-binary": {}, "application/json": {}}},
+    400: {"description": "Not images, a model without cameras, or bad parameters"},
+    401: DEPTH_RESPONSES[401], 404: DEPTH_RESPONSES[404],
+    408: DEPTH_RESPONSES[408],
+    413: {"description": "Too many images, or one over the byte or pixel limit"},
+    503: {"description": "Another scene is being made, the queue or decoded-pixel budget is full, or still "
+                         "loading: retry after Retry-After seconds"},
+    504: DEPTH_RESPONSES[504],
 }
 
 
@@ -165,6 +218,9 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     metrics = ServerMetrics()
     state = ServerState(estimators, settings, metrics)
     decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
+    held = PixelBudget(settings.max_queued_pixels)
+    metrics.pixels_held.set_function(lambda: held.used)
+    scene_slot = asyncio.Lock()  # one scene at a time: its views are many images held at once
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -178,9 +234,31 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                   description="Monocular depth estimation as a local service. See docs/server.md.")
     app.state.localdepth = state
 
+    async def queued(job, what: str, retry: dict, bad_request: tuple = ()):
+        """Await a batcher job; its failures as HTTP errors (``bad_request``: errors that are the request's)."""
+        try:
+            return await job
+        except QueueFullError as e:
+            raise HTTPError(503, f"busy: {e}; retry later", retry) from None
+        except BatcherStoppedError as e:
+            raise HTTPError(503, str(e), retry) from None
+        except TimeoutError:
+            raise HTTPError(504, f"no {what} within the timeout of {settings.timeout_s:g} s") from None
+        except bad_request as e:
+            raise HTTPError(400, str(e)) from None
+        except Exception as e:  # the model failed on this job: report it, keep serving
+            raise HTTPError(500, inference_failure(e)) from None
+
     @app.exception_handler(HTTPError)
     async def _http_error(request: Request, exc: HTTPError):
         return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(ClientClosed)
+    async def _client_closed(request: Request, exc: ClientClosed):
+        metrics.client_closed.inc()
+        log.info("%s %s: the client closed the connection before its upload was read", request.method,
+                 request.url.path)
+        return Response(status_code=CLIENT_CLOSED)  # never delivered; counted as 499, not as a server error
 
     @app.exception_handler(RequestValidationError)
     async def _bad_parameters(request: Request, exc: RequestValidationError):
@@ -199,10 +277,20 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         fy: float | None = Query(None, description="ply: focal length y, pixels (default fx)"),
         cx: float | None = Query(None, description="ply: principal point x, pixels (default (W-1)/2)"),
         cy: float | None = Query(None, description="ply: principal point y, pixels (default (H-1)/2)"),
-        fov: float | None = Query(None, description=f"ply: horizontal field of view, degrees (default {encode.DEFAULT_FOV_DEG:g} when no fx)"),
-        max_points: int | None = Query(None, ge=1, description="ply: subsample to at most this many points"),
+        fov: float | None = Query(None, description="ply: horizontal field of view, degrees (default: the photo's "
+                                                     f"EXIF, the model's own camera, else {encode.DEFAULT_FOV_DEG:g})"),
+        max_points: int | None = Query(None, description="ply: subsample to at most this many points "
+                                                          "(capped at the server's max_points)"),
+        prompt_scale: float | None = Query(None, gt=0, description="metres per unit of the prompt_depth field "
+                                                                    "(0.001 for millimetre PNGs)"),
     ):
         batcher = state.pick(model)
+        try:  # the same ranges as the command line's; budgets are capped at the server's maximum
+            check_options({"fx": fx, "fy": fy, "cx": cx, "cy": cy, "fov": fov, "max_points": max_points,
+                           "prompt_scale": prompt_scale}, label=str)
+        except InvalidValueError as e:
+            raise HTTPError(400, str(e)) from None
+        points = min(max_points or settings.max_points, settings.max_points)
         if format == "color":
             from ..writers import colormap_lut
             try:
@@ -212,26 +300,43 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         retry = {"Retry-After": str(settings.retry_after_s)}
         if batcher.full:  # refuse before reading and decoding: back-pressure should be cheap
             raise HTTPError(503, f"busy: {batcher.name} has {settings.queue_size} requests waiting; retry later", retry)
-        data = await read_upload(request, settings.max_upload_bytes)
-        async with decode_slots:  # bounds the memory that decoded images take at once
+        data, prompt_data = await read_upload(request, settings.max_upload_bytes, settings.body_timeout_s)
+        estimator = batcher.estimator
+        try:
+            estimator.check_prompt(prompt_data is not None)
+        except LocalDepthError as e:
+            raise HTTPError(400, str(e).replace("--prompt-depth PATH", "a multipart field prompt_depth")
+                            .replace("[--prompt-scale METRES_PER_UNIT]", "[?prompt_scale=METRES_PER_UNIT]")
+                            .replace("drop --prompt-depth", "drop the prompt_depth field")) from None
+        # the memory budget counts decoded pixels, reserved from the header before decoding and
+        # held until the answer is built: full-size images waiting in the queue are what filled memory
+        pixels = image_pixels(data, settings.max_pixels) or 1
+        if not held.reserve(pixels):
+            raise HTTPError(503, f"busy: the server holds {held.used} decoded pixels of its budget of {held.limit}; "
+                                 "retry later", retry)
+        try:
+            return await answer(batcher, data, prompt_data, format, cmap, (fx, fy, cx, cy, fov), prompt_scale,
+                                points, retry)
+        finally:
+            held.release(pixels)
+
+    async def answer(batcher: DynamicBatcher, data: bytes, prompt_data: bytes | None, format: str, cmap: str,
+                     camera: tuple, prompt_scale: float | None, points: int, retry: dict) -> Response:
+        estimator = batcher.estimator
+        async with decode_slots:  # bounds the memory that decoding takes at once
             image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
-        del data
-        intrinsics = None
-        if format == "ply":
+            prompt = None
+            if prompt_data is not None:
+                prompt = await run_in_threadpool(decode_prompt, estimator, prompt_data, prompt_scale, settings.max_pixels)
+        exif = io.BytesIO(data) if format == "ply" else None  # the photo's own focal length, if it states one
+        del data, prompt_data
+        given_camera = any(v is not None for v in camera)
+        if format == "ply" and given_camera:  # refuse a bad camera before spending inference on it
             try:
-                intrinsics = encode.request_intrinsics(image.shape[1], image.shape[0], fx, fy, cx, cy, fov)
+                encode.request_intrinsics(image.shape[1], image.shape[0], *camera)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
-        try:
-            result = await batcher.submit(image, settings.timeout_s)
-        except QueueFullError as e:
-            raise HTTPError(503, f"busy: {e}; retry later", retry) from None
-        except BatcherStoppedError as e:
-            raise HTTPError(503, str(e), retry) from None
-        except TimeoutError:
-            raise HTTPError(504, f"no depth map within the timeout of {settings.timeout_s:g} s") from None
-        except Exception as e:  # the model failed on this batch: report it, keep serving
-            raise HTTPError(500, f"inference failed ({type(e).__name__}: {e})") from None
+        result = await queued(batcher.submit(image, settings.timeout_s, prompt), "depth map", retry)
         if format == "json":
             body, media, headers = await run_in_threadpool(encode.as_json, result)
         elif format == "npy":
@@ -241,22 +346,94 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         elif format == "color":
             body, media, headers = await run_in_threadpool(encode.as_color, result, cmap)
         else:
-            body, media, headers = await run_in_threadpool(
-                encode.as_ply, result, image, intrinsics, max_points or settings.max_points)
+            h, w = result.map.shape
+            intrinsics = (encode.request_intrinsics(w, h, *camera) if given_camera
+                          else resolve_intrinsics(w, h, image_path=exif, predicted=result.intrinsics))
+            body, media, headers = await run_in_threadpool(encode.as_ply, result, image, intrinsics, points)
         headers.setdefault("Content-Disposition", f'inline; filename="{FILENAMES[format]}"')
         return Response(body, media_type=media, headers=headers)
+
+    @app.post("/v1/scene", summary="Several photos of one place -> points and cameras (any-view models)",
+              openapi_extra={"requestBody": SCENE_REQUEST_BODY}, responses=SCENE_RESPONSES, response_class=Response)
+    async def scene_view(
+        request: Request,
+        format: SceneFormat = Query("glb", description="glb (points and camera frustums, glTF axes) or json "
+                                                       "(cameras as cameras.json, and the fused points in base64)"),
+        model: str | None = Query(None, description="which loaded model (an any-view one, e.g. da3-base)"),
+        max_points: int | None = Query(None, description="at most this many fused points (capped at the server's "
+                                                          "max_points)"),
+    ):
+        batcher = state.pick(model)
+        try:
+            check_options({"max_points": max_points}, label=str)
+        except InvalidValueError as e:
+            raise HTTPError(400, str(e)) from None
+        if not takes_views(batcher.estimator):
+            raise HTTPError(400, f"{batcher.name} predicts one image at a time; a scene needs an any-view model "
+                                 "(da3-small, da3-base, da3-large or da3-giant)")
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        if batcher.full or scene_slot.locked():
+            raise HTTPError(503, "busy: another scene is being made, or the queue is full; retry later", retry)
+        async with scene_slot:
+            uploads = await read_uploads(request, settings.max_upload_bytes, settings.max_scene_views,
+                                         settings.body_timeout_s)
+            sizes = []
+            for i, data in enumerate(uploads):
+                try:
+                    sizes.append(image_pixels(data, settings.max_pixels) or 1)
+                except HTTPError as e:
+                    raise HTTPError(e.status, f"image {i + 1}: {e.detail}") from None
+            pixels = sum(sizes)
+            if not held.reserve(pixels):
+                raise HTTPError(503, f"busy: the server holds {held.used} decoded pixels of its budget of {held.limit}; "
+                                     "retry later", retry)
+            try:
+                points = min(max_points or settings.max_points, settings.max_points)
+                return await scene_answer(batcher, uploads, format, points, retry)
+            finally:
+                held.release(pixels)
+
+    async def scene_answer(batcher: DynamicBatcher, uploads: list[bytes], format: str, points: int,
+                           retry: dict) -> Response:
+        from ..scene.build import SceneSettings, predict_scene
+
+        images = []
+        for i, data in enumerate(uploads):
+            async with decode_slots:
+                try:
+                    images.append(await run_in_threadpool(decode_upload, data, settings.max_pixels))
+                except HTTPError as e:
+                    raise HTTPError(e.status, f"image {i + 1}: {e.detail}") from None
+        uploads.clear()
+        budget = SceneSettings(max_points=points)
+        cameras, cloud, units = await queued(
+            batcher.submit_call(lambda estimator: predict_scene(estimator, images, budget), settings.timeout_s),
+            "scene", retry, bad_request=(LocalDepthError,))
+        headers = {"X-Depth-Model": batcher.name, "X-Depth-Units": units, "X-Scene-Views": str(len(cameras)),
+                   "X-Point-Count": str(len(cloud.points))}
+        if format == "glb":
+            from ..scene.glb import scene_glb
+
+            body = await run_in_threadpool(scene_glb, cloud.points, cloud.colors, cameras)
+            headers["Content-Disposition"] = 'inline; filename="scene.glb"'
+            return Response(body, media_type="model/gltf-binary", headers=headers)
+        body = await run_in_threadpool(encode.scene_json, batcher.name, units, cameras, cloud)
+        return Response(body, media_type="application/json", headers=headers)
 
     @app.get("/v1/models", summary="Loaded models and server limits")
     async def models():
         state.pick(None)  # 503 while loading
         return {
             "default": state.default,
-            "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.kind == "depth" else "relative",
-                        "max_batch": b.max_batch, "waiting": b.waiting} for b in state.batchers.values()],
+            "models": [{**b.estimator.describe(), "name": b.name, "units": "m" if b.estimator.metric else "relative",
+                        "prompt_depth": "required" if b.estimator.spec.prompt is not None else "none",
+                        "max_batch": b.max_batch, "waiting": b.waiting, "views": takes_views(b.estimator)}
+                       for b in state.batchers.values()],
             "formats": list(encode.RESPONSE_FORMATS),
-            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-                       "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
-                       "queue_size": settings.queue_size, "timeout_s": settings.timeout_s},
+            "limits": {name: getattr(settings, name) for name in (
+                "max_upload_bytes", "max_pixels", "max_queued_pixels", "max_batch", "max_wait_ms", "queue_size",
+                "timeout_s", "max_points", "header_timeout_s", "body_timeout_s", "keep_alive_s", "max_connections",
+                "max_scene_views")},
         }
 
     @app.get("/healthz", summary="Ready once every model is loaded (no token needed)")

@@ -3,7 +3,9 @@
 The event loop only enqueues and awaits; the model runs on one dedicated thread per model,
 so a slow forward pass never blocks other requests (or /healthz). The worker takes the
 first waiting request, waits up to ``max_wait_ms`` for more (up to ``max_batch``), groups
-them by network input size and runs each group as one forward pass.
+them by network input size and runs each group as one forward pass. A job that needs the
+model to itself (several views of one scene, :meth:`DynamicBatcher.submit_call`) waits in the
+same queue and runs alone, between batches.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..postprocess import DepthResult
+from ..safety import one_line
 
 log = logging.getLogger("localdepth.server")
 
@@ -33,12 +38,14 @@ class BatcherStoppedError(Exception):
 
 @dataclass
 class _Job:
-    image: np.ndarray
+    image: np.ndarray | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
+    call: Callable[[Any], Any] | None = None  # runs alone: call(estimator) instead of an image
+    prompt: np.ndarray | None = None  # the network's prompt_depth input (1, h, w), for models that take one
 
-    def settle(self, result: DepthResult | None = None, error: BaseException | None = None) -> None:
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
         def _set():
             if self.future.done():  # the request timed out or its client went away
                 return
@@ -53,6 +60,32 @@ class _Job:
 
 
 _STOP = object()
+
+
+class PixelBudget:
+    """Decoded pixels held at once by all requests, from decoding to the answer.
+
+    The queue's request count alone let 64 waiting requests hold 64 full-size images; this
+    counts what they cost. A request reserves its image's pixels (read from the header, before
+    decoding) or is refused; an empty budget always admits one image, whatever its size (the
+    settings keep ``max_queued_pixels >= max_pixels``).
+    """
+
+    def __init__(self, limit: int):
+        self.limit = int(limit)
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, pixels: int) -> bool:
+        with self._lock:
+            if self.used and self.used + pixels > self.limit:
+                return False
+            self.used += pixels
+            return True
+
+    def release(self, pixels: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - pixels)
 
 
 class DynamicBatcher:
@@ -91,12 +124,21 @@ class DynamicBatcher:
     def full(self) -> bool:
         return self._queue.full()
 
-    async def submit(self, image: np.ndarray, timeout_s: float) -> DepthResult:
-        """Queue one decoded image; raises QueueFullError, asyncio.TimeoutError or the model's error."""
+    async def submit(self, image: np.ndarray, timeout_s: float, prompt: np.ndarray | None = None) -> DepthResult:
+        """Queue one decoded image (and its preprocessed prompt depth, for models that take one);
+        raises QueueFullError, asyncio.TimeoutError or the model's error."""
+        return await self._enqueue(timeout_s, image=image, prompt=prompt)
+
+    async def submit_call(self, call: Callable[[Any], Any], timeout_s: float) -> Any:
+        """Queue ``call(estimator)`` to run alone on the model's thread (e.g. several views of one
+        scene); its result or error comes back as :meth:`submit`'s do."""
+        return await self._enqueue(timeout_s, call=call)
+
+    async def _enqueue(self, timeout_s: float, *, image: np.ndarray | None = None, call=None, prompt=None):
         if not self.running:
             raise BatcherStoppedError("the model is not running (the server is starting or stopping)")
         loop = asyncio.get_running_loop()
-        job = _Job(image, loop, loop.create_future())
+        job = _Job(image, loop, loop.create_future(), call=call, prompt=prompt)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -155,23 +197,40 @@ class DynamicBatcher:
                 return
             if not jobs:
                 continue
-            groups: dict[tuple[int, int], list[_Job]] = defaultdict(list)
+            groups: dict[tuple, list[_Job]] = defaultdict(list)
             for job in jobs:
-                groups[self.estimator.network_size(*job.image.shape[:2])].append(job)
+                if job.call is None:
+                    prompt_shape = None if job.prompt is None else job.prompt.shape
+                    groups[(self.estimator.network_size(*job.image.shape[:2]), prompt_shape)].append(job)
             for group in groups.values():
                 self._run(group)
+            for job in jobs:
+                if job.call is not None and not job.future.done():
+                    self._call(job)
+
+    def _call(self, job: _Job) -> None:
+        try:
+            result = job.call(self.estimator)
+        except Exception as e:  # a failing job never stops the worker
+            log.warning("%s: a job failed (%s: %s)", self.name, type(e).__name__, e)
+            job.settle(error=e)
+            return
+        job.settle(result)
 
     def _run(self, group: list[_Job]) -> None:
         t0 = time.perf_counter()
         try:
-            results = self.estimator.predict_decoded([j.image for j in group], batch_size=len(group))
+            prompts = None if group[0].prompt is None else [j.prompt[0] for j in group]
+            results = self.estimator.predict_decoded([j.image for j in group], batch_size=len(group),
+                                                     prompt_depths=prompts)
         except Exception as e:  # a failing batch never stops the worker
             if len(group) > 1:  # run them one by one, so one bad image fails only its own request
-                log.warning("%s: a batch of %d failed (%s); retrying one by one", self.name, len(group), e)
+                log.warning("%s: a batch of %d failed (%s); retrying one by one", self.name, len(group), one_line(str(e)))
                 for job in group:
                     self._run([job])
                 return
-            log.exception("%s: inference failed", self.name)
+            log.error("%s: inference failed on a %dx%d image: %s: %s", self.name, *group[0].image.shape[:2],
+                      type(e).__name__, one_line(str(e)))
             group[0].settle(error=e)
             return
         if self.metrics is not None:

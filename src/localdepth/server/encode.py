@@ -34,8 +34,7 @@ def describe(result: DepthResult) -> dict:
     h, w = result.map.shape
     return {
         "model": result.model, "kind": result.kind, "units": result.units,
-        "convention": ("z-depth along the optical axis, metres" if result.kind == "depth"
-                       else "relative inverse depth: larger = closer, unknown scale and shift"),
+        "convention": result.convention,
         "height": int(h), "width": int(w), "input_size": [int(v) for v in result.input_size],
         "range": {"min": lo, "max": hi},
         "timings_ms": {k: round(v, 3) for k, v in result.timings.items()},
@@ -67,10 +66,13 @@ def as_npy(result: DepthResult) -> tuple[bytes, str, dict]:
 
 
 def as_png16(result: DepthResult) -> tuple[bytes, str, dict]:
-    png, mapping = encode_png16(result.map, result.kind)
+    png, mapping = encode_png16(result.map, result.kind, result.metric)
     headers = base_headers(result)
+    note = "value = offset + scale * png"
+    if result.kind != "depth":  # relative maps span a robust range (writers.PNG16_PERCENTILES)
+        note += "; 0 and 65535 also hold values beyond the 0.1st..99.9th percentile"
     headers.update({"X-Depth-Scale": f"{mapping['scale']!r}", "X-Depth-Offset": f"{mapping['offset']!r}",
-                    "X-Depth-Note": "value = offset + scale * png"})
+                    "X-Depth-Note": note})
     ok, buf = cv2.imencode(".png", png)
     if not ok:
         raise OSError("OpenCV could not encode the 16-bit PNG")
@@ -142,19 +144,40 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
     """A coloured point cloud of the map (subsampled on a regular grid to at most ``max_points``)."""
     h, w = result.map.shape
     stride = max(1, math.ceil(math.sqrt(h * w / max_points)))
-    metric = result.kind == "depth"
-    z = result.map if metric else pseudo_depth(result.map)
+    while math.ceil(h / stride) * math.ceil(w / stride) > max_points:  # the grid's edges round up
+        stride += 1
+    metric = result.metric
+    z = result.map if result.kind == "depth" else pseudo_depth(result.map)
     points, pixels = back_project(z, k, stride)
     colors = to_uint8(image).reshape(-1, 3)[pixels]
-    units = ("metres" if metric else
+    units = ("metres" if metric else "arbitrary (relative depth: scale unknown)" if result.kind == "depth" else
              "arbitrary (relative model: pseudo-depth 1/(0.1+0.9t) from normalised disparity t; scale and shift unknown)")
     comments = [f"localdepth {__version__} model {result.model} kind {result.kind}",
                 f"units {units}",
                 "frame OpenCV camera: x right, y down, z forward",
-                f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} image {w}x{h} stride {stride}"]
+                f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} image {w}x{h} stride {stride}",
+                f"intrinsics_source {k.origin}"]
     headers = base_headers(result)
     headers.update({"X-Point-Units": "m" if metric else "arbitrary", "X-Point-Count": str(len(points)),
                     "X-Point-Stride": str(stride),
                     "X-Intrinsics": f"{k.fx:.6g},{k.fy:.6g},{k.cx:.6g},{k.cy:.6g}",
+                    "X-Intrinsics-Source": k.origin,
                     "Content-Disposition": 'attachment; filename="depth.ply"'})
     return ply_bytes(points, colors, comments), "application/octet-stream", headers
+
+
+def scene_json(model: str, units: str, cameras, cloud) -> bytes:
+    """Cameras (as ``cameras.json`` has them) and the fused points, base64 little-endian
+    (positions float32 ``(P, 3)``, colours uint8 ``(P, 3)``), world frame, OpenCV axes."""
+    import json
+
+    views = [{"width": c.width, "height": c.height, "intrinsics": np.asarray(c.K).round(9).tolist(),
+              "camera_from_world": np.asarray(c.camera_from_world).round(12).tolist()} for c in cameras]
+    body = {"model": model, "units": units, "views": views,
+            "convention": "camera_from_world: world -> camera, OpenCV axes (x right, y down, z forward); "
+                          "intrinsics in pixels of each image, pixel centres at integer coordinates",
+            "points": {"count": int(len(cloud.points)), "encoding": "base64, little-endian, row-major",
+                       "positions": base64.b64encode(np.ascontiguousarray(cloud.points, dtype="<f4").tobytes()).decode(),
+                       "colors": base64.b64encode(np.ascontiguousarray(cloud.colors, dtype=np.uint8).tobytes()).decode()},
+            "fusion": cloud.as_dict()}
+    return json.dumps(body).encode()

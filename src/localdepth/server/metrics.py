@@ -9,6 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
+#: status recorded for a request whose client went away before it was read (nginx's convention)
+CLIENT_CLOSED = 499
+
 #: routes that get their own label; anything else is counted as "other" (bounded label values)
 KNOWN_PATHS = ("/", "/v1/depth", "/v1/models", "/healthz", "/metrics", "/docs", "/openapi.json")
 
@@ -27,6 +30,10 @@ class ServerMetrics:
         self.inference_seconds = Histogram("localdepth_inference_seconds", "Time of one batch (pre/post-processing included)",
                                            ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.ready = Gauge("localdepth_ready", "1 when every model is loaded and serving", registry=self.registry)
+        self.client_closed = Counter("localdepth_client_closed", "Requests whose client went away mid-upload",
+                                     registry=self.registry)
+        self.pixels_held = Gauge("localdepth_pixels_held", "Decoded pixels held by requests (the memory budget)",
+                                 registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

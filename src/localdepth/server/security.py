@@ -71,44 +71,116 @@ class TokenAuthMiddleware:
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-async def read_upload(request, limit: int) -> bytes:
-    """The uploaded image: the multipart field ``image`` or the raw body, at most ``limit`` bytes.
+class ClientClosed(Exception):
+    """The client went away before its request was read: nothing to answer, nothing went wrong here."""
 
-    The body is read in chunks and refused (413) as soon as it passes the limit, so a huge
-    upload never sits in memory; a Content-Length over the limit is refused before reading.
-    """
-    content_type = request.headers.get("content-type", "")
-    multipart = content_type.lower().startswith("multipart/form-data")
-    cap = limit + (MULTIPART_OVERHEAD if multipart else 0)
-    too_large = HTTPError(413, f"upload is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
+
+async def _read_body(request, cap: int, too_large: HTTPError, deadline_s: float | None) -> bytes:
+    """The whole body: a declared Content-Length over ``cap`` is refused (413) before any of it is
+    read; otherwise it is read in chunks and refused as soon as it passes ``cap``, so a huge upload
+    (chunked, without Content-Length) never sits in memory either. It must arrive within
+    ``deadline_s`` seconds (408). A client that disconnects mid-upload raises :class:`ClientClosed`."""
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
+    if declared is not None and declared.strip().isdigit() and int(declared) > cap:
         raise too_large
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > cap:
-            raise too_large
-        chunks.append(chunk)
-    body = b"".join(chunks)
+
+    async def body() -> bytes:
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > cap:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(body(), deadline_s) if deadline_s else await body()
+    except ClientDisconnect:
+        raise ClientClosed() from None
+    except TimeoutError:
+        raise HTTPError(408, f"the request body did not arrive within {deadline_s:g} s",
+                        {"Connection": "close"}) from None
+
+
+def _is_multipart(request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def _parse_form(request, body: bytes, max_files: int):
+    """The multipart form of a body already read (the caller closes it)."""
+    request._body = body  # let Starlette's form parser read what we already have
+    try:
+        return await request.form(max_files=max_files, max_fields=16)
+    except Exception as e:
+        detail = str(getattr(e, "detail", None) or e)
+        raise HTTPError(413 if "Too many files" in detail else 400, f"malformed multipart body ({detail})") from None
+
+
+async def read_upload(request, limit: int, deadline_s: float | None = None) -> tuple[bytes, bytes | None]:
+    """The uploaded image (the multipart field ``image`` or the raw body) and the optional
+    multipart field ``prompt_depth`` (a depth map, for models that take one); at most ``limit``
+    bytes each, and twice ``limit`` for the whole body, which must arrive within ``deadline_s``
+    seconds (see :func:`_read_body`).
+    """
+    multipart = _is_multipart(request)
+    cap = (2 * limit + MULTIPART_OVERHEAD) if multipart else limit
+    too_large = HTTPError(413, f"upload is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
+    data = await _read_body(request, cap, too_large, deadline_s)
+    prompt = None
     if multipart:
-        request._body = body  # let Starlette's form parser read what we already have
-        try:
-            form = await request.form(max_files=1, max_fields=16)
-        except Exception as e:
-            raise HTTPError(400, f"malformed multipart body ({getattr(e, 'detail', None) or e})") from None
-        try:
-            field = form.get("image")
-            if field is None or isinstance(field, str):
-                raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
-                                     "or the image itself as the request body")
-            data = await field.read()
-        finally:
-            await form.close()
-    else:
-        data = body
-    if len(data) > limit:
+        data, prompt = await _multipart_fields(request, data)
+    if len(data) > limit or (prompt is not None and len(prompt) > limit):
         raise too_large
     if not data:
         raise HTTPError(400, "empty upload: send an image (multipart field 'image' or the raw body)")
-    return data
+    if prompt is not None and not prompt:
+        raise HTTPError(400, "empty prompt_depth field")
+    return data, prompt
+
+
+async def _multipart_fields(request, body: bytes) -> tuple[bytes, bytes | None]:
+    """The ``image`` and optional ``prompt_depth`` files of a multipart body already read."""
+    form = await _parse_form(request, body, 2)
+    try:
+        field = form.get("image")
+        if field is None or isinstance(field, str):
+            raise HTTPError(400, "no file in the multipart field 'image': send -F image=@photo.jpg "
+                                 "or the image itself as the request body")
+        data = await field.read()
+        prompt = None
+        extra = form.get("prompt_depth")
+        if extra is not None:
+            if isinstance(extra, str):
+                raise HTTPError(400, "the multipart field 'prompt_depth' must be a file: -F prompt_depth=@lidar.png")
+            prompt = await extra.read()
+        return data, prompt
+    finally:
+        await form.close()
+
+
+async def read_uploads(request, limit: int, max_files: int, deadline_s: float | None = None) -> list[bytes]:
+    """Several images: the files of the multipart field ``images``, at most ``max_files`` of them
+    and ``limit`` bytes each (the body is bounded by their sum before it is parsed)."""
+    if not _is_multipart(request):
+        raise HTTPError(400, "send the views as multipart files: -F images=@a.jpg -F images=@b.jpg")
+    too_large = HTTPError(413, f"upload is over the limit of {max_files} images of {limit / 2**20:.3g} MiB")
+    body = await _read_body(request, max_files * (limit + MULTIPART_OVERHEAD), too_large, deadline_s)
+    form = await _parse_form(request, body, max_files + 1)
+    try:
+        files = [await f.read() for f in form.getlist("images") if not isinstance(f, str)]
+    finally:
+        await form.close()
+    if not files:
+        raise HTTPError(400, "no file in the multipart field 'images': send -F images=@a.jpg -F images=@b.jpg")
+    if len(files) > max_files:
+        raise HTTPError(413, f"{len(files)} images is over the limit of {max_files} views per scene")
+    for i, data in enumerate(files):
+        if len(data) > limit:
+            raise HTTPError(413, f"image {i + 1} is over the limit of {limit} bytes ({limit / 2**20:.3g} MiB)")
+        if not data:
+            raise HTTPError(400, f"image {i + 1} is empty")
+    return files

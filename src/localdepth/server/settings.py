@@ -1,10 +1,16 @@
-"""Limits and switches of the server, with the defaults ``localdepth serve`` documents."""
+"""Limits and switches of the server. The defaults are :mod:`localdepth.limits`' (``localdepth
+serve`` documents them), and every value is checked by :func:`localdepth.safety.check_options`,
+the same ranges as the command line's."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-MB = 1024 * 1024
+from .. import limits
+from ..safety import check_options
+
+MB = limits.MIB
 
 
 @dataclass(frozen=True)
@@ -14,27 +20,39 @@ class ServerSettings:
     #: origins allowed to call the API from other web pages (CORS); empty = CORS off
     cors_origins: tuple[str, ...] = ()
     #: largest accepted upload (the encoded image), bytes
-    max_upload_bytes: int = 20 * MB
+    max_upload_bytes: int = limits.SERVER_MAX_UPLOAD_BYTES
     #: largest accepted image, width * height (checked from the header, before decoding)
-    max_pixels: int = 25_000_000
+    max_pixels: int = limits.SERVER_MAX_PIXELS
+    #: decoded pixels held at once by all requests (decoding to answer); beyond it: 503
+    max_queued_pixels: int = limits.SERVER_MAX_QUEUED_PIXELS
     #: most images in one forward pass
-    max_batch: int = 8
+    max_batch: int = limits.SERVER_MAX_BATCH
     #: how long the first request of a batch waits for others to join it, milliseconds
-    max_wait_ms: float = 10.0
+    max_wait_ms: float = limits.SERVER_MAX_WAIT_MS
     #: requests waiting for the model (per model); beyond it: 503 with Retry-After
-    queue_size: int = 64
+    queue_size: int = limits.SERVER_QUEUE_SIZE
     #: seconds a request may wait for its depth map (queue + inference); beyond it: 504
-    timeout_s: float = 60.0
+    timeout_s: float = limits.SERVER_TIMEOUT_S
     #: Retry-After seconds sent with 503
     retry_after_s: int = 1
-    #: default point budget of a PLY answer (the map is subsampled on a regular grid to fit)
-    max_points: int = 2_000_000
+    #: most points of a PLY answer (the map is subsampled on a regular grid to fit); a request's
+    #: ``max_points`` is capped at it
+    max_points: int = limits.SERVER_MAX_POINTS
+    #: seconds a client has to send its request line and headers; then the connection is closed
+    header_timeout_s: float = limits.SERVER_HEADER_TIMEOUT_S
+    #: seconds a client has to send the body once its headers are in; then 408
+    body_timeout_s: float = limits.SERVER_BODY_TIMEOUT_S
+    #: seconds an idle keep-alive connection stays open
+    keep_alive_s: float = limits.SERVER_KEEP_ALIVE_S
+    #: open connections at most (uvicorn answers 503 beyond)
+    max_connections: int = limits.SERVER_MAX_CONNECTIONS
+    #: most photos in one POST /v1/scene (any-view models); each within max_upload_bytes and max_pixels
+    max_scene_views: int = limits.SERVER_MAX_SCENE_VIEWS
 
     def __post_init__(self):
-        for name in ("max_upload_bytes", "max_pixels", "max_batch", "queue_size", "max_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.max_wait_ms < 0 or self.timeout_s <= 0:
-            raise ValueError("max_wait_ms must be >= 0 and timeout_s > 0")
+        check_options({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, label=str)
+        if self.max_queued_pixels < self.max_pixels:
+            raise ValueError(f"max_queued_pixels ({self.max_queued_pixels}) must be at least max_pixels "
+                             f"({self.max_pixels}), or the largest image could never be served")
         if self.token is not None and not self.token.strip():
             raise ValueError("the token must not be empty")

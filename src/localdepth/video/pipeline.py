@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..postprocess import describe_map
 from .readers import Frame, FrameSource
 from .stabilize import FLICKER_DEFINITION, ClipMapping, FlickerMeter, RangeTracker, Stabilizer
 
@@ -42,6 +43,8 @@ class VideoSummary:
     frames: int = 0                # frames written
     skipped: int = 0               # undecodable frames skipped
     failed: int = 0                # frames the model failed on (skipped)
+    expected: int | None = None    # frames the source said it holds (after selection), None if unknown
+    missing: int = 0               # of those, never delivered: the file ends early (truncated)
     interrupted: bool = False
     flicker: float | None = None   # percent, see FlickerMeter
     seconds: float = 0.0
@@ -59,6 +62,8 @@ class VideoSummary:
         parts = [f"{self.frames} frames written", f"{self.skipped} skipped"]
         if self.failed:
             parts.append(f"{self.failed} failed")
+        if self.missing:
+            parts.append(f"{self.missing} of {self.expected} missing")
         text = (f"{', '.join(parts)} in {self.seconds:.1f} s ({self.fps:.2f} fps); "
                 f"flicker {flicker} (stabilize {self.stabilization.get('mode', '?')})")
         return text + ("; interrupted: the files hold the frames done so far" if self.interrupted else "")
@@ -70,26 +75,29 @@ class _Spool:
     def __init__(self, keep_rgb: bool, parent: str | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="localdepth-video-", dir=parent))
         self.keep_rgb = keep_rgb
-        self.frames: list[tuple[int, float, str]] = []
+        self.frames: list[tuple[int, float, str, bool]] = []
 
-    def put(self, frame: Frame, depth: np.ndarray) -> None:
+    def put(self, frame: Frame, depth: np.ndarray, confidence: np.ndarray | None = None) -> None:
         k = len(self.frames)
         np.save(self.dir / f"{k:07d}.npy", depth)
         if self.keep_rgb:
             np.save(self.dir / f"{k:07d}_rgb.npy", frame.rgb)
-        self.frames.append((frame.index, frame.time, frame.name))
+        if confidence is not None:
+            np.save(self.dir / f"{k:07d}_conf.npy", confidence)
+        self.frames.append((frame.index, frame.time, frame.name, confidence is not None))
+
+    def _take(self, name: str) -> np.ndarray:
+        p = self.dir / name
+        data = np.load(p)
+        p.unlink()
+        return data
 
     def __iter__(self):
-        for k, (index, t, name) in enumerate(self.frames):
-            p = self.dir / f"{k:07d}.npy"
-            depth = np.load(p)
-            p.unlink()
-            rgb = None
-            if self.keep_rgb:
-                q = self.dir / f"{k:07d}_rgb.npy"
-                rgb = np.load(q)
-                q.unlink()
-            yield Frame(index, t, rgb if rgb is not None else np.zeros((*depth.shape, 3), np.uint8), name), depth
+        for k, (index, t, name, has_confidence) in enumerate(self.frames):
+            depth = self._take(f"{k:07d}.npy")
+            rgb = self._take(f"{k:07d}_rgb.npy") if self.keep_rgb else np.zeros((*depth.shape, 3), np.uint8)
+            confidence = self._take(f"{k:07d}_conf.npy") if has_confidence else None
+            yield Frame(index, t, rgb, name), depth, confidence
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -125,6 +133,7 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
     summary = VideoSummary()
     tracker = RangeTracker()
     kind = estimator.kind
+    metric = getattr(estimator, "metric", kind == "depth")
     t_start = time.perf_counter()
     keep_rgb = any(getattr(w, "mode", None) == "side" for w in writers)
 
@@ -134,16 +143,16 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
         try:
             for k, frame in enumerate(source):
                 try:
-                    raw = estimator.predict_decoded([frame.rgb])[0].map
+                    result = estimator.predict_decoded([frame.rgb])[0]
                 except (ValueError, RuntimeError) as e:  # one bad frame must not end the clip
                     summary.failed += 1
                     print(f"localdepth: warning: frame {frame.index}: {e}", file=sys.stderr)
                     continue
-                depth = stabilizer(raw)
+                depth = stabilizer(result.map)
                 tracker.update(depth, kind)
                 if on_frame is not None:
                     on_frame(k, frame, depth)
-                yield frame, depth
+                yield frame, depth, result.confidence
                 bar.update(1)  # after the consumer has stored or written it
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -157,11 +166,11 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
         if normalize == "clip":
             spool = _Spool(keep_rgb, tmpdir)
             try:
-                for frame, depth in predicted():
-                    spool.put(frame, depth)
+                for frame, depth, confidence in predicted():
+                    spool.put(frame, depth, confidence)
             except KeyboardInterrupt:  # between frames: keep what is spooled
                 summary.interrupted = True
-            mapping = tracker.mapping(kind, how="clip")
+            mapping = tracker.mapping(kind, how="clip", metric=metric)
             stream = iter(spool)
             total = len(spool)
         else:
@@ -174,7 +183,7 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
                         break
             except KeyboardInterrupt:
                 summary.interrupted = True
-            mapping = tracker.mapping(kind, margin=margin, how="running")
+            mapping = tracker.mapping(kind, margin=margin, how="running", metric=metric)
             mapping.how = f"running (warm-up {len(buffered)} frames, margin {margin:g})"
 
             def chained():
@@ -188,9 +197,9 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
         meter = FlickerMeter(mapping.vmin, mapping.vmax)
         bar = _bar(total, "write", progress and normalize == "clip")
         try:
-            for frame, depth in stream:
+            for frame, depth, confidence in stream:
                 for w in writers:
-                    w.write(frame, depth, mapping)
+                    w.write(frame, depth, mapping, confidence=confidence)
                 meter.update(depth)
                 summary.frames += 1
                 bar.update(1)
@@ -207,6 +216,8 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
         source.close()
 
     summary.skipped = source.skipped
+    summary.expected = source.expected_frames
+    summary.missing = source.missing or 0
     summary.seconds = time.perf_counter() - t_start
     summary.flicker = meter.value if meter else None
     summary.stabilization = {**stabilizer.describe(), "normalization": summary.mapping.how if summary.mapping else normalize}
@@ -224,20 +235,22 @@ def clip_sidecar(source: FrameSource, estimator, summary: VideoSummary) -> dict:
     from .. import __version__
 
     kind = estimator.kind
+    metric = getattr(estimator, "metric", kind == "depth")
     return {
         "localdepth_version": __version__,
         "source": source.describe(),
         "model": estimator.describe(),
         "kind": kind,
-        "units": "m" if kind == "depth" else "relative",
-        "convention": ("z-depth along the optical axis, metres" if kind == "depth" else
-                       "relative inverse depth (larger = closer), in the first frame's scale and shift "
-                       "when stabilised"),
+        "units": "m" if metric else "relative",
+        "convention": describe_map(kind, metric) + ("" if metric else "; in the first frame's scale and shift "
+                                                    "when stabilised"),
         "fps": float(source.output_fps),
         "fps_fraction": str(source.output_fps),
         "frames": summary.frames,
         "skipped_frames": summary.skipped,
         "failed_frames": summary.failed,
+        "expected_frames": summary.expected,
+        "missing_frames": summary.missing,
         "interrupted": summary.interrupted,
         "mapping": summary.mapping.as_dict() if summary.mapping else None,
         "stabilization": summary.stabilization,

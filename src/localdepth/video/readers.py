@@ -9,6 +9,10 @@ A frame that cannot be decoded (a corrupt packet, an unreadable image) is skippe
 counted in ``source.skipped``; it is never fatal. Frame times come from the source
 (presentation time of video frames, ``index / fps`` for sequences and webcams), so writers
 can keep the timing (and audio sync) across skipped frames.
+
+A source that knows how many frames it holds (a video file's index) reports the frames it
+promised but never delivered in ``source.missing`` once it is read to the end: a truncated
+file with its index intact otherwise just ends early, without any decode error.
 """
 
 from __future__ import annotations
@@ -140,6 +144,9 @@ class FrameSource:
         self.selection = selection or Selection()
         self.max_res = max_res
         self.skipped = 0
+        #: frames the source said it has (``expected_frames``) but never delivered; set once
+        #: it is read to the end, None before that or when the count is unknown
+        self.missing: int | None = None
         self.fps: Fraction = DEFAULT_SEQUENCE_FPS
         self.name = "clip"
         #: a file whose audio stream the depth video copies (video files only)
@@ -153,6 +160,16 @@ class FrameSource:
     @property
     def expected_frames(self) -> int | None:
         return None
+
+    @property
+    def time_base(self) -> Fraction:
+        """The unit of the source's frame times: a depth video written in it keeps every frame's
+        timestamp exactly (variable frame rate included)."""
+        return 1 / self.output_fps
+
+    def _shortfall_tolerance(self, expected: int) -> int:
+        """How many frames may be missing before it counts: 0 where the count is exact."""
+        return 0
 
     def start_seconds(self) -> float:
         return self.selection.start.seconds(self.fps) if self.selection.start else 0.0
@@ -181,6 +198,10 @@ class FrameSource:
             kept += 1
             if sel.max_frames is not None and kept >= sel.max_frames:
                 break
+        expected = self.expected_frames
+        if expected is not None:
+            short = max(0, expected - kept - self.skipped)
+            self.missing = short if short > self._shortfall_tolerance(expected) else 0
 
     def describe(self) -> dict:
         return {"type": self.kind, "name": self.name, "fps": float(self.fps), "fps_fraction": str(self.fps),
@@ -214,6 +235,7 @@ class VideoFileReader(FrameSource):
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.fps = Fraction(rate) if rate else DEFAULT_SEQUENCE_FPS
         self.frame_count = int(stream.frames) or None
+        self._count_exact = self.frame_count is not None  # from the container's index
         if self.frame_count is None and stream.duration and stream.time_base:
             self.frame_count = int(round(float(stream.duration * stream.time_base) * float(self.fps)))
         self.width, self.height = stream.codec_context.width, stream.codec_context.height
@@ -224,6 +246,14 @@ class VideoFileReader(FrameSource):
     @property
     def expected_frames(self) -> int | None:
         return self.selection.expected(self.frame_count, self.fps)
+
+    @property
+    def time_base(self) -> Fraction:
+        return Fraction(self._stream.time_base)
+
+    def _shortfall_tolerance(self, expected: int) -> int:
+        # a count estimated from the duration and the average rate can be off by a frame or two
+        return 0 if self._count_exact else max(2, expected // 50)
 
     def _raw(self):
         import av
@@ -243,6 +273,8 @@ class VideoFileReader(FrameSource):
             for frame in frames:
                 t = (float(frame.pts * stream.time_base) - self._t0) if frame.pts is not None else count / fps
                 index = int(round(t * fps))
+                if following is not None and index < following:
+                    index = following  # variable frame rate: frames closer than 1/fps keep distinct numbers
                 count += 1
                 if errors and following is not None and index > following:
                     # once the file has shown damage, missing frame slots are lost frames (the

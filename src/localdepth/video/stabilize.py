@@ -150,7 +150,7 @@ class RangeTracker:
         a, b = np.percentile(sample, ROBUST_PERCENTILES)
         self.p_lo, self.p_hi = min(self.p_lo, float(a)), max(self.p_hi, float(b))
 
-    def mapping(self, kind: str, *, margin: float = 0.0, how: str = "clip") -> ClipMapping:
+    def mapping(self, kind: str, *, margin: float = 0.0, how: str = "clip", metric: bool | None = None) -> ClipMapping:
         """The clip's mapping; ``margin`` widens the range by that fraction of its span on
         each side (running normalisation leaves room for frames after the warm-up)."""
         if self.frames == 0:
@@ -158,16 +158,17 @@ class RangeTracker:
         else:
             lo, hi, p_lo, p_hi = self.lo, self.hi, self.p_lo, self.p_hi
         pad, ppad = (hi - lo) * margin, (p_hi - p_lo) * margin
-        return ClipMapping(kind=kind, lo=lo - pad, hi=hi + pad, vmin=p_lo - ppad, vmax=p_hi + ppad, how=how)
+        return ClipMapping(kind=kind, lo=lo - pad, hi=hi + pad, vmin=p_lo - ppad, vmax=p_hi + ppad, how=how,
+                           metric=metric)
 
 
 @dataclass
 class ClipMapping:
     """One mapping from map values to files for every frame of a clip.
 
-    * 16-bit PNG: relative maps ``value = offset + scale * png`` with ``offset = lo`` and
-      ``scale = (hi - lo) / 65535`` (``lo``/``hi``: the clip's min and max); metric depth in
-      millimetres, as for single images.
+    * 16-bit PNG: relative maps (disparity, or depth of unknown scale) ``value = offset + scale * png``
+      with ``offset = lo`` and ``scale = (hi - lo) / 65535`` (``lo``/``hi``: the clip's min and max);
+      metric depth (``metric``, by default ``kind == "depth"``) in millimetres, as for single images.
     * 8-bit colour/grey video: ``vmin``..``vmax`` (the clip's robust range) spans the
       colour map; closer is the high end.
     """
@@ -179,16 +180,21 @@ class ClipMapping:
     vmax: float
     how: str = "clip"  # "clip" (two passes) | "running" (after a warm-up)
     clipped_pixels: int = field(default=0)
+    metric: bool | None = None
+
+    def __post_init__(self):
+        if self.metric is None:
+            self.metric = self.kind == "depth"
 
     @property
     def png16_scale(self) -> float:
-        if self.kind == "depth":
+        if self.metric:
             return METRIC_PNG16_SCALE
         return (self.hi - self.lo) / PNG16_MAX if self.hi > self.lo else 0.0
 
     @property
     def png16_offset(self) -> float:
-        return 0.0 if self.kind == "depth" else self.lo
+        return 0.0 if self.metric else self.lo
 
     def to_png16(self, depth: np.ndarray) -> np.ndarray:
         finite = np.isfinite(depth)
@@ -207,8 +213,8 @@ class ClipMapping:
         return {
             "how": self.how,
             "png16": {"scale": self.png16_scale, "offset": self.png16_offset,
-                      "units": "m" if self.kind == "depth" else "relative",
-                      "note": ("millimetres; 0 = no depth" if self.kind == "depth" else
+                      "units": "m" if self.metric else "relative",
+                      "note": ("millimetres; 0 = no depth" if self.metric else
                                "value = offset + scale * png, the same for every frame")},
             "color": {"vmin": self.vmin, "vmax": self.vmax,
                       "closer": "high end of the colour map (brighter in gray)"},

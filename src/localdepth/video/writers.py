@@ -12,7 +12,8 @@ image sequences):
 format  file              contents
 ======  ================  ==============================================================
 npz     ``stem.npz``      ``depth``: float32 map as written (aligned disparity in the first
-                          frame's units, or metres), ``index``, ``time`` (seconds)
+                          frame's units, or metres), ``index``, ``time`` (seconds), and
+                          ``confidence`` (float32) for models that predict one (Depth Anything 3)
 png16   ``stem.png``      uint16 with the clip's mapping: ``value = offset + scale * png``
                           (scale and offset in the clip's JSON sidecar, the same for every frame)
 exr     ``stem.exr``      float32 map in channel ``Z`` (OpenEXR, ZIP compression)
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..safety import under_root
 from ..writers import atomic_write_bytes, colormap_lut, nearness, side_by_side
 from .readers import Frame
 from .stabilize import ClipMapping
@@ -55,13 +57,16 @@ class DepthVideoWriter:
 
     ``mode``: ``color`` (colour map), ``gray`` (closer = brighter) or ``side`` (input | depth).
     Frame ``k`` is shown at the source time of the frame it came from, so a skipped frame
-    holds the previous one on screen and the audio stays in sync. ``audio_from``: a file
+    holds the previous one on screen and the audio stays in sync. ``time_base``: the unit of
+    those times (``source.time_base``; default ``1/fps``); with the source's own unit every
+    timestamp is kept exactly, so variable-frame-rate input is not re-timed to a constant
+    rate. ``fps`` stays the nominal (average) rate. ``audio_from``: a file
     whose first audio stream is remuxed (not re-encoded) for ``[start, end)`` seconds.
     """
 
     def __init__(self, path: str | os.PathLike, fps: Fraction, *, mode: str = "color", cmap: str = "Spectral_r",
                  audio_from: Path | None = None, start: float = 0.0, end: float | None = None,
-                 codec: str = "libx264", crf: int = 18):
+                 codec: str = "libx264", crf: int = 18, time_base: Fraction | None = None):
         import av
 
         if mode not in VIDEO_MODES:
@@ -70,6 +75,7 @@ class DepthVideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.mode, self.cmap = mode, ("gray" if mode == "gray" else cmap)
         self.fps = Fraction(fps).limit_denominator(100_000)
+        self.time_base = Fraction(time_base) if time_base else 1 / self.fps
         self.start, self.end = start, end
         self.frames = 0
         self.audio_copied = False
@@ -163,7 +169,9 @@ class DepthVideoWriter:
         stream = self._out.add_stream(codec, rate=self.fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
-        stream.time_base = 1 / self.fps
+        if codec == "mpeg4":  # MPEG-4 Part 2 allows time-base denominators up to 65535 only
+            self.time_base = self.time_base.limit_denominator(65535)
+        stream.time_base = stream.codec_context.time_base = self.time_base  # the encoder's too, or it re-times
         if codec == "libx264":
             stream.options = {"crf": str(self._crf), "preset": "veryfast"}
         elif codec == "libvpx-vp9":
@@ -182,7 +190,8 @@ class DepthVideoWriter:
             self._out = av.open(str(self.path), "w")
             self._open_video(width, height)
 
-    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping) -> None:
+    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping,
+              confidence: np.ndarray | None = None) -> None:
         import av
 
         picture = depth_picture(depth, mapping, self.cmap)
@@ -192,19 +201,19 @@ class DepthVideoWriter:
         if self._video is None:
             self._open_video(picture.shape[1], picture.shape[0])
             self._t0 = frame.time
-        pts = max(self._last_pts + 1, int(round((frame.time - self._t0) * float(self.fps))))
+        pts = max(self._last_pts + 1, int(round((frame.time - self._t0) / self.time_base)))
         self._last_pts = pts
         vf = av.VideoFrame.from_ndarray(picture, format="rgb24")
-        vf.pts = pts
+        vf.pts, vf.time_base = pts, self.time_base
         for packet in self._video.encode(vf):
             self._out.mux(packet)
         self.frames += 1
         # interleave: audio up to the end of this frame, so a stop anywhere leaves both in step
-        self._mux_audio_until(float((pts + 1) / self.fps))
+        self._mux_audio_until(float(pts * self.time_base + 1 / self.fps))
 
     @property
     def duration(self) -> float:
-        return float((self._last_pts + 1) / self.fps) if self._last_pts >= 0 else 0.0
+        return float(self._last_pts * self.time_base + 1 / self.fps) if self._last_pts >= 0 else 0.0
 
     def close(self, *, complete: bool = True) -> None:
         """Flush the encoder and write the trailer. ``complete=False`` (interrupted) copies the
@@ -268,15 +277,19 @@ class FrameFilesWriter:
         self.frames = 0
 
     def paths(self, name: str) -> dict[str, Path]:
-        return {fmt: self.outdir / f"{name}{FRAME_FORMATS[fmt]}" for fmt in self.formats}
+        """Each format's file for the frame ``name``, checked to stay under ``outdir``."""
+        return {fmt: under_root(self.outdir, f"{name}{FRAME_FORMATS[fmt]}") for fmt in self.formats}
 
-    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping) -> None:
+    def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping,
+              confidence: np.ndarray | None = None) -> None:
         import cv2
 
         for fmt, path in self.paths(frame.name).items():
             if fmt == "npz":
                 buf = io.BytesIO()
-                np.savez_compressed(buf, depth=depth.astype(np.float32, copy=False), index=frame.index, time=frame.time)
+                extra = {} if confidence is None else {"confidence": confidence.astype(np.float32, copy=False)}
+                np.savez_compressed(buf, depth=depth.astype(np.float32, copy=False), index=frame.index, time=frame.time,
+                                    **extra)
                 data = buf.getvalue()
             elif fmt == "png16":
                 ok, enc = cv2.imencode(".png", mapping.to_png16(depth))

@@ -1,0 +1,276 @@
+"""Distrust every input in one place.
+
+* **Output containment**: an output path is its root joined with a relative path that has no
+  ``..`` and is not absolute, and it must still lie under the root once symbolic links are
+  followed. Everything that writes under an output root (``run``, ``batch``, ``video`` frames,
+  ``run --pointcloud`` for several inputs) gets its paths from :func:`under_root`; a path that
+  would escape raises :class:`UnsafePathError`, which costs that input only.
+* **Names in messages**: :func:`quoted` shows a file name on one line (a newline in a name must
+  not cut an error message in two); :func:`one_line` is the last guard where messages are printed.
+* **Numeric options**: :data:`NUMERIC_OPTIONS` gives the range of every numeric command-line
+  option and server parameter, by name; :func:`check_options` checks them all, for the command
+  line (once, before any command runs) and for the server's settings and query parameters.
+
+The check of a path against symbolic links happens when the path is planned, just before the
+write: it protects against links already in the output tree, not against someone who swaps a
+folder for a link while localdepth runs (that needs write access to the output tree anyway).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from .errors import LocalDepthError
+
+
+class UnsafePathError(LocalDepthError):
+    """An output path would leave its output root."""
+
+
+class InvalidValueError(LocalDepthError, ValueError):
+    """A numeric option is not finite or out of its range."""
+
+
+# ----------------------------------------------------------------------------- names in messages
+
+_PLAIN_NAME = re.compile(r"^[^\s'\"]([^'\"]*[^\s'\"])?$")
+
+
+def _escape(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def quoted(name: str | os.PathLike) -> str:
+    """A file name for a message: as it is when it is plain, else quoted with its control
+    characters escaped, so that it always reads as one piece on one line.
+
+    ``photo.jpg`` -> ``photo.jpg``; ``my photo.jpg`` -> ``my photo.jpg``; ``a\\nb.jpg`` -> ``'a\\nb.jpg'``.
+    """
+    text = os.fspath(name)
+    escaped = _escape(text)
+    if escaped == text and text and _PLAIN_NAME.match(text) and ": " not in text:
+        return text
+    return "'" + escaped.replace("'", "\\'") + "'"
+
+
+def one_line(text: str) -> str:
+    """A message as exactly one line: control characters escaped (the last guard before printing)."""
+    return _escape(str(text).strip())
+
+
+# ----------------------------------------------------------------------------- output containment
+
+def relative_output(rel: str | os.PathLike) -> PurePosixPath:
+    """A relative output path, checked without touching the disk: not empty, not absolute, no
+    drive, no ``..``. Raises :class:`UnsafePathError`."""
+    text = os.fspath(rel)
+    posix = PurePosixPath(text.replace("\\", "/")) if os.sep == "\\" else PurePosixPath(text)
+    reason = None
+    if not text or text in (".", "/"):
+        reason = "it is empty"
+    elif "\0" in text:
+        reason = "it holds a NUL character"
+    elif posix.is_absolute() or PureWindowsPath(text).drive or PureWindowsPath(text).root:
+        reason = "it is absolute"
+    elif ".." in posix.parts:
+        reason = "it holds '..'"
+    if reason:
+        raise UnsafePathError(f"output path {quoted(text)} refused: {reason}; outputs stay under their output folder")
+    return posix
+
+
+def contained(root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path`` itself, after checking that it lies under ``root`` once symbolic links (of the
+    folders on the way and of the file itself) are followed. Raises :class:`UnsafePathError`."""
+    root_real = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(path))
+    if real != root_real and not real.is_relative_to(root_real):
+        raise UnsafePathError(f"output {quoted(path)} refused: it resolves to {quoted(real)}, outside the output folder "
+                              f"{quoted(root)} (a symbolic link?)")
+    return Path(path)
+
+
+def check_outdir(outdir: str | os.PathLike) -> None:
+    """An output folder that exists must be a folder (``--outdir photo.jpg`` is a usage error).
+    URLs (``s3://…``) are left to their filesystem."""
+    text = os.fspath(outdir)
+    if "://" in text:
+        return
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InvalidValueError(f"--outdir {quoted(text)} is a file, not a folder; choose a folder "
+                                "(it is created when missing)")
+
+
+def under_root(root: str | os.PathLike, rel: str | os.PathLike) -> Path:
+    """``root / rel``, refused (:class:`UnsafePathError`) unless it stays under ``root``."""
+    return contained(root, Path(root) / relative_output(rel))
+
+
+# ----------------------------------------------------------------------------- network addresses
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``127.0.0.1``, ``::1`` (and the rest of 127.0.0.0/8): only this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# ----------------------------------------------------------------------------- numeric options
+
+@dataclass(frozen=True)
+class Range:
+    """A closed or open interval of finite numbers (``None``: unbounded on that side)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo < value instead of lo <= value
+    hi_open: bool = False
+    integer: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+        kind = "an integer" if self.integer else "a finite number"
+        return kind + (" " + " and ".join(parts) if parts else "")
+
+    def contains(self, value) -> bool:
+        if isinstance(value, bool):
+            return False
+        try:
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        if not math.isfinite(v) or (self.integer and v != int(v)):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):
+            return False
+        return True
+
+    def check(self, label: str, value):
+        """``value`` itself when it is in range; else :class:`InvalidValueError` in one line."""
+        if not self.contains(value):
+            raise InvalidValueError(f"{label} must be {self.describe()} (got {value!r})")
+        return value
+
+
+_POSITIVE = Range(0, None, lo_open=True)
+_NON_NEGATIVE = Range(0, None)
+_FINITE = Range()
+_COUNT = Range(1, None, integer=True)
+
+#: every numeric option, by its name (the argparse ``dest``; server settings and query parameters
+#: use the same names). One name means one thing across commands.
+NUMERIC_OPTIONS: dict[str, Range] = {
+    # cameras and geometry (run, pointcloud, align, the server's ply answers)
+    "fov": Range(0, 180, lo_open=True, hi_open=True),
+    "fx": _POSITIVE, "fy": _POSITIVE, "cx": _FINITE, "cy": _FINITE,
+    "voxel_size": _POSITIVE,
+    "max_depth": _POSITIVE,
+    "min_depth": _NON_NEGATIVE,
+    "edge_threshold": _POSITIVE,
+    "reference_scale": _POSITIVE,
+    "depth_scale": _POSITIVE,
+    "max_points": _COUNT,
+    "prompt_scale": _POSITIVE,
+    # work and batching
+    "batch_size": Range(1, 1024, integer=True),
+    "workers": Range(1, 1024, integer=True),
+    "num_cpus": _COUNT,
+    "gpus_per_worker": Range(0, 64),
+    "cpus_per_worker": Range(0, 1024, lo_open=True),
+    "input_size": Range(1, 8192, integer=True),
+    "threads": Range(1, 1024, integer=True),
+    "limit": _COUNT,
+    "runs": _COUNT,
+    "warmup": Range(0, None, integer=True),
+    "e2e_images": _COUNT,
+    "rounds": _COUNT,
+    "folder_images": Range(0, None, integer=True),
+    # int8 calibration (quantize)
+    "count": Range(1, 100_000, integer=True),
+    "eval_limit": _COUNT,
+    # images and video
+    "max_pixels": _COUNT,
+    "fps": Range(0, 1000, lo_open=True),
+    "stride": _COUNT,
+    "max_frames": _COUNT,
+    "max_res": Range(16, None, integer=True),
+    "ema": Range(0, 1, lo_open=True),
+    # URL inputs
+    "url_timeout": Range(0, 3600, lo_open=True),
+    "url_max_mb": Range(0, 4096, lo_open=True),
+    # the server
+    "port": Range(1, 65535, integer=True),
+    "max_upload_mb": Range(0, 4096, lo_open=True),
+    "max_upload_bytes": _COUNT,
+    "max_queued_pixels": _COUNT,
+    "max_batch": Range(1, 1024, integer=True),
+    "max_wait_ms": Range(0, 60_000),
+    "queue_size": _COUNT,
+    "timeout": _POSITIVE, "timeout_s": _POSITIVE,
+    "header_timeout": _POSITIVE, "header_timeout_s": _POSITIVE, "body_timeout": _POSITIVE, "body_timeout_s": _POSITIVE,
+    "keep_alive": _POSITIVE, "keep_alive_s": _POSITIVE,
+    "max_connections": _COUNT,
+    "retry_after_s": _NON_NEGATIVE,
+    # scenes (several views) and pose evaluation
+    "max_views": Range(1, 64, integer=True),
+    "max_scene_views": Range(1, 64, integer=True),
+    "conf_percentile": Range(0, 100, hi_open=True),
+    "delta": _COUNT,
+    "gt_start": Range(0, None, integer=True),
+    "gt_stride": _COUNT,
+}
+
+
+def option_label(name: str) -> str:
+    """``voxel_size`` -> ``--voxel-size`` (how the command line spells it)."""
+    return "--" + name.replace("_", "-")
+
+
+def check_options(values: Mapping[str, object], *, label=option_label) -> None:
+    """Check every known numeric option present (not ``None``) in ``values``; the first one out
+    of range raises :class:`InvalidValueError`. ``label`` names it in the message."""
+    for name, value in values.items():
+        spec = NUMERIC_OPTIONS.get(name)
+        if spec is not None and value is not None:
+            spec.check(label(name), value)
+
+
+def check_intrinsics_text(text: str) -> None:
+    """``--intrinsics fx,fy,cx,cy``: four finite numbers, fx and fy positive."""
+    from .geometry import parse_intrinsics
+
+    try:
+        parse_intrinsics(text, 0, 0)
+    except ValueError as e:
+        raise InvalidValueError(str(e)) from None
+

@@ -1,0 +1,122 @@
+"""http(s):// image inputs for `predict()` and `localdepth run`, from a test HTTP server bound to 127.0.0.1:
+fetched and decoded like files; oversized, slow and missing URLs refused in one line each."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from localdepth.errors import FetchError
+from localdepth.fetch import FetchLimits, fetch, url_filename
+
+from conftest import rng_image
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    photo = b""
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+    def do_GET(self):
+        try:
+            if self.path == "/photos/room%20one.png":
+                self._send(self.photo)
+            elif self.path == "/big.png":  # honest Content-Length over the limit
+                self._send(b"\0" * 300_000)
+            elif self.path == "/big-chunked":  # no Content-Length: the limit must hold while reading
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.end_headers()
+                for _ in range(40):
+                    self.wfile.write(b"\0" * 10_000)
+            elif self.path == "/slow.png":  # headers at once, then one byte every 0.2 s
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(self.photo)))
+                self.end_headers()
+                for byte in self.photo[:100]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            else:
+                self.send_error(404, "Not Found")
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+            pass
+
+    def _send(self, body: bytes):
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("web")
+    Image.fromarray(rng_image(60, 80, seed=7)).save(folder / "room.png")
+    _Handler.photo = (folder / "room.png").read_bytes()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)  # loopback only
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", folder / "room.png"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_predict_takes_a_url_like_a_file(web, tiny_estimator):
+    base, local = web
+    from_url = tiny_estimator.predict(f"{base}/photos/room%20one.png")
+    from_file = tiny_estimator.predict(local)
+    assert from_url.source == f"{base}/photos/room%20one.png"
+    np.testing.assert_array_equal(from_url.map, from_file.map)
+
+
+def test_run_fetches_urls_beside_files_and_refuses_bad_ones_in_one_line(web, tiny_da_dir, tmp_path, capsys):
+    from localdepth.cli.main import main as cli
+
+    base, local = web
+    code = cli(["run", f"{base}/photos/room%20one.png", f"{base}/big.png", f"{base}/missing.png", str(local),
+                "--model", "depth-anything-v2-small", "--weights", str(tiny_da_dir), "--device", "cpu",
+                "-f", "npy", "--outdir", str(tmp_path), "--url-max-mb", "0.1", "-q"])
+    assert code == 1  # two bad inputs, the others done
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("localdepth: error:")]
+    assert len(err) == 2
+    assert f"{base}/big.png: over the limit of 104857 bytes" in err[0]
+    assert f"{base}/missing.png: HTTP 404" in err[1]
+    meta = json.loads((tmp_path / "room_one.json").read_text())  # named after the URL's last segment, made safe
+    assert meta["source"] == f"{base}/photos/room%20one.png"
+    np.testing.assert_array_equal(np.load(tmp_path / "room_one.npy"), np.load(tmp_path / "room.npy"))
+
+
+def test_oversized_body_without_content_length_is_cut_off(web):
+    base, _ = web
+    with pytest.raises(FetchError, match="over the limit of 100000 bytes"):
+        fetch(f"{base}/big-chunked", FetchLimits(max_bytes=100_000, timeout_s=10))
+    assert len(fetch(f"{base}/big-chunked", FetchLimits(max_bytes=1_000_000, timeout_s=10))) == 400_000
+
+
+def test_a_slow_url_is_refused_at_the_deadline(web):
+    base, _ = web
+    t0 = time.monotonic()
+    with pytest.raises(FetchError, match=r"no complete answer within 1 s"):
+        fetch(f"{base}/slow.png", FetchLimits(timeout_s=1.0))
+    assert time.monotonic() - t0 < 3.0  # the whole transfer is bounded, not each read
+
+
+def test_only_http_urls_and_safe_names():
+    with pytest.raises(FetchError, match="not an http"):
+        fetch("file:///etc/passwd")
+    with pytest.raises(ValueError):
+        FetchLimits(timeout_s=float("nan"))
+    assert url_filename("https://example.org/a/b/../../x%2F..%2Fy.jpg?s=1") == "x_.._y.jpg"
+    assert url_filename("https://example.org/") == "url_image"
