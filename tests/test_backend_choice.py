@@ -10,6 +10,8 @@ from localdepth.errors import BackendError
 
 DA = registry.get("depth-anything-v2-small")
 PYDNET = registry.get("pydnet")
+DEPTH_PRO = registry.get("depth-pro")
+PROMPT_DA = registry.get("prompt-depth-anything-vits")
 ALL = frozenset({"torch", "tflite", "onnx", "openvino"})
 CPU_BF16 = Host(runtimes=ALL, cpu_bf16=True)
 CPU_OLD = Host(runtimes=ALL, cpu_bf16=False)
@@ -31,6 +33,10 @@ OPENVINO_OFF = Host(runtimes=ALL, cpu_bf16=True, auto_openvino=False)
     (DA, {"dtype": "int8"}, ONNX_ONLY, Choice("onnx", "auto", "int8", ("onnx", "int8"))),
     (DA, {}, ARM, Choice("torch", "auto", "fp32")),
     (DA, {}, OPENVINO_OFF, Choice("torch", "auto", "fp32")),
+    # auto takes OpenVINO only for families whose conversion is tested; others stay on PyTorch
+    (DEPTH_PRO, {}, CPU_BF16, Choice("torch", "auto", "fp32")),
+    (PROMPT_DA, {}, CPU_BF16, Choice("torch", "auto", "fp32")),
+    (DEPTH_PRO, {"backend": "openvino"}, CPU_BF16, Choice("openvino", "cpu", "bf16", ("openvino", "fp32"))),
     # GPUs: PyTorch, fp16 on CUDA; an explicit --device cpu on a GPU machine is a CPU choice
     (DA, {}, GPU, Choice("torch", "auto", "fp16")),
     (DA, {"device": "cuda:1", "dtype": "bf16"}, GPU, Choice("torch", "cuda:1", "bf16")),
@@ -61,6 +67,10 @@ def test_choice_table(spec, kwargs, host, expected):
     (PYDNET, {"backend": "torch"}, CPU_BF16, "PyTorch does not run"),
     (PYDNET, {"dtype": "bf16"}, CPU_BF16, "fp32 only"),
     (DA, {"backend": "tflite"}, CPU_BF16, "no TFLite weights"),
+    # a converted graph takes pixel_values only: no prompt depth
+    (PROMPT_DA, {"backend": "openvino"}, CPU_BF16, "takes a prompt depth"),
+    (PROMPT_DA, {"backend": "onnx"}, CPU_BF16, "takes a prompt depth"),
+    (PROMPT_DA, {"dtype": "int8"}, ONNX_ONLY, "--backend openvino --dtype int8"),
 ])
 def test_impossible_requests_fail_with_what_to_do(spec, kwargs, host, message):
     with pytest.raises(BackendError, match=message):

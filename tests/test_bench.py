@@ -78,3 +78,34 @@ def test_flop_count_grows_with_the_input(tiny_da_dir):
     small, large = count_flops(tiny_da_dir, 70, 70), count_flops(tiny_da_dir, 140, 140)
     assert 0 < small < large
     assert 3.5 < large / small < 6  # 4x the pixels; attention grows faster than linearly
+
+
+def test_readme_performance_table_is_generated_from_the_committed_report():
+    """The README's table is what benchmarks/readme_table.py makes of the committed bench report:
+    regenerate it with that script after a new `localdepth bench --json` run."""
+    from pathlib import Path
+
+    from localdepth.bench.report import README_END, README_START, readme_table
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme[readme.index(README_START) + len(README_START):readme.index(README_END)].strip("\n")
+    report = json.loads((root / "docs" / "bench" / "cpu-depth-anything-v2-small.json").read_text())
+    assert block == readme_table(report).strip("\n"), \
+        "regenerate it: python benchmarks/readme_table.py docs/bench/cpu-depth-anything-v2-small.json"
+
+
+def test_targets_are_judged_on_the_measured_rows():
+    from localdepth.bench.report import target_lines
+
+    def row(dtype, **values):
+        return {"backend": "openvino", "dtype": dtype, "batch": 1, "deviation_vs_fp32": {"mean_rel": 9e-3}, **values}
+
+    report = {"results": [row("bf16", e2e_vs_pipeline=2.01, model_vs_bf16_limit=1.49, folder_vs_pipeline=2.19),
+                          row("int8", e2e_vs_pipeline=2.69), row("fp32", e2e_vs_pipeline=1.1),
+                          {**row("bf16", e2e_vs_pipeline=0.5), "batch": 4}]}  # batch 4 is not what is judged
+    lines = target_lines(report)
+    verdicts = [line.rsplit(": ", 1)[1] for line in lines]
+    assert verdicts == ["met", "missed", "met", "met", "missed"], lines
+    assert "mean deviation 9.0e-03" in lines[1] and "2.69×" in lines[1]
+    assert target_lines({"results": [row("fp32", e2e_vs_pipeline=3.0)]}) == [lines[2].replace("1.10", "3.00")]

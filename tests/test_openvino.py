@@ -37,12 +37,15 @@ def in_ov_home(ov_home, monkeypatch):
 
 
 def _torch_reference(tiny_da_dir, x: np.ndarray) -> np.ndarray:
+    """PyTorch fp32, eager, as localdepth's torch backend runs the network (Transformers' model with
+    the official DINOv2 position rule, F.interpolate; the conversion exports its matrix form)."""
     import torch
-    from transformers import AutoModelForDepthEstimation
 
-    model = AutoModelForDepthEstimation.from_pretrained(str(tiny_da_dir)).eval()
+    from localdepth.networks import load_network
+
+    model = load_network(SPEC, tiny_da_dir, device="cpu")
     with torch.inference_mode():
-        return model(pixel_values=torch.from_numpy(x)).predicted_depth.numpy()
+        return model(torch.from_numpy(x))["depth"].numpy()
 
 
 def test_conversion_keeps_batch_height_and_width_dynamic(ov_home):
@@ -88,6 +91,66 @@ def test_pydnet_openvino_equals_the_float_network(pydnet_file, shared_images, ba
     lite = TFLiteBackend(pydnet_file, threads=2).infer(x)
     # measured: LiteRT mean 4e-3, max 2.7e-2 of the range on demo01 (int8 activations)
     assert deviation(lite, reference)["mean_rel"] > 10 * deviation(out, reference)["mean_rel"]
+
+
+class _CameraNet:
+    """A stand-in network of a format of its own that predicts, beside depth, a confidence, a camera
+    (depending on the input's size) and a field of view, each from the pixels (so a wrong output
+    wiring shows); built from tensor operations that export with symbolic sizes."""
+
+    @staticmethod
+    def build():
+        import torch
+
+        class CameraNet(torch.nn.Module):
+            extra_outputs = True
+
+            def forward(self, pixel_values, **conditioning):
+                _, _, h, w = pixel_values.shape
+                ones = torch.ones_like(pixel_values[:, 0, 0, 0])
+                zeros = torch.zeros_like(ones)
+                fx = 50.0 + pixel_values[:, 1].mean(dim=(1, 2))
+                cx = ones * torch.arange(w, dtype=torch.float32).mean()
+                cy = ones * torch.arange(h, dtype=torch.float32).mean()
+                K = torch.stack([torch.stack([fx, zeros, cx], -1), torch.stack([zeros, fx, cy], -1),
+                                 torch.stack([zeros, zeros, ones], -1)], -2)
+                return {"depth": 1.0 + pixel_values.mean(dim=1), "confidence": torch.sigmoid(pixel_values[:, 2]),
+                        "intrinsics": K, "field_of_view": 60.0 + pixel_values[:, 0].mean(dim=(1, 2))}
+
+        return CameraNet().eval()
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnx"])
+def test_converted_models_keep_every_output_of_the_network(runtime, monkeypatch, tmp_path):
+    """Both runtimes run the conversion of the network's every output (by name), as PyTorch does."""
+    import dataclasses
+    import sys
+    import types
+
+    if runtime == "onnx":
+        pytest.importorskip("onnxruntime")
+    from localdepth import networks
+    from localdepth.backends import choose_backend, open_backend
+
+    module = types.ModuleType("localdepth_test_camera_net")
+    module.load = lambda spec, path, *, device, dtype=None: _CameraNet.build()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(networks.LOADERS, "camera-test", module.__name__)
+    monkeypatch.setenv("LOCALDEPTH_HOME", str(tmp_path / "home"))
+    spec = dataclasses.replace(registry.get("depth-anything-v2-metric-indoor-small"), name="camera-test",
+                               format="camera-test", family="camera-test")
+    weights = ResolvedWeights(tmp_path, "argument")
+    x = np.random.default_rng(0).standard_normal((2, 3, 70, 98)).astype(np.float32)
+    outputs = {}
+    for backend in ("torch", runtime):
+        choice = choose_backend(spec, weights, backend=backend, device="cpu", dtype="fp32")
+        outputs[backend] = open_backend(spec, weights, choice, log=lambda line: None).run(x)
+    converted, reference = outputs[runtime], outputs["torch"]
+    for name in ("depth", "confidence", "intrinsics", "field_of_view"):
+        ours, theirs = getattr(converted, name), getattr(reference, name)
+        assert ours is not None and ours.shape == theirs.shape and ours.dtype == theirs.dtype, name
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=name)
+    assert converted.intrinsics[0, 0, 2] == pytest.approx(97 / 2) and converted.intrinsics[0, 1, 2] == pytest.approx(69 / 2)
 
 
 @pytest.mark.skipif(not runtimes.cpu_has_bf16(), reason="this CPU has no native bf16")

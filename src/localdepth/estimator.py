@@ -227,12 +227,22 @@ class DepthEstimator:
         self.check_prompt("prompt_depth" in conditioning)
         sources = list(sources) if sources is not None else [None] * len(images)
         t0 = time.perf_counter()
-        future = self.backend.submit(batch, **conditioning)
         input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
+        if self.backend.parallel_requests > 1:  # several requests in flight: wait for this one later
+            future = self.backend.submit(batch, **conditioning)
+
+            def network_output() -> NetworkOutput:
+                out = future.result()
+                out.depth = self._convention(out.depth)
+                return out
+        else:  # one request at a time: infer now
+            done = self.run_network(batch, **conditioning)
+
+            def network_output() -> NetworkOutput:
+                return done
 
         def results() -> list[DepthResult]:
-            out = future.result()
-            out.depth = self._convention(out.depth)
+            out = network_output()
             infer_ms = _ms(t0) / len(images)
             return [self._result(out, j, image, input_size, sources[j], infer_ms, keep_image, conditioning)
                     for j, image in enumerate(images)]

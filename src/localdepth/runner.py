@@ -345,6 +345,8 @@ class Runner:
 
     def _groups(self, batch: list[_Decoded]) -> Iterator[list[_Decoded]]:
         """Same-size runs of ``batch``, as :meth:`DepthEstimator.predict_decoded` groups them."""
+        if not batch:  # every input of this round failed or was skipped: the model may not be loaded
+            return
         limit = self.batch_size
         if self.estimator.backend.max_batch:
             limit = min(limit, self.estimator.backend.max_batch)

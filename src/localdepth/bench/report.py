@@ -64,6 +64,88 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the CPU speed targets (docs/performance.md), checked on a report's openvino rows at batch 1:
+#: (what, backend, dtype, row field, comparison, bound)
+CPU_TARGETS = (
+    ("end to end, one image at a time, vs the pipeline", "openvino", "bf16", "e2e_vs_pipeline", ">=", 2.0),
+    ("end to end, one image at a time, vs the pipeline", "openvino", "int8", "e2e_vs_pipeline", ">=", 2.7),
+    ("end to end, one image at a time, vs the pipeline", "openvino", "fp32", "e2e_vs_pipeline", ">=", 1.1),
+    ("model only, vs the bf16 limit", "openvino", "bf16", "model_vs_bf16_limit", "<=", 1.5),
+    ("folder in throughput mode, vs the pipeline", "openvino", "bf16", "folder_vs_pipeline", ">=", 2.2),
+)
+
+README_START = "<!-- bench-table:start -->"
+README_END = "<!-- bench-table:end -->"
+
+
+def target_lines(report: dict) -> list[str]:
+    """One line per CPU target: the measured value, and met or missed by how much (only the
+    targets whose row the report has)."""
+    lines = []
+    for what, backend, dtype, key, op, bound in CPU_TARGETS:
+        row = next((r for r in report["results"] if (r["backend"], r["dtype"], r["batch"]) == (backend, dtype, 1)
+                    and r.get(key) is not None), None)
+        if row is None:
+            continue
+        value = row[key]
+        met = value >= bound if op == ">=" else value <= bound
+        dev = row.get("deviation_vs_fp32") or {}
+        extra = f" (mean deviation {dev['mean_rel']:.1e} of the range)" if dtype == "int8" and dev else ""
+        lines.append(f"{backend} {dtype}, {what}: {value:.2f}×{extra}; target {op.replace('>=', '≥').replace('<=', '≤')} "
+                     f"{bound:g}×: {'met' if met else 'missed'}")
+    return lines
+
+
+def readme_table(report: dict) -> str:
+    """The README's performance block (between :data:`README_START` and :data:`README_END`):
+    where and when, the baseline and limits, one row per variant, and the targets."""
+    m = report["machine"]
+    libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "onnxruntime", "openvino") if m.get(k))
+    gpu = m["gpu"]["name"] if m.get("gpu") else "no GPU"
+    head = [f"Measured {report['date']} on {m['cpu']}, {m['physical_cores']} cores "
+            f"(CPU bf16: {'yes' if m['cpu_bf16'] else 'no'}; {gpu}), load average {_load(m.get('load_average'))} "
+            f"before and {_load(m.get('load_average_after'))} after ({libs}), with", "",
+            "```", report["command"], "```", ""]
+    facts = []
+    for name, info in report["models"].items():
+        for size, flops in info["flops"].items():
+            rows = [r for r in report["results"] if r["model"] == name and str(r["size"]) == size]
+            limits = ", ".join(f"{d} limit {rows[0][f'{d}_limit_ms_per_image']:.0f} ms"
+                               for d in ("fp32", "bf16") if rows and rows[0].get(f"{d}_limit_ms_per_image"))
+            pipe = info["pipeline"].get(size)
+            facts.append(f"{name}, {info['weights']}: {flops / 1e9:.1f} GFLOPs per image at {size}×{size}"
+                         + (f" ({limits})" if limits else "")
+                         + (f"; Transformers pipeline fp32: {pipe['e2e_images_per_s']:.2f} images/s" if pipe else "")
+                         + ".")
+    results = report["results"]
+    several = {k: len({r[k] for r in results}) > 1 for k in ("model", "size", "batch")}
+    keys = [k for k in ("model", "size", "batch") if several[k]]
+    lines = [*head, *facts, "",
+             "| " + " | ".join([*keys, "backend", "dtype", "model ms/img", "× bf16 limit", "end-to-end img/s",
+                                "× pipeline", "folder img/s (requests)", "× pipeline",
+                                "deviation vs fp32 (mean, of range)"]) + " |",
+             "|" + "---|" * (len(keys) + 9)]
+    for r in results:
+        dev = r.get("deviation_vs_fp32")
+        folder = "–" if r.get("folder_images_per_s") is None else \
+            f"{r['folder_images_per_s']:.2f} ({r.get('folder_requests', 1)})"
+        cells = [str(r[k]) for k in keys] + [
+            r["backend"] + _opts(r), r["dtype"], f"{r['model_ms_per_image']:.0f}", _f(r.get("model_vs_bf16_limit")),
+            f"{r['e2e_images_per_s']:.2f}", _f(r.get("e2e_vs_pipeline")), folder, _f(r.get("folder_vs_pipeline")),
+            "–" if not dev else ("0" if dev["mean_rel"] == 0 else f"{dev['mean_rel']:.1e}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    targets = target_lines(report)
+    if targets:
+        lines += ["", "Against the CPU targets (same run):", ""] + [f"- {t}" for t in targets]
+    return "\n".join(lines) + "\n"
+
+
+def replace_readme_block(text: str, block: str) -> str:
+    """``text`` (the README) with its performance block replaced by ``block``."""
+    start, end = text.index(README_START), text.index(README_END)
+    return text[:start + len(README_START)] + "\n" + block + text[end:]
+
+
 def _opts(row: dict) -> str:
     opts = [k.replace("_", "-") for k, v in row.get("options", {}).items() if v]
     return f" ({', '.join(opts)})" if opts else ""
