@@ -48,7 +48,7 @@ def markdown(report: dict) -> str:
         folder = "–" if r.get("folder_images_per_s") is None else \
             f"{r['folder_images_per_s']:.2f} ({r.get('folder_requests', 1)})"
         lines.append(
-            f"| {r['model']} | {r['backend']}{_opts(r)} | {r['dtype']} | {r['size']} | {r['batch']} "
+            f"| {r['model']} | {r['backend']}{_opts(r)} | {r['dtype']} | {_size(r)} | {r['batch']} "
             f"| {r['model_ms_per_image']:.1f} | {r['model_p90_ms_per_image']:.1f} "
             f"| {_f(r.get('fp32_limit_ms_per_image'), '.0f')} | {_f(r.get('model_vs_fp32_limit'))} "
             f"| {_f(r.get('bf16_limit_ms_per_image'), '.0f')} | {_f(r.get('model_vs_bf16_limit'))} "
@@ -129,7 +129,7 @@ def readme_table(report: dict) -> str:
         dev = r.get("deviation_vs_fp32")
         folder = "–" if r.get("folder_images_per_s") is None else \
             f"{r['folder_images_per_s']:.2f} ({r.get('folder_requests', 1)})"
-        cells = [str(r[k]) for k in keys] + [
+        cells = [_size(r) if k == "size" else str(r[k]) for k in keys] + [
             r["backend"] + _opts(r), r["dtype"], f"{r['model_ms_per_image']:.0f}", _f(r.get("model_vs_bf16_limit")),
             f"{r['e2e_images_per_s']:.2f}", _f(r.get("e2e_vs_pipeline")), folder, _f(r.get("folder_vs_pipeline")),
             "–" if not dev else ("0" if dev["mean_rel"] == 0 else f"{dev['mean_rel']:.1e}")]
@@ -144,6 +144,12 @@ def replace_readme_block(text: str, block: str) -> str:
     """``text`` (the README) with its performance block replaced by ``block``."""
     start, end = text.index(README_START), text.index(README_END)
     return text[:start + len(README_START)] + "\n" + block + text[end:]
+
+
+def _size(row: dict) -> str:
+    """The input side asked for, or the network input where the model fixes it (PyDNet++: 448x640)."""
+    net = row.get("network_input")
+    return f"{net[0]}×{net[1]} (fixed)" if net and list(net) != [row["size"], row["size"]] else str(row["size"])
 
 
 def _opts(row: dict) -> str:
