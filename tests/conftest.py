@@ -76,6 +76,16 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _auto_backend_on_pytorch():
+    """`--backend auto` would pick OpenVINO (bf16) on x86 CPUs where it is installed; the suite's
+    references are PyTorch's, so auto stays on PyTorch here, session fixtures and subprocesses
+    included (tests/test_openvino.py tests auto itself)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LOCALDEPTH_AUTO_OPENVINO", "0")
+        yield
+
+
 def tiny_depth_anything_config(depth_estimation_type: str = "relative", max_depth: int = 20):
     from transformers import DepthAnythingConfig, Dinov2Config
 

@@ -17,12 +17,16 @@ ABSENT = "/nonexistent/weights"  # loading these fails: a command that loads the
 # the tiny model at its smallest input, on one thread (two OpenMP threads on a busy 2-core machine
 # made each forward pass 50x slower, measured on the shared VM)
 FAST = ("--device", "cpu", "--input-size", "56")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def env() -> dict:
+    """The test's environment at call time (conftest's isolated caches and backend choice), one thread."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def cli(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "localdepth", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, **kwargs)
+                          env=env(), **kwargs)
 
 
 def on_a_terminal(*args) -> str:
@@ -31,7 +35,7 @@ def on_a_terminal(*args) -> str:
 
     master, slave = pty.openpty()
     p = subprocess.Popen([sys.executable, "-m", "localdepth", *map(str, args)], stderr=slave,
-                         stdout=subprocess.DEVNULL, env=ENV)
+                         stdout=subprocess.DEVNULL, env=env())
     os.close(slave)
     seen = b""
     while True:

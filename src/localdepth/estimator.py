@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import registry
-from .backends import Backend, create_backend
+from .backends import Backend, choose_backend, open_backend
 from .backends.base import NetworkOutput
 from .depthfile import read_prompt_depth
 from .errors import LocalDepthError, PromptDepthError
@@ -212,14 +212,41 @@ class DepthEstimator:
         ``conditioning``: the batch's extra network inputs (``prompt_depth``: a stack of
         :meth:`preprocess_prompt` outputs).
         """
+        return self.submit_prepared(images, batch, sources=sources, keep_image=keep_image, **conditioning)()
+
+    def submit_prepared(self, images: Sequence[np.ndarray], batch: np.ndarray, *,
+                        sources: Sequence[str | None] | None = None, keep_image: bool = False,
+                        **conditioning: np.ndarray) -> Callable[[], list[DepthResult]]:
+        """Start :meth:`predict_prepared`; returns a function that waits and returns its results.
+
+        Backends with several requests in flight (``backend.parallel_requests`` > 1) infer while
+        the caller submits more; others have finished when this returns. The ``inference`` timing
+        is then the time from submission to the results, waiting for earlier requests included.
+        """
         self.check_prompt("prompt_depth" in conditioning)
         sources = list(sources) if sources is not None else [None] * len(images)
         t0 = time.perf_counter()
-        out = self.run_network(batch, **conditioning)
-        infer_ms = _ms(t0) / len(images)
         input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
-        return [self._result(out, j, image, input_size, sources[j], infer_ms, keep_image, conditioning)
-                for j, image in enumerate(images)]
+        if self.backend.parallel_requests > 1:  # several requests in flight: wait for this one later
+            future = self.backend.submit(batch, **conditioning)
+
+            def network_output() -> NetworkOutput:
+                out = future.result()
+                out.depth = self._convention(out.depth)
+                return out
+        else:  # one request at a time: infer now
+            done = self.run_network(batch, **conditioning)
+
+            def network_output() -> NetworkOutput:
+                return done
+
+        def results() -> list[DepthResult]:
+            out = network_output()
+            infer_ms = _ms(t0) / len(images)
+            return [self._result(out, j, image, input_size, sources[j], infer_ms, keep_image, conditioning)
+                    for j, image in enumerate(images)]
+
+        return results
 
     def _result(self, out: NetworkOutput, j: int, image: np.ndarray, input_size: tuple[int, int],
                 source: str | None, infer_ms: float, keep_image: bool, conditioning: dict | None = None) -> DepthResult:
@@ -325,31 +352,37 @@ class DepthEstimator:
         return f"DepthEstimator({self.spec.name!r}, backend={b.name}, device={b.device}, dtype={b.dtype})"
 
 
-def _placement(spec: ModelSpec, backend: str, device: str, dtype: str) -> str:
-    """``"cpu, fp32"``: where and in what precision the model will run, for the loading line."""
-    if spec.format == "tflite" or backend == "tflite":
-        return "cpu, fp32"
-    if device == "auto":
+def _placement(choice) -> str:
+    """``"cpu, fp32"`` (PyTorch) or ``"cpu, bf16, openvino"``: where, in what precision and, when it
+    is not PyTorch, on which backend the model will run, for the loading line."""
+    device = choice.device
+    if choice.backend == "torch" and device == "auto":
         from .backends.torch_backend import pick_device
 
         device = pick_device("auto")
-    if dtype == "auto":
-        dtype = "fp16" if device.startswith("cuda") else "fp32"
-    return f"{device}, {dtype}"
+    return f"{device}, {choice.precision}" + ("" if choice.backend == "torch" else f", {choice.backend}")
 
 
 def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | None = None,
          backend: str = "auto", device: str = "auto", dtype: str = "auto",
          input_size: int | None = None, download: bool = True, compile: bool = False,
-         cuda_graphs: bool = False, on_loading: Callable[[str], None] | None = None) -> DepthEstimator:
+         cuda_graphs: bool = False, performance: str = "latency", threads: int | None = None,
+         on_loading: Callable[[str], None] | None = None) -> DepthEstimator:
     """Load a model by registry name (``depth-anything-v2-small`` or ``depth_anything_v2_small``).
 
-    ``weights``: a Hugging Face-format folder or a weights file to use instead of the cache.
-    ``backend``: ``auto``, ``torch``, ``onnx`` or ``tflite``. ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
-    ``dtype``: ``auto`` (fp16 on CUDA, else fp32), ``fp32``, ``fp16``, ``bf16``, ``int8`` (ONNX).
+    ``weights``: a Hugging Face-format folder, a weights file, or a converted model (``.onnx``,
+    OpenVINO ``.xml``) to use instead of the cache.
+    ``backend``: ``auto``, ``torch``, ``onnx``, ``openvino`` or ``tflite``; ``auto`` follows the
+    table in :mod:`localdepth.backends.choice` (OpenVINO on x86 CPUs where it is installed,
+    PyTorch on GPUs). ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
+    ``dtype``: ``auto`` (fp16 on CUDA; OpenVINO: bf16 where the CPU has it; else fp32), ``fp32``,
+    ``fp16``, ``bf16``, ``int8`` (OpenVINO or ONNX Runtime, quantized once and cached).
     ``compile``/``cuda_graphs``: PyTorch only (``torch.compile``; CUDA graph replay per input shape).
+    ``performance``: ``latency`` (one image at a time) or ``throughput`` (OpenVINO keeps several
+    requests in flight; for folders). ``threads``: CPU threads of ONNX Runtime, OpenVINO and LiteRT.
     ``on_loading``: called with one line (``loading NAME (cpu, fp32)…``) once the weights are found
-    and before the network loads, the slow part (the CLI shows it on a terminal).
+    and the backend is chosen, before the network loads (or converts), the slow part (the CLI
+    shows it on a terminal).
     """
     spec = registry.get(name)
     if input_size is not None:
@@ -360,8 +393,10 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
             raise LocalDepthError(f"--input-size must be at least {pre.multiple_of} for {spec.name}")
     resolved = resolve(spec, weights, download=download)
     warn_licence(spec)
-    if on_loading is not None:
-        on_loading(f"loading {spec.name} ({_placement(spec, backend, device, dtype)})…")
-    engine = create_backend(spec, resolved, backend=backend, device=device, dtype=dtype,
+    choice = choose_backend(spec, resolved, backend=backend, device=device, dtype=dtype,
                             compile=compile, cuda_graphs=cuda_graphs)
+    if on_loading is not None:
+        on_loading(f"loading {spec.name} ({_placement(choice)})…")
+    engine = open_backend(spec, resolved, choice, compile=compile, cuda_graphs=cuda_graphs,
+                          performance=performance, threads=threads)
     return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)

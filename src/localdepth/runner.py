@@ -47,6 +47,7 @@ class RunSummary:
     outcomes: list[ItemOutcome] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    engine: str = ""  # backend, precision and device, e.g. "openvino bf16 on cpu"
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -66,8 +67,9 @@ class RunSummary:
     def line(self, outdir: Path) -> str:
         rate = self.ok / self.seconds if self.seconds > 0 else 0.0
         head = "interrupted" if self.interrupted else "done"
+        engine = f", {self.engine}" if self.engine else ""
         return (f"{head}: {self.ok} ok, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f} s "
-                f"({rate:.2f} images/s) -> {outdir}")
+                f"({rate:.2f} images/s{engine}) -> {outdir}")
 
 
 def _short(e: BaseException) -> str:
@@ -168,6 +170,9 @@ class Runner:
         if self.estimator is None and any(self._needs_model(item) for item in items):
             self.estimator = self._load()
             self.estimator.check_prompt(self.prompt_for is not None)
+        if self.estimator is not None:  # the summary line names what ran: "openvino bf16 on cpu"
+            backend = self.estimator.backend
+            summary.engine = f"{backend.name} {backend.dtype} on {backend.device}"
         start = time.perf_counter()
         bar = tqdm(total=len(items), unit="img", disable=not self.progress or len(items) < 2,
                    dynamic_ncols=True, file=sys.stderr)
@@ -275,8 +280,11 @@ class Runner:
         decoders = ThreadPoolExecutor(self.workers, thread_name_prefix="localdepth-decode")
         writers = ThreadPoolExecutor(2, thread_name_prefix="localdepth-write")
         ahead: deque[Future] = deque()  # decode+preprocess futures, in input order
+        inferring: deque = deque()  # (group, results) submitted to the backend, in input order
         writes: deque[Future] = deque()  # write futures, in submission order
         queue = iter(items)
+        # batches the backend works on at once (OpenVINO throughput mode: its optimal request count)
+        requests = 1 if self.estimator is None else max(1, self.estimator.backend.parallel_requests)
         self.peak_in_flight = in_flight = 0  # inputs taken from the queue whose outcome is not out yet
 
         def finished_writes(block_until: int) -> Iterator[ItemOutcome]:
@@ -288,6 +296,18 @@ class Runner:
                 writes.popleft()
                 in_flight -= 1
                 yield outcome
+
+        def finished_inference(keep: int) -> Iterator[ItemOutcome]:
+            """Wait for the oldest batches until ``keep`` are left in flight; queue their writes."""
+            nonlocal in_flight
+            while len(inferring) > keep:
+                group, results = inferring.popleft()
+                for d, result, failure in self._group_results(group, results):
+                    if failure is not None:
+                        in_flight -= 1
+                        yield failure
+                        continue
+                    writes.append(writers.submit(self._write, d, result))
 
         try:
             while True:
@@ -309,13 +329,11 @@ class Runner:
                         ahead.append(decoders.submit(self._prepare_input, item))
                         in_flight += 1
                         self.peak_in_flight = max(self.peak_in_flight, in_flight)
-                for d, result, failure in self._infer_batch(batch) if batch else ():
-                    if failure is not None:
-                        in_flight -= 1
-                        yield failure
-                        continue
-                    writes.append(writers.submit(self._write, d, result))
+                for group in self._groups(batch):
+                    inferring.append((group, self._submit_group(group)))
+                yield from finished_inference(requests - 1)
                 yield from finished_writes(self.write_window)
+            yield from finished_inference(0)
             yield from finished_writes(0)
         finally:
             for f in (*ahead, *writes):
@@ -325,9 +343,10 @@ class Runner:
             # writes that were under way when the run stopped (Ctrl-C) did finish: report them
             self._late_outcomes = [f.result() for f in writes if f.done() and not f.cancelled()]
 
-    def _infer_batch(self, batch: list[_Decoded]):
-        """Yield ``(decoded, result, None)`` or ``(decoded, None, failure)`` for each input of ``batch``,
-        inferring same-size runs together as :meth:`DepthEstimator.predict_decoded` groups them."""
+    def _groups(self, batch: list[_Decoded]) -> Iterator[list[_Decoded]]:
+        """Same-size runs of ``batch``, as :meth:`DepthEstimator.predict_decoded` groups them."""
+        if not batch:  # every input of this round failed or was skipped: the model may not be loaded
+            return
         limit = self.batch_size
         if self.estimator.backend.max_batch:
             limit = min(limit, self.estimator.backend.max_batch)
@@ -335,27 +354,37 @@ class Runner:
         for d in batch:
             if group and (d.network_input.shape != group[0].network_input.shape or len(group) >= limit
                           or _shape(d.prompt) != _shape(group[0].prompt)):
-                yield from self._infer_group(group)
+                yield group
                 group = []
             group.append(d)
         if group:
-            yield from self._infer_group(group)
+            yield group
 
-    def _infer_group(self, group: list[_Decoded]):
+    def _submit_group(self, group: list[_Decoded]):
+        """Start inferring ``group``; returns a function that waits for its results (or raises)."""
         conditioning = {} if self.prompt_for is None else {"prompt_depth": np.stack([d.prompt for d in group])}
         try:
-            results = self.estimator.predict_prepared(
+            return self.estimator.submit_prepared(
                 [d.image for d in group], np.stack([d.network_input for d in group]),
                 sources=[d.item.label for d in group], keep_image=self.keep_image, **conditioning)
+        except Exception as e:
+            def failed(error=e):
+                raise error
+            return failed
+
+    def _group_results(self, group: list[_Decoded], results):
+        """Yield ``(decoded, result, None)`` or ``(decoded, None, failure)`` for each input of ``group``."""
+        try:
+            done = results()
         except Exception as e:
             if len(group) == 1:
                 d = group[0]
                 yield d, None, ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: inference failed ({_short(e)})")
                 return
             for d in group:  # one by one, so that one image that breaks the batch fails alone
-                yield from self._infer_group([d])
+                yield from self._group_results([d], self._submit_group([d]))
             return
-        for d, result in zip(group, results):
+        for d, result in zip(group, done):
             d.network_input = None  # not needed any more; free it before the write
             d.annotate(result)
             result.timings = {"decode": d.decode_ms, "preprocess": d.preprocess_ms, **result.timings}

@@ -213,7 +213,11 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "runs": _COUNT,
     "warmup": Range(0, None, integer=True),
     "e2e_images": _COUNT,
-    "e2e_repeats": _COUNT,
+    "rounds": _COUNT,
+    "folder_images": Range(0, None, integer=True),
+    # int8 calibration (quantize)
+    "count": Range(1, 100_000, integer=True),
+    "eval_limit": _COUNT,
     # images and video
     "max_pixels": _COUNT,
     "fps": Range(0, 1000, lo_open=True),

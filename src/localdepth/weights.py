@@ -2,7 +2,8 @@
 
 Resolution order for a registry entry:
 
-1. an explicit path (``--weights PATH``): a file, or a Hugging Face-format folder;
+1. an explicit path (``--weights PATH``): a file, a Hugging Face-format folder, or a converted model
+   (an ``.onnx`` file, an OpenVINO ``.xml`` or a folder holding ``model.xml``);
 2. localdepth's own cache, ``$LOCALDEPTH_HOME/models/<name>/`` (filled by ``localdepth models add``
    and by downloads of URL entries and single-file Hub entries);
 3. for Hub entries, the Hugging Face cache (``$HF_HOME``), where ``huggingface_hub`` keeps them;
@@ -270,9 +271,11 @@ def resolve(spec: ModelSpec, weights: str | os.PathLike | None = None, *, downlo
 def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeights:
     if not path.exists():
         raise WeightsError(f"{label}: {path} does not exist")
+    if path.is_dir() and (path / "model.xml").is_file():
+        path = path / "model.xml"  # a folder `localdepth quantize --output` wrote
+    if path.is_file() and path.suffix in (".onnx", ".xml"):
+        return ResolvedWeights(path, "argument")  # a converted model of this entry (ONNX, OpenVINO IR)
     if spec.layout == "folder":
-        if path.is_file() and path.suffix == ".onnx":
-            return ResolvedWeights(path, "argument")  # an exported ONNX model of this entry
         if not path.is_dir():
             raise WeightsError(
                 f"{label}: --weights must be a Hugging Face-format folder (config.json + model.safetensors), got {path}"

@@ -1,7 +1,14 @@
-"""Backends: the loaded network behind an estimator (PyTorch, ONNX Runtime, TFLite)."""
+"""Backends: the loaded network behind an estimator (PyTorch, ONNX Runtime, OpenVINO, LiteRT).
+
+Loading is three steps, each in its own place: :func:`.choice.choose` decides the backend,
+device and precision (a pure function of the entry, the weights' form, the request and the
+machine); :mod:`localdepth.conversion` makes the converted model that backend runs, once, and
+caches it; the backend class here loads it.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,123 +16,114 @@ from ..errors import BackendError
 from ..registry import ModelSpec
 from ..weights import ResolvedWeights
 from .base import Backend
-
-BACKENDS = ("auto", "torch", "onnx", "tflite")
-
-#: ONNX variant for each --dtype ("auto" is fp16 on CUDA, fp32 elsewhere)
-_ONNX_VARIANT = {"fp32": "fp32", "fp16": "fp16", "int8": "int8"}
+from .choice import BACKENDS, DTYPES, Choice, Host, choose, weights_kind
 
 
-def require_onnx_extra() -> None:
-    """One line that says how to install the ONNX tools when one of them is missing."""
-    import importlib.util
+def host_facts() -> Host:
+    """The machine as :func:`choose` sees it (runtimes are checked for, not imported; PyTorch is)."""
+    from ..runtimes import cpu_has_bf16, installed_runtimes, is_x86
 
-    missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise BackendError(f"ONNX export and the ONNX backend need {', '.join(missing)}: pip install 'localdepth[onnx]'")
+    runtimes = installed_runtimes()
+    accelerator = None
+    if "torch" in runtimes:
+        import torch
 
+        if torch.cuda.is_available():
+            accelerator = "cuda"
+        elif hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+            accelerator = "mps"
+    onnx_cuda = False
+    if "onnx" in runtimes and accelerator == "cuda":
+        import onnxruntime
 
-def _onnx_runtime_device(device: str) -> str | None:
-    """The device ONNX Runtime would run on for ``device``, or None when it cannot."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
-    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "auto":
-        if has_cuda:
-            return "cuda"
-        try:  # PyTorch on a GPU beats ONNX Runtime on the CPU
-            import torch
-
-            if torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-                return None
-        except ImportError:
-            pass
-        return "cpu"
-    if device == "cpu" or (device.startswith("cuda") and has_cuda):
-        return device
-    return None
-
-
-def _onnx_variant(dtype: str, device: str) -> str:
-    if dtype == "auto":
-        return "fp16" if device.startswith("cuda") else "fp32"
-    if dtype not in _ONNX_VARIANT:
-        raise BackendError(f"the ONNX backend has fp32, fp16 and int8 models, not {dtype}; use --dtype int8 or fp32")
-    return _ONNX_VARIANT[dtype]
-
-
-def _onnx_dtype_of(path: Path, dtype: str) -> str:
-    if dtype != "auto":
-        return dtype
-    stem = path.stem.lower()
-    return next((v for v in ("int8", "fp16") if v in stem), "fp32")
+        onnx_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    auto_openvino = os.environ.get("LOCALDEPTH_AUTO_OPENVINO", "").strip().lower() not in ("0", "false", "no", "off")
+    return Host(runtimes=runtimes, accelerator=accelerator, x86=is_x86(), cpu_bf16=cpu_has_bf16(),
+                onnx_cuda=onnx_cuda, auto_openvino=auto_openvino)
 
 
 def create_backend(spec: ModelSpec, weights: ResolvedWeights, *, backend: str = "auto",
                    device: str = "auto", dtype: str = "auto", compile: bool = False,
-                   cuda_graphs: bool = False) -> Backend:
-    """Load ``weights`` of ``spec`` into the backend that runs them.
+                   cuda_graphs: bool = False, performance: str = "latency", threads: int | None = None,
+                   log=None) -> Backend:
+    """Choose the backend for ``weights`` of ``spec``, convert them for it (once; cached) and load it.
 
-    ``auto``: TFLite for TFLite models; ONNX Runtime for an ``.onnx`` file, or when an export of
-    these weights in the asked precision is cached (``localdepth export``) and ONNX Runtime can run
-    on the device; PyTorch otherwise.
+    ``performance``: ``latency`` or ``throughput`` (OpenVINO: several requests in flight);
+    ``threads``: CPU threads for ONNX Runtime, OpenVINO and LiteRT (default: ``OMP_NUM_THREADS``,
+    else the runtime's own default). ``log`` receives progress lines (default: stderr).
     """
-    is_onnx_file = Path(weights.path).is_file() and Path(weights.path).suffix == ".onnx"
-    if backend == "auto":
-        backend = "tflite" if spec.format == "tflite" else "torch"
-        if is_onnx_file:
-            backend = "onnx"
-        elif spec.format == "transformers" and not (compile or cuda_graphs):
-            ort_device = _onnx_runtime_device(device)
-            if ort_device is not None and dtype in ("auto", *_ONNX_VARIANT):
-                from ..export import cached_export
+    choice = choose_backend(spec, weights, backend=backend, device=device, dtype=dtype, compile=compile,
+                            cuda_graphs=cuda_graphs)
+    return open_backend(spec, weights, choice, compile=compile, cuda_graphs=cuda_graphs,
+                        performance=performance, threads=threads, log=log)
 
-                if cached_export(spec, weights, _onnx_variant(dtype, ort_device)) is not None:
-                    backend, device = "onnx", ort_device
-        if dtype == "int8" and backend == "torch":
-            backend = "onnx"  # int8 exists as an ONNX Runtime quantized model only
-    if backend == "torch":
-        from ..networks import LOADERS
 
-        if spec.format not in LOADERS:
-            raise BackendError(f"{spec.name} is a {spec.format} model; use --backend auto")
-        if is_onnx_file:
-            raise BackendError(f"{weights.path} is an ONNX model; use --backend onnx")
-        if dtype == "int8":
-            raise BackendError("int8 runs on the ONNX backend; use --backend onnx --dtype int8")
+def choose_backend(spec: ModelSpec, weights: ResolvedWeights, *, backend: str = "auto", device: str = "auto",
+                   dtype: str = "auto", compile: bool = False, cuda_graphs: bool = False) -> Choice:
+    """:func:`choose` for these weights on this machine (nothing is loaded or converted yet)."""
+    return choose(spec, weights=weights_kind(weights.path), backend=backend, device=device, dtype=dtype,
+                  host=host_facts(), torch_options=compile or cuda_graphs)
+
+
+def open_backend(spec: ModelSpec, weights: ResolvedWeights, choice: Choice, *, compile: bool = False,
+                 cuda_graphs: bool = False, performance: str = "latency", threads: int | None = None,
+                 log=None) -> Backend:
+    """Load the backend ``choice`` names, after the conversion it needs (see :mod:`localdepth.conversion`)."""
+    path = Path(weights.path)
+    converted = None
+    if choice.conversion is not None:
+        from ..conversion import Target, ensure
+
+        log = log or (lambda line: print(f"localdepth: {line} (once; cached)", file=sys.stderr))
+        converted = ensure(spec, weights, Target(*choice.conversion), log=log)
+        path = converted.path
+    if choice.backend == "torch":
         from .torch_backend import TorchBackend
 
-        return TorchBackend(spec, weights.path, device=device, dtype=dtype, compile=compile, cuda_graphs=cuda_graphs)
-    if backend == "onnx":
-        if spec.format != "transformers":
-            raise BackendError(f"{spec.name} is a {spec.format} model; use --backend auto")
-        if compile or cuda_graphs:
-            raise BackendError("--compile and --cuda-graphs are PyTorch options; use --backend torch")
-        require_onnx_extra()
-        from .onnx_backend import OnnxBackend, pick_providers
+        return TorchBackend(spec, path, device=choice.device, dtype=choice.precision, compile=compile,
+                            cuda_graphs=cuda_graphs)
+    if choice.backend == "onnx":
+        from .onnx_backend import OnnxBackend
 
-        if is_onnx_file:
-            return OnnxBackend(Path(weights.path), device=device, dtype=_onnx_dtype_of(Path(weights.path), dtype))
-        _, ort_device = pick_providers(device)  # fails early, before an export, on an impossible device
-        variant = _onnx_variant(dtype, ort_device)
-        from ..export import ensure_exported
+        precision = choice.precision if converted is not None else _precision_of_file(path, choice.precision)
+        engine = OnnxBackend(path, device=choice.device, dtype=precision, threads=threads)
+    elif choice.backend == "openvino":
+        from ..weights import home
+        from .openvino_backend import OpenVINOBackend
 
-        path = ensure_exported(spec, weights, variant,
-                               log=lambda line: print(f"localdepth: {line} (once; cached)", file=sys.stderr))
-        return OnnxBackend(path, device=ort_device, dtype=variant)
-    if backend == "tflite":
-        if spec.format != "tflite":
-            raise BackendError(f"{spec.name} has no TFLite weights; use --backend torch")
-        if device not in ("auto", "cpu"):
-            raise BackendError("the TFLite backend runs on the CPU only; use --device cpu")
-        if dtype not in ("auto", "fp32"):
-            raise BackendError("the TFLite model is fp32 only; use --dtype auto")
+        precision = choice.precision if converted is not None else _precision_of_file(path, choice.precision)
+        cache = converted.folder / "compiled" if converted is not None else home() / "openvino-compiled"
+        engine = OpenVINOBackend(path, precision=precision, performance=performance, threads=threads,
+                                 cache_dir=cache)
+    else:
         from .tflite_backend import TFLiteBackend
 
-        return TFLiteBackend(weights.path)
-    raise BackendError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+        return TFLiteBackend(path, threads=threads)
+    engine.conversion = converted.report if converted is not None else None
+    return engine
 
 
-__all__ = ["Backend", "BACKENDS", "create_backend"]
+def _precision_of_file(path: Path, asked: str) -> str:
+    """The precision of a converted model given as ``--weights``: int8 or fp16 when its report
+    (``localdepth quantize --output``) or its name says so, else the one asked for."""
+    import json
+
+    report = path.parent / "report.json"
+    if report.is_file():
+        try:
+            saved = json.loads(report.read_text()).get("precision")
+        except ValueError:
+            saved = None
+    else:
+        saved = None
+    stem = path.stem.lower()
+    found = saved if saved in ("int8", "fp16") else next((p for p in ("int8", "fp16") if p in stem), None)
+    if asked in ("int8", "fp16") and found != asked:
+        article = "an" if asked == "int8" else "a"
+        raise BackendError(f"{path} is not {article} {asked} model; convert one (`localdepth quantize`, "
+                           f"`localdepth export --quantize`) or drop --dtype {asked}")
+    return found or asked
+
+
+__all__ = ["BACKENDS", "DTYPES", "Backend", "Choice", "Host", "choose", "choose_backend", "create_backend",
+           "host_facts", "open_backend", "weights_kind"]

@@ -7,9 +7,12 @@ postprocessing live in :mod:`localdepth.preprocess` and :mod:`localdepth.postpro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..networks import OPTIONAL_OUTPUTS
 
 
 @dataclass
@@ -34,6 +37,20 @@ class NetworkOutput:
     field_of_view: np.ndarray | None = None
 
 
+_FLOAT64 = ("intrinsics", "camera_from_world", "field_of_view")
+
+
+def named_outputs(depth: np.ndarray, named: dict[str, np.ndarray]) -> NetworkOutput:
+    """A :class:`NetworkOutput` from a graph's ``depth`` map (``(N, h, w)``, or ``(N, 1, h, w)``
+    and ``(N, h, w, 1)`` as graphs give it) and its other outputs by name (unknown names dropped)."""
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim == 4:
+        depth = depth[..., 0] if depth.shape[-1] == 1 else depth[:, 0]
+    extra = {k: np.asarray(v, dtype=np.float64 if k in _FLOAT64 else np.float32)
+             for k, v in named.items() if k in OPTIONAL_OUTPUTS}
+    return NetworkOutput(depth=depth, **extra)
+
+
 class Stream(ABC):
     """One video stream through a network with temporal state (e.g. cached attention states)."""
 
@@ -51,6 +68,11 @@ class Backend(ABC):
     dtype: str = "fp32"
     #: largest batch the backend takes in one call (None: any)
     max_batch: int | None = None
+    #: batches worth having in flight at once (OpenVINO's throughput mode): a caller with more
+    #: work :meth:`submit`\ s up to this many before it waits for the first
+    parallel_requests: int = 1
+    #: the report of the conversion this backend runs (:mod:`localdepth.conversion`), if any
+    conversion: dict | None = None
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -73,6 +95,16 @@ class Backend(ABC):
                                "use --backend torch")
         return NetworkOutput(depth=self.infer(batch))
 
+    def submit(self, batch: np.ndarray, **conditioning) -> Future:
+        """Start inferring ``batch``; the future's result is :meth:`run`'s. Backends that keep
+        several requests in flight override this; the default runs the batch now."""
+        future: Future = Future()
+        try:
+            future.set_result(self.run(batch, **conditioning))
+        except Exception as e:  # handed to whoever waits on the future
+            future.set_exception(e)
+        return future
+
     def open_stream(self):
         """A :class:`Stream` for a video network that keeps temporal state between frames."""
         from ..errors import BackendError
@@ -80,7 +112,11 @@ class Backend(ABC):
         raise BackendError(f"the {self.name} backend does not stream video models; use --backend torch")
 
     def describe(self) -> dict:
-        return {"backend": self.name, "device": self.device, "dtype": self.dtype}
+        info = {"backend": self.name, "device": self.device, "dtype": self.dtype}
+        if self.conversion:  # what a sidecar should say about a converted model
+            keys = ("runtime", "precision", "weights_id", "calibration", "deviation")
+            info["conversion"] = {k: self.conversion[k] for k in keys if k in self.conversion}
+        return info
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release accelerator memory; the default does nothing."""

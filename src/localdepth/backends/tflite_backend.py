@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError
+from ..runtimes import thread_budget
 from .base import Backend
 
 
@@ -52,7 +53,7 @@ class TFLiteBackend(Backend):
         except ImportError:  # pragma: no cover - it is a core dependency
             raise BackendError("the TFLite backend needs ai-edge-litert: pip install ai-edge-litert") from None
         # OMP_NUM_THREADS caps it as it caps PyTorch (Ray sets it to an actor's CPU share)
-        threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+        threads = thread_budget(threads) or os.cpu_count() or 1
         try:
             self._interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
             with _without_xnnpack_notice():

@@ -1,15 +1,20 @@
-"""``localdepth bench``: models x backends x sizes x batch sizes x dtypes, against the Transformers pipeline.
+"""``localdepth bench``: models x backends x dtypes x sizes x batch sizes, against the Transformers pipeline.
 
 For each model, one set of weights is used throughout (the released ones when they are on the
-machine, else random weights of the released architecture), and the Transformers
-``pipeline("depth-estimation")`` runs on the same weights in the same process, so the ratios
-compare like with like on one machine at one time.
+machine, else random weights of the released architecture), and every variant (backend x dtype)
+is loaded first and then measured in **interleaved rounds**: each round times every variant and
+the Transformers ``pipeline("depth-estimation")`` once, so load that changes during the run
+(shared machines) weighs on all of them alike, and the ratios compare like with like.
+
+Per variant and round:
 
 * model-only: the backend's forward on a preprocessed batch (on CUDA, device tensors in and out);
-* end-to-end: files on disk -> decode -> preprocess -> infer -> ``.npy`` + sidecar written,
-  through :class:`localdepth.runner.Runner` (pipelined), against the pipeline doing
-  decode -> predict -> ``np.save`` for the same files;
-* roofline: model-only time per image against FLOPs / measured fp32 matmul throughput.
+* end to end, one batch at a time: files on disk -> decode -> preprocess -> infer -> ``.npy`` +
+  sidecar written, through :class:`localdepth.runner.Runner` (pipelined, latency mode), against
+  the pipeline doing decode -> predict -> ``np.save`` for the same files;
+* folder: the same over a folder of ``folder_images`` files in throughput mode (OpenVINO keeps
+  its optimal number of requests in flight; other backends run as in ``localdepth run``);
+* limits: FLOPs / measured fp32 matmul throughput, and the same for bf16 where the machine has it.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import numpy as np
 
 from .. import registry
 from ..errors import LocalDepthError
+from ..runtimes import cpu_has_bf16
 from .arch import count_flops, random_weights_folder
-from .machine import has_bf16_cpu, load_average, machine_info, matmul_flops
+from .machine import load_average, machine_info, matmul_flops
 from .measure import PeakMemory, stats_ms, time_calls
 
 
@@ -38,10 +44,11 @@ class BenchConfig:
     batches: list[int] = field(default_factory=lambda: [1])
     dtypes: list[str] = field(default_factory=lambda: ["fp32"])
     device: str = "auto"
-    runs: int = 10
-    warmup: int = 2
-    e2e_images: int = 8  # files per end-to-end pass (at least 2 batches)
-    e2e_repeats: int = 3
+    rounds: int = 3  # interleaved rounds
+    runs: int = 3  # model-only calls per variant and round
+    warmup: int = 1  # untimed model-only calls and end-to-end passes before the first round
+    e2e_images: int = 6  # files per end-to-end pass
+    folder_images: int = 32  # files per folder pass (throughput mode); 0: no folder pass
     weights: str | None = None
     image: str | None = None  # a photo to make the inputs from (default: a synthetic scene)
     baseline: bool = True  # measure the Transformers pipeline
@@ -53,8 +60,8 @@ class BenchConfig:
 
     @classmethod
     def quick_config(cls, **overrides) -> BenchConfig:
-        """Small and fast, for CI: one small size, three runs, four files end to end."""
-        base = cls(sizes=[140], runs=3, warmup=1, e2e_images=4, e2e_repeats=1, matmul_n=512, quick=True)
+        """Small and fast, for CI: one small size, one round, a few files."""
+        base = cls(sizes=[140], rounds=1, runs=2, warmup=1, e2e_images=2, folder_images=4, matmul_n=512, quick=True)
         for k, v in overrides.items():
             setattr(base, k, v)
         return base
@@ -64,8 +71,8 @@ def _log(line: str) -> None:
     print(f"localdepth bench: {line}", file=sys.stderr, flush=True)
 
 
-def _resolve_weights(spec, weights: str | None, workdir: Path) -> tuple[Path, str]:
-    """(folder, what it is): the given or cached weights, else random weights of the real architecture."""
+def _resolve_weights(spec, weights: str | None) -> tuple[Path, str]:
+    """(path, what it is): the given or cached weights, else random weights of the real architecture."""
     from ..weights import home, resolve
 
     try:
@@ -85,7 +92,7 @@ def _make_inputs(folder: Path, size: int, count: int, image: str | None) -> list
     """``count`` JPEG files of ``size x size`` (a real photo, centre-cropped, when one is given)."""
     import cv2
 
-    from ..export import synthetic_image
+    from ..conversion.calibration import synthetic_image
     from ..images import load_image, to_uint8
 
     rgb = to_uint8(load_image(image)) if image else synthetic_image()
@@ -103,46 +110,101 @@ def _make_inputs(folder: Path, size: int, count: int, image: str | None) -> list
     return paths
 
 
-def pipeline_baseline(folder: Path, files: list[Path], size: int, device: str, outdir: Path, repeats: int) -> dict:
+class Pipeline:
     """The Transformers ``pipeline("depth-estimation")`` on the same weights, fp32, one image per call:
     decode (the pipeline opens the file) -> predict -> ``np.save`` of the map at the input's size."""
-    from transformers import AutoImageProcessor, pipeline
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    processor = AutoImageProcessor.from_pretrained(str(folder), size={"height": size, "width": size})
-    pipe = pipeline("depth-estimation", model=str(folder), image_processor=processor,
-                    device=device if device != "auto" else None)
-    outdir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder: Path, size: int, device: str, outdir: Path):
+        from transformers import AutoImageProcessor, pipeline
+        from transformers.utils import logging as hf_logging
 
-    def one_pass():
+        hf_logging.disable_progress_bar()
+        processor = AutoImageProcessor.from_pretrained(str(folder), size={"height": size, "width": size})
+        self.pipe = pipeline("depth-estimation", model=str(folder), image_processor=processor,
+                             device=device if device != "auto" else None)
+        self.device = device
+        self.outdir = outdir
+        outdir.mkdir(parents=True, exist_ok=True)
+
+    def seconds_per_image(self, files: list[Path]) -> float:
+        t0 = time.perf_counter()
         for f in files:
-            out = pipe(str(f))
-            np.save(outdir / f"{f.stem}.npy", out["predicted_depth"].float().numpy())
-
-    one_pass()  # warm-up
-
-    def measure() -> list[float]:
-        return [sec / len(files) for sec in time_calls(one_pass, repeats, 0)]
-
-    return {"measure": measure, "pipe": pipe, "images": len(files), "repeats": repeats, "device": device}
+            out = self.pipe(str(f))
+            np.save(self.outdir / f"{f.stem}.npy", out["predicted_depth"].float().numpy())
+        return (time.perf_counter() - t0) / len(files)
 
 
-def _summarise_baseline(passes: list[list[float]], images: int, device: str) -> dict:
-    """The pipeline is timed before and after the backends, so that load that changes during a run
-    (shared machines) weighs on both sides of the ratio; both halves are kept."""
-    everything = [s for p in passes for s in p]
-    st = stats_ms(everything)
-    return {"e2e_ms_per_image": st, "e2e_images_per_s": 1000.0 / st["median_ms"], "dtype": "fp32",
-            "device": device, "images": images,
-            "passes_images_per_s": [[1.0 / s for s in p] for p in passes]}
+@dataclass
+class Variant:
+    """One backend x dtype, loaded once: latency mode for model-only and end to end, throughput
+    mode for the folder (the same estimator where the backend has no such mode)."""
+
+    backend: str
+    dtype: str
+    latency: object  # DepthEstimator
+    throughput: object  # DepthEstimator
+    samples: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.backend} {self.latency.backend.dtype}"
+
+    def close(self) -> None:
+        self.latency.close()
+        if self.throughput is not self.latency:
+            self.throughput.close()
 
 
-def _model_only(estimator, size: int, batch: int, runs: int, warmup: int, photo_input: np.ndarray) -> tuple[dict, PeakMemory]:
+def _skip_reason(backend: str, dtype: str, on_cpu: bool) -> str | None:
+    """Combinations that would run but measure nothing useful here (others are refused by the backend choice)."""
+    if dtype == "bf16" and on_cpu and backend in ("torch", "openvino") and not cpu_has_bf16():
+        return "this CPU has no native bf16 (avx512_bf16/amx)"
+    if backend == "onnx" and dtype == "fp16" and on_cpu:
+        return "fp16 ONNX models are for GPUs (ONNX Runtime's CPU kernels are fp32)"
+    return None
+
+
+def _load_variants(spec, folder: Path, config: BenchConfig, on_cpu: bool, report: dict) -> list[Variant]:
+    from ..estimator import load
+
+    variants = []
+    for backend in config.backends:
+        for dtype in config.dtypes:
+            why = _skip_reason(backend, dtype, on_cpu)
+            try:
+                if why:
+                    raise LocalDepthError(why)
+                options = {"compile": config.compile, "cuda_graphs": config.cuda_graphs} if backend == "torch" else {}
+                common = dict(weights=folder, backend=backend, device=config.device, dtype=dtype, **options)
+                if backend == "openvino" and dtype == "int8":
+                    _quantize(spec, folder, config)
+                latency = load(spec.name, **common)
+                throughput = load(spec.name, performance="throughput", **common) if backend == "openvino" else latency
+            except LocalDepthError as e:
+                report["skipped"].append({"model": spec.name, "backend": backend, "dtype": dtype, "why": str(e)})
+                _log(f"skip {backend} {dtype}: {e}")
+                continue
+            variants.append(Variant(backend, dtype, latency, throughput))
+    return variants
+
+
+def _quantize(spec, folder: Path, config: BenchConfig) -> None:
+    """The int8 model the openvino int8 rows run: the cached one, else one calibrated on the built-in
+    synthetic set at the first benchmarked size (4 images with --quick, to stay quick)."""
+    from ..conversion import Settings, Target, ensure
+    from ..weights import ResolvedWeights
+
+    fixed = spec.preprocessing.resize == "fixed"
+    settings = Settings(input_size=None if fixed else config.sizes[0], calibration_count=4 if config.quick else None)
+    converted = ensure(spec, ResolvedWeights(folder, "argument"), Target("openvino", "int8"), settings=settings,
+                       log=_log)
+    for line in converted.lines():
+        _log(line)
+
+
+def _model_call(estimator, x: np.ndarray):
     backend = estimator.backend
-    x = np.repeat(photo_input, batch, axis=0)
-    cuda = backend.device.startswith("cuda")
-    if cuda and backend.name == "torch":
+    if backend.device.startswith("cuda") and backend.name == "torch":
         import torch
 
         xt = torch.from_numpy(x).to(backend.device, backend._torch_dtype)
@@ -151,176 +213,151 @@ def _model_only(estimator, size: int, batch: int, runs: int, warmup: int, photo_
             with torch.inference_mode():
                 backend.forward(xt)
             torch.cuda.synchronize()
-    else:
-        def call():
-            backend.infer(x)
-    with PeakMemory(cuda=cuda and backend.name == "torch") as mem:
-        seconds = time_calls(call, runs, warmup)
-    return stats_ms(seconds), mem
+        return call
+    return lambda: backend.infer(x)
 
 
-def _end_to_end(estimator, files: list[Path], batch: int, outdir: Path, repeats: int) -> dict:
-    from ..inputs import expand_inputs
+def _runner(estimator, outdir: Path, batch: int):
     from ..runner import Runner
     from ..writers import WriteOptions
 
-    items = expand_inputs([str(f) for f in files])
-    runner = Runner(estimator, outdir, WriteOptions(formats=("npy",)), batch_size=batch, progress=False,
-                    on_error=lambda line: _log(f"error: {line}"))
-    runner.run(items)  # warm-up (and first-shape compilation for --compile)
-    seconds = []
-    for _ in range(repeats):
-        summary = runner.run(items)
-        if summary.failed:
-            raise LocalDepthError(f"the end-to-end run failed on {summary.failed} files")
-        seconds.append(summary.seconds / len(items))
-    st = stats_ms(seconds)
-    return {"e2e_ms_per_image": st, "e2e_images_per_s": 1000.0 / st["median_ms"]}
+    return Runner(estimator, outdir, WriteOptions(formats=("npy",)), batch_size=batch, progress=False,
+                  on_error=lambda line: _log(f"error: {line}"))
 
 
-def _deviation(out: np.ndarray, ref: np.ndarray) -> dict:
-    scale = float(np.abs(ref).max()) or 1.0
-    err = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-    return {"max_rel": float(err.max() / scale), "mean_rel": float(err.mean() / scale)}
-
-
-def _applicable(backend: str, dtype: str, device: str) -> str | None:
-    """Why a backend/dtype pair is skipped on this machine, or None."""
-    on_cpu = device == "cpu" or (device == "auto" and not _cuda())
-    if backend == "torch" and dtype == "int8":
-        return "int8 is an ONNX Runtime variant"
-    if backend == "torch" and dtype == "fp16" and on_cpu:
-        return "fp16 on CPU is not supported by PyTorch kernels"
-    if backend == "torch" and dtype == "bf16" and on_cpu and not has_bf16_cpu():
-        return "this CPU has no native bf16 (avx512_bf16/amx)"
-    if backend == "onnx" and dtype == "bf16":
-        return "the ONNX variants are fp32, fp16 and int8"
-    if backend == "onnx" and dtype == "fp16" and on_cpu:
-        return "fp16 ONNX models are for GPUs (ONNX Runtime's CPU kernels are fp32)"
-    return None
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+def _pass(runner, items) -> float:
+    """Seconds per image of one run over ``items``."""
+    summary = runner.run(items)
+    if summary.failed:
+        raise LocalDepthError(f"the end-to-end run failed on {summary.failed} files")
+    return summary.seconds / len(items)
 
 
 def run_bench(config: BenchConfig) -> dict:
     """Run the benchmark; returns the report (also what the JSON file holds)."""
     import torch
 
-    from ..estimator import load
-
     device = config.device
-    cpu_device = device == "cpu" or (device == "auto" and not _cuda())
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     report: dict = {
         "command": config.command, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "quick": config.quick, "machine": machine_info(), "results": [], "skipped": [], "models": {},
+        "quick": config.quick, "rounds": config.rounds, "machine": machine_info(), "results": [], "skipped": [],
+        "models": {},
     }
-    _log(f"measuring fp32 matmul throughput ({config.matmul_n}x{config.matmul_n}) ...")
-    mm_device = "cpu" if cpu_device else ("cuda" if device == "auto" else device)
+    mm_device = "cpu" if on_cpu else ("cuda" if device == "auto" else device)
+    _log(f"measuring matmul throughput ({config.matmul_n}x{config.matmul_n}) ...")
     # the best of a measurement before and one after the run: what the machine can do
     report["matmul_fp32_flops"] = matmul_flops("fp32", mm_device, config.matmul_n)
-    if not cpu_device or has_bf16_cpu():
+    if not on_cpu or cpu_has_bf16():
         report["matmul_bf16_flops"] = matmul_flops("bf16", mm_device, config.matmul_n)
     work = Path(tempfile.mkdtemp(prefix="localdepth-bench-"))
+    memory = PeakMemory(cuda=not on_cpu)
     try:
-        for name in config.models:
-            spec = registry.get(name)
-            folder, weights_note = _resolve_weights(spec, config.weights, work)
-            _log(f"{spec.name}: {weights_note}")
-            model_info: dict = {"weights": weights_note, "random_weights": "random" in weights_note,
-                                "flops": {}, "pipeline": {}}
-            report["models"][spec.name] = model_info
-            reference: dict[int, np.ndarray] = {}
-            baselines: dict[int, tuple[dict, list]] = {}
-            for size in config.sizes:
-                files = _make_inputs(work / f"in-{size}", size, max(config.e2e_images, 2 * max(config.batches)),
-                                     config.image)
-                flops = count_flops(folder, *_net_hw(spec, size))
-                model_info["flops"][str(size)] = flops
-                _log(f"{spec.name} at {size}: {flops / 1e9:.1f} GFLOPs per image")
-                if config.baseline and spec.format != "transformers":
-                    model_info["pipeline"][str(size)] = None  # Transformers has no pipeline for this model
-                elif config.baseline:
-                    _log(f"Transformers pipeline at {size} ...")
-                    baseline = pipeline_baseline(folder, files, size, "cpu" if cpu_device else mm_device,
-                                                 work / "out-pipeline", config.e2e_repeats)
-                    baselines[size] = (baseline, [baseline["measure"]()])
-                    model_info["pipeline"][str(size)] = _summarise_baseline(
-                        baselines[size][1], baseline["images"], baseline["device"])
-            for backend in config.backends:
-                for dtype in config.dtypes:
-                    why = _applicable(backend, dtype, device)
-                    if why:
-                        report["skipped"].append({"model": spec.name, "backend": backend, "dtype": dtype, "why": why})
-                        _log(f"skip {backend} {dtype}: {why}")
-                        continue
-                    try:
-                        torch_options = {"compile": config.compile, "cuda_graphs": config.cuda_graphs} \
-                            if backend == "torch" else {}
-                        estimator = load(spec.name, weights=folder, backend=backend, device=device, dtype=dtype,
-                                         **torch_options)
-                    except LocalDepthError as e:
-                        report["skipped"].append({"model": spec.name, "backend": backend, "dtype": dtype, "why": str(e)})
-                        _log(f"skip {backend} {dtype}: {e}")
-                        continue
-                    for size in config.sizes:
-                        estimator.input_size = size
-                        files = sorted((work / f"in-{size}").glob("*.jpg"))
-                        photo = estimator.preprocess(_load(files[0]))[None]
-                        out = estimator.backend.infer(photo)
-                        if size not in reference:
-                            reference[size] = _reference_output(spec, folder, photo)
-                        for batch in config.batches:
-                            _log(f"{backend} {dtype} {size}x{size} batch {batch} ...")
-                            row = _measure_row(spec, estimator, backend, dtype, size, batch, config, files,
-                                               photo, work, model_info, report)
-                            row["deviation_vs_fp32"] = _deviation(out, reference[size])
-                            report["results"].append(row)
-                    estimator.close()
-                    del estimator
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-            for size, (baseline, passes) in baselines.items():
-                _log(f"Transformers pipeline at {size} again ...")
-                passes.append(baseline["measure"]())
-                summary = _summarise_baseline(passes, baseline["images"], baseline["device"])
-                model_info["pipeline"][str(size)] = summary
-                for row in report["results"]:
-                    if row["model"] == spec.name and row["size"] == size:
-                        row["pipeline_e2e_images_per_s"] = summary["e2e_images_per_s"]
-                        row["e2e_vs_pipeline"] = row["e2e_images_per_s"] / summary["e2e_images_per_s"]
-                del baseline["pipe"], baseline["measure"]
-            baselines.clear()
+        with memory:
+            for name in config.models:
+                spec = registry.get(name)
+                folder, weights_note = _resolve_weights(spec, config.weights)
+                _log(f"{spec.name}: {weights_note}")
+                info: dict = {"weights": weights_note, "random_weights": "random" in weights_note,
+                              "flops": {}, "pipeline": {}}
+                report["models"][spec.name] = info
+                variants = _load_variants(spec, folder, config, on_cpu, report)
+                for size in config.sizes:
+                    _measure_size(spec, folder, size, variants, config, info, report, work, on_cpu, mm_device)
+                for v in variants:
+                    v.close()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    again = matmul_flops("fp32", mm_device, config.matmul_n)
-    if again > report["matmul_fp32_flops"]:  # the roofline moved: recompute the ratios against it
-        report["matmul_fp32_flops"] = again
-        for row in report["results"]:
-            row["roofline_ms_per_image"] = row["flops_per_image"] / again * 1000.0
-            row["model_vs_roofline"] = row["model_ms_per_image"] / row["roofline_ms_per_image"]
+    report["folder_images"] = config.folder_images
+    report["peak_rss_mb"] = memory.peak_rss_mb
+    report["peak_gpu_mb"] = memory.peak_gpu_mb
+    for key, dtype in (("matmul_fp32_flops", "fp32"), ("matmul_bf16_flops", "bf16")):
+        if key in report:
+            report[key] = max(report[key], matmul_flops(dtype, mm_device, config.matmul_n))
+    for row in report["results"]:  # the limits against the best matmul measured
+        _limits(row, report)
     report["machine"]["load_average_after"] = load_average()
     return report
 
 
-def _reference_output(spec, folder: Path, x: np.ndarray) -> np.ndarray:
-    """PyTorch fp32 on the CPU: what reduced precisions and other backends are compared with."""
-    from ..backends.torch_backend import TorchBackend
+def _measure_size(spec, folder, size, variants, config, info, report, work, on_cpu, mm_device) -> None:
+    """Every variant at one input size, for each batch size, in interleaved rounds."""
+    from ..conversion.calibration import deviation
+    from ..inputs import expand_inputs
+    from ..preprocess import network_size
 
-    ref = TorchBackend(spec, folder, device="cpu", dtype="fp32")
+    net_hw = network_size(size, size, spec.preprocessing, size if spec.preprocessing.resize != "fixed" else None)
+    flops = count_flops(folder, *net_hw) if spec.format != "tflite" else None
+    info["flops"][str(size)] = flops
+    if flops:
+        _log(f"{spec.name} at {size}: {flops / 1e9:.1f} GFLOPs per image")
+    need = max(config.e2e_images, 2 * max(config.batches))
+    files = _make_inputs(work / f"in-{size}", size, max(need, config.folder_images), config.image)
+    e2e_items = expand_inputs([str(f) for f in files[:need]])
+    folder_items = expand_inputs([str(f) for f in files[:config.folder_images]]) if config.folder_images else []
+    pipe = None
+    if config.baseline and spec.format == "transformers":
+        pipe = Pipeline(folder, size, "cpu" if on_cpu else mm_device, work / "out-pipeline")
+    elif config.baseline:
+        info["pipeline"][str(size)] = None  # Transformers has no pipeline for this model
+    fixed = spec.preprocessing.resize == "fixed"
+    for v in variants:
+        for est in (v.latency, v.throughput):
+            est.input_size = None if fixed else size
+    photo = variants[0].latency.preprocess(_load(files[0]))[None] if variants else None
+    reference = _reference_output(spec, folder, photo) if variants else None
+    for batch in config.batches:
+        x = np.repeat(photo, batch, axis=0)
+        runners = {}
+        _log(f"{size}x{size} batch {batch}: warming up {len(variants)} variants ...")
+        for v in variants:
+            call = _model_call(v.latency, x)
+            runners[v.key] = (call, _runner(v.latency, work / f"out-{v.backend}-{v.dtype}", batch),
+                              _runner(v.throughput, work / f"folder-{v.backend}-{v.dtype}", batch))
+            for _ in range(config.warmup):
+                call()
+                _pass(runners[v.key][1], e2e_items)  # and first-shape compilation for --compile
+            v.samples = {"model": [], "e2e": [], "folder": []}
+        if pipe is not None:
+            pipe.seconds_per_image(files[:1])  # warm-up
+        pipe_samples: list[float] = []
+        for r in range(config.rounds):
+            _log(f"round {r + 1}/{config.rounds}")
+            if pipe is not None:
+                pipe_samples.append(pipe.seconds_per_image(files[:need]))
+            for v in variants:
+                call, e2e_runner, folder_runner = runners[v.key]
+                v.samples["model"] += time_calls(call, config.runs, 0)
+                v.samples["e2e"].append(_pass(e2e_runner, e2e_items))
+                if folder_items:
+                    v.samples["folder"].append(_pass(folder_runner, folder_items))
+        if pipe is not None:
+            st = stats_ms(pipe_samples)
+            info["pipeline"][str(size)] = {"e2e_ms_per_image": st, "e2e_images_per_s": 1000.0 / st["median_ms"],
+                                           "dtype": "fp32", "device": pipe.device, "images": need,
+                                           "rounds_images_per_s": [1.0 / s for s in pipe_samples]}
+        for v in variants:
+            row = _row(spec, v, size, batch, net_hw, flops, info["pipeline"].get(str(size)))
+            row["deviation_vs_fp32"] = deviation(v.latency.backend.infer(photo), reference)
+            report["results"].append(row)
+            _log(f"  {v.key}: model {row['model_ms_per_image']:.1f} ms/img, e2e {row['e2e_images_per_s']:.2f} img/s"
+                 + (f" = {row['e2e_vs_pipeline']:.2f}x pipeline" if row["e2e_vs_pipeline"] else "")
+                 + (f", folder {row['folder_images_per_s']:.2f} img/s" if row["folder_images_per_s"] else ""))
+
+
+def _reference_output(spec, folder: Path, x: np.ndarray) -> np.ndarray:
+    """PyTorch fp32 on the CPU (or LiteRT for TFLite entries): what the deviations are measured against."""
+    from ..backends import create_backend
+    from ..weights import ResolvedWeights
+
+    ref = create_backend(spec, ResolvedWeights(folder, "argument"), backend="auto" if spec.format == "tflite"
+                         else "torch", device="cpu", dtype="fp32")
     try:
         return ref.infer(x)
     finally:
         ref.close()
-
-
-def _net_hw(spec, size: int) -> tuple[int, int]:
-    from ..preprocess import network_size
-
-    return network_size(size, size, spec.preprocessing, size)
 
 
 def _load(path: Path) -> np.ndarray:
@@ -329,32 +366,39 @@ def _load(path: Path) -> np.ndarray:
     return load_image(path)
 
 
-def _measure_row(spec, estimator, backend, dtype, size, batch, config, files, photo, work, model_info, report) -> dict:
-    model_st, mem = _model_only(estimator, size, batch, config.runs, config.warmup, photo)
+def _row(spec, v: Variant, size: int, batch: int, net_hw, flops, pipe: dict | None) -> dict:
+    backend = v.latency.backend
+    model_st = stats_ms(v.samples["model"])
+    e2e_st = stats_ms(v.samples["e2e"])
     per_image_ms = model_st["median_ms"] / batch
-    e2e = _end_to_end(estimator, files, batch, work / f"out-{backend}-{dtype}", config.e2e_repeats)
-    flops = model_info["flops"][str(size)]
-    roofline_ms = flops / report["matmul_fp32_flops"] * 1000.0
-    pipe = model_info["pipeline"].get(str(size))
-    row = {
-        "model": spec.name, "backend": backend, "dtype": estimator.backend.dtype,
-        "options": {k: v for k, v in estimator.backend.describe().items() if k in ("compile", "cuda_graphs")},
-        "device": estimator.backend.device, "size": size, "batch": batch,
-        "network_input": list(_net_hw(spec, size)),
+    e2e_rate = 1000.0 / e2e_st["median_ms"]
+    folder_rate = 1000.0 / stats_ms(v.samples["folder"])["median_ms"] if v.samples["folder"] else None
+    pipe_rate = pipe["e2e_images_per_s"] if pipe else None
+    return {
+        "model": spec.name, "backend": v.backend, "dtype": backend.dtype,
+        "options": {k: val for k, val in backend.describe().items() if k in ("compile", "cuda_graphs")},
+        "device": backend.device, "size": size, "batch": batch, "network_input": list(net_hw),
+        "folder_requests": v.throughput.backend.parallel_requests,
         "model_ms_per_batch": model_st, "model_ms_per_image": per_image_ms,
         "model_p90_ms_per_image": model_st["p90_ms"] / batch,
         "model_images_per_s": 1000.0 * batch / model_st["median_ms"],
-        **e2e,
-        "peak_rss_mb": mem.peak_rss_mb, "peak_gpu_mb": mem.peak_gpu_mb,
-        "flops_per_image": flops, "roofline_ms_per_image": roofline_ms,
-        # >= 1: how many times slower than FLOPs / measured fp32 matmul throughput (target <= 1.2 on CPU)
-        "model_vs_roofline": per_image_ms / roofline_ms,
-        "achieved_flops": flops * 1000.0 / per_image_ms,
-        "pipeline_e2e_images_per_s": pipe["e2e_images_per_s"] if pipe else None,
-        # > 1: faster than the Transformers pipeline end to end
-        "e2e_vs_pipeline": (e2e["e2e_images_per_s"] / pipe["e2e_images_per_s"]) if pipe else None,
+        "e2e_ms_per_image": e2e_st, "e2e_images_per_s": e2e_rate,
+        "folder_images_per_s": folder_rate,
+        "flops_per_image": flops,
+        "pipeline_e2e_images_per_s": pipe_rate,
+        # > 1: faster than the Transformers pipeline (one image per call) in the same rounds
+        "e2e_vs_pipeline": e2e_rate / pipe_rate if pipe_rate else None,
+        "folder_vs_pipeline": folder_rate / pipe_rate if pipe_rate and folder_rate else None,
     }
-    _log(f"  model {per_image_ms:.1f} ms/img ({row['model_vs_roofline']:.2f}x roofline), "
-         f"e2e {row['e2e_images_per_s']:.2f} img/s"
-         + (f" = {row['e2e_vs_pipeline']:.2f}x pipeline" if pipe else ""))
-    return row
+
+
+def _limits(row: dict, report: dict) -> None:
+    """Model-only time against FLOPs / measured matmul throughput (fp32, and bf16 where measured)."""
+    flops = row["flops_per_image"]
+    for dtype in ("fp32", "bf16"):
+        mm = report.get(f"matmul_{dtype}_flops")
+        limit = flops / mm * 1000.0 if flops and mm else None
+        row[f"{dtype}_limit_ms_per_image"] = limit
+        # >= 1 means slower than the limit (for fp32 rows the "roofline")
+        row[f"model_vs_{dtype}_limit"] = row["model_ms_per_image"] / limit if limit else None
+    row["model_vs_roofline"] = row["model_vs_fp32_limit"]

@@ -7,6 +7,8 @@ import platform
 import time
 from pathlib import Path
 
+from ..runtimes import cpu_has_bf16, physical_cores
+
 
 def cpu_model() -> str:
     try:
@@ -16,22 +18,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def has_bf16_cpu() -> bool:
-    """True where the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX), so torch bf16 pays off."""
-    flags = cpu_flags()
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -47,11 +33,10 @@ def machine_info() -> dict:
     import torch
     import transformers
 
-    from ..backends.onnx_backend import physical_cores
 
     info = {
         "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(),
-        "cpu_bf16": has_bf16_cpu(), "torch_threads": torch.get_num_threads(),
+        "cpu_bf16": cpu_has_bf16(), "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(), "python": platform.python_version(),
         "torch": torch.__version__, "transformers": transformers.__version__, "numpy": numpy.__version__,
         "gpu": None, "load_average": load_average(),
@@ -63,6 +48,12 @@ def machine_info() -> dict:
         info["onnxruntime_providers"] = onnxruntime.get_available_providers()
     except ImportError:
         info["onnxruntime"] = None
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__.split("-")[0]
+    except ImportError:
+        info["openvino"] = None
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         info["gpu"] = {"name": p.name, "memory_gb": round(p.total_memory / 2**30, 1),

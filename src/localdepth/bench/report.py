@@ -13,47 +13,143 @@ def _f(v, fmt: str = ".2f", none: str = "–") -> str:
 def markdown(report: dict) -> str:
     m = report["machine"]
     gpu = m["gpu"]["name"] if m.get("gpu") else "none"
+    libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "onnxruntime", "openvino") if m.get(k))
     lines = [
         f"Measured {report['date']} with `{report['command']}`",
         "",
         f"- Machine: {m['cpu']}, {m['physical_cores']} physical cores ({m['logical_cpus']} logical), "
         f"CPU bf16: {'yes' if m['cpu_bf16'] else 'no'}; GPU: {gpu}",
-        f"- Libraries: torch {m['torch']}, transformers {m['transformers']}, onnxruntime {m.get('onnxruntime')}, "
-        f"Python {m['python']}",
+        f"- Libraries: {libs}, Python {m['python']}",
         f"- Load average before / after: {_load(m.get('load_average'))} / {_load(m.get('load_average_after'))}",
-        f"- Measured fp32 matmul throughput: {report['matmul_fp32_flops'] / 1e9:.1f} GFLOP/s"
-        + (f"; bf16: {report['matmul_bf16_flops'] / 1e9:.1f} GFLOP/s" if report.get("matmul_bf16_flops") else ""),
+        f"- Measured matmul throughput: fp32 {report['matmul_fp32_flops'] / 1e9:.1f} GFLOP/s"
+        + (f", bf16 {report['matmul_bf16_flops'] / 1e9:.1f} GFLOP/s" if report.get("matmul_bf16_flops") else ""),
+        f"- {report.get('rounds', 1)} interleaved rounds (every variant and the pipeline once per round); "
+        f"medians; folder passes of {report.get('folder_images', 0)} files",
     ]
     for name, info in report["models"].items():
-        flops = ", ".join(f"{s}px: {f / 1e9:.1f} GFLOPs" for s, f in info["flops"].items())
-        lines.append(f"- {name}: {info['weights']}; {flops} per image")
+        flops = ", ".join(f"{s}px: {f / 1e9:.1f} GFLOPs" for s, f in info["flops"].items() if f)
+        lines.append(f"- {name}: {info['weights']}" + (f"; {flops} per image" if flops else ""))
         for size, p in info["pipeline"].items():
             if p is None:
                 lines.append(f"- Transformers has no `pipeline(\"depth-estimation\")` for {name}: no × pipeline column")
                 continue
-            lines.append(f"- Transformers `pipeline(\"depth-estimation\")`, fp32, {size}px, same weights: "
-                         f"{p['e2e_images_per_s']:.2f} images/s end to end "
-                         f"({p['e2e_ms_per_image']['median_ms']:.0f} ms/image)")
+            lines.append(f"- Transformers `pipeline(\"depth-estimation\")`, fp32, {size}px, same weights, one image "
+                         f"per call: {p['e2e_images_per_s']:.2f} images/s ({p['e2e_ms_per_image']['median_ms']:.0f} "
+                         f"ms/image)")
     lines += [
         "",
-        "| model | backend | dtype | device | size | batch | model ms/img (median) | p90 | model img/s "
-        "| × roofline | e2e img/s | × pipeline | deviation vs fp32 (max / mean) | peak RSS MB | peak GPU MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | backend | dtype | size | batch | model ms/img | p90 | fp32 limit ms | × fp32 limit | bf16 limit ms "
+        "| × bf16 limit | e2e img/s | × pipeline | folder img/s (requests) | × pipeline | deviation vs fp32 (max / mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         dev = r.get("deviation_vs_fp32")
         dev_s = "–" if not dev else f"{dev['max_rel']:.1e} / {dev['mean_rel']:.1e}"
+        folder = "–" if r.get("folder_images_per_s") is None else \
+            f"{r['folder_images_per_s']:.2f} ({r.get('folder_requests', 1)})"
         lines.append(
-            f"| {r['model']} | {r['backend']}{_opts(r)} | {r['dtype']} | {r['device']} | {r['size']} | {r['batch']} "
-            f"| {r['model_ms_per_image']:.1f} | {r['model_p90_ms_per_image']:.1f} | {r['model_images_per_s']:.2f} "
-            f"| {r['model_vs_roofline']:.2f} | {r['e2e_images_per_s']:.2f} | {_f(r['e2e_vs_pipeline'])} "
-            f"| {dev_s} | {r['peak_rss_mb']:.0f} | {_f(r['peak_gpu_mb'], '.0f')} |")
+            f"| {r['model']} | {r['backend']}{_opts(r)} | {r['dtype']} | {_size(r)} | {r['batch']} "
+            f"| {r['model_ms_per_image']:.1f} | {r['model_p90_ms_per_image']:.1f} "
+            f"| {_f(r.get('fp32_limit_ms_per_image'), '.0f')} | {_f(r.get('model_vs_fp32_limit'))} "
+            f"| {_f(r.get('bf16_limit_ms_per_image'), '.0f')} | {_f(r.get('model_vs_bf16_limit'))} "
+            f"| {r['e2e_images_per_s']:.2f} | {_f(r['e2e_vs_pipeline'])} | {folder} | {_f(r.get('folder_vs_pipeline'))} "
+            f"| {dev_s} |")
     for s in report["skipped"]:
         lines.append(f"\nSkipped {s['backend']} {s['dtype']} for {s['model']}: {s['why']}")
-    lines += ["", "× roofline: model-only time per image / (FLOPs ÷ measured fp32 matmul throughput); "
-              "× pipeline: end-to-end images/s (decode → write) / the Transformers pipeline's in the same run; "
-              "deviation: |output − PyTorch fp32| relative to the output's range."]
+    lines += ["", "limit: FLOPs ÷ measured matmul throughput of that precision (× limit ≥ 1: slower than it); "
+              "e2e: one batch at a time, JPEG on disk → decode → preprocess → infer → `.npy` + sidecar written; "
+              "folder: the pipelined runner in throughput mode (OpenVINO's optimal number of requests in flight); "
+              "× pipeline: images/s ÷ the Transformers pipeline's in the same rounds; deviation: |output − PyTorch "
+              f"fp32 (LiteRT for TFLite models)| ÷ the output's range. Peak RSS of the whole run: {report.get('peak_rss_mb', 0):.0f} MB."]
     return "\n".join(lines) + "\n"
+
+
+#: the CPU speed targets (docs/performance.md), checked on a report's openvino rows at batch 1:
+#: (what, backend, dtype, row field, comparison, bound)
+CPU_TARGETS = (
+    ("end to end, one image at a time, vs the pipeline", "openvino", "bf16", "e2e_vs_pipeline", ">=", 2.0),
+    ("end to end, one image at a time, vs the pipeline", "openvino", "int8", "e2e_vs_pipeline", ">=", 2.7),
+    ("end to end, one image at a time, vs the pipeline", "openvino", "fp32", "e2e_vs_pipeline", ">=", 1.1),
+    ("model only, vs the bf16 limit", "openvino", "bf16", "model_vs_bf16_limit", "<=", 1.5),
+    ("folder in throughput mode, vs the pipeline", "openvino", "bf16", "folder_vs_pipeline", ">=", 2.2),
+)
+
+README_START = "<!-- bench-table:start -->"
+README_END = "<!-- bench-table:end -->"
+
+
+def target_lines(report: dict) -> list[str]:
+    """One line per CPU target: the measured value, and met or missed by how much (only the
+    targets whose row the report has)."""
+    lines = []
+    for what, backend, dtype, key, op, bound in CPU_TARGETS:
+        row = next((r for r in report["results"] if (r["backend"], r["dtype"], r["batch"]) == (backend, dtype, 1)
+                    and r.get(key) is not None), None)
+        if row is None:
+            continue
+        value = row[key]
+        met = value >= bound if op == ">=" else value <= bound
+        dev = row.get("deviation_vs_fp32") or {}
+        extra = f" (mean deviation {dev['mean_rel']:.1e} of the range)" if dtype == "int8" and dev else ""
+        lines.append(f"{backend} {dtype}, {what}: {value:.2f}×{extra}; target {op.replace('>=', '≥').replace('<=', '≤')} "
+                     f"{bound:g}×: {'met' if met else 'missed'}")
+    return lines
+
+
+def readme_table(report: dict) -> str:
+    """The README's performance block (between :data:`README_START` and :data:`README_END`):
+    where and when, the baseline and limits, one row per variant, and the targets."""
+    m = report["machine"]
+    libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "onnxruntime", "openvino") if m.get(k))
+    gpu = m["gpu"]["name"] if m.get("gpu") else "no GPU"
+    head = [f"Measured {report['date']} on {m['cpu']}, {m['physical_cores']} cores "
+            f"(CPU bf16: {'yes' if m['cpu_bf16'] else 'no'}; {gpu}), load average {_load(m.get('load_average'))} "
+            f"before and {_load(m.get('load_average_after'))} after ({libs}), with", "",
+            "```", report["command"], "```", ""]
+    facts = []
+    for name, info in report["models"].items():
+        for size, flops in info["flops"].items():
+            rows = [r for r in report["results"] if r["model"] == name and str(r["size"]) == size]
+            limits = ", ".join(f"{d} limit {rows[0][f'{d}_limit_ms_per_image']:.0f} ms"
+                               for d in ("fp32", "bf16") if rows and rows[0].get(f"{d}_limit_ms_per_image"))
+            pipe = info["pipeline"].get(size)
+            facts.append(f"{name}, {info['weights']}: {flops / 1e9:.1f} GFLOPs per image at {size}×{size}"
+                         + (f" ({limits})" if limits else "")
+                         + (f"; Transformers pipeline fp32: {pipe['e2e_images_per_s']:.2f} images/s" if pipe else "")
+                         + ".")
+    results = report["results"]
+    several = {k: len({r[k] for r in results}) > 1 for k in ("model", "size", "batch")}
+    keys = [k for k in ("model", "size", "batch") if several[k]]
+    lines = [*head, *facts, "",
+             "| " + " | ".join([*keys, "backend", "dtype", "model ms/img", "× bf16 limit", "end-to-end img/s",
+                                "× pipeline", "folder img/s (requests)", "× pipeline",
+                                "deviation vs fp32 (mean, of range)"]) + " |",
+             "|" + "---|" * (len(keys) + 9)]
+    for r in results:
+        dev = r.get("deviation_vs_fp32")
+        folder = "–" if r.get("folder_images_per_s") is None else \
+            f"{r['folder_images_per_s']:.2f} ({r.get('folder_requests', 1)})"
+        cells = [_size(r) if k == "size" else str(r[k]) for k in keys] + [
+            r["backend"] + _opts(r), r["dtype"], f"{r['model_ms_per_image']:.0f}", _f(r.get("model_vs_bf16_limit")),
+            f"{r['e2e_images_per_s']:.2f}", _f(r.get("e2e_vs_pipeline")), folder, _f(r.get("folder_vs_pipeline")),
+            "–" if not dev else ("0" if dev["mean_rel"] == 0 else f"{dev['mean_rel']:.1e}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    targets = target_lines(report)
+    if targets:
+        lines += ["", "Against the CPU targets (same run):", ""] + [f"- {t}" for t in targets]
+    return "\n".join(lines) + "\n"
+
+
+def replace_readme_block(text: str, block: str) -> str:
+    """``text`` (the README) with its performance block replaced by ``block``."""
+    start, end = text.index(README_START), text.index(README_END)
+    return text[:start + len(README_START)] + "\n" + block + text[end:]
+
+
+def _size(row: dict) -> str:
+    """The input side asked for, or the network input where the model fixes it (PyDNet++: 448x640)."""
+    net = row.get("network_input")
+    return f"{net[0]}×{net[1]} (fixed)" if net and list(net) != [row["size"], row["size"]] else str(row["size"])
 
 
 def _opts(row: dict) -> str:

@@ -22,25 +22,28 @@ def _list(kind):
 def register(sub) -> None:
     p = sub.add_parser(
         "bench", help="measure speed against the Transformers pipeline",
-        description="Time model-only and end-to-end (decode -> write) inference for each combination of model, "
-                    "backend, input size, batch size and dtype, next to the Transformers pipeline on the same "
-                    "weights in the same run, and the FLOP count against the machine's measured matmul "
-                    "throughput. Without the released weights, random weights of the released architecture "
-                    "are used (same FLOPs), and the report says so.")
+        description="Time model-only, end-to-end (decode -> write, one batch at a time) and folder (throughput "
+                    "mode) inference for each combination of model, backend, dtype, input size and batch size, "
+                    "in interleaved rounds with the Transformers pipeline on the same weights, and the FLOP count "
+                    "against the machine's measured fp32 and bf16 matmul throughput. Without the released "
+                    "weights, random weights of the released architecture are used (same FLOPs), and the report "
+                    "says so.")
     p.add_argument("--model", "-m", type=_list(str), default=[registry.DEFAULT_MODEL], help="comma-separated models")
     p.add_argument("--weights", metavar="PATH", help="a Hugging Face-format folder (one model only)")
-    p.add_argument("--backend", type=_list(str), default=None, help="comma-separated: torch,onnx (default: torch)")
+    p.add_argument("--backend", type=_list(str), default=None,
+                   help="comma-separated: torch,onnx,openvino,tflite (default: torch)")
     p.add_argument("--size", type=_list(int), default=None, help="comma-separated input sides (default: 518)")
     p.add_argument("--batch", type=_list(int), default=None, help="comma-separated batch sizes (default: 1)")
     p.add_argument("--dtype", type=_list(str), default=None, help="comma-separated: fp32,bf16,fp16,int8 (default: fp32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
-    p.add_argument("--runs", type=int, help="timed model-only runs (default: 10)")
-    p.add_argument("--warmup", type=int, help="untimed runs first (default: 2)")
-    p.add_argument("--e2e-images", type=int, help="files per end-to-end pass (default: 8)")
-    p.add_argument("--e2e-repeats", type=int, help="end-to-end passes (default: 3)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds over all variants and the pipeline (default: 3)")
+    p.add_argument("--runs", type=int, help="timed model-only calls per variant and round (default: 3)")
+    p.add_argument("--warmup", type=int, help="untimed calls and passes per variant first (default: 1)")
+    p.add_argument("--e2e-images", type=int, help="files per end-to-end pass (default: 6)")
+    p.add_argument("--folder-images", type=int, help="files per folder pass in throughput mode; 0: none (default: 32)")
     p.add_argument("--image", metavar="PHOTO", help="make the inputs from this photo (default: a synthetic scene)")
     p.add_argument("--no-baseline", action="store_true", help="skip the Transformers pipeline")
-    p.add_argument("--quick", action="store_true", help="small and fast (CI): 140 px, 3 runs, 4 files")
+    p.add_argument("--quick", action="store_true", help="small and fast (CI): 140 px, 1 round, a few files")
     p.add_argument("--json", type=Path, default=Path("bench.json"), help="JSON report (default: bench.json)")
     p.add_argument("--markdown", type=Path, default=Path("bench.md"), help="Markdown table (default: bench.md)")
     p.add_argument("--threads", type=int, help="PyTorch CPU threads (default: PyTorch's)")
@@ -71,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value:
             setattr(config, {"backend": "backends", "size": "sizes", "batch": "batches", "dtype": "dtypes"}[name], value)
-    for name in ("runs", "warmup", "e2e_images", "e2e_repeats"):
+    for name in ("rounds", "runs", "warmup", "e2e_images", "folder_images"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
     config.command = "localdepth " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import registry
-from ..backends import BACKENDS
+from ..backends import BACKENDS, DTYPES
 from ..errors import LocalDepthError
 from ..limits import MAX_IMAGE_PIXELS
 from ..writers import FORMATS, colormap_lut, parse_formats
@@ -17,11 +17,15 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None
     g.add_argument("--model", "-m", default=default_model,
                    help=f"registry name, '-' or '_' (default: {default_model}); see `localdepth models`")
     g.add_argument("--weights", metavar="PATH",
-                   help="weights to use instead of the cache: a Hugging Face-format folder or a weights file")
-    g.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (default: auto)")
+                   help="weights to use instead of the cache: a Hugging Face-format folder, a weights file, "
+                        "or a converted model (.onnx, OpenVINO model.xml or its folder)")
+    g.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="inference backend (default: auto = OpenVINO on x86 CPUs where it is installed, "
+                        "PyTorch on GPUs and elsewhere, LiteRT for TFLite models)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"),
-                   help="precision (default: auto = fp16 on CUDA, fp32 elsewhere; int8: ONNX Runtime)")
+    g.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="precision (default: auto = fp16 on CUDA, bf16 on OpenVINO where the CPU has it, else fp32; "
+                        "int8: OpenVINO/ONNX Runtime, quantized once and cached)")
     g.add_argument("--compile", action="store_true", help="PyTorch: torch.compile the model (slow first batch)")
     g.add_argument("--cuda-graphs", action="store_true", help="PyTorch on CUDA: replay a CUDA graph per input shape")
     g.add_argument("--input-size", type=int, metavar="N",
@@ -37,12 +41,15 @@ def loading_line(args: argparse.Namespace):
     return lambda line: print(f"localdepth: {line}", file=sys.stderr, flush=True)
 
 
-def load_from_args(args: argparse.Namespace, name: str | None = None):
+def load_from_args(args: argparse.Namespace, name: str | None = None, *, performance: str = "latency"):
+    """The model the arguments name; ``performance="throughput"`` for many inputs (OpenVINO keeps
+    several requests in flight)."""
     from ..estimator import load
 
     estimator = load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
                      dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
-                     cuda_graphs=getattr(args, "cuda_graphs", False), on_loading=loading_line(args))
+                     cuda_graphs=getattr(args, "cuda_graphs", False), performance=performance,
+                     on_loading=loading_line(args))
     # a camera the user gave also sets the metres of focal-dependent models (Depth Anything 3 Metric)
     estimator.camera = {k: getattr(args, k) for k in ("intrinsics", "fov") if getattr(args, k, None) is not None}
     wanted = [f.strip().lower() for f in str(getattr(args, "format", None) or "").split(",")]

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, DTYPES
 from .common import add_outdir_arg, loading_line
 
 
@@ -47,7 +47,7 @@ def register(sub) -> None:
     g = p.add_argument_group("model loading")
     g.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (default: auto)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="precision")
+    g.add_argument("--dtype", default="auto", choices=DTYPES, help="precision (see `localdepth run --help`)")
     g.add_argument("--input-size", type=int, metavar="N", help="network input size")
     p.set_defaults(func=main)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,10 +12,10 @@ from .. import registry
 def register(sub) -> None:
     p = sub.add_parser(
         "export", help="export a model to ONNX, checked against PyTorch",
-        description="Export a Transformers model of the registry to ONNX with dynamic batch, height and width, "
-                    "print its parity against PyTorch (max and mean absolute error on one image) and refuse to "
-                    "write it when the parity fails. The export is also cached beside the weights, where "
-                    "`--backend onnx` and `--backend auto` find it.")
+        description="Export a model of the registry to ONNX with dynamic batch, height and width, print its "
+                    "parity against PyTorch (max and mean error on one image, relative to the output range) and "
+                    "refuse to write it when the parity fails. The export is cached beside the weights, where "
+                    "`--backend onnx` finds it. For OpenVINO int8, see `localdepth quantize`.")
     p.add_argument("--model", "-m", default=registry.DEFAULT_MODEL, help="registry name (default: %(default)s)")
     p.add_argument("--weights", metavar="PATH", help="a Hugging Face-format folder to export instead of the cache")
     p.add_argument("--output", "-o", type=Path, help="where to write the .onnx file (default: only the cache)")
@@ -30,22 +29,17 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..export import export
+    from ..conversion import Settings, Target, convert, copy_to
     from ..weights import resolve
 
     spec = registry.get(args.model)
     resolved = resolve(spec, args.weights)
-    variant = args.quantize or "fp32"
-    report = export(spec, resolved, variant, check_image=args.check_image, input_size=args.input_size,
-                    force=args.force, log=lambda line: print(f"localdepth: {line}", file=sys.stderr))
-    if report.fp32_parity is not None:
-        print(report.fp32_parity.line())
-    print(report.parity.line())
-    print(f"{'reused' if report.cached else 'cached'}: {report.path}")
+    converted = convert(spec, resolved, Target("onnx", args.quantize or "fp32"),
+                        settings=Settings(check_image=args.check_image, input_size=args.input_size),
+                        force=args.force, log=lambda line: print(f"localdepth: {line}", file=sys.stderr))
+    for line in converted.lines():
+        print(line)
+    print(f"{'reused' if converted.cached else 'cached'}: {converted.path}")
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_name(f".{args.output.name}.tmp")
-        shutil.copyfile(report.path, tmp)
-        tmp.replace(args.output)
-        print(f"wrote {args.output}")
+        print(f"wrote {copy_to(converted, args.output)}")
     return 0

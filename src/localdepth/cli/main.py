@@ -12,8 +12,8 @@ from ..errors import LocalDepthError
 from ..safety import one_line
 
 #: subcommand modules in this package; each defines ``register(subparsers)``
-COMMANDS = ("run", "models", "export", "bench", "align", "pointcloud", "eval", "video", "serve", "batch", "scene",
-            "evalposes")
+COMMANDS = ("run", "models", "export", "quantize", "bench", "align", "pointcloud", "eval", "video", "serve", "batch",
+            "scene", "evalposes")
 
 
 def build_parser() -> argparse.ArgumentParser:

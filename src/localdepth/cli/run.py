@@ -61,7 +61,10 @@ def main(args: argparse.Namespace) -> int:
                            extra_sidecar=camera_sidecar(args))
 
     def estimator():  # loaded once some input needs it: bad or finished inputs are reported at once
-        return load_from_args(args)
+        # several inputs through the pipelined runner: throughput (OpenVINO keeps requests in
+        # flight); one input, or geometry (one image at a time): latency
+        many = len(items) > 1 and args.pipeline and not (args.pointcloud or args.mesh)
+        return load_from_args(args, performance="throughput" if many else "latency")
 
     if args.pointcloud or args.mesh:
         return run_with_geometry(args, items, estimator, options, url_limits=url_limits, prompt_for=prompt_for)

@@ -8,7 +8,7 @@ import os
 import sys
 
 from .. import limits, registry
-from ..backends import BACKENDS
+from ..backends import BACKENDS, DTYPES
 from ..errors import LocalDepthError
 from ..safety import is_loopback_host
 
@@ -28,7 +28,7 @@ def register(sub) -> None:
     g.add_argument("--weights", metavar="PATH", help="weights for the (single) model, as in `localdepth run`")
     g.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (default: auto)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    g.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="precision (default: auto)")
+    g.add_argument("--dtype", default="auto", choices=DTYPES, help="precision (default: auto; see `localdepth run --help`)")
     g.add_argument("--input-size", type=int, metavar="N", help="network input size (default: the model's)")
     n = p.add_argument_group("network and security")
     n.add_argument("--host", default="127.0.0.1",

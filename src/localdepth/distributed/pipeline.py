@@ -237,12 +237,15 @@ def decode_stage(rows, cfg: BatchConfig, target: OutputTarget):
 class InferenceActor:
     """One model per actor; runs the network on the pending rows of each batch."""
 
-    def __init__(self, cfg: BatchConfig):
+    def __init__(self, cfg: BatchConfig, cpus: float | None = None):
         from ..estimator import load
 
         self.cfg = cfg
+        # ONNX Runtime, OpenVINO and LiteRT get the actor's CPU share as threads (PyTorch follows
+        # OMP_NUM_THREADS, which Ray sets from the same share)
+        threads = max(1, int(cpus)) if cpus else None
         self.estimator = load(cfg.model, weights=cfg.weights, backend=cfg.backend, device=cfg.device,
-                              dtype=cfg.dtype, input_size=cfg.input_size)
+                              dtype=cfg.dtype, input_size=cfg.input_size, threads=threads)
         self.model_info = json.dumps(self.estimator.describe())
         self.inferred = 0
 
@@ -452,7 +455,7 @@ def run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest:
                         memory=DECODE_MEMORY)
     ds = ds.map_batches(
         InferenceActor, batch_format="pandas", batch_size=max(1, cfg.batch_size),
-        fn_constructor_kwargs={"cfg": cfg}, compute=ray.data.ActorPoolStrategy(size=cfg.workers),
+        fn_constructor_kwargs={"cfg": cfg, "cpus": actor_cpus}, compute=ray.data.ActorPoolStrategy(size=cfg.workers),
         num_cpus=actor_cpus, num_gpus=cfg.gpus_per_worker or None,
         # No max_restarts/max_task_retries here: Ray Data's actor pools default to -1 for both (a
         # killed actor is restarted and its lost batch re-run), which is what losing no input needs;
