@@ -438,7 +438,9 @@ def write_clip(path: Path, times: list[float], *, faststart: bool = False, size:
 
 # one thread: a tiny model gains nothing from two, and on a busy machine OpenMP's spinning
 # threads made each 56 px frame take 0.6 s instead of 0.01 s (measured on the shared 2-core VM)
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+def one_thread() -> dict:
+    """The environment at call time (so conftest's isolated caches reach the subprocess), one thread."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def frame_times(path: Path) -> np.ndarray:
@@ -460,7 +462,7 @@ def test_variable_frame_rate_keeps_every_timestamp(tiny_da_dir, tmp_path):
     np.testing.assert_allclose(source_times, times, atol=1e-3)  # the clip really is variable-rate
     out, frames = tmp_path / "vfr_depth.mp4", tmp_path / "frames"
     r = cli(clip, "--output", out, "--format", "npz", "--outdir", frames, "--weights", tiny_da_dir,
-            "--device", "cpu", "--input-size", "56", "-q", env=ONE_THREAD)
+            "--device", "cpu", "--input-size", "56", "-q", env=one_thread())
     assert r.returncode == 0, r.stderr
     written = frame_times(out)
     assert len(written) == len(times)
@@ -490,7 +492,7 @@ def test_truncated_video_reports_the_missing_frames(tiny_da_dir, tmp_path):
 
     out = tmp_path / "cut_depth.mp4"
     r = cli(cut, "--output", out, "--weights", tiny_da_dir, "--device", "cpu", "--input-size", "56", "-q",
-            env=ONE_THREAD)
+            env=one_thread())
     assert r.returncode == 1, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("localdepth: error:")]
     assert len(errors) == 1 and f"of the {n} frames" in errors[0] and "missing" in errors[0], r.stderr
@@ -500,6 +502,6 @@ def test_truncated_video_reports_the_missing_frames(tiny_da_dir, tmp_path):
     assert probe(out)["frames"] == meta["frames"]
 
     r = cli(whole, "--output", tmp_path / "whole_depth.mp4", "--weights", tiny_da_dir, "--device", "cpu",
-            "--input-size", "56", "-q", env=ONE_THREAD)
+            "--input-size", "56", "-q", env=one_thread())
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "whole_depth.json").read_text())["missing_frames"] == 0
