@@ -56,7 +56,10 @@ class OpenVINOBackend(Backend):
         self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
         batch = compiled.inputs[0].get_partial_shape()[0]
         self.max_batch = 1 if batch.is_static and batch.get_length() == 1 else None
-        names = [next(iter(o.get_names()), "") for o in compiled.outputs]
+        # an output of a compiled model can carry more names than the one the conversion gave it
+        # ({'confidence', 'select_4:0', '35'}): take the known one, not whichever a set yields first
+        known = {"depth", *OPTIONAL_OUTPUTS}
+        names = [next((n for n in sorted(o.get_names()) if n in known), "") for o in compiled.outputs]
         self._depth = names.index("depth") if "depth" in names else 0
         self._extra = {name: i for i, name in enumerate(names) if name in OPTIONAL_OUTPUTS}
         self._request = compiled.create_infer_request()
