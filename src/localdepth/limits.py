@@ -19,6 +19,21 @@ MAX_IMAGE_PIXELS = 8192 * 8192
 #: largest image file read (a file is read whole before decoding): 512 MiB, more than an
 #: uncompressed 16-bit RGBA image of MAX_IMAGE_PIXELS. Also the cap on bytes fetched for one URL.
 MAX_IMAGE_BYTES = 512 * MIB
+#: bytes one decoded pixel may take, on top of the pixel budget: a header that declares more (an
+#: ``.npy`` of 32-byte values, a TIFF of 16 float64 samples) is refused before decoding. 16 is
+#: float32 RGBA; a float64 depth map takes 8, a 16-bit RGBA PNG 8.
+DECODED_MAX_BYTES_PER_PIXEL = 16
+
+# ----------------------------------------------------------------------------- prompt depth maps
+
+#: fewest valid values (finite, > 0 metres) a prompt depth map must hold. Prompt Depth Anything
+#: maps its output onto the prompt's [min, max]: an all-zero, all-NaN or negative prompt gave a
+#: map whose maximum was 1e-6 m, a 1x1 prompt an all-NaN one. 16 is a 4x4 grid of samples; a
+#: phone's LiDAR map holds 49152 (256x192).
+PROMPT_MIN_VALID_VALUES = 16
+#: shortest side of a prompt depth map, pixels (the network's min-max normalisation of a 1x1
+#: map divides by zero)
+PROMPT_MIN_SIDE = 2
 
 # ----------------------------------------------------------------------------- the network input
 
