@@ -24,6 +24,18 @@ MAX_IMAGE_BYTES = 512 * MIB
 #: float32 RGBA; a float64 depth map takes 8, a 16-bit RGBA PNG 8.
 DECODED_MAX_BYTES_PER_PIXEL = 16
 
+# ----------------------------------------------------------------------------- cameras
+
+#: shortest focal length given for a camera, pixels: a focal under a pixel is a field of view of
+#: over 179.9 degrees on a 1000-pixel image; fx = 1e-300 made every point infinite
+CAMERA_MIN_FOCAL_PX = 1.0
+#: narrowest field of view, degrees (``--fov``, and the longest focal: image size / (2 tan(fov/2)),
+#: about 5730 image sizes): fov = 1e-320 gave an infinite focal length
+CAMERA_MIN_FOV_DEG = 0.01
+#: farthest the principal point may lie from the image centre, in image sizes (widths for cx,
+#: heights for cy): crops of a larger photo keep it off centre, cx = 1e308 put every point at infinity
+CAMERA_MAX_PRINCIPAL_OFFSET = 4.0
+
 # ----------------------------------------------------------------------------- prompt depth maps
 
 #: fewest valid values (finite, > 0 metres) a prompt depth map must hold. Prompt Depth Anything

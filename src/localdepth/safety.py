@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from . import limits
 from .errors import LocalDepthError
 
 
@@ -183,6 +184,7 @@ class Range:
 
 
 _POSITIVE = Range(0, None, lo_open=True)
+_FOCAL = Range(limits.CAMERA_MIN_FOCAL_PX, None)
 _NON_NEGATIVE = Range(0, None)
 _FINITE = Range()
 _COUNT = Range(1, None, integer=True)
@@ -191,8 +193,8 @@ _COUNT = Range(1, None, integer=True)
 #: use the same names). One name means one thing across commands.
 NUMERIC_OPTIONS: dict[str, Range] = {
     # cameras and geometry (run, pointcloud, align, the server's ply answers)
-    "fov": Range(0, 180, lo_open=True, hi_open=True),
-    "fx": _POSITIVE, "fy": _POSITIVE, "cx": _FINITE, "cy": _FINITE,
+    "fov": Range(limits.CAMERA_MIN_FOV_DEG, 180, hi_open=True),
+    "fx": _FOCAL, "fy": _FOCAL, "cx": _FINITE, "cy": _FINITE,
     "voxel_size": _POSITIVE,
     "max_depth": _POSITIVE,
     "min_depth": _NON_NEGATIVE,
@@ -263,6 +265,42 @@ def check_options(values: Mapping[str, object], *, label=option_label) -> None:
         spec = NUMERIC_OPTIONS.get(name)
         if spec is not None and value is not None:
             spec.check(label(name), value)
+
+
+def check_camera(fx: float, fy: float, cx: float, cy: float, width: int = 0, height: int = 0,
+                 what: str = "the camera") -> None:
+    """A pinhole camera (pixels) that puts points at finite, physical places, or
+    :class:`InvalidValueError` in one line. The one check for every camera that comes from outside:
+    ``--intrinsics``, ``--fov``, the server's ``fx, fy, cx, cy, fov``, a sidecar's predicted
+    camera, a scene's ``cameras.json``, a dataset's intrinsics, a photo's EXIF.
+
+    Focal lengths at least :data:`~localdepth.limits.CAMERA_MIN_FOCAL_PX` and, for a known
+    ``width x height``, at most the focal of a :data:`~localdepth.limits.CAMERA_MIN_FOV_DEG`
+    field of view across the longer side; the principal point within
+    :data:`~localdepth.limits.CAMERA_MAX_PRINCIPAL_OFFSET` image sizes of the image centre.
+    ``width, height`` 0: the size is not known yet, only the size-free checks apply.
+    """
+    values = {"fx": fx, "fy": fy, "cx": cx, "cy": cy}
+    for name, value in values.items():
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError, OverflowError):
+            finite = False
+        if not finite:
+            raise InvalidValueError(f"{what}: {name} must be a finite number of pixels (got {value!r})")
+    if min(fx, fy) < limits.CAMERA_MIN_FOCAL_PX:
+        raise InvalidValueError(f"{what}: the focal length must be at least {limits.CAMERA_MIN_FOCAL_PX:g} pixel "
+                                f"(got fx={fx:.6g}, fy={fy:.6g})")
+    if width > 0 and height > 0:
+        longest = max(width, height) / (2.0 * math.tan(math.radians(limits.CAMERA_MIN_FOV_DEG) / 2.0))
+        if max(fx, fy) > longest:
+            raise InvalidValueError(f"{what}: a focal length of {max(fx, fy):.6g} pixels is a field of view under "
+                                    f"{limits.CAMERA_MIN_FOV_DEG:g} degrees on a {width}x{height} image (at most "
+                                    f"{longest:.6g})")
+        reach = limits.CAMERA_MAX_PRINCIPAL_OFFSET
+        if abs(cx - (width - 1) / 2.0) > reach * width or abs(cy - (height - 1) / 2.0) > reach * height:
+            raise InvalidValueError(f"{what}: the principal point ({cx:.6g}, {cy:.6g}) is more than {reach:g} image "
+                                    f"sizes from the centre of the {width}x{height} image")
 
 
 def check_intrinsics_text(text: str) -> None:

@@ -98,7 +98,8 @@ def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=No
     if fov is not None and (fx is not None or fy is not None):
         raise ValueError("give either fov or fx/fy, not both")
     if fx is None and fy is None:
-        k = geometry.from_fov(float(fov), width, height) if fov is not None else geometry.default_intrinsics(width, height)
+        k = (geometry.checked(geometry.from_fov(float(fov), width, height), f"fov={float(fov):g}") if fov is not None
+             else geometry.default_intrinsics(width, height))
         if cx is None and cy is None:
             return k
         fx = fy = k.fx
@@ -107,9 +108,7 @@ def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=No
     cx = (width - 1) / 2.0 if cx is None else cx
     cy = (height - 1) / 2.0 if cy is None else cy
     values = [float(v) for v in (fx, fy, cx, cy)]
-    if not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
-        raise ValueError("fx and fy must be positive and fx, fy, cx, cy finite")
-    return Intrinsics(*values, width=width, height=height, source="request")
+    return geometry.checked(Intrinsics(*values, width=width, height=height, source="request"), "the request's camera")
 
 
 def back_project(depth: np.ndarray, k: Intrinsics, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
