@@ -36,6 +36,15 @@ CAMERA_MIN_FOV_DEG = 0.01
 #: heights for cy): crops of a larger photo keep it off centre, cx = 1e308 put every point at infinity
 CAMERA_MAX_PRINCIPAL_OFFSET = 4.0
 
+#: how far a camera pose read from a trajectory may be from rigid: max |R^T R - I|, |det R - 1|,
+#: the last row's distance from 0 0 0 1 and a quaternion's |norm - 1|. Measured: 4.4e-16 in
+#: Open3D's trajectory.log, 1.7e-6 in its odometry.log; values written with 4 decimals (TUM's
+#: ground truth) are off by up to about 4e-4. All-zero matrices (off by 1) gave 180 degrees of RPE.
+POSE_RIGIDITY_TOLERANCE = 1e-2
+#: largest camera coordinate a trajectory may hold, in its units: 1e300 made the alignment's
+#: squares overflow (NaN RPE); at 1e9 float64 still resolves 1e-7 of a unit
+POSE_MAX_COORDINATE = 1e9
+
 # ----------------------------------------------------------------------------- prompt depth maps
 
 #: fewest valid values (finite, > 0 metres) a prompt depth map must hold. Prompt Depth Anything

@@ -303,6 +303,54 @@ def check_camera(fx: float, fy: float, cx: float, cy: float, width: int = 0, hei
                                     f"sizes from the centre of the {width}x{height} image")
 
 
+def check_pose(pose, where: str) -> np.ndarray:
+    """A camera pose read from a file, as ``(4, 4)`` float64, once it is a rigid transform
+    ``[[R, t], [0, 0, 0, 1]]``: finite, ``R`` orthonormal with determinant +1 and the last row
+    0 0 0 1 within :data:`~localdepth.limits.POSE_RIGIDITY_TOLERANCE`, coordinates within
+    :data:`~localdepth.limits.POSE_MAX_COORDINATE`. Else :class:`InvalidValueError` in one line
+    that starts with ``where`` (a file and line, or a view)."""
+    import numpy as np
+
+    try:
+        T = np.asarray(pose, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidValueError(f"{where}: a pose must be a 4x4 matrix of numbers ({e})") from None
+    if T.shape != (4, 4):
+        raise InvalidValueError(f"{where}: a pose must be a 4x4 matrix, got shape {T.shape}")
+    if not np.isfinite(T).all():
+        raise InvalidValueError(f"{where}: the pose holds non-finite numbers (NaN or inf)")
+    far = float(np.abs(T[:3, 3]).max())
+    if far > limits.POSE_MAX_COORDINATE:
+        raise InvalidValueError(f"{where}: a camera coordinate of {far:.6g} is beyond {limits.POSE_MAX_COORDINATE:g}, "
+                                "the largest a trajectory may hold")
+    tol = limits.POSE_RIGIDITY_TOLERANCE
+    if float(np.abs(T[3] - (0.0, 0.0, 0.0, 1.0)).max()) > tol:
+        raise InvalidValueError(f"{where}: the last row of the pose is {' '.join(f'{v:g}' for v in T[3])}, not 0 0 0 1")
+    R = T[:3, :3]
+    off = float(np.abs(R.T @ R - np.eye(3)).max())
+    det = float(np.linalg.det(R))
+    if off > tol or abs(det - 1.0) > tol:
+        raise InvalidValueError(f"{where}: not a rigid camera pose: its rotation must be orthonormal with determinant "
+                                f"+1 (max |R^T R - I| = {off:.3g}, det R = {det:.6g}; tolerance {tol:g})")
+    return T
+
+
+def check_quaternion(q, where: str):
+    """A rotation quaternion read from a file: four finite numbers of norm 1 within
+    :data:`~localdepth.limits.POSE_RIGIDITY_TOLERANCE` (a zero quaternion is no rotation). Returns
+    it as float64; :class:`InvalidValueError` in one line otherwise."""
+    import numpy as np
+
+    q = np.asarray(q, dtype=np.float64)
+    if q.shape != (4,) or not np.isfinite(q).all():
+        raise InvalidValueError(f"{where}: a rotation quaternion must be four finite numbers")
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > limits.POSE_RIGIDITY_TOLERANCE:
+        raise InvalidValueError(f"{where}: the rotation quaternion has norm {norm:.6g}, not 1 (tolerance "
+                                f"{limits.POSE_RIGIDITY_TOLERANCE:g}): not a rotation")
+    return q
+
+
 def check_intrinsics_text(text: str) -> None:
     """``--intrinsics fx,fy,cx,cy``: four finite numbers, fx and fy positive."""
     from .geometry import parse_intrinsics

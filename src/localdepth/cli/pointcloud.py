@@ -97,6 +97,7 @@ def scene_view(cameras_json: Path, which: str | None, map_path: Path, meta: dict
 
     from ..errors import LocalDepthError
     from ..geometry import checked, from_matrix
+    from ..safety import check_pose
 
     try:
         views = json.loads(Path(cameras_json).read_text())["views"]
@@ -127,8 +128,7 @@ def scene_view(cameras_json: Path, which: str | None, map_path: Path, meta: dict
         checked(cam, f"{cameras_json}: view {index}")
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
-    if pose.shape != (4, 4) or not np.isfinite(pose).all():
-        raise LocalDepthError(f"{cameras_json}: view {index} has no valid 4x4 camera_from_world")
+    pose = check_pose(pose, f"{cameras_json}: view {index}: camera_from_world")
     if (cam.width, cam.height) != (w, h):
         cam = cam.scaled(w, h)
     return cam, pose, {"cameras": str(cameras_json), "index": index, "image": view.get("image")}
