@@ -560,7 +560,8 @@ def test_scene_endpoint_answers_cameras_points_and_a_glb(tiny_estimator):
     body = as_json.json()
     assert body["model"] == "plane-views" and len(body["views"]) == 3 and as_json.headers["X-Scene-Views"] == "3"
     # the same photos through the library give the same cameras and points
-    cameras, cloud, units = predict_scene(model, photos, SceneSettings())
+    cameras, cloud, units, refused = predict_scene(model, photos, SceneSettings())
+    assert refused == {}
     assert body["units"] == units
     for view, cam in zip(body["views"], cameras):
         assert (view["width"], view["height"]) == (80, 60)

@@ -112,6 +112,11 @@ SCENE_MAX_VIEWS = 64
 #: input pixels of one scene in all: the views, and their depth and confidence maps at each view's
 #: resolution, are held at once, about 10.5 bytes per pixel (measured, docs/scene.md): 4.4 GB here
 SCENE_MAX_PIXELS = 400_000_000
+#: least share of its own network input every view of a scene keeps: the views go through the
+#: network on one grid, the smallest one's (centre crops), so a 5000 x 1 strip left the other
+#: views 99.6 % NaN. A view that would crop another below this share is left out, with one line;
+#: a 4:3 photo beside a 3:4 one keeps 75 %.
+SCENE_MIN_SHARED_GRID = 0.5
 #: most photos in one POST /v1/scene; each within SERVER_MAX_UPLOAD_BYTES and SERVER_MAX_PIXELS,
 #: and one scene at a time per server
 SERVER_MAX_SCENE_VIEWS = 8

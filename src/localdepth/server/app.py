@@ -40,7 +40,7 @@ FILENAMES = {"json": "depth.json", "npy": "depth.npy", "png16": "depth.png", "co
 EXPOSED_HEADERS = ["Content-Disposition", "X-Depth-Model", "X-Depth-Kind", "X-Depth-Units", "X-Depth-Shape",
                    "X-Depth-Min", "X-Depth-Max", "X-Depth-Scale", "X-Depth-Offset", "X-Depth-Note", "X-Depth-Colormap",
                    "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics",
-                   "X-Intrinsics-Source", "X-Scene-Views"]
+                   "X-Intrinsics-Source", "X-Scene-Views", "X-Scene-Refused"]
 
 Format = Literal["json", "npy", "png16", "color", "ply"]
 SceneFormat = Literal["glb", "json"]
@@ -406,18 +406,22 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                     raise HTTPError(e.status, f"image {i + 1}: {e.detail}") from None
         uploads.clear()
         budget = SceneSettings(max_points=points)
-        cameras, cloud, units = await queued(
+        cameras, cloud, units, refused = await queued(
             batcher.submit_call(lambda estimator: predict_scene(estimator, images, budget), settings.timeout_s),
             "scene", retry, bad_request=(LocalDepthError,))
         headers = {"X-Depth-Model": batcher.name, "X-Depth-Units": units, "X-Scene-Views": str(len(cameras)),
                    "X-Point-Count": str(len(cloud.points))}
+        if refused:  # left out alone; the scene is the others' (the image numbers count from 1, as in errors)
+            headers["X-Scene-Refused"] = ",".join(str(i + 1) for i in sorted(refused))
+            for i, reason in sorted(refused.items()):
+                log.info("scene: image %d left out: %s", i + 1, reason)
         if format == "glb":
             from ..scene.glb import scene_glb
 
             body = await run_in_threadpool(scene_glb, cloud.points, cloud.colors, cameras)
             headers["Content-Disposition"] = 'inline; filename="scene.glb"'
             return Response(body, media_type="model/gltf-binary", headers=headers)
-        body = await run_in_threadpool(encode.scene_json, batcher.name, units, cameras, cloud)
+        body = await run_in_threadpool(encode.scene_json, batcher.name, units, cameras, cloud, refused)
         return Response(body, media_type="application/json", headers=headers)
 
     @app.get("/v1/models", summary="Loaded models and server limits")

@@ -165,9 +165,10 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
     return ply_bytes(points, colors, comments), "application/octet-stream", headers
 
 
-def scene_json(model: str, units: str, cameras, cloud) -> bytes:
+def scene_json(model: str, units: str, cameras, cloud, refused: dict | None = None) -> bytes:
     """Cameras (as ``cameras.json`` has them) and the fused points, base64 little-endian
-    (positions float32 ``(P, 3)``, colours uint8 ``(P, 3)``), world frame, OpenCV axes."""
+    (positions float32 ``(P, 3)``, colours uint8 ``(P, 3)``), world frame, OpenCV axes.
+    ``refused``: ``{upload index: reason}`` of the images left out of the scene."""
     import json
 
     views = [{"width": c.width, "height": c.height, "intrinsics": np.asarray(c.K).round(9).tolist(),
@@ -178,5 +179,6 @@ def scene_json(model: str, units: str, cameras, cloud) -> bytes:
             "points": {"count": int(len(cloud.points)), "encoding": "base64, little-endian, row-major",
                        "positions": base64.b64encode(np.ascontiguousarray(cloud.points, dtype="<f4").tobytes()).decode(),
                        "colors": base64.b64encode(np.ascontiguousarray(cloud.colors, dtype=np.uint8).tobytes()).decode()},
-            "fusion": cloud.as_dict()}
+            "fusion": cloud.as_dict(),
+            "refused": [{"image": i + 1, "reason": reason} for i, reason in sorted((refused or {}).items())]}
     return json.dumps(body).encode()
