@@ -77,11 +77,18 @@ SERVER_MAX_UPLOAD_BYTES = 20 * MIB
 #: largest accepted image, width x height, read from the header before decoding
 SERVER_MAX_PIXELS = 25_000_000
 #: decoded pixels held at once across all requests (decoding, waiting, inferring, encoding);
-#: beyond it new requests get 503. A request holds its decoded image (3 bytes per pixel), then its
+#: beyond it new requests get 503; a scene waits for room, and one larger than the whole budget
+#: gets 413. A request holds its decoded image (3 bytes per pixel), then its
 #: map at the image's size (4) and that map's encoding (2 for png16, 4 for npy, 5.3 for json):
 #: 100 Mpx is about 0.7 to 1.2 GB. The network's activations are bounded apart (max_batch and
 #: the network input budget above).
 SERVER_MAX_QUEUED_PIXELS = 100_000_000
+#: bytes of request bodies held at once across all requests, counted from each body's declared
+#: Content-Length before any of it is read (chunked bodies as they arrive) and held until the
+#: answer is sent; beyond it new requests get 503 with Retry-After. 40 concurrent uploads of 41 MB
+#: added 1.9 GB before, and the ceiling was about max_connections x 48 MB = 12 GB. Must hold the
+#: largest single upload (multipart: two files of SERVER_MAX_UPLOAD_BYTES).
+SERVER_MAX_BODIES_BYTES = 256 * MIB
 #: requests waiting for one model
 SERVER_QUEUE_SIZE = 64
 #: most images in one forward pass

@@ -235,6 +235,8 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "max_upload_mb": Range(0, 4096, lo_open=True),
     "max_upload_bytes": _COUNT,
     "max_queued_pixels": _COUNT,
+    "max_bodies_mb": Range(0, 65536, lo_open=True),
+    "max_bodies_bytes": _COUNT,
     "max_batch": Range(1, 1024, integer=True),
     "max_wait_ms": Range(0, 60_000),
     "queue_size": _COUNT,
