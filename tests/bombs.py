@@ -136,3 +136,24 @@ def pfm_lying(width: int = 100_000, height: int = 100_000, body: int = 1000) -> 
 def npy_lying(shape=(100_000, 100_000), body: int = 1000) -> bytes:
     """An ``.npy`` declaring ``shape`` float32 that holds ``body`` bytes."""
     return npy_header(shape) + b"\0" * body
+
+
+def video_bomb(path, side: int = 8200, frames: int = 2) -> None:
+    """A Matroska file of ``frames`` Motion-JPEG frames of ``side x side`` black pixels: each frame is
+    a 0.8 MB JPEG (built from a ``side x side`` grey array, 67 MB at 8200, freed at once), the file
+    1.6 MB; decoding it to RGB takes 200 MB a frame."""
+    import fractions
+
+    import av
+
+    ok, buf = cv2.imencode(".jpg", np.zeros((side, side), np.uint8))
+    assert ok
+    data = buf.tobytes()
+    del buf
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = side, side, "yuvj420p"
+        for i in range(frames):
+            packet = av.Packet(data)
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, fractions.Fraction(1, 1)
+            out.mux(packet)

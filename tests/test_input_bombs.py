@@ -169,3 +169,21 @@ def test_maps_within_the_budget_still_read(tmp_path):
     values, kind = load_depth_values(tmp_path / "a16.png")
     assert kind == "integer-image"
     np.testing.assert_array_equal(values, (depth * 1000).astype(np.uint16))
+
+
+def test_a_video_declaring_huge_frames_is_refused_before_decoding(tmp_path):
+    """`video` and `scene` read video files: a 1.6 MB Matroska file of 8200 x 8200 Motion-JPEG frames
+    took 535 MiB to read; its container header states the frame size, checked as an image's is."""
+    av = pytest.importorskip("av")
+    from bombs import video_bomb
+    from localdepth.video.readers import VideoFileReader
+
+    path = tmp_path / "bomb.mkv"
+    video_bomb(path)
+    with av.open(str(path)):  # PyAV's libraries are loaded now, not counted below
+        pass
+    with peak_growth() as grown:
+        with pytest.raises(LocalDepthError, match="8200x8200 frames are over the limit of 67108864 pixels") as refused:
+            VideoFileReader(path)
+    assert "\n" not in str(refused.value)
+    assert grown() < REFUSAL_MIB, f"{grown():.0f} MiB"

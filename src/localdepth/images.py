@@ -253,6 +253,12 @@ def admit(data: bytes, name: str, max_pixels: int | None = MAX_IMAGE_PIXELS) -> 
         raise ImageDecodeError(f"{name}: {e}; the file is refused before decoding") from None
     if declared is None:
         return None
+    return check_declared(declared, name, max_pixels)
+
+
+def check_declared(declared: Declared, name: str, max_pixels: int | None = MAX_IMAGE_PIXELS) -> Declared:
+    """The budget half of :func:`admit`, for a declaration read elsewhere (a video container's
+    frame size): ``declared`` itself, or :class:`ImageDecodeError` in one line."""
     if declared.raw_bytes is not None and declared.holds is not None and declared.raw_bytes > declared.holds:
         inside = f"'s member {declared.member}" if declared.member else ""
         raise ImageDecodeError(f"{name}: the header declares {declared.describe()} ({declared.raw_bytes} bytes of "
