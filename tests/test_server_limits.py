@@ -343,12 +343,12 @@ def _status(sock: socket.socket, timeout: float) -> int | None:
 
 def test_upload_bodies_in_flight_count_against_a_budget(tiny_estimator):
     """Item 10: 40 concurrent uploads of 41 MB added 1.9 GB (bodies were outside every budget).
-    Here 40 uploads of 2 MB (1.9 MB sent, then waiting) under an 8 MiB budget: four are read, the
+    Here 40 uploads of 2 MiB (1.9 MB sent, then waiting) under a 10 MiB budget: five are read, the
     others get 503 with Retry-After before any of their body is read; the server's (this
-    process's) peak memory grows by less than the budget, not by 40 x 1.9 MB = 76 MB."""
+    process's) peak memory grows by about the budget, not by 40 x 1.9 MB = 76 MB."""
     from bombs import peak_growth
 
-    settings = ServerSettings(max_upload_bytes=2 * 2**20, max_bodies_bytes=8 * 2**20 + 2 * 2**20, retry_after_s=2,
+    settings = ServerSettings(max_upload_bytes=2 * 2**20, max_bodies_bytes=10 * 2**20, retry_after_s=2,
                               body_timeout_s=30.0)
     app = create_app([tiny_estimator], settings)
     length, sent = 2 * 2**20, 2 * 2**20 - 100_000
@@ -361,7 +361,8 @@ def test_upload_bodies_in_flight_count_against_a_budget(tiny_estimator):
         statuses = [_status(s, 0.5) for s in sockets]
         for s in sockets:
             s.close()
-        assert grown() < 10 + 8, f"40 uploads took {grown():.0f} MiB"  # the budget, and slack measured at 1-3 MiB
+        # the 10 MiB budget and slack: measured 14.8 to 15.7 MiB in all with the budget, 80 MiB without it
+        assert grown() < 10 + 12, f"40 uploads took {grown():.0f} MiB"
         refused = [code for code in statuses if code == 503]
         assert len(refused) == 35 and statuses.count(None) == 5, statuses  # 5 x 2 MiB fit in 10 MiB
         assert held == 5 * length
