@@ -150,8 +150,7 @@ def declared_pixels(data: bytes, max_pixels: int, what: str = "image") -> int | 
 
 def image_pixels(data: bytes, max_pixels: int) -> int | None:
     """Width x height from the image's header, without decoding (see :func:`declared_pixels`)."""
-    pixels = declared_pixels(data, max_pixels)
-    return pixels
+    return declared_pixels(data, max_pixels)
 
 
 def decode_upload(data: bytes, max_pixels: int):
@@ -327,6 +326,9 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         pixels = image_pixels(data, settings.max_pixels) or 1
         if prompt_data is not None:  # the prompt is decoded too: its values count as pixels held
             pixels += declared_pixels(prompt_data, settings.max_pixels, "prompt depth") or 1
+        if not held.fits_at_all(pixels):
+            raise HTTPError(413, f"the image and its prompt depth hold {pixels} pixels, more than the server's whole "
+                                 f"budget of {held.limit} decoded pixels (--max-queued-pixels)")
         if not held.reserve(pixels):
             raise HTTPError(503, f"busy: the server holds {held.used} decoded pixels of its budget of {held.limit}; "
                                  "retry later", retry)
