@@ -92,6 +92,7 @@ def test_arrays_of_non_numbers_or_wide_values_are_refused_from_the_header():
     from bombs import npy_header
     from localdepth.images import admit
 
+    assert limits.DECODED_MAX_BYTES_PER_PIXEL == 16 and limits.MAX_IMAGE_PIXELS == 8192 * 8192
     with pytest.raises(ImageDecodeError, match="must hold numbers"):
         admit(npy_header((100, 100), "|V64") + b"\0" * 64 * 100 * 100, "x.npy")
     wide = np.dtype(np.clongdouble)
