@@ -270,3 +270,76 @@ def test_video_frames_carry_the_confidence(tiny_da3, tmp_path):
     assert frame["confidence"].shape == frame["depth"].shape == (42, 56) and frame["confidence"].min() > 1
     assert summary.sidecar["units"] == "relative"
     assert summary.mapping.png16_scale != 0.001  # normalised for the clip, not millimetres
+
+
+# ----------------------------------------------------------------------------- views that cannot share the grid (issue 20, item 19)
+
+
+def test_a_view_that_cannot_share_the_scenes_grid_is_left_out_alone(tiny_da3, tmp_path, capsys):
+    """A 300 x 1 strip beside two photos: the views go through the network on the smallest grid, so
+    the photos were cropped to 56 x 14 of their 504 x 378 (99.6 % NaN, exit 0, no warning)."""
+    est, folder = tiny_da3
+    photos = [rng_image(42, 56, seed=s) for s in range(2)]
+    strip = rng_image(1, 300, seed=9)
+    assert est.network_size(1, 300) == (14, 56) and est.network_size(42, 56) == (378, 504)
+    with pytest.raises(LocalDepthError, match=r"view 2 \(array\): its 300x1 image gives a 56x14 network input, which "
+                                              r"cannot share the scene's 504x378 grid \(the others would keep 0.4% of"):
+        est.predict_views([*photos, strip])
+    # a 4:3 and a 3:4 photo still share one grid (378 x 378: 75 % of each), as before
+    from localdepth import limits
+    from localdepth.multiview import shared_grid
+
+    assert limits.SCENE_MIN_SHARED_GRID == 0.5
+    assert shared_grid([(378, 504), (504, 378)]) == ([0, 1], (378, 378))
+    mixed = est.predict_views([photos[0], rng_image(56, 42, seed=3)])
+    assert all(np.isfinite(r.map).mean() == pytest.approx(0.75, abs=0.03) for r in mixed)
+
+    paths = [_png(tmp_path / name, image) for name, image in (("a.png", photos[0]), ("b.png", photos[1]),
+                                                             ("strip.png", strip))]
+    common = ["--model", "da3-small", "--weights", str(folder), "--device", "cpu"]
+    assert main(["scene", *map(str, paths), *common, "-o", str(tmp_path / "with")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("localdepth: error:")]
+    assert len(errors) == 1 and "strip.png: its 300x1 image" in errors[0] and "left out of the scene" in errors[0], err
+    assert main(["scene", *map(str, paths[:2]), *common, "-o", str(tmp_path / "without")]) == 0
+    capsys.readouterr()
+    for name in ("a", "b"):  # the rest is computed as if the strip had not been given
+        with_strip = np.load(tmp_path / "with" / "depth" / f"{name}.npy")
+        assert np.isfinite(with_strip).all()
+        np.testing.assert_array_equal(with_strip, np.load(tmp_path / "without" / "depth" / f"{name}.npy"))
+    assert len(json.loads((tmp_path / "with" / "cameras.json").read_text())["views"]) == 2
+    assert not (tmp_path / "with" / "depth" / "strip.npy").exists()
+
+
+def test_the_server_leaves_a_view_off_the_grid_out_of_the_scene(tiny_da3):
+    pytest.importorskip("fastapi")
+    import asyncio
+    import base64
+
+    import httpx
+
+    from localdepth.server import create_app
+    from server_support import png_bytes
+
+    est, _ = tiny_da3
+    app = create_app([est])
+    photos = [png_bytes(rng_image(42, 56, seed=s)) for s in range(2)]
+    strip = png_bytes(rng_image(1, 300, seed=9))
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localdepth", timeout=120) as client:
+                files = [("images", (f"{i}.png", data, "image/png")) for i, data in enumerate([*photos, strip])]
+                with_strip = await client.post("/v1/scene?format=json", files=files)
+                without = await client.post("/v1/scene?format=json", files=files[:2])
+                return with_strip, without
+
+    with_strip, without = asyncio.run(go())
+    assert with_strip.status_code == 200, with_strip.text
+    assert with_strip.headers["X-Scene-Views"] == "2" and with_strip.headers["X-Scene-Refused"] == "3"
+    body = with_strip.json()
+    assert [r["image"] for r in body["refused"]] == [3] and "cannot share the scene's" in body["refused"][0]["reason"]
+    assert "X-Scene-Refused" not in without.headers and without.json()["refused"] == []
+    points = [np.frombuffer(base64.b64decode(r.json()["points"]["positions"]), "<f4") for r in (with_strip, without)]
+    np.testing.assert_array_equal(points[0], points[1])

@@ -194,3 +194,93 @@ def test_eval_poses_cli(rgbd_dir, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["ate"]["rmse"] > 1e-3
     with pytest.raises(LocalDepthError, match="no such trajectory"):
         poses.read_trajectory(tmp_path / "missing.log")
+
+
+# ----------------------------------------------------------------------------- poses that are not poses (issue 20, item 18)
+
+def _tum(T: np.ndarray, q_override=None, t_override=None) -> str:
+    lines = []
+    for i, P in enumerate(T):
+        x, y, z, w = Rotation.from_matrix(P[:3, :3]).as_quat()
+        q = (x, y, z, w) if q_override is None or i != 2 else q_override
+        t = P[:3, 3] if t_override is None or i != 2 else t_override
+        lines.append(f"{i}.0 " + " ".join(f"{v:.17g}" for v in (*t, *q)))
+    return "\n".join(lines) + "\n"
+
+
+def _log(T: np.ndarray) -> str:
+    return "".join(f"{i} {i} {i + 1}\n" + "\n".join(" ".join(f"{v:.17g}" for v in row) for row in P) + "\n"
+                   for i, P in enumerate(T))
+
+
+def _cameras(T: np.ndarray, bad=None) -> str:
+    views = [{"image": f"{i:05d}.jpg", "camera_from_world": (bad if bad is not None and i == 2
+                                                              else g.invert_pose(P)).tolist()}
+             for i, P in enumerate(T)]
+    return json.dumps({"views": views})
+
+
+def _colmap(T: np.ndarray, q_override=None) -> str:
+    lines = []
+    for i, P in enumerate(T):
+        E = g.invert_pose(P)
+        q = g.rotation_to_quaternion(E[:3, :3]) if q_override is None or i != 2 else q_override
+        lines.append(f"{i + 1} " + " ".join(f"{v:.17g}" for v in (*q, *E[:3, 3])) + f" 1 {i:05d}.jpg\n")
+    return "".join(lines)
+
+
+def test_trajectories_that_hold_no_rigid_poses_are_refused_in_one_line(tmp_path, capsys):
+    """Each of these gave a traceback (LinAlgError, IndexError) or a report with exit 0 (NaN RPE, 180 degrees)."""
+    from localdepth.cli.main import main
+
+    truth = _random_poses(6)
+    (tmp_path / "truth.log").write_text(_log(truth))
+    scaled = truth.copy()
+    scaled[:, :3, :3] *= 2.0  # a similarity, not a pose
+    sheared = truth.copy()
+    sheared[2, 0, 1] += 0.1
+    zeros = np.zeros_like(truth)
+    zero_rotation = truth.copy()
+    zero_rotation[:, :3, :3] = 0.0
+    lifted = truth.copy()
+    lifted[3, 3, :3] = 0.5
+    cases = {
+        "nan.txt": (_tum(truth, t_override=(float("nan"), 0, 0)), "non-finite"),
+        "inf.txt": (_tum(truth, q_override=(0, 0, float("inf"), 1)), "four finite numbers"),
+        "zero_quaternion.txt": (_tum(truth, q_override=(0, 0, 0, 0)), "has norm 0, not 1"),
+        "half_quaternion.txt": (_tum(truth, q_override=(0, 0, 0, 0.5)), "has norm 0.5, not 1"),
+        "far.txt": (_tum(truth, t_override=(1e300, 0, 0)), "beyond 1e+09"),
+        "zeros.log": (_log(zeros), "the last row of the pose is 0 0 0 0, not 0 0 0 1"),
+        "zero_rotation.log": (_log(zero_rotation), "not a rigid camera pose"),
+        "scaled.log": (_log(scaled), "not a rigid camera pose"),
+        "sheared.log": (_log(sheared), "not a rigid camera pose"),
+        "last_row.log": (_log(lifted), "not 0 0 0 1"),
+        "three_by_three.json": (_cameras(truth, bad=np.eye(3)), "must be a 4x4 matrix, got shape (3, 3)"),
+        "mirrored.json": (_cameras(truth, bad=np.diag([1.0, 1.0, -1.0, 1.0])), "det R = -1"),
+        "nan.json": (_cameras(truth, bad=np.full((4, 4), np.nan)), "non-finite"),
+        "images.txt": (_colmap(truth, q_override=(0, 0, 0, 0)), "has norm 0, not 1"),
+    }
+    for name, (text, words) in cases.items():
+        path = tmp_path / name if name != "images.txt" else tmp_path / "colmap" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        for args in ([str(path), str(tmp_path / "truth.log")], [str(tmp_path / "truth.log"), str(path)]):
+            code = main(["eval-poses", *args])
+            captured = capsys.readouterr()
+            err = captured.err.strip()
+            assert code == 2 and "\n" not in err and words in err, (name, code, err, captured.out[:300])
+            assert str(path) in err  # names the file (and its line or view)
+
+
+def test_the_rigidity_tolerance_admits_real_trajectories(rgbd_dir, tmp_path):
+    """Open3D's odometry.log is rigid to 1.7e-6 only, and 4-decimal TUM files to about 4e-4: both read."""
+    from localdepth import limits
+
+    assert limits.POSE_RIGIDITY_TOLERANCE == 1e-2 and limits.POSE_MAX_COORDINATE == 1e9
+    assert len(poses.read_trajectory(rgbd_dir / "livingroom" / "odometry.log")) == 5
+    truth = _random_poses(6)
+    lines = [f"{i}.0 " + " ".join(f"{v:.4f}" for v in (*P[:3, 3], *Rotation.from_matrix(P[:3, :3]).as_quat()))
+             for i, P in enumerate(truth)]
+    (tmp_path / "rounded.txt").write_text("\n".join(lines) + "\n")
+    back = poses.read_trajectory(tmp_path / "rounded.txt")
+    np.testing.assert_allclose(back.world_from_camera, truth, atol=1e-3)

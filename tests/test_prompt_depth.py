@@ -158,3 +158,63 @@ def test_server_refuses_a_prompt_for_a_model_without_one(tiny_estimator, scene):
 
     r = run(scenario())
     assert r.status_code == 400 and "takes no prompt depth" in r.json()["detail"]
+
+
+# ----------------------------------------------------------------------------- prompts with nothing to take metres from
+
+def _degenerate_prompts() -> dict[str, np.ndarray]:
+    """Issue 20, item 20: each of these ran as "ok" (a 1x1 prompt gave an all-NaN map; the others a
+    map whose maximum was 1e-6 m)."""
+    lidar = synthetic_lidar().astype(np.float32) / 1000
+    few = np.zeros_like(lidar)
+    few[:3, :5] = lidar[:3, :5]  # 15 valid samples, one fewer than the minimum
+    return {"1x1": np.full((1, 1), 2.0, np.float32), "all NaN": np.full_like(lidar, np.nan),
+            "negative": -lidar, "inf": np.full_like(lidar, np.inf), "zero": np.zeros_like(lidar), "15 samples": few}
+
+
+def test_a_prompt_without_enough_valid_depth_is_refused_in_the_api(pda_estimator):
+    from localdepth import limits
+
+    assert (limits.PROMPT_MIN_VALID_VALUES, limits.PROMPT_MIN_SIDE) == (16, 2)
+    for name, prompt in _degenerate_prompts().items():
+        with pytest.raises(PromptDepthError, match="needs at least") as refused:
+            pda_estimator.predict(rng_image(), prompt_depth=prompt)
+        assert "\n" not in str(refused.value), name
+        with pytest.raises(PromptDepthError, match="needs at least"):  # the decoded-image path too
+            pda_estimator.predict_decoded([rng_image()], prompt_depths=[prompt])
+    edge = np.zeros((24, 32), np.float32)
+    edge[:4, :4] = 1.5  # exactly the minimum, all equal: a flat wall, still a prompt
+    assert np.isfinite(pda_estimator.predict(rng_image(), prompt_depth=edge).map).all()
+
+
+def test_a_prompt_without_enough_valid_depth_is_refused_by_the_cli_and_the_server(pda_estimator, tiny_prompt_da_dir,
+                                                                                scene, tmp_path, capsys):
+    from localdepth.cli.main import main as cli
+
+    scan = str(scene / "scan.png")
+    for name, prompt in _degenerate_prompts().items():
+        np.save(tmp_path / "prompt.npy", prompt)
+        code = cli(["run", scan, "--model", "prompt-depth-anything-vits", "--weights", str(tiny_prompt_da_dir),
+                    "--device", "cpu", "--prompt-depth", str(tmp_path / "prompt.npy"), "--outdir",
+                    str(tmp_path / "out"), "-q"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "needs at least" in lines[0], (name, lines)
+    assert not (tmp_path / "out").exists()
+
+    pytest.importorskip("fastapi")
+    from localdepth.server import create_app
+    from test_server_api import run, serving
+
+    def npy(array):
+        buf = io.BytesIO()
+        np.save(buf, array)
+        return buf.getvalue()
+
+    async def scenario():
+        async with serving(create_app([pda_estimator])) as client:
+            return {name: await client.post("/v1/depth?format=npy", files={"image": (scene / "scan.png").read_bytes(),
+                                                                            "prompt_depth": npy(prompt)})
+                    for name, prompt in _degenerate_prompts().items()}
+
+    for name, r in run(scenario()).items():
+        assert r.status_code == 400 and "needs at least" in r.json()["detail"], (name, r.text)

@@ -282,7 +282,7 @@ def test_cli_refuses_images_over_max_pixels_before_decoding(tmp_path, capsys, ti
     (["pointcloud", "m.npy", "-o", "c.ply", "--intrinsics", "inf,inf,0,0"], "four finite numbers"),
     (["pointcloud", "m.npy", "-o", "c.ply", "--voxel-size", "nan"], "--voxel-size must be a finite number > 0"),
     (["pointcloud", "m.npy", "-o", "c.ply", "--voxel-size", "-1"], "--voxel-size must be a finite number > 0"),
-    (["pointcloud", "m.npy", "-o", "c.ply", "--fov", "inf"], "--fov must be a finite number > 0 and < 180"),
+    (["pointcloud", "m.npy", "-o", "c.ply", "--fov", "inf"], "--fov must be a finite number >= 0.01 and < 180"),
     (["align", "m.npy", "-o", "x.npy", "--reference", "r.png", "--reference-scale", "0"], "--reference-scale must be"),
     (["run", "x.jpg", "--batch-size", "0"], "--batch-size must be an integer >= 1"),
     (["run", "x.jpg", "--max-pixels", "0"], "--max-pixels must be an integer >= 1"),
@@ -312,7 +312,7 @@ def test_ranges_refuse_non_finite_values_and_describe_themselves():
     for value in (float("nan"), float("inf"), -float("inf"), "x", None, True):
         assert not Range().contains(value)
     assert Range(1, None, integer=True).contains(3) and not Range(1, None, integer=True).contains(2.5)
-    with pytest.raises(InvalidValueError, match=r"fx must be a finite number > 0 \(got 0\.0\)"):
+    with pytest.raises(InvalidValueError, match=r"fx must be a finite number >= 1 \(got 0\.0\)"):
         check_options({"fx": 0.0}, label=str)
     check_options({"fx": None, "unknown": float("nan")})  # absent and unknown names are left alone
     assert {"fov", "voxel_size", "reference_scale", "batch_size", "port", "max_points"} <= set(NUMERIC_OPTIONS)
@@ -332,3 +332,92 @@ def test_names_in_messages_stay_on_one_line(tmp_path, capsys, tiny):
     errors = [line for line in err.splitlines() if line.startswith("localdepth: error:")]
     assert len(errors) == 1 and "evil\\nlocaldepth: done: 99 ok.jpg'" in errors[0], err
     assert not any(line.startswith("localdepth: done") for line in err.splitlines())
+
+
+# ----------------------------------------------------------------------------- cameras (issue 20, item 21)
+
+#: each made every point of a point cloud infinite, and was accepted (exit 0, 200)
+UNPHYSICAL = {"fx=1e-300": "1e-300,1e-300,15.5,11.5", "cx=1e308": "500,500,1e308,11.5",
+              "fx=1e300": "1e300,1e300,15.5,11.5", "fy=0.5": "500,0.5,15.5,11.5"}
+
+
+def test_unphysical_cameras_are_refused_by_the_one_check():
+    from localdepth import geometry
+    from localdepth.safety import check_camera
+
+    assert (limits.CAMERA_MIN_FOCAL_PX, limits.CAMERA_MIN_FOV_DEG, limits.CAMERA_MAX_PRINCIPAL_OFFSET) == (1.0, 0.01, 4.0)
+    for name, text in UNPHYSICAL.items():
+        with pytest.raises(InvalidValueError) as refused:
+            geometry.resolve_intrinsics(32, 24, intrinsics=text)
+        assert "\n" not in str(refused.value), name
+        fx, fy, cx, cy = map(float, text.split(","))
+        with pytest.raises(ValueError):  # a sidecar's or a dataset's camera
+            geometry.camera_from_dict({"fx": fx, "fy": fy, "cx": cx, "cy": cy, "width": 32, "height": 24}, 32, 24)
+    for fov in (1e-320, 0.009, 180.0, float("nan")):
+        with pytest.raises(ValueError):
+            geometry.resolve_intrinsics(32, 24, fov=fov)
+    # the edges of the ranges are still cameras: a focal of one pixel, 4 image sizes off centre, 0.01 degrees
+    assert geometry.resolve_intrinsics(32, 24, intrinsics="1,1,143.5,107.5").fx == 1.0
+    long_focal = geometry.resolve_intrinsics(32, 24, fov=0.01).fx
+    check_camera(long_focal, long_focal, 15.5, 11.5, 32, 24)
+    with pytest.raises(InvalidValueError, match="principal point"):
+        check_camera(500, 500, 15.5 + 4 * 32 + 1, 11.5, 32, 24)
+
+
+def test_an_unphysical_exif_focal_is_as_if_the_photo_stated_none(tmp_path):
+    from PIL import Image
+
+    from localdepth import geometry
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x920A] = 1e-9  # FocalLength, mm
+    exif.get_ifd(0x8769)[0xA20E] = 1.0  # FocalPlaneXResolution, pixels per inch
+    Image.new("RGB", (32, 24)).save(tmp_path / "p.jpg", exif=exif)
+    assert geometry.from_exif(tmp_path / "p.jpg", 32, 24) is None
+    assert geometry.resolve_intrinsics(32, 24, image_path=tmp_path / "p.jpg").origin == "default"
+
+
+def test_pointcloud_refuses_unphysical_cameras_from_options_sidecars_and_cameras_json(tmp_path, capsys):
+    depth = np.full((24, 32), 2.0, np.float32)
+    np.save(tmp_path / "m.npy", depth)
+    (tmp_path / "m.json").write_text(json.dumps({"kind": "depth", "units": "m"}))
+    out = ["-o", tmp_path / "c.ply"]
+    cases = [["--intrinsics", text] for text in UNPHYSICAL.values()] + [["--fov", "1e-320"]]
+    for extra in cases:
+        code, err = run_cli(capsys, "pointcloud", tmp_path / "m.npy", *out, *extra)
+        assert code == 2 and err.count("\n") == 1 and "localdepth: error:" in err, (extra, err)
+    # a sidecar's predicted camera
+    np.save(tmp_path / "s.npy", depth)
+    (tmp_path / "s.json").write_text(json.dumps({"kind": "depth", "units": "m", "predicted_intrinsics": {
+        "fx": 1e-300, "fy": 1e-300, "cx": 15.5, "cy": 11.5, "width": 32, "height": 24}}))
+    code, err = run_cli(capsys, "pointcloud", tmp_path / "s.npy", *out)
+    assert code == 2 and "predicted_intrinsics" in err and "at least 1 pixel" in err, err
+    # a scene's cameras.json
+    (tmp_path / "cameras.json").write_text(json.dumps({"views": [{
+        "image": "m.jpg", "width": 32, "height": 24, "intrinsics": [[500, 0, 1e308], [0, 500, 11.5], [0, 0, 1]],
+        "camera_from_world": np.eye(4).tolist()}]}))
+    code, err = run_cli(capsys, "pointcloud", tmp_path / "m.npy", *out, "--cameras", tmp_path / "cameras.json",
+                        "--view", "0")
+    assert code == 2 and "principal point" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "c.ply").exists()
+
+
+def test_the_servers_ply_refuses_unphysical_cameras(tiny_estimator):
+    pytest.importorskip("fastapi")
+    import asyncio
+
+    from localdepth.server import create_app
+    from server_support import png_bytes, smooth_image
+    from test_server_limits import serving
+
+    data = png_bytes(smooth_image(24, 32))
+
+    async def scenario():
+        async with serving(create_app([tiny_estimator])) as client:
+            return {q: await client.post(f"/v1/depth?format=ply&{q}", content=data)
+                    for q in ("fx=1e-300", "cx=1e308", "fov=1e-320", "fx=1e300", "fx=500&cy=-1e6", "fx=1")}
+
+    answers = asyncio.run(scenario())
+    assert answers.pop("fx=1").status_code == 200  # one pixel: the edge of the range
+    for query, r in answers.items():
+        assert r.status_code == 400 and "\n" not in r.json()["detail"], (query, r.text)

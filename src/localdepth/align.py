@@ -301,14 +301,10 @@ def read_mask(path, shape: tuple[int, int]) -> np.ndarray:
     import cv2
     from pathlib import Path
 
+    from .depthfile import load_depth_values
+
     p = Path(path)
-    if p.suffix.lower() == ".npy":
-        m = np.load(p).astype(np.float32)
-    else:
-        m = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
-        if m is None:
-            raise ValueError(f"{p}: cannot read the mask image")
-        m = m.astype(np.float32)
+    m = load_depth_values(p, grayscale=True)[0].astype(np.float32)  # the gate every decoded file passes
     if m.shape != tuple(shape):
         m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return m > 0

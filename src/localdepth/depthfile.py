@@ -9,13 +9,15 @@ else from the caller's ``kind``; depth is in metres unless the sidecar's ``units
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import LocalDepthError
+from .errors import ImageDecodeError, LocalDepthError
+from .limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from .safety import quoted
 from .writers import decode_png16
 
@@ -43,32 +45,32 @@ def as_2d_map(array) -> np.ndarray:
     return arr
 
 
-def read_depth_map(path: str | Path, kind: str | None = None) -> tuple[np.ndarray, str, dict]:
-    """``(map (H, W) float32, kind, sidecar or {})``; raises :class:`LocalDepthError` in one line."""
+def read_depth_map(path: str | Path, kind: str | None = None,
+                   max_pixels: int | None = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, str, dict]:
+    """``(map (H, W) float32, kind, sidecar or {})``; raises :class:`LocalDepthError` in one line.
+
+    The file goes through the same gate as every input (:func:`localdepth.images.admit`): its
+    header's size is checked against ``max_pixels`` before it is decoded."""
     path = Path(path)
     if not path.is_file():
         raise LocalDepthError(f"{quoted(path)}: no such depth map")
-    meta = sidecar_for(path) or {}
     suffix = path.suffix.lower()
-    if suffix in (".npy", ".npz"):
-        data = np.load(path)
-        arr = data[data.files[0]] if hasattr(data, "files") else data
-    elif suffix == ".pfm":
-        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    elif suffix == ".png":
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if suffix not in MAP_SUFFIXES:
+        raise LocalDepthError(f"{quoted(path)}: unsupported depth map type; use one of {', '.join(MAP_SUFFIXES)}")
+    meta = sidecar_for(path) or {}
+    try:
+        raw, _ = decode_depth_file(path, max_pixels)
+    except ValueError as e:
+        raise LocalDepthError(str(e)) from None
+    if suffix == ".png":
         mapping = (meta.get("outputs") or {}).get("png16")
-        if raw is None or raw.dtype != np.uint16:
+        if raw.dtype != np.uint16:
             raise LocalDepthError(f"{quoted(path)}: not a 16-bit depth PNG")
         if mapping is None:
             raise LocalDepthError(f"{quoted(path)}: a 16-bit PNG without its localdepth sidecar; "
                                   "give the map as .npy, or use `--reference-scale` style metres yourself")
-        arr = decode_png16(raw, mapping)
-    else:
-        raise LocalDepthError(f"{quoted(path)}: unsupported depth map type; use one of {', '.join(MAP_SUFFIXES)}")
-    if arr is None:
-        raise LocalDepthError(f"{quoted(path)}: cannot read the depth map")
-    arr = as_2d_map(np.asarray(arr, dtype=np.float32))
+        raw = decode_png16(raw, mapping)
+    arr = as_2d_map(np.asarray(raw, dtype=np.float32))
     if arr.ndim != 2:
         raise LocalDepthError(f"{quoted(path)}: a depth map must be 2-D (height x width), got shape {arr.shape}")
     if arr.size == 0:
@@ -90,67 +92,69 @@ def is_metric(kind: str, meta: dict) -> bool:
 # float images (PFM, 32-bit TIFF) and integer images (16-bit PNG, as depth cameras and phones
 # write them), from a path or from encoded bytes (an upload).
 
-_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+def decode_depth_file(source, max_pixels: int | None = MAX_IMAGE_PIXELS, *,
+                      grayscale: bool = False) -> tuple[np.ndarray, str]:
+    """A depth file decoded as stored: ``(array in its own dtype, kind)``, ``kind`` as
+    :func:`load_depth_values` says. Nothing is decoded before :func:`localdepth.images.admit`
+    has checked the size its header declares (``max_pixels``, default
+    :data:`~localdepth.limits.MAX_IMAGE_PIXELS`; ``None``: only the other checks); a format the
+    gate cannot read is refused. ``grayscale``: colour images are turned grey (for masks and
+    ground truth) instead of refused. Raises ``ValueError`` in one line."""
+    from .images import admit, read_source
 
-
-def _declared_pixels(data: bytes) -> int | None:
-    """Width x height as a PNG, PFM or ``.npy`` header states it, before anything is decoded."""
-    import io
-
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big")
-    if data[:2] in (b"Pf", b"PF"):
+    if isinstance(source, (bytes, bytearray)):
+        data, name = bytes(source), "<upload>"
+    else:
         try:
-            w, h = (int(v) for v in data[2:64].split()[:2])
-            return w * h
-        except ValueError:
-            return None
-    if data.startswith(_NPY_MAGIC):
+            data, name = read_source(Path(source), MAX_IMAGE_BYTES)
+        except ImageDecodeError as e:
+            raise ValueError(str(e)) from None
+    if not data:
+        raise ValueError(f"{name}: empty file")
+    try:
+        declared = admit(data, name, max_pixels)
+    except ImageDecodeError as e:
+        raise ValueError(str(e)) from None
+    if declared is None:
+        raise ValueError(f"{name}: not a depth map (use a 16-bit PNG, .npy or .pfm)")
+    if declared.format in ("NPY", "NPZ"):
         try:
-            f = io.BytesIO(data)
-            version = np.lib.format.read_magic(f)
-            shape = np.lib.format._read_array_header(f, version)[0]
-            return int(np.prod(shape))
-        except Exception:  # a malformed header: np.load says why
-            return None
-    return None
+            arr = _read_npy(data, declared)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"{name}: not a readable .npy/.npz array ({str(e).splitlines()[0][:160]})") from None
+        return arr, "array"
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_UNCHANGED
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as e:
+        raise ValueError(f"{name}: cannot decode the {declared.format} image ({str(e).strip().splitlines()[-1][:160]})") from None
+    if arr is None:
+        raise ValueError(f"{name}: not a depth map (use a 16-bit PNG, .npy or .pfm)")
+    return arr, ("integer-image" if np.issubdtype(arr.dtype, np.integer) else "float-image")
 
 
-def load_depth_values(source, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+def _read_npy(data: bytes, declared) -> np.ndarray:
+    """The array of an admitted ``.npy``, or the admitted member of an ``.npz`` (the first)."""
+    if declared.format == "NPY":
+        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zf, zf.open(declared.member) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)
+
+
+def load_depth_values(source, max_pixels: int | None = MAX_IMAGE_PIXELS, *,
+                      grayscale: bool = False) -> tuple[np.ndarray, str]:
     """The raw values of a depth map and what they came from, without any unit conversion.
 
     ``source``: a path or encoded bytes. Returns ``((H, W) float64, kind)`` with ``kind`` one of
     ``"array"`` (``.npy``/``.npz``), ``"float-image"`` (PFM, float TIFF) or ``"integer-image"``
     (8/16-bit PNG/TIFF: values in some unit the caller must scale). ``max_pixels``: refuse maps
-    whose header states more (checked before decoding). Raises ``ValueError`` in one line.
+    whose header states more (checked before decoding, see :func:`decode_depth_file`). Raises
+    ``ValueError`` in one line.
     """
     name = "<upload>" if isinstance(source, (bytes, bytearray)) else str(source)
-    if isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    else:
-        try:
-            data = Path(source).read_bytes()
-        except OSError as e:
-            raise ValueError(f"{name}: cannot read ({e.strerror or e})") from None
-    if not data:
-        raise ValueError(f"{name}: empty file")
-    declared = _declared_pixels(data)
-    if max_pixels is not None and declared is not None and declared > max_pixels:
-        raise ValueError(f"{name}: {declared} pixels is over the limit of {max_pixels}")
-    if data.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
-        import io
-
-        try:
-            loaded = np.load(io.BytesIO(data), allow_pickle=False)
-            arr = loaded[loaded.files[0]] if hasattr(loaded, "files") else loaded
-        except (ValueError, OSError, IndexError) as e:
-            raise ValueError(f"{name}: not a readable .npy/.npz array ({e})") from None
-        kind = "array"
-    else:
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if arr is None:
-            raise ValueError(f"{name}: not a depth map (use a 16-bit PNG, .npy or .pfm)")
-        kind = "integer-image" if np.issubdtype(arr.dtype, np.integer) else "float-image"
+    arr, kind = decode_depth_file(source, max_pixels, grayscale=grayscale)
     arr = as_2d_map(arr)
     if arr.ndim != 2:
         raise ValueError(f"{name}: a depth map must have one channel, got shape {arr.shape}")
@@ -159,29 +163,57 @@ def load_depth_values(source, max_pixels: int | None = None) -> tuple[np.ndarray
     return arr.astype(np.float64), kind
 
 
-def read_prompt_depth(source, scale: float | None = None, max_pixels: int | None = None) -> np.ndarray:
+def read_prompt_depth(source, scale: float | None = None, max_pixels: int | None = MAX_IMAGE_PIXELS) -> np.ndarray:
     """A prompt depth map in metres, ``(H, W)`` float32; non-finite or negative values become 0.
 
     ``source``: an array (metres), a path or encoded bytes (see :func:`load_depth_values`).
     ``scale``: metres per stored unit (0.001 for millimetre PNGs, as phones write LiDAR depth);
-    required for integer images, 1 otherwise. Raises :class:`PromptDepthError` in one line.
+    required for integer images, 1 otherwise. A map with too few valid values is refused
+    (:func:`check_prompt_values`). Raises :class:`PromptDepthError` in one line.
     """
     from .errors import PromptDepthError
 
     if scale is not None and not (np.isfinite(scale) and scale > 0):
         raise PromptDepthError(f"--prompt-scale must be a positive number of metres per unit, got {scale}")
     if isinstance(source, np.ndarray):
+        name = "array"
         values, kind = np.asarray(source, dtype=np.float64), "array"
         if values.ndim != 2:
             raise PromptDepthError(f"a prompt depth array must be (H, W) in metres, got shape {values.shape}")
     else:
+        name = "<upload>" if isinstance(source, (bytes, bytearray)) else quoted(source)
         try:
             values, kind = load_depth_values(source, max_pixels)
         except ValueError as e:
             raise PromptDepthError(f"prompt depth {e}") from None
     if kind == "integer-image" and scale is None:
-        name = "<upload>" if isinstance(source, (bytes, bytearray)) else str(source)
         raise PromptDepthError(f"prompt depth {name} is an integer image: give --prompt-scale, the metres per unit "
                                "(0.001 for millimetres)")
-    metres = values * (scale if scale is not None else 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        metres = values * (scale if scale is not None else 1.0)
+    check_prompt_values(metres, f"prompt depth {name}")
     return np.where(np.isfinite(metres) & (metres > 0), metres, 0.0).astype(np.float32)
+
+
+def check_prompt_values(metres: np.ndarray, label: str = "the prompt depth map") -> None:
+    """Refuse (:class:`PromptDepthError`, one line) a prompt depth map the network cannot take its
+    metres from: a side under :data:`~localdepth.limits.PROMPT_MIN_SIDE` pixels, or fewer than
+    :data:`~localdepth.limits.PROMPT_MIN_VALID_VALUES` valid values (finite and > 0 metres).
+    Prompt Depth Anything maps its output onto the prompt's range, so an all-zero, all-NaN or
+    negative prompt gave a map whose maximum was 1e-6 m, and a 1x1 one an all-NaN map."""
+    from .errors import PromptDepthError
+    from .limits import PROMPT_MIN_SIDE, PROMPT_MIN_VALID_VALUES
+
+    arr = np.asarray(metres)
+    if arr.ndim != 2:
+        raise PromptDepthError(f"{label}: a prompt depth map must be (H, W) in metres, got shape {arr.shape}")
+    h, w = arr.shape
+    if min(h, w) < PROMPT_MIN_SIDE:
+        raise PromptDepthError(f"{label} is {w}x{h} pixels; a prompt depth map needs at least "
+                               f"{PROMPT_MIN_SIDE}x{PROMPT_MIN_SIDE}")
+    with np.errstate(invalid="ignore"):
+        valid = int(np.count_nonzero(np.isfinite(arr) & (arr > 0)))
+    if valid < PROMPT_MIN_VALID_VALUES:
+        raise PromptDepthError(f"{label} holds {valid} valid depth values (finite and > 0 metres) of {h * w}; a prompt "
+                               f"needs at least {PROMPT_MIN_VALID_VALUES}: check that it holds depth and its "
+                               "--prompt-scale")

@@ -17,7 +17,7 @@ import numpy as np
 from . import registry
 from .backends import Backend, choose_backend, open_backend
 from .backends.base import NetworkOutput
-from .depthfile import read_prompt_depth
+from .depthfile import check_prompt_values, read_prompt_depth
 from .errors import LocalDepthError, PromptDepthError
 from .images import as_rgb, load_image
 from .postprocess import (
@@ -131,6 +131,7 @@ class DepthEstimator:
         """A prompt depth map in metres -> the network's ``prompt_depth`` input ``(1, h, w)``."""
         if self.spec.prompt is None:
             self.check_prompt(True)
+        check_prompt_values(depth_m)
         return preprocess_prompt(depth_m, self.spec.prompt)
 
     def predict(self, inputs, *, batch_size: int = 1, keep_image: bool = False, prompt_depth=None,

@@ -77,6 +77,16 @@ class Intrinsics:
         return o3d.camera.PinholeCameraIntrinsic(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
 
 
+def checked(cam: Intrinsics, what: str = "the camera") -> Intrinsics:
+    """``cam`` itself once :func:`localdepth.safety.check_camera` finds it physical (finite, a focal
+    of at least a pixel, the principal point near the image); else ``InvalidValueError`` (a
+    ``ValueError``) in one line. Every camera that comes from outside passes here."""
+    from .safety import check_camera
+
+    check_camera(cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, what)
+    return cam
+
+
 def from_matrix(K: np.ndarray, width: int, height: int, source: str = "intrinsics") -> Intrinsics:
     """Intrinsics from a 3x3 matrix ``K`` (row-major, as OpenCV)."""
     K = np.asarray(K, dtype=np.float64)
@@ -94,7 +104,7 @@ def parse_intrinsics(text: str, width: int, height: int) -> Intrinsics:
     if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
         raise ValueError(f"--intrinsics wants fx,fy,cx,cy in pixels: four finite numbers, fx and fy positive "
                          f"(e.g. 525,525,319.5,239.5); got '{text}'")
-    return Intrinsics(*values, width=width, height=height, source="intrinsics")
+    return checked(Intrinsics(*values, width=width, height=height, source="intrinsics"), "--intrinsics")
 
 
 def from_fov(fov_deg: float, width: int, height: int, source: str = "fov") -> Intrinsics:
@@ -136,17 +146,25 @@ def from_exif(image_path: str | os.PathLike, width: int, height: int) -> Intrins
     f35 = sub.get(0xA405) or exif.get(0xA405)
     if f35:
         f = focal_35mm_to_pixels(float(f35), width, height)
-        return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height,
-                          f"exif (35 mm equivalent {float(f35):g} mm)")
+        return _physical_or_none(Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height,
+                                            f"exif (35 mm equivalent {float(f35):g} mm)"))
     focal, xres, unit = sub.get(0x920A), sub.get(0xA20E), sub.get(0xA210, 2)
     if focal and xres:
         mm_per_unit = {2: 25.4, 3: 10.0, 4: 1.0}.get(int(unit))
         if mm_per_unit:
             # FocalPlaneXResolution is pixels per unit of the *full-resolution* sensor image
             f = float(focal) * float(xres) / mm_per_unit
-            return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height,
-                              f"exif (focal length {float(focal):g} mm)")
+            return _physical_or_none(Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height,
+                                                f"exif (focal length {float(focal):g} mm)"))
     return None
+
+
+def _physical_or_none(cam: Intrinsics) -> Intrinsics | None:
+    """An EXIF camera that is not physical (a focal length of 1e-9 mm) is as if the photo stated none."""
+    try:
+        return checked(cam)
+    except ValueError:
+        return None
 
 
 #: where the camera of a map came from, as sidecars record it (``intrinsics_source``)
@@ -165,7 +183,10 @@ def resolve_intrinsics(width: int, height: int, *, intrinsics: str | None = None
     if intrinsics:
         return parse_intrinsics(intrinsics, width, height)
     if fov is not None:
-        return from_fov(fov, width, height)
+        from .safety import NUMERIC_OPTIONS
+
+        NUMERIC_OPTIONS["fov"].check("--fov", fov)
+        return checked(from_fov(fov, width, height), f"--fov {fov:g}")
     if image_path is not None:
         exif = from_exif(image_path, width, height)
         if exif is not None:
@@ -320,20 +341,25 @@ def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None
                  "depth": "z-depth" if kind == "depth" else "1 / relative disparity (shift unknown: approximate)"}
 
 
-def camera_from_dict(info: dict | None, width: int, height: int) -> Intrinsics:
+def camera_from_dict(info: dict | None, width: int, height: int, what: str | None = None) -> Intrinsics:
     """Intrinsics for a ``width x height`` map from a sidecar-style dict.
 
     ``{"fx", "fy", "cx", "cy"[, "width", "height"]}`` (scaled when the stated size differs),
-    ``{"fov": degrees}``, or ``None`` for :func:`default_intrinsics`.
+    ``{"fov": degrees}``, or ``None`` for :func:`default_intrinsics`. Read from files (sidecars,
+    datasets), so checked as every outside camera is (:func:`checked`); ``what`` names it in messages.
     """
     if not info:
         return default_intrinsics(width, height)
+    what = what or f"the camera ({info.get('source') or 'given'})"
     if "fx" in info:
         w0, h0 = int(info.get("width") or width), int(info.get("height") or height)
-        cam = Intrinsics(float(info["fx"]), float(info["fy"]), float(info["cx"]), float(info["cy"]), w0, h0,
-                         info.get("source", "intrinsics"))
+        cam = checked(Intrinsics(float(info["fx"]), float(info["fy"]), float(info["cx"]), float(info["cy"]), w0, h0,
+                                 info.get("source", "intrinsics")), what)
         return cam if (w0, h0) == (width, height) else cam.scaled(width, height)
-    return from_fov(float(info["fov"]), width, height)
+    from .safety import NUMERIC_OPTIONS
+
+    NUMERIC_OPTIONS["fov"].check(f"{what}: fov", float(info["fov"]))
+    return checked(from_fov(float(info["fov"]), width, height), what)
 
 
 # ----------------------------------------------------------------------------- poses

@@ -19,6 +19,42 @@ MAX_IMAGE_PIXELS = 8192 * 8192
 #: largest image file read (a file is read whole before decoding): 512 MiB, more than an
 #: uncompressed 16-bit RGBA image of MAX_IMAGE_PIXELS. Also the cap on bytes fetched for one URL.
 MAX_IMAGE_BYTES = 512 * MIB
+#: bytes one decoded pixel may take, on top of the pixel budget: a header that declares more (an
+#: ``.npy`` of 32-byte values, a TIFF of 16 float64 samples) is refused before decoding. 16 is
+#: float32 RGBA; a float64 depth map takes 8, a 16-bit RGBA PNG 8.
+DECODED_MAX_BYTES_PER_PIXEL = 16
+
+# ----------------------------------------------------------------------------- cameras
+
+#: shortest focal length given for a camera, pixels: a focal under a pixel is a field of view of
+#: over 179.9 degrees on a 1000-pixel image; fx = 1e-300 made every point infinite
+CAMERA_MIN_FOCAL_PX = 1.0
+#: narrowest field of view, degrees (``--fov``, and the longest focal: image size / (2 tan(fov/2)),
+#: about 5730 image sizes): fov = 1e-320 gave an infinite focal length
+CAMERA_MIN_FOV_DEG = 0.01
+#: farthest the principal point may lie from the image centre, in image sizes (widths for cx,
+#: heights for cy): crops of a larger photo keep it off centre, cx = 1e308 put every point at infinity
+CAMERA_MAX_PRINCIPAL_OFFSET = 4.0
+
+#: how far a camera pose read from a trajectory may be from rigid: max |R^T R - I|, |det R - 1|,
+#: the last row's distance from 0 0 0 1 and a quaternion's |norm - 1|. Measured: 4.4e-16 in
+#: Open3D's trajectory.log, 1.7e-6 in its odometry.log; values written with 4 decimals (TUM's
+#: ground truth) are off by up to about 4e-4. All-zero matrices (off by 1) gave 180 degrees of RPE.
+POSE_RIGIDITY_TOLERANCE = 1e-2
+#: largest camera coordinate a trajectory may hold, in its units: 1e300 made the alignment's
+#: squares overflow (NaN RPE); at 1e9 float64 still resolves 1e-7 of a unit
+POSE_MAX_COORDINATE = 1e9
+
+# ----------------------------------------------------------------------------- prompt depth maps
+
+#: fewest valid values (finite, > 0 metres) a prompt depth map must hold. Prompt Depth Anything
+#: maps its output onto the prompt's [min, max]: an all-zero, all-NaN or negative prompt gave a
+#: map whose maximum was 1e-6 m, a 1x1 prompt an all-NaN one. 16 is a 4x4 grid of samples; a
+#: phone's LiDAR map holds 49152 (256x192).
+PROMPT_MIN_VALID_VALUES = 16
+#: shortest side of a prompt depth map, pixels (the network's min-max normalisation of a 1x1
+#: map divides by zero)
+PROMPT_MIN_SIDE = 2
 
 # ----------------------------------------------------------------------------- the network input
 
@@ -41,11 +77,18 @@ SERVER_MAX_UPLOAD_BYTES = 20 * MIB
 #: largest accepted image, width x height, read from the header before decoding
 SERVER_MAX_PIXELS = 25_000_000
 #: decoded pixels held at once across all requests (decoding, waiting, inferring, encoding);
-#: beyond it new requests get 503. A request holds its decoded image (3 bytes per pixel), then its
+#: beyond it new requests get 503; a scene waits for room, and one larger than the whole budget
+#: gets 413. A request holds its decoded image (3 bytes per pixel), then its
 #: map at the image's size (4) and that map's encoding (2 for png16, 4 for npy, 5.3 for json):
 #: 100 Mpx is about 0.7 to 1.2 GB. The network's activations are bounded apart (max_batch and
 #: the network input budget above).
 SERVER_MAX_QUEUED_PIXELS = 100_000_000
+#: bytes of request bodies held at once across all requests, counted from each body's declared
+#: Content-Length before any of it is read (chunked bodies as they arrive) and held until the
+#: answer is sent; beyond it new requests get 503 with Retry-After. 40 concurrent uploads of 41 MB
+#: added 1.9 GB before, and the ceiling was about max_connections x 48 MB = 12 GB. Must hold the
+#: largest single upload (multipart: two files of SERVER_MAX_UPLOAD_BYTES).
+SERVER_MAX_BODIES_BYTES = 256 * MIB
 #: requests waiting for one model
 SERVER_QUEUE_SIZE = 64
 #: most images in one forward pass
@@ -76,6 +119,11 @@ SCENE_MAX_VIEWS = 64
 #: input pixels of one scene in all: the views, and their depth and confidence maps at each view's
 #: resolution, are held at once, about 10.5 bytes per pixel (measured, docs/scene.md): 4.4 GB here
 SCENE_MAX_PIXELS = 400_000_000
+#: least share of its own network input every view of a scene keeps: the views go through the
+#: network on one grid, the smallest one's (centre crops), so a 5000 x 1 strip left the other
+#: views 99.6 % NaN. A view that would crop another below this share is left out, with one line;
+#: a 4:3 photo beside a 3:4 one keeps 75 %.
+SCENE_MIN_SHARED_GRID = 0.5
 #: most photos in one POST /v1/scene; each within SERVER_MAX_UPLOAD_BYTES and SERVER_MAX_PIXELS,
 #: and one scene at a time per server
 SERVER_MAX_SCENE_VIEWS = 8

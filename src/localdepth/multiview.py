@@ -11,7 +11,10 @@ views (the official ``saddle_balanced`` strategy by default; ``first``, ``middle
 views), consistent with the poses' translations.
 
 Views of different sizes are centre-cropped to the smallest network grid, as the reference
-does; the cropped-off border of a view has no prediction (NaN depth, zero confidence).
+does; the cropped-off border of a view has no prediction (NaN depth, zero confidence). A view
+whose grid would leave another view less than :data:`~localdepth.limits.SCENE_MIN_SHARED_GRID`
+of its own cannot share the grid (:func:`shared_grid`): :func:`predict_views` refuses it in one
+line, and ``localdepth scene`` and the server leave it out and compute the rest without it.
 
 Memory: the backbone's activations grow linearly with the number of views (its cross-view
 attention runs through PyTorch SDPA, whose CPU and CUDA kernels do not store the attention
@@ -27,11 +30,50 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import limits
 from .errors import LocalDepthError
 from .postprocess import DepthResult
 
 #: most views one call takes (about 1k tokens per view at the default 504 px)
 MAX_VIEWS = 64
+
+
+def shared_grid(grids: Sequence[tuple[int, int]],
+                min_share: float = limits.SCENE_MIN_SHARED_GRID) -> tuple[list[int], tuple[int, int]]:
+    """Which views can go through the network on one grid: ``(kept indices, (height, width) of the
+    common grid)``. The common grid is the smallest height and width of the kept views' grids
+    (centre crops); while it would keep less than ``min_share`` of some kept view's grid, the view
+    whose grid is the most unlike the others' (the smallest side against the median) is left out.
+    """
+    keep = list(range(len(grids)))
+    while True:
+        th, tw = min(grids[i][0] for i in keep), min(grids[i][1] for i in keep)
+        if len(keep) == 1 or min(th * tw / (grids[i][0] * grids[i][1]) for i in keep) >= min_share:
+            return keep, (th, tw)
+        med_h = float(np.median([grids[i][0] for i in keep]))
+        med_w = float(np.median([grids[i][1] for i in keep]))
+        keep.remove(min(keep, key=lambda i: min(grids[i][0] / med_h, grids[i][1] / med_w)))
+
+
+def grid_outcasts(estimator, shapes: Sequence[tuple[int, int]]) -> dict[int, str]:
+    """The views (by index) that cannot share the scene's network grid (:func:`shared_grid`), each
+    with a one-line reason; ``shapes`` are the views' ``(height, width)``. Empty for an estimator
+    without a network grid of its own."""
+    size = getattr(estimator, "network_size", None)
+    if size is None or len(shapes) < 2:
+        return {}
+    grids = [tuple(size(int(h), int(w))) for h, w in shapes]
+    keep, (th, tw) = shared_grid(grids)
+    if len(keep) == len(grids):
+        return {}
+    reasons = {}
+    for i in sorted(set(range(len(grids))) - set(keep)):
+        (h, w), (gh, gw) = shapes[i], grids[i]
+        share = min(min(th, gh) * min(tw, gw) / (grids[k][0] * grids[k][1]) for k in keep)
+        reasons[i] = (f"its {w}x{h} image gives a {gw}x{gh} network input, which cannot share the scene's {tw}x{th} "
+                      f"grid (the others would keep {share:.1%} of theirs, at least "
+                      f"{limits.SCENE_MIN_SHARED_GRID:.0%} must stay); left out of the scene")
+    return reasons
 
 
 def _centre_crop_box(h: int, w: int, th: int, tw: int) -> tuple[int, int]:
@@ -74,6 +116,11 @@ def predict_views(estimator, images: Sequence, *, sources: Sequence[str | None] 
     t0 = time.perf_counter()
     decoded = [estimator._decode(item) for item in items]
     decode_ms = (time.perf_counter() - t0) * 1000 / len(items)
+    outcasts = grid_outcasts(estimator, [img.shape[:2] for img in decoded])
+    if outcasts:
+        i, reason = next(iter(outcasts.items()))
+        raise LocalDepthError(f"view {i} ({sources[i] or 'array'}): {reason}; give the views without it "
+                              "(`localdepth scene` and the server leave such views out themselves)")
     t0 = time.perf_counter()
     inputs = [estimator.preprocess(img) for img in decoded]
     grids = [x.shape[1:] for x in inputs]

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from . import limits
 from .errors import LocalDepthError
 
 
@@ -183,6 +184,7 @@ class Range:
 
 
 _POSITIVE = Range(0, None, lo_open=True)
+_FOCAL = Range(limits.CAMERA_MIN_FOCAL_PX, None)
 _NON_NEGATIVE = Range(0, None)
 _FINITE = Range()
 _COUNT = Range(1, None, integer=True)
@@ -191,8 +193,8 @@ _COUNT = Range(1, None, integer=True)
 #: use the same names). One name means one thing across commands.
 NUMERIC_OPTIONS: dict[str, Range] = {
     # cameras and geometry (run, pointcloud, align, the server's ply answers)
-    "fov": Range(0, 180, lo_open=True, hi_open=True),
-    "fx": _POSITIVE, "fy": _POSITIVE, "cx": _FINITE, "cy": _FINITE,
+    "fov": Range(limits.CAMERA_MIN_FOV_DEG, 180, hi_open=True),
+    "fx": _FOCAL, "fy": _FOCAL, "cx": _FINITE, "cy": _FINITE,
     "voxel_size": _POSITIVE,
     "max_depth": _POSITIVE,
     "min_depth": _NON_NEGATIVE,
@@ -233,6 +235,8 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "max_upload_mb": Range(0, 4096, lo_open=True),
     "max_upload_bytes": _COUNT,
     "max_queued_pixels": _COUNT,
+    "max_bodies_mb": Range(0, 65536, lo_open=True),
+    "max_bodies_bytes": _COUNT,
     "max_batch": Range(1, 1024, integer=True),
     "max_wait_ms": Range(0, 60_000),
     "queue_size": _COUNT,
@@ -263,6 +267,90 @@ def check_options(values: Mapping[str, object], *, label=option_label) -> None:
         spec = NUMERIC_OPTIONS.get(name)
         if spec is not None and value is not None:
             spec.check(label(name), value)
+
+
+def check_camera(fx: float, fy: float, cx: float, cy: float, width: int = 0, height: int = 0,
+                 what: str = "the camera") -> None:
+    """A pinhole camera (pixels) that puts points at finite, physical places, or
+    :class:`InvalidValueError` in one line. The one check for every camera that comes from outside:
+    ``--intrinsics``, ``--fov``, the server's ``fx, fy, cx, cy, fov``, a sidecar's predicted
+    camera, a scene's ``cameras.json``, a dataset's intrinsics, a photo's EXIF.
+
+    Focal lengths at least :data:`~localdepth.limits.CAMERA_MIN_FOCAL_PX` and, for a known
+    ``width x height``, at most the focal of a :data:`~localdepth.limits.CAMERA_MIN_FOV_DEG`
+    field of view across the longer side; the principal point within
+    :data:`~localdepth.limits.CAMERA_MAX_PRINCIPAL_OFFSET` image sizes of the image centre.
+    ``width, height`` 0: the size is not known yet, only the size-free checks apply.
+    """
+    values = {"fx": fx, "fy": fy, "cx": cx, "cy": cy}
+    for name, value in values.items():
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError, OverflowError):
+            finite = False
+        if not finite:
+            raise InvalidValueError(f"{what}: {name} must be a finite number of pixels (got {value!r})")
+    if min(fx, fy) < limits.CAMERA_MIN_FOCAL_PX:
+        raise InvalidValueError(f"{what}: the focal length must be at least {limits.CAMERA_MIN_FOCAL_PX:g} pixel "
+                                f"(got fx={fx:.6g}, fy={fy:.6g})")
+    if width > 0 and height > 0:
+        longest = max(width, height) / (2.0 * math.tan(math.radians(limits.CAMERA_MIN_FOV_DEG) / 2.0))
+        if max(fx, fy) > longest:
+            raise InvalidValueError(f"{what}: a focal length of {max(fx, fy):.6g} pixels is a field of view under "
+                                    f"{limits.CAMERA_MIN_FOV_DEG:g} degrees on a {width}x{height} image (at most "
+                                    f"{longest:.6g})")
+        reach = limits.CAMERA_MAX_PRINCIPAL_OFFSET
+        if abs(cx - (width - 1) / 2.0) > reach * width or abs(cy - (height - 1) / 2.0) > reach * height:
+            raise InvalidValueError(f"{what}: the principal point ({cx:.6g}, {cy:.6g}) is more than {reach:g} image "
+                                    f"sizes from the centre of the {width}x{height} image")
+
+
+def check_pose(pose, where: str) -> np.ndarray:
+    """A camera pose read from a file, as ``(4, 4)`` float64, once it is a rigid transform
+    ``[[R, t], [0, 0, 0, 1]]``: finite, ``R`` orthonormal with determinant +1 and the last row
+    0 0 0 1 within :data:`~localdepth.limits.POSE_RIGIDITY_TOLERANCE`, coordinates within
+    :data:`~localdepth.limits.POSE_MAX_COORDINATE`. Else :class:`InvalidValueError` in one line
+    that starts with ``where`` (a file and line, or a view)."""
+    import numpy as np
+
+    try:
+        T = np.asarray(pose, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidValueError(f"{where}: a pose must be a 4x4 matrix of numbers ({e})") from None
+    if T.shape != (4, 4):
+        raise InvalidValueError(f"{where}: a pose must be a 4x4 matrix, got shape {T.shape}")
+    if not np.isfinite(T).all():
+        raise InvalidValueError(f"{where}: the pose holds non-finite numbers (NaN or inf)")
+    far = float(np.abs(T[:3, 3]).max())
+    if far > limits.POSE_MAX_COORDINATE:
+        raise InvalidValueError(f"{where}: a camera coordinate of {far:.6g} is beyond {limits.POSE_MAX_COORDINATE:g}, "
+                                "the largest a trajectory may hold")
+    tol = limits.POSE_RIGIDITY_TOLERANCE
+    if float(np.abs(T[3] - (0.0, 0.0, 0.0, 1.0)).max()) > tol:
+        raise InvalidValueError(f"{where}: the last row of the pose is {' '.join(f'{v:g}' for v in T[3])}, not 0 0 0 1")
+    R = T[:3, :3]
+    off = float(np.abs(R.T @ R - np.eye(3)).max())
+    det = float(np.linalg.det(R))
+    if off > tol or abs(det - 1.0) > tol:
+        raise InvalidValueError(f"{where}: not a rigid camera pose: its rotation must be orthonormal with determinant "
+                                f"+1 (max |R^T R - I| = {off:.3g}, det R = {det:.6g}; tolerance {tol:g})")
+    return T
+
+
+def check_quaternion(q, where: str):
+    """A rotation quaternion read from a file: four finite numbers of norm 1 within
+    :data:`~localdepth.limits.POSE_RIGIDITY_TOLERANCE` (a zero quaternion is no rotation). Returns
+    it as float64; :class:`InvalidValueError` in one line otherwise."""
+    import numpy as np
+
+    q = np.asarray(q, dtype=np.float64)
+    if q.shape != (4,) or not np.isfinite(q).all():
+        raise InvalidValueError(f"{where}: a rotation quaternion must be four finite numbers")
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > limits.POSE_RIGIDITY_TOLERANCE:
+        raise InvalidValueError(f"{where}: the rotation quaternion has norm {norm:.6g}, not 1 (tolerance "
+                                f"{limits.POSE_RIGIDITY_TOLERANCE:g}): not a rotation")
+    return q
 
 
 def check_intrinsics_text(text: str) -> None:

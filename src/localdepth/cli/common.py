@@ -148,6 +148,7 @@ def prompt_source(args: argparse.Namespace, model: str, n_inputs: int):
 
     from ..depthfile import read_prompt_depth
     from ..errors import PromptDepthError
+    from ..limits import MAX_IMAGE_PIXELS
     from ..estimator import check_prompt
 
     spec = registry.get(model)
@@ -159,13 +160,14 @@ def prompt_source(args: argparse.Namespace, model: str, n_inputs: int):
         return None
     root = Path(given)
     scale = args.prompt_scale
+    max_pixels = getattr(args, "max_pixels", None) or MAX_IMAGE_PIXELS  # prompt files pass the same gate as images
     if scale is not None and not (scale > 0 and scale < float("inf")):
         raise PromptDepthError(f"--prompt-scale must be a positive number of metres per unit, got {scale}")
     if root.is_file():
         if n_inputs > 1:
             raise PromptDepthError(f"--prompt-depth {given} is one map for {n_inputs} images; give a folder with one "
                                    "map per image (same relative path and stem)")
-        metres = read_prompt_depth(root, scale)  # read once, now: a bad file is a usage error before any loading
+        metres = read_prompt_depth(root, scale, max_pixels)  # read once, now: a bad file is a usage error before any loading
         return lambda item: (metres, str(root))
     if not root.is_dir():
         raise PromptDepthError(f"--prompt-depth {given}: no such file or folder")
@@ -175,7 +177,7 @@ def prompt_source(args: argparse.Namespace, model: str, n_inputs: int):
         for suffix in PROMPT_SUFFIXES:
             candidate = root / stem.parent / (stem.name + suffix)
             if candidate.is_file():
-                return read_prompt_depth(candidate, scale), str(candidate)
+                return read_prompt_depth(candidate, scale, max_pixels), str(candidate)
         raise PromptDepthError(f"{item.label}: no prompt depth {root / stem}.(png|npy|pfm) for it")
 
     return from_folder

@@ -56,7 +56,12 @@ def main(args: argparse.Namespace) -> int:
     if meta.get("predicted_intrinsics"):  # the camera the model predicted (Depth Pro's field of view...)
         from ..geometry import camera_from_dict
 
-        predicted = camera_from_dict(meta["predicted_intrinsics"], depth.shape[1], depth.shape[0])
+        try:
+            predicted = camera_from_dict(meta["predicted_intrinsics"], depth.shape[1], depth.shape[0],
+                                         what=f"{args.map}'s sidecar: predicted_intrinsics")
+        except (ValueError, KeyError, TypeError) as e:
+            raise LocalDepthError(str(e) if isinstance(e, ValueError) else
+                                  f"{args.map}'s sidecar: predicted_intrinsics is incomplete ({e})") from None
     if args.cameras:
         if args.intrinsics or args.fov is not None:
             raise LocalDepthError("give either --cameras or --intrinsics/--fov, not both")
@@ -91,7 +96,8 @@ def scene_view(cameras_json: Path, which: str | None, map_path: Path, meta: dict
     import numpy as np
 
     from ..errors import LocalDepthError
-    from ..geometry import from_matrix
+    from ..geometry import checked, from_matrix
+    from ..safety import check_pose
 
     try:
         views = json.loads(Path(cameras_json).read_text())["views"]
@@ -113,13 +119,16 @@ def scene_view(cameras_json: Path, which: str | None, map_path: Path, meta: dict
     view = views[index]
     h, w = shape
     try:
-        cam = from_matrix(np.asarray(view["intrinsics"]), int(view["width"]), int(view["height"]),
+        cam = from_matrix(np.asarray(view["intrinsics"], dtype=np.float64), int(view["width"]), int(view["height"]),
                           source=f"cameras.json view {index}")
         pose = np.asarray(view["camera_from_world"], dtype=np.float64)
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, OverflowError) as e:
         raise LocalDepthError(f"{cameras_json}: view {index} is incomplete ({e})") from None
-    if pose.shape != (4, 4) or not np.isfinite(pose).all():
-        raise LocalDepthError(f"{cameras_json}: view {index} has no valid 4x4 camera_from_world")
+    try:
+        checked(cam, f"{cameras_json}: view {index}")
+    except ValueError as e:
+        raise LocalDepthError(str(e)) from None
+    pose = check_pose(pose, f"{cameras_json}: view {index}: camera_from_world")
     if (cam.width, cam.height) != (w, h):
         cam = cam.scaled(w, h)
     return cam, pose, {"cameras": str(cameras_json), "index": index, "image": view.get("image")}

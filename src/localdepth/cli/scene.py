@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
     from ..scene import SceneSettings, collect_views, reconstruct
     from ..scene.build import takes_views
     from ..safety import check_outdir
-    from ..scene.views import check_max_views
+    from ..scene.views import check_max_views, drop_off_grid_views
 
     check_outdir(args.output)
     settings = SceneSettings(conf_percentile=args.conf_percentile, voxel_size=args.voxel_size,
@@ -68,6 +68,8 @@ def main(args: argparse.Namespace) -> int:
                               "da3-giant)")
     views, problems, _ = collect_views(list(args.inputs), stride=args.stride, max_views=args.max_views,
                                        max_res=args.max_res)
+    views, off_grid = drop_off_grid_views(estimator, views)
+    problems += off_grid
     for line in problems:
         print(f"localdepth: error: {line}", file=sys.stderr)
     if not views:

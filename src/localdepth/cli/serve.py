@@ -32,10 +32,17 @@ def register(sub) -> None:
     g.add_argument("--input-size", type=int, metavar="N", help="network input size (default: the model's)")
     n = p.add_argument_group("network and security")
     n.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 exposes it: set a token)")
+                   help="address to bind (default: 127.0.0.1, this machine only; any other address needs --token)")
     n.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     n.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                    help=f"require 'Authorization: Bearer TOKEN' on every endpoint but /healthz (default: ${TOKEN_ENV})")
+    n.add_argument("--insecure-no-token", action="store_true",
+                   help="serve a non-loopback --host without a token (anyone who can reach the port can use it)")
+    n.add_argument("--show-token", action="store_true",
+                   help="print the web page's URL with the token in it (off by default: terminals are shared and logged)")
+    n.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="without a token, also answer requests for this host name (e.g. a reverse proxy's); "
+                        "IP addresses and localhost always work, other names get 421 (DNS rebinding)")
     n.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from this origin, e.g. http://localhost:3000 (repeatable; default: CORS off)")
     lim = p.add_argument_group("limits and batching (defaults: localdepth.limits)")
@@ -46,6 +53,9 @@ def register(sub) -> None:
     lim.add_argument("--max-queued-pixels", type=int, default=limits.SERVER_MAX_QUEUED_PIXELS,
                      help=f"decoded pixels held at once by all requests (default: {limits.SERVER_MAX_QUEUED_PIXELS}) "
                           "-> 503")
+    lim.add_argument("--max-bodies-mb", type=float, default=limits.SERVER_MAX_BODIES_BYTES / limits.MIB,
+                     help="request bodies held in memory at once by all requests, MiB, reserved before they are read "
+                          f"(default: {limits.SERVER_MAX_BODIES_BYTES // limits.MIB}) -> 503")
     lim.add_argument("--max-batch", type=int, default=limits.SERVER_MAX_BATCH,
                      help=f"most images per forward pass (default: {limits.SERVER_MAX_BATCH})")
     lim.add_argument("--max-wait-ms", type=float, default=limits.SERVER_MAX_WAIT_MS,
@@ -104,19 +114,26 @@ def main(args: argparse.Namespace) -> int:
         settings = ServerSettings(
             token=args.token or None, cors_origins=tuple(args.cors_origin),
             max_upload_bytes=int(args.max_upload_mb * limits.MIB), max_pixels=args.max_pixels,
-            max_queued_pixels=args.max_queued_pixels, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+            max_queued_pixels=args.max_queued_pixels, max_bodies_bytes=int(args.max_bodies_mb * limits.MIB),
+            allowed_hosts=(args.host, *args.allow_host), max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
             queue_size=args.queue_size, timeout_s=args.timeout, max_points=args.max_points,
             header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, keep_alive_s=args.keep_alive,
             max_connections=args.max_connections, max_scene_views=args.max_scene_views)
     except ValueError as e:
         print(f"localdepth: error: {e}", file=sys.stderr)
         return 2
-    app = create_app(_loaders(args), settings)
     if not is_loopback_host(args.host) and not settings.token:
-        print(f"localdepth: warning: serving on {args.host} without a token: anyone who can reach this port can use it "
-              f"(set --token or ${TOKEN_ENV})", file=sys.stderr)
+        if not args.insecure_no_token:
+            print(f"localdepth: error: serving on {args.host} needs a token, or anyone who can reach the port can use "
+                  f"it: set ${TOKEN_ENV} (or --token), bind 127.0.0.1, or say --insecure-no-token", file=sys.stderr)
+            return 2
+        print(f"localdepth: warning: serving on {args.host} without a token (--insecure-no-token): anyone who can reach "
+              "this port can use it", file=sys.stderr)
+    app = create_app(_loaders(args), settings)
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    url = f"http://{shown}:{args.port}/" + (f"?token={settings.token}" if settings.token else "")
+    url = f"http://{shown}:{args.port}/"
+    if settings.token:
+        url += f"?token={settings.token}" if args.show_token else "?token=<your token> (--show-token prints it)"
     print(f"localdepth: loading the models, then serving the web page at {url} (API docs at /docs)", file=sys.stderr)
     release_freed_memory()
     server = uvicorn.Server(uvicorn_config(app, settings, host=args.host, port=args.port, log_level=args.log_level,

@@ -45,7 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import LocalDepthError
@@ -75,16 +74,24 @@ class Dataset:
     description: str = ""
 
 
+def read_depth_values(path: Path) -> np.ndarray:
+    """A ground-truth depth file (16-bit PNG, ``.npy``...) as stored, float32 ``(H, W)``, through the
+    gate every decoded file passes (:func:`localdepth.depthfile.load_depth_values`)."""
+    from ..depthfile import load_depth_values
+
+    try:
+        return load_depth_values(path, grayscale=True)[0].astype(np.float32)
+    except ValueError as e:
+        raise LocalDepthError(f"cannot read the depth image: {e}") from None
+
+
 def read_png_depth(path: Path, scale: float) -> np.ndarray:
-    raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_GRAYSCALE)
-    if raw is None:
-        raise LocalDepthError(f"{path}: cannot read the depth image")
-    return (raw.astype(np.float32) / np.float32(scale))
+    return read_depth_values(path) / np.float32(scale)
 
 
 def _depth_loader(path: Path, scale: float) -> Callable[[], np.ndarray]:
     if path.suffix.lower() == ".npy":
-        return lambda: np.asarray(np.load(path), dtype=np.float32).squeeze() * np.float32(1.0 / scale)
+        return lambda: read_depth_values(path) * np.float32(1.0 / scale)
     return lambda: read_png_depth(path, scale)
 
 
@@ -253,7 +260,7 @@ def diode_dataset(root: Path) -> Dataset:
         stem = d.name[: -len("_depth.npy")]
         rgb = d.with_name(f"{stem}.png")
         mask = d.with_name(f"{stem}_depth_mask.npy")
-        valid = (lambda m=mask: np.load(m) > 0) if mask.is_file() else None
+        valid = (lambda m=mask: read_depth_values(m) > 0) if mask.is_file() else None
         samples.append(Sample(d.parent.relative_to(root).joinpath(stem).as_posix(), _rgb_loader(rgb),
                               _depth_loader(d, 1.0), valid=valid, min_depth=DIODE_RANGE[0],
                               max_depth=DIODE_RANGE[1], rgb_path=str(rgb)))

@@ -11,6 +11,10 @@ per pose. Readers (:func:`read_trajectory`):
 * COLMAP's ``images.txt``: ``IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME`` (world-to-camera),
   each followed by a line of 2-D points.
 
+Every pose read is checked (:func:`localdepth.safety.check_pose`): finite, rigid (rotation
+orthonormal with determinant +1, last row 0 0 0 1) and within the coordinate bound; quaternions
+must have norm 1. A pose that is not is one line naming its file and line (or view).
+
 Metrics, as the TUM RGB-D benchmark defines them (Sturm et al., IROS 2012) and ``evo`` computes
 them with ``--align --correct_scale``: the predicted camera centres are aligned to the ground
 truth's by the least-squares similarity (:func:`localdepth.geometry.umeyama`), because a
@@ -35,6 +39,7 @@ import numpy as np
 
 from ..errors import LocalDepthError
 from ..geometry import (invert_pose, quaternion_to_rotation, rotation_angle_deg, similarity_matrix, umeyama)
+from ..safety import check_pose, check_quaternion
 
 TRAJECTORY_FORMATS = ("log", "tum", "cameras", "colmap")
 
@@ -76,10 +81,12 @@ def match_by_frame(predicted: Trajectory, truth: Trajectory) -> tuple[Trajectory
     return predicted, Trajectory(truth.world_from_camera[frames], [truth.names[f] for f in frames])
 
 
-def _pose(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _pose(q: list[float], t: list[float], where: str) -> np.ndarray:
+    """A rigid pose from a rotation quaternion ``(w, x, y, z)`` and a translation, both checked."""
     T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, t
-    return T
+    T[:3, :3] = quaternion_to_rotation(check_quaternion(q, where))
+    T[:3, 3] = t
+    return check_pose(T, where)
 
 
 def _numbers(line: str, count: int, where: str) -> list[float]:
@@ -93,14 +100,14 @@ def _numbers(line: str, count: int, where: str) -> list[float]:
 
 
 def read_redwood_log(path: Path) -> Trajectory:
-    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+    lines = [(n, ln) for n, ln in enumerate(Path(path).read_text().splitlines(), 1) if ln.strip()]
     if not lines or len(lines) % 5:
         raise LocalDepthError(f"{path}: not a Redwood/Open3D .log trajectory (blocks of 5 lines: ids, then a 4x4 matrix)")
     poses, names = [], []
     for b in range(0, len(lines), 5):
-        ids = lines[b].split()
-        rows = [_numbers(lines[b + r], 4, f"{path}:{b + r + 1}")[:4] for r in range(1, 5)]
-        poses.append(np.array(rows, dtype=np.float64))
+        ids = lines[b][1].split()
+        rows = [_numbers(lines[b + r][1], 4, f"{path}:{lines[b + r][0]}")[:4] for r in range(1, 5)]
+        poses.append(check_pose(rows, f"{path}:{lines[b + 1][0]}"))
         names.append(ids[0] if ids else str(b // 5))
     return Trajectory(np.stack(poses), names)
 
@@ -112,7 +119,7 @@ def read_tum(path: Path) -> Trajectory:
             continue
         v = _numbers(line.replace(",", " "), 8, f"{path}:{n}")
         # TUM writes the quaternion x, y, z, w
-        poses.append(_pose(quaternion_to_rotation([v[7], v[4], v[5], v[6]]), v[1:4]))
+        poses.append(_pose([v[7], v[4], v[5], v[6]], v[1:4], f"{path}:{n}"))
         names.append(line.split()[0])
     if not poses:
         raise LocalDepthError(f"{path}: no poses (TUM format: timestamp tx ty tz qx qy qz qw per line)")
@@ -122,12 +129,14 @@ def read_tum(path: Path) -> Trajectory:
 def read_cameras_json(path: Path) -> Trajectory:
     try:
         views = json.loads(Path(path).read_text())["views"]
-        poses = [invert_pose(np.asarray(v["camera_from_world"], dtype=np.float64)) for v in views]
+        matrices = [v["camera_from_world"] for v in views]
         names = [str(v.get("image", i)) for i, v in enumerate(views)]
     except (ValueError, KeyError, TypeError) as e:
         raise LocalDepthError(f"{path}: not a localdepth cameras.json ({e})") from None
-    if not poses:
+    if not matrices:
         raise LocalDepthError(f"{path}: has no views")
+    poses = [invert_pose(check_pose(m, f"{path}: view {i} ({names[i]}): camera_from_world"))
+             for i, m in enumerate(matrices)]
     return Trajectory(np.stack(poses), names)
 
 
@@ -141,8 +150,9 @@ def read_colmap_images(path: Path) -> Trajectory:
             continue
         i += 1  # each image line is followed by its (possibly empty) line of 2-D points
         parts = line.split()
-        v = _numbers(" ".join(parts[:8]), 8, f"{path}")
-        entries.append((int(v[0]), " ".join(parts[9:]), invert_pose(_pose(quaternion_to_rotation(v[1:5]), v[5:8]))))
+        where = f"{path}:{i - 1}"
+        v = _numbers(" ".join(parts[:8]), 8, where)
+        entries.append((int(v[0]), " ".join(parts[9:]), invert_pose(_pose(v[1:5], v[5:8], where))))
     if not entries:
         raise LocalDepthError(f"{path}: no images (COLMAP images.txt)")
     entries.sort(key=lambda e: e[0])  # COLMAP's order is the image id

@@ -119,8 +119,14 @@ def view_camera(result) -> Camera:
 
 
 def predict_scene(estimator, images: list[np.ndarray], settings: SceneSettings | None = None):
-    """Views -> ``(cameras, fused cloud, units)`` in memory, nothing written (the server's scene view)."""
+    """Views -> ``(cameras, fused cloud, units, refused)`` in memory, nothing written (the server's
+    scene view). ``refused``: ``{index: reason}`` of the views that could not share the scene's
+    network grid, left out (:func:`localdepth.multiview.grid_outcasts`); the rest make the scene."""
+    from ..multiview import grid_outcasts
+
     settings = (settings or SceneSettings()).check()
+    refused = grid_outcasts(estimator, [image.shape[:2] for image in images])
+    images = [image for i, image in enumerate(images) if i not in refused]
     results = estimator.predict_views(list(images))
     _check_results(results, estimator, len(images))
     units = results[0].units
@@ -133,7 +139,7 @@ def predict_scene(estimator, images: list[np.ndarray], settings: SceneSettings |
         results[i] = None
     cloud = fuse(samples, conf_percentile=settings.conf_percentile, voxel_size=settings.voxel_size,
                  max_points=settings.max_points)
-    return cameras, cloud, units
+    return cameras, cloud, units, refused
 
 
 def reconstruct(estimator, views: list[View], output: str | Path, settings: SceneSettings | None = None,

@@ -104,6 +104,17 @@ def unique_names(views: list[View]) -> list[View]:
     return views
 
 
+def drop_off_grid_views(estimator, views: list[View]) -> tuple[list[View], list[str]]:
+    """``(views that share the scene's network grid, one problem line per view left out)``: a view
+    whose grid would crop the others to less than :data:`~localdepth.limits.SCENE_MIN_SHARED_GRID`
+    of theirs is left out alone and the scene is made of the rest (:func:`localdepth.multiview.grid_outcasts`)."""
+    from ..multiview import grid_outcasts
+
+    outcasts = grid_outcasts(estimator, [v.image.shape[:2] for v in views])
+    problems = [f"{views[i].given or views[i].rel.as_posix()}: {reason}" for i, reason in outcasts.items()]
+    return [v for i, v in enumerate(views) if i not in outcasts], problems
+
+
 def _check_pixels(pixels: int) -> None:
     if pixels > MAX_SCENE_PIXELS:
         raise LocalDepthError(f"the views hold over {MAX_SCENE_PIXELS // 1_000_000} megapixels in all, the limit of one "

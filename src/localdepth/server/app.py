@@ -26,9 +26,10 @@ from ..images import load_image
 from ..scene.build import takes_views
 from . import encode
 from ..safety import InvalidValueError, check_options, one_line
-from .batcher import BatcherStoppedError, DynamicBatcher, PixelBudget, QueueFullError
+from .batcher import BatcherStoppedError, Budget, DynamicBatcher, QueueFullError
 from .metrics import CLIENT_CLOSED, MetricsMiddleware, ServerMetrics
-from .security import ClientClosed, HTTPError, TokenAuthMiddleware, read_upload, read_uploads
+from .security import (BodyBudgetMiddleware, ClientClosed, HostCheckMiddleware, HTTPError, TokenAuthMiddleware,
+                       read_upload, read_uploads)
 from .settings import ServerSettings
 
 log = logging.getLogger("localdepth.server")
@@ -40,7 +41,7 @@ FILENAMES = {"json": "depth.json", "npy": "depth.npy", "png16": "depth.png", "co
 EXPOSED_HEADERS = ["Content-Disposition", "X-Depth-Model", "X-Depth-Kind", "X-Depth-Units", "X-Depth-Shape",
                    "X-Depth-Min", "X-Depth-Max", "X-Depth-Scale", "X-Depth-Offset", "X-Depth-Note", "X-Depth-Colormap",
                    "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics",
-                   "X-Intrinsics-Source", "X-Scene-Views"]
+                   "X-Intrinsics-Source", "X-Scene-Views", "X-Scene-Refused"]
 
 Format = Literal["json", "npy", "png16", "color", "ply"]
 SceneFormat = Literal["glb", "json"]
@@ -122,24 +123,34 @@ def decode_prompt(estimator, data: bytes, scale: float | None, max_pixels: int):
         metres = read_prompt_depth(data, scale, max_pixels=max_pixels)
         return estimator.preprocess_prompt(metres)
     except (LocalDepthError, ValueError) as e:
-        raise HTTPError(400, str(e).replace("--prompt-scale", "prompt_scale")) from None
+        message = str(e).replace("--prompt-scale", "prompt_scale").replace(" (--max-pixels)", "")
+        raise HTTPError(413 if _refused_for_size(message) else 400, message) from None
+
+
+def _refused_for_size(message: str) -> bool:
+    return any(words in message for words in ("over the limit", "decompression bomb", "lying or truncated header"))
+
+
+def declared_pixels(data: bytes, max_pixels: int, what: str = "image") -> int | None:
+    """Width x height (an array's values) from the header of an upload, read by the gate every
+    decoder is behind (:func:`localdepth.images.admit`), without decoding: 413 over
+    ``max_pixels``, for a decompression bomb or a lying header; None when the gate does not know
+    the format (decoding then says why)."""
+    from ..images import admit
+
+    try:
+        declared = admit(data, what, max_pixels)
+    except ImageDecodeError as e:
+        message = str(e).replace(" (--max-pixels)", "")
+        if _refused_for_size(message):
+            raise HTTPError(413, message) from None
+        return None
+    return None if declared is None else declared.pixels
 
 
 def image_pixels(data: bytes, max_pixels: int) -> int | None:
-    """Width x height from the image's header, without decoding: 413 over ``max_pixels`` or for a
-    decompression bomb; None when Pillow cannot open it (:func:`decode_upload` then says why)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-    except Image.DecompressionBombError:
-        raise HTTPError(413, f"image refused as a possible decompression bomb (over the limit of {max_pixels} pixels)") from None
-    except Exception:
-        return None
-    if width * height > max_pixels:
-        raise HTTPError(413, f"{width}x{height} image is over the limit of {max_pixels} pixels")
-    return width * height
+    """Width x height from the image's header, without decoding (see :func:`declared_pixels`)."""
+    return declared_pixels(data, max_pixels)
 
 
 def decode_upload(data: bytes, max_pixels: int):
@@ -218,8 +229,10 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     metrics = ServerMetrics()
     state = ServerState(estimators, settings, metrics)
     decode_slots = asyncio.Semaphore(max(2, os.cpu_count() or 2))
-    held = PixelBudget(settings.max_queued_pixels)
+    held = Budget(settings.max_queued_pixels)
     metrics.pixels_held.set_function(lambda: held.used)
+    bodies = Budget(settings.max_bodies_bytes)
+    metrics.body_bytes_held.set_function(lambda: bodies.used)
     scene_slot = asyncio.Lock()  # one scene at a time: its views are many images held at once
 
     @asynccontextmanager
@@ -311,6 +324,11 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         # the memory budget counts decoded pixels, reserved from the header before decoding and
         # held until the answer is built: full-size images waiting in the queue are what filled memory
         pixels = image_pixels(data, settings.max_pixels) or 1
+        if prompt_data is not None:  # the prompt is decoded too: its values count as pixels held
+            pixels += declared_pixels(prompt_data, settings.max_pixels, "prompt depth") or 1
+        if not held.fits_at_all(pixels):
+            raise HTTPError(413, f"the image and its prompt depth hold {pixels} pixels, more than the server's whole "
+                                 f"budget of {held.limit} decoded pixels (--max-queued-pixels)")
         if not held.reserve(pixels):
             raise HTTPError(503, f"busy: the server holds {held.used} decoded pixels of its budget of {held.limit}; "
                                  "retry later", retry)
@@ -384,9 +402,12 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                 except HTTPError as e:
                     raise HTTPError(e.status, f"image {i + 1}: {e.detail}") from None
             pixels = sum(sizes)
-            if not held.reserve(pixels):
-                raise HTTPError(503, f"busy: the server holds {held.used} decoded pixels of its budget of {held.limit}; "
-                                     "retry later", retry)
+            if not held.fits_at_all(pixels):
+                raise HTTPError(413, f"the {len(sizes)} images hold {pixels} pixels, more than the server's whole budget "
+                                     f"of {held.limit} decoded pixels (--max-queued-pixels); send fewer or smaller images")
+            if not await held.acquire(pixels, settings.timeout_s):  # the room other requests hold is given back
+                raise HTTPError(503, f"busy: no room for {pixels} decoded pixels within {settings.timeout_s:g} s (the "
+                                     f"server holds {held.used} of its budget of {held.limit}); retry later", retry)
             try:
                 points = min(max_points or settings.max_points, settings.max_points)
                 return await scene_answer(batcher, uploads, format, points, retry)
@@ -406,18 +427,22 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                     raise HTTPError(e.status, f"image {i + 1}: {e.detail}") from None
         uploads.clear()
         budget = SceneSettings(max_points=points)
-        cameras, cloud, units = await queued(
+        cameras, cloud, units, refused = await queued(
             batcher.submit_call(lambda estimator: predict_scene(estimator, images, budget), settings.timeout_s),
             "scene", retry, bad_request=(LocalDepthError,))
         headers = {"X-Depth-Model": batcher.name, "X-Depth-Units": units, "X-Scene-Views": str(len(cameras)),
                    "X-Point-Count": str(len(cloud.points))}
+        if refused:  # left out alone; the scene is the others' (the image numbers count from 1, as in errors)
+            headers["X-Scene-Refused"] = ",".join(str(i + 1) for i in sorted(refused))
+            for i, reason in sorted(refused.items()):
+                log.info("scene: image %d left out: %s", i + 1, reason)
         if format == "glb":
             from ..scene.glb import scene_glb
 
             body = await run_in_threadpool(scene_glb, cloud.points, cloud.colors, cameras)
             headers["Content-Disposition"] = 'inline; filename="scene.glb"'
             return Response(body, media_type="model/gltf-binary", headers=headers)
-        body = await run_in_threadpool(encode.scene_json, batcher.name, units, cameras, cloud)
+        body = await run_in_threadpool(encode.scene_json, batcher.name, units, cameras, cloud, refused)
         return Response(body, media_type="application/json", headers=headers)
 
     @app.get("/v1/models", summary="Loaded models and server limits")
@@ -431,7 +456,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
                        for b in state.batchers.values()],
             "formats": list(encode.RESPONSE_FORMATS),
             "limits": {name: getattr(settings, name) for name in (
-                "max_upload_bytes", "max_pixels", "max_queued_pixels", "max_batch", "max_wait_ms", "queue_size",
+                "max_upload_bytes", "max_pixels", "max_queued_pixels", "max_bodies_bytes", "max_batch", "max_wait_ms", "queue_size",
                 "timeout_s", "max_points", "header_timeout_s", "body_timeout_s", "keep_alive_s", "max_connections",
                 "max_scene_views")},
         }
@@ -461,7 +486,10 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
-    # Middleware: the last added is the outermost. CORS answers preflights before the token check.
+    # Middleware: the last added is the outermost. The Host check comes first, CORS answers preflights
+    # before the token check, and only requests that passed them may reserve room for their bodies.
+    app.add_middleware(BodyBudgetMiddleware, budget=bodies, largest=settings.largest_body,
+                       retry_after_s=settings.retry_after_s)
     if settings.token:
         app.add_middleware(TokenAuthMiddleware, token=settings.token)
     if settings.cors_origins:
@@ -469,5 +497,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"], expose_headers=EXPOSED_HEADERS)
+    if settings.allowed_hosts is not None and not settings.token:
+        app.add_middleware(HostCheckMiddleware, allowed=tuple(settings.allowed_hosts))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -98,7 +98,8 @@ def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=No
     if fov is not None and (fx is not None or fy is not None):
         raise ValueError("give either fov or fx/fy, not both")
     if fx is None and fy is None:
-        k = geometry.from_fov(float(fov), width, height) if fov is not None else geometry.default_intrinsics(width, height)
+        k = (geometry.checked(geometry.from_fov(float(fov), width, height), f"fov={float(fov):g}") if fov is not None
+             else geometry.default_intrinsics(width, height))
         if cx is None and cy is None:
             return k
         fx = fy = k.fx
@@ -107,9 +108,7 @@ def request_intrinsics(width: int, height: int, fx=None, fy=None, cx=None, cy=No
     cx = (width - 1) / 2.0 if cx is None else cx
     cy = (height - 1) / 2.0 if cy is None else cy
     values = [float(v) for v in (fx, fy, cx, cy)]
-    if not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[1] <= 0:
-        raise ValueError("fx and fy must be positive and fx, fy, cx, cy finite")
-    return Intrinsics(*values, width=width, height=height, source="request")
+    return geometry.checked(Intrinsics(*values, width=width, height=height, source="request"), "the request's camera")
 
 
 def back_project(depth: np.ndarray, k: Intrinsics, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -166,9 +165,10 @@ def as_ply(result: DepthResult, image: np.ndarray, k: Intrinsics, max_points: in
     return ply_bytes(points, colors, comments), "application/octet-stream", headers
 
 
-def scene_json(model: str, units: str, cameras, cloud) -> bytes:
+def scene_json(model: str, units: str, cameras, cloud, refused: dict | None = None) -> bytes:
     """Cameras (as ``cameras.json`` has them) and the fused points, base64 little-endian
-    (positions float32 ``(P, 3)``, colours uint8 ``(P, 3)``), world frame, OpenCV axes."""
+    (positions float32 ``(P, 3)``, colours uint8 ``(P, 3)``), world frame, OpenCV axes.
+    ``refused``: ``{upload index: reason}`` of the images left out of the scene."""
     import json
 
     views = [{"width": c.width, "height": c.height, "intrinsics": np.asarray(c.K).round(9).tolist(),
@@ -179,5 +179,6 @@ def scene_json(model: str, units: str, cameras, cloud) -> bytes:
             "points": {"count": int(len(cloud.points)), "encoding": "base64, little-endian, row-major",
                        "positions": base64.b64encode(np.ascontiguousarray(cloud.points, dtype="<f4").tobytes()).decode(),
                        "colors": base64.b64encode(np.ascontiguousarray(cloud.colors, dtype=np.uint8).tobytes()).decode()},
-            "fusion": cloud.as_dict()}
+            "fusion": cloud.as_dict(),
+            "refused": [{"image": i + 1, "reason": reason} for i, reason in sorted((refused or {}).items())]}
     return json.dumps(body).encode()

@@ -32,6 +32,9 @@ class ServerMetrics:
         self.ready = Gauge("localdepth_ready", "1 when every model is loaded and serving", registry=self.registry)
         self.client_closed = Counter("localdepth_client_closed", "Requests whose client went away mid-upload",
                                      registry=self.registry)
+        self.body_bytes_held = Gauge("localdepth_body_bytes_held",
+                                     "Bytes of request bodies held by requests (the --max-bodies-mb budget)",
+                                     registry=self.registry)
         self.pixels_held = Gauge("localdepth_pixels_held", "Decoded pixels held by requests (the memory budget)",
                                  registry=self.registry)
 

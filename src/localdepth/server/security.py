@@ -1,4 +1,5 @@
-"""Bearer-token authentication and bounded upload reading."""
+"""Bearer-token authentication, the Host check against DNS rebinding, the budget of request
+bodies in memory, and bounded upload reading."""
 
 from __future__ import annotations
 
@@ -65,6 +66,122 @@ class TokenAuthMiddleware:
                        "(in a browser, open /?token=<token> once)"},
             status_code=401, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
+
+
+def _is_ip_literal(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def host_name(header: str) -> str:
+    """The name of a Host header, without its port: ``127.0.0.1:8000`` -> ``127.0.0.1``,
+    ``[::1]:8000`` -> ``::1``, ``Example.ORG.`` -> ``example.org``."""
+    text = header.strip().lower()
+    if text.startswith("["):
+        return text[1:text.find("]")] if "]" in text else text
+    return text.rsplit(":", 1)[0].rstrip(".") if text.count(":") == 1 else text.rstrip(".")
+
+
+class HostCheckMiddleware:
+    """Answer 421 to a request whose Host header names none of this server's names.
+
+    Without a token, a web page on another site can still reach a server on 127.0.0.1 by DNS
+    rebinding: its own name (``evil.example``) is made to resolve to 127.0.0.1, so the browser's
+    same-origin rule lets the page read the answers; the request carries ``Host: evil.example``.
+    IP literals and ``localhost`` (a rebinding page cannot use them: they are not its origin),
+    the name the server binds and ``allowed`` names pass; /healthz always passes.
+    """
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app = app
+        self.allowed = {host_name(h) for h in allowed} | {"localhost"}
+
+    def passes(self, header: str | None) -> bool:
+        if not header:
+            return False  # HTTP/1.1 requires a Host header; only very old clients omit it
+        name = host_name(header)
+        return name in self.allowed or _is_ip_literal(name) or name.endswith(".localhost")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        header = Headers(scope=scope).get("host")
+        if self.passes(header):
+            return await self.app(scope, receive, send)
+        response = JSONResponse(
+            {"detail": f"this server does not answer for the host {header!r}: use its address (127.0.0.1, "
+                       "localhost), start it with --allow-host NAME, or set a token"},
+            status_code=421, headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
+class BodyBudgetMiddleware:
+    """Request bodies count against a byte budget before they are read.
+
+    A body's declared ``Content-Length`` is reserved before the app reads any of it (no room: 503
+    with Retry-After, and the body is never read; more than the whole budget: 413); a body without
+    one (chunked) reserves ``STEP`` bytes at a time as it arrives, and gets 503 when there is no
+    more room. Everything is released once the answer is sent. A declared length over ``largest``
+    (the largest body any endpoint reads) reserves nothing: the endpoint refuses it unread (413).
+    So at most ``budget.limit`` bytes of bodies are in memory, whatever the number of connections
+    (uvicorn itself buffers at most 64 KB of an unread body per connection).
+    """
+
+    STEP = 1024 * 1024
+
+    def __init__(self, app, budget, largest: int, retry_after_s: int):
+        self.app = app
+        self.budget = budget
+        self.largest = largest
+        self.retry = {"Retry-After": str(retry_after_s), "Connection": "close"}
+
+    def _busy(self, what: str) -> str:
+        return (f"busy: {what} does not fit in the {self.budget.limit} bytes of request bodies the server holds at once "
+                f"({self.budget.used} held now); retry later")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "").strip()
+        length = int(declared) if declared.isdigit() else None
+        if not length and "chunked" not in headers.get("transfer-encoding", "").lower():
+            return await self.app(scope, receive, send)  # no body
+        held = 0
+        if length is not None and length <= self.largest:
+            if not self.budget.fits_at_all(length):
+                response = JSONResponse({"detail": f"the request body of {length} bytes is over the server's budget "
+                                                   f"of {self.budget.limit} bytes for request bodies (--max-bodies-mb)"},
+                                        status_code=413, headers={"Connection": "close"})
+                return await response(scope, receive, send)
+            if not self.budget.reserve(length):
+                response = JSONResponse({"detail": self._busy(f"a body of {length} bytes")}, status_code=503,
+                                        headers=self.retry)
+                return await response(scope, receive, send)
+            held = length
+        received = 0
+
+        async def counted_receive():
+            nonlocal held, received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > held:  # a chunked body growing, or more than declared (h11 refuses that anyway)
+                    step = max(self.STEP, received - held)
+                    if not self.budget.reserve(step):
+                        raise HTTPError(503, self._busy(f"the body so far ({received} bytes)"), dict(self.retry))
+                    held += step
+            return message
+
+        try:
+            await self.app(scope, counted_receive, send)
+        finally:
+            self.budget.release(held)
 
 
 #: room for the multipart boundaries and part headers around the image

@@ -23,8 +23,11 @@ class ServerSettings:
     max_upload_bytes: int = limits.SERVER_MAX_UPLOAD_BYTES
     #: largest accepted image, width * height (checked from the header, before decoding)
     max_pixels: int = limits.SERVER_MAX_PIXELS
-    #: decoded pixels held at once by all requests (decoding to answer); beyond it: 503
+    #: decoded pixels held at once by all requests (decoding to answer); beyond it: 503 (a scene waits
+    #: for room; one larger than the whole budget: 413)
     max_queued_pixels: int = limits.SERVER_MAX_QUEUED_PIXELS
+    #: bytes of request bodies held at once by all requests, reserved before they are read; beyond it: 503
+    max_bodies_bytes: int = limits.SERVER_MAX_BODIES_BYTES
     #: most images in one forward pass
     max_batch: int = limits.SERVER_MAX_BATCH
     #: how long the first request of a batch waits for others to join it, milliseconds
@@ -48,11 +51,36 @@ class ServerSettings:
     max_connections: int = limits.SERVER_MAX_CONNECTIONS
     #: most photos in one POST /v1/scene (any-view models); each within max_upload_bytes and max_pixels
     max_scene_views: int = limits.SERVER_MAX_SCENE_VIEWS
+    #: the Host header names a request may carry when there is no token (DNS rebinding: a page on
+    #: evil.example whose name resolves to 127.0.0.1 sends ``Host: evil.example``; it gets 421). IP
+    #: literals and ``localhost`` always pass. ``localdepth serve`` sets the name it binds plus
+    #: ``--allow-host``; None (the default of the Python API): no check
+    allowed_hosts: tuple[str, ...] | None = None
+
+    @property
+    def largest_upload_body(self) -> int:
+        """The largest body /v1/depth reads: a multipart image and prompt depth of max_upload_bytes each."""
+        from .security import MULTIPART_OVERHEAD
+
+        return 2 * self.max_upload_bytes + MULTIPART_OVERHEAD
+
+    @property
+    def largest_body(self) -> int:
+        """The largest body any endpoint reads (/v1/depth's, or a scene of max_scene_views photos)."""
+        from .security import MULTIPART_OVERHEAD
+
+        return max(self.largest_upload_body, self.max_scene_views * (self.max_upload_bytes + MULTIPART_OVERHEAD))
 
     def __post_init__(self):
         check_options({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, label=str)
+        if self.allowed_hosts is not None and not all(isinstance(h, str) and h.strip() for h in self.allowed_hosts):
+            raise ValueError("allowed_hosts must be host names")
         if self.max_queued_pixels < self.max_pixels:
             raise ValueError(f"max_queued_pixels ({self.max_queued_pixels}) must be at least max_pixels "
                              f"({self.max_pixels}), or the largest image could never be served")
+        if self.max_bodies_bytes < self.largest_upload_body:
+            raise ValueError(f"max_bodies_bytes ({self.max_bodies_bytes}) must be at least {self.largest_upload_body} "
+                             f"(two files of max_upload_bytes in one multipart body), or the largest upload could "
+                             "never be served")
         if self.token is not None and not self.token.strip():
             raise ValueError("the token must not be empty")

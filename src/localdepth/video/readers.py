@@ -29,8 +29,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .. import limits
 from ..errors import ImageDecodeError, LocalDepthError
-from ..images import load_image, to_uint8
+from ..images import Declared, check_declared, load_image, to_uint8
+from ..safety import quoted
 from ..inputs import expand_inputs
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"})
@@ -212,11 +214,14 @@ class FrameSource:
 
 
 class VideoFileReader(FrameSource):
-    """A video file decoded with PyAV, one packet at a time (seeks to ``--start``)."""
+    """A video file decoded with PyAV, one packet at a time (seeks to ``--start``). A frame size over
+    ``max_pixels`` (default :data:`~localdepth.limits.MAX_IMAGE_PIXELS`) in the container's header is
+    refused before any frame is decoded, by the same budget as images (:func:`localdepth.images.check_declared`)."""
 
     kind = "video"
 
-    def __init__(self, path: str | os.PathLike, selection: Selection | None = None, max_res: int | None = None):
+    def __init__(self, path: str | os.PathLike, selection: Selection | None = None, max_res: int | None = None,
+                 max_pixels: int | None = None):
         super().__init__(selection, max_res)
         import av
 
@@ -239,6 +244,13 @@ class VideoFileReader(FrameSource):
         if self.frame_count is None and stream.duration and stream.time_base:
             self.frame_count = int(round(float(stream.duration * stream.time_base) * float(self.fps)))
         self.width, self.height = stream.codec_context.width, stream.codec_context.height
+        self.max_pixels = limits.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+        if self.width and self.height:  # the frame size its header declares, before any frame is decoded
+            try:
+                check_declared(Declared("video", (self.height, self.width, 3)), quoted(self.path), self.max_pixels)
+            except ImageDecodeError as e:
+                self._container.close()
+                raise LocalDepthError(str(e).replace(" is over", " frames are over", 1).replace(" (--max-pixels)", "")) from None
         self.has_audio = bool(self._container.streams.audio)
         self.audio_path = self.path if self.has_audio else None
         self._t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
@@ -283,8 +295,9 @@ class VideoFileReader(FrameSource):
                     for lost in range(following, index):
                         yield lost, lost / fps, None, f"frame_{lost:06d}"
                 following = index + 1
-                try:
-                    rgb = frame.to_ndarray(format="rgb24")
+                try:  # a stream may change size mid-way: a frame over the budget is not converted
+                    rgb = (frame.to_ndarray(format="rgb24") if frame.width * frame.height <= self.max_pixels
+                           else None)
                 except (av.FFmpegError, ValueError):
                     rgb = None
                 yield index, t, rgb, f"frame_{index:06d}"
