@@ -51,6 +51,8 @@ class Intrinsics:
     @property
     def fov_deg(self) -> float:
         """Horizontal field of view in degrees (edge to edge of the image)."""
+        if self.fx == 0:
+            return 180.0
         return math.degrees(2.0 * math.atan(self.width / (2.0 * self.fx)))
 
     def scaled(self, width: int, height: int) -> Intrinsics:
@@ -67,9 +69,25 @@ class Intrinsics:
                 return prefix
         return "given"
 
+    @property
+    def problem(self) -> str | None:
+        """Why this camera cannot be used (a focal that is not a finite positive number, a field of view
+        outside (0, 180) degrees, a principal point that is not finite), or ``None`` when it can."""
+        if not all(math.isfinite(v) for v in (self.fx, self.fy, self.cx, self.cy)):
+            return f"fx, fy, cx, cy must be finite; got {self.fx:.6g}, {self.fy:.6g}, {self.cx:.6g}, {self.cy:.6g}"
+        if self.fx <= 0 or self.fy <= 0:
+            return f"the focal length must be positive; got fx {self.fx:.6g}, fy {self.fy:.6g} (horizontal field " \
+                   f"of view {self.fov_deg:.4g} degrees)"
+        if not 0.0 < self.fov_deg < 180.0:
+            return f"the horizontal field of view must be between 0 and 180 degrees; got {self.fov_deg:.6g}"
+        return None
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "origin": self.origin, "fov_deg": round(self.fov_deg, 4),
+        info = {**asdict(self), "origin": self.origin, "fov_deg": round(self.fov_deg, 4),
                 "convention": "pixel centres at integer coordinates; u = fx*x/z + cx"}
+        if self.problem:
+            info["problem"] = self.problem
+        return info
 
     def to_open3d(self):
         import open3d as o3d
@@ -97,11 +115,15 @@ def parse_intrinsics(text: str, width: int, height: int) -> Intrinsics:
     return Intrinsics(*values, width=width, height=height, source="intrinsics")
 
 
-def from_fov(fov_deg: float, width: int, height: int, source: str = "fov") -> Intrinsics:
-    """Square pixels, centred principal point, horizontal field of view ``fov_deg`` (degrees)."""
-    if not 0.0 < fov_deg < 180.0:
+def from_fov(fov_deg: float, width: int, height: int, source: str = "fov", *, check: bool = True) -> Intrinsics:
+    """Square pixels, centred principal point, horizontal field of view ``fov_deg`` (degrees).
+
+    ``check=False`` builds the camera whatever the angle (a model's prediction, checked only if it is
+    used: see :func:`resolve_intrinsics` and :attr:`Intrinsics.problem`)."""
+    if check and not 0.0 < fov_deg < 180.0:
         raise ValueError(f"the field of view (fov) must be between 0 and 180 degrees (horizontal); got {fov_deg}")
-    f = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    with np.errstate(divide="ignore", invalid="ignore"):  # unchecked: any angle, even 0 or NaN
+        f = float(np.float64(width) / (2.0 * np.tan(np.radians(np.float64(fov_deg)) / 2.0)))
     return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height, source)
 
 
@@ -161,6 +183,8 @@ def resolve_intrinsics(width: int, height: int, *, intrinsics: str | None = None
     In order: given (``--intrinsics``, then ``--fov``), the photo's EXIF focal length, the camera
     the model predicted (``predicted``, e.g. Depth Pro's field of view, scaled to this size),
     the stated default (60° horizontal). :attr:`Intrinsics.origin` says which one was used.
+    Only the camera used is checked: a model's invalid prediction does not matter when a camera is
+    given (or in the EXIF), and is a ``ValueError`` naming ``--fov``/``--intrinsics`` when it would be used.
     """
     if intrinsics:
         return parse_intrinsics(intrinsics, width, height)
@@ -168,11 +192,14 @@ def resolve_intrinsics(width: int, height: int, *, intrinsics: str | None = None
         return from_fov(fov, width, height)
     if image_path is not None:
         exif = from_exif(image_path, width, height)
-        if exif is not None:
+        if exif is not None and exif.problem is None:  # a nonsensical EXIF focal is no focal at all
             return exif
     if predicted is not None:
         if (predicted.width, predicted.height) != (width, height):
             predicted = predicted.scaled(width, height)
+        if predicted.problem:
+            raise ValueError(f"the camera the model predicted is unusable ({predicted.problem}); give the camera "
+                             "with --fov DEGREES or --intrinsics FX,FY,CX,CY")
         return predicted
     return default_intrinsics(width, height)
 

@@ -52,15 +52,20 @@ def main(args: argparse.Namespace) -> int:
     if wants_alignment(args):
         depth, report["alignment"] = align_from_args(args, depth, kind)
         aligned = True
+    from ..geometry import camera_from_dict
+
     predicted = camera = pose = None
     if meta.get("predicted_intrinsics"):  # the camera the model predicted (Depth Pro's field of view...)
-        from ..geometry import camera_from_dict
-
         predicted = camera_from_dict(meta["predicted_intrinsics"], depth.shape[1], depth.shape[0])
+    made_with = (meta.get("metric_scale") or {}).get("camera")
     if args.cameras:
         if args.intrinsics or args.fov is not None:
             raise LocalDepthError("give either --cameras or --intrinsics/--fov, not both")
         camera, pose, report["view"] = scene_view(args.cameras, args.view, args.map, meta, depth.shape)
+    elif made_with and not (args.intrinsics or args.fov is not None) and not wants_alignment(args):
+        # the metres of this map were made with this camera (Depth Pro, DA3 Metric: given, EXIF, the model's):
+        # the points use it too, unless the user gives another
+        camera = camera_from_dict(made_with, depth.shape[1], depth.shape[0])
     report.update(export_geometry(args, depth, kind, image, image_path, aligned=aligned, pointcloud=args.output,
                                   mesh=args.mesh, predicted=predicted, camera=camera, camera_from_world=pose,
                                   metric=is_metric(kind, meta)))
