@@ -161,3 +161,33 @@ def test_degenerate_maps_fail_in_one_line(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0] and "Open3D" not in lines[0], proc.stderr
         assert not out[1].exists()
+
+
+def test_relative_disparity_cloud_follows_the_documented_pseudo_depth(tmp_path):
+    """docs/geometry.md: a relative disparity d becomes z = 1 / (0.1 + 0.9 t), t = clip((d - p1) / (p99 - p1),
+    0, 1) with p1, p99 its 1st and 99th percentiles; the sidecar says the same. The map has a sky (d near
+    0), a few negative values and a NaN, where 1/d would put points at infinity or behind the camera."""
+    rng = np.random.default_rng(3)
+    disp = rng.uniform(0.2, 2.0, (30, 40))
+    disp[:4] = 1e-4  # sky
+    disp[5, :6] = -0.05  # a negative shift's doing
+    disp[10, 10] = np.nan
+    np.save(tmp_path / "rel.npy", disp.astype(np.float32))
+    fx, cx, cy = 40.0, 19.5, 14.5
+    proc = subprocess.run([sys.executable, "-m", "localdepth", "pointcloud", str(tmp_path / "rel.npy"), "--relative",
+                           "--intrinsics", f"{fx},{fx},{cx},{cy}", "-o", str(tmp_path / "rel.ply")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    d = disp.astype(np.float32).astype(np.float64)
+    p1, p99 = np.percentile(d[np.isfinite(d)], [1, 99])
+    expected = 1.0 / (0.1 + 0.9 * np.clip((d - p1) / (p99 - p1), 0.0, 1.0))
+    pts = np.asarray(o3d.io.read_point_cloud(str(tmp_path / "rel.ply")).points)
+    assert len(pts) == np.isfinite(d).sum()
+    u = np.rint(fx * pts[:, 0] / pts[:, 2] + cx).astype(int)
+    v = np.rint(fx * pts[:, 1] / pts[:, 2] + cy).astype(int)
+    np.testing.assert_allclose(pts[:, 2], expected[v, u], rtol=1e-5)
+    assert pts[:, 2].min() == pytest.approx(1.0) and pts[:, 2].max() == pytest.approx(10.0)
+    report = json.loads((tmp_path / "rel.ply.json").read_text())["geometry"]
+    assert report["units"] == "arbitrary" and "0.1 + 0.9 t" in report["pseudo_depth"]["formula"]
+    assert (report["pseudo_depth"]["p1"], report["pseudo_depth"]["p99"]) == (pytest.approx(p1), pytest.approx(p99))
+    assert "median" not in json.dumps(report)
