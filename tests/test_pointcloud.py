@@ -191,3 +191,45 @@ def test_relative_disparity_cloud_follows_the_documented_pseudo_depth(tmp_path):
     assert report["units"] == "arbitrary" and "0.1 + 0.9 t" in report["pseudo_depth"]["formula"]
     assert (report["pseudo_depth"]["p1"], report["pseudo_depth"]["p99"]) == (pytest.approx(p1), pytest.approx(p99))
     assert "median" not in json.dumps(report)
+
+
+def test_aligned_map_keeps_its_photo_from_any_folder(tiny_da_dir, photo, tmp_path, monkeypatch, capsys):
+    """`run` -> `align` -> `pointcloud`, each from a different folder: the aligned map's sidecar keeps the photo
+    as its image (`derived_from` names the map), stored relative to the sidecar, so the cloud is coloured by the
+    photo's pixels wherever the command runs; a photo that is gone costs one warning line, not silence."""
+    from PIL import Image
+
+    from localdepth.cli.main import main as cli
+
+    (tmp_path / "shoot").mkdir()
+    rgb = np.asarray(Image.open(photo).convert("RGB").resize((40, 30)))
+    Image.fromarray(rgb).save(tmp_path / "shoot" / "room.png")
+    monkeypatch.chdir(tmp_path / "shoot")  # the photo is named relatively: "room.png"
+    assert cli(["run", "room.png", "--model", "depth-anything-v2-small", "--weights", str(tiny_da_dir), "--device",
+                "cpu", "-f", "npy", "--outdir", "out", "-q", "--input-size", "28"]) == 0
+    meta = json.loads((tmp_path / "shoot" / "out" / "room.json").read_text())
+    assert meta["image"] == "../room.png"
+    disp = np.load(tmp_path / "shoot" / "out" / "room.npy")
+    (tmp_path / "pts.csv").write_text("".join(f"{u},{v},{1.0 / disp[v, u]}\n" for u, v in [(1, 2), (30, 5), (20, 25), (39, 29)]))
+    monkeypatch.chdir(tmp_path)
+    assert cli(["align", "shoot/out/room.npy", "--points", "pts.csv", "--scale-only", "-o", "metric/room_metric.npy"]) == 0
+    aligned = json.loads((tmp_path / "metric" / "room_metric.json").read_text())
+    assert aligned["image"] == "../shoot/room.png" and aligned["derived_from"] == "../shoot/out/room.npy"
+    assert aligned["source"] == "room.png"  # the photo, as the run named it; not the map
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert cli(["pointcloud", "../metric/room_metric.npy", "-o", "cloud.ply", "--fov", "60"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    cloud = o3d.io.read_point_cloud(str(tmp_path / "elsewhere" / "cloud.ply"))
+    assert cloud.has_colors() and len(cloud.points) == rgb.shape[0] * rgb.shape[1]
+    colors = np.sort(np.rint(np.asarray(cloud.colors) * 255).astype(int), axis=0)
+    np.testing.assert_array_equal(colors, np.sort(rgb.reshape(-1, 3).astype(int), axis=0))  # the photo's own pixels
+
+    (tmp_path / "shoot" / "room.png").unlink()
+    assert cli(["pointcloud", "../metric/room_metric.npy", "-o", "bare.ply", "--fov", "60"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    warnings = [line for line in err if "warning" in line]
+    assert len(warnings) == 1 and "room.png" in warnings[0] and "--image" in warnings[0], err
+    assert not o3d.io.read_point_cloud(str(tmp_path / "elsewhere" / "bare.ply")).has_colors()

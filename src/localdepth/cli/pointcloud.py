@@ -19,7 +19,8 @@ def register(sub) -> None:
                     "Relative maps need alignment (--points/--reference) "
                     "or --relative (arbitrary units).")
     p.add_argument("map", type=Path, metavar="MAP", help="depth map (.npy, .pfm, or .png with sidecar)")
-    p.add_argument("--image", type=Path, help="RGB image for colours and EXIF (default: the sidecar's source)")
+    p.add_argument("--image", type=Path, help="RGB image for colours and EXIF (default: the photo the map's sidecar "
+                                              "names, relative to the sidecar's folder)")
     p.add_argument("--output", "-o", type=Path, help="point cloud file: .ply or .pcd")
     p.add_argument("--mesh", type=Path, help="mesh file: .ply, .obj or .glb")
     p.add_argument("--kind", choices=("disparity", "depth"),
@@ -37,7 +38,7 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..depthfile import is_metric, read_depth_map
+    from ..depthfile import is_metric, read_depth_map, sidecar_image
     from ..errors import LocalDepthError
     from ..images import load_image
     from ..writers import atomic_write_bytes
@@ -45,7 +46,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.output and not args.mesh:
         raise LocalDepthError("nothing to write: give --output cloud.ply and/or --mesh mesh.ply")
     depth, kind, meta = read_depth_map(args.map, args.kind)
-    image_path = args.image or (Path(meta["source"]) if meta.get("source") and Path(meta["source"]).is_file() else None)
+    image_path, missing = (args.image, None) if args.image else sidecar_image(args.map, meta)
+    if missing:  # colours were meant to come from the photo: say that they will not, in one line
+        print(f"localdepth: warning: {args.map}: {missing}; the geometry has no colours (give --image PATH)",
+              file=sys.stderr)
     image = load_image(image_path) if image_path else None
     report: dict = {}
     aligned = False

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -164,7 +165,8 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
         conf_path = under_root(output, f"conf/{view.stem.as_posix()}.npy")
         if result.confidence is not None:
             atomic_write_bytes(conf_path, _npy_bytes(result.confidence))
-        extra = {"scene": {"view": i, "image": given, "confidence": f"../conf/{view.stem.as_posix()}.npy"
+        extra = {"image": Path(os.path.relpath(output / "images" / name, depth_path.parent)).as_posix(),
+                 "scene": {"view": i, "image": given, "confidence": f"../conf/{view.stem.as_posix()}.npy"
                            if result.confidence is not None else None, "cameras": "../cameras.json"}}
         write_result(result, {"npy": depth_path, "json": depth_path.with_suffix(".json")},
                      WriteOptions(formats=("npy",), extra_sidecar=extra), model_info)
