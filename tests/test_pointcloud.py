@@ -233,3 +233,50 @@ def test_aligned_map_keeps_its_photo_from_any_folder(tiny_da_dir, photo, tmp_pat
     warnings = [line for line in err if "warning" in line]
     assert len(warnings) == 1 and "room.png" in warnings[0] and "--image" in warnings[0], err
     assert not o3d.io.read_point_cloud(str(tmp_path / "elsewhere" / "bare.ply")).has_colors()
+
+
+def test_every_written_format_reads_back_in_open3d_and_trimesh(tmp_path):
+    """Each mesh and point-cloud format we write opens in Open3D (and in trimesh, where trimesh reads the
+    format) with the same vertices and triangles. Open3D's own .glb writer made files that neither Open3D
+    nor Blender's Assimp could open ("Buffer view ... out of range"). STL stores three corners per triangle
+    by design, so its vertices are compared after merging duplicates."""
+    trimesh = pytest.importorskip("trimesh")
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1.0, 1.02, (30, 40))
+    depth[10:14, 10:14] = 2.0  # a step: some triangles are dropped, vertices stay
+    image = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    K = np.array([[40.0, 0, 19.5], [0, 40.0, 14.5], [0, 0, 1]])
+    mesh = pointcloud.make_mesh(depth, K, image)
+    vertices, n_triangles = np.asarray(mesh.vertices), len(mesh.triangles)
+    assert n_triangles < 2 * 29 * 39
+
+    from scipy.spatial import cKDTree
+
+    def same_vertices(found, what):  # the same set of points, in any order (readers reorder), float32 precision
+        found = np.asarray(found, np.float64)
+        if len(found) != len(vertices):  # STL: merge the corners it repeats
+            found = np.unique(found.astype(np.float32), axis=0).astype(np.float64)
+        assert found.shape == (len(vertices), 3), (what, found.shape, len(vertices))
+        distance, nearest = cKDTree(vertices).query(found)
+        assert distance.max() < 1e-5 and len(np.unique(nearest)) == len(vertices), what
+
+    for suffix in pointcloud.MESH_SUFFIXES:
+        path = tmp_path / f"mesh{suffix}"
+        pointcloud.write_mesh(path, pointcloud.make_mesh(depth, K, image))
+        back = o3d.io.read_triangle_mesh(str(path))
+        assert len(back.triangles) == n_triangles, suffix
+        same_vertices(back.vertices, f"open3d {suffix}")
+        if suffix in (".ply", ".glb", ".gltf"):  # formats with vertex colours
+            assert back.has_vertex_colors(), suffix
+        theirs = trimesh.load(str(path), force="mesh", process=False)
+        assert len(theirs.faces) == n_triangles, suffix
+        same_vertices(theirs.vertices, f"trimesh {suffix}")
+
+    cloud = pointcloud.make_point_cloud(depth, K, image)
+    for suffix in pointcloud.POINTCLOUD_SUFFIXES:
+        path = tmp_path / f"cloud{suffix}"
+        pointcloud.write_point_cloud(path, cloud)
+        back = o3d.io.read_point_cloud(str(path))
+        np.testing.assert_allclose(np.asarray(back.points), np.asarray(cloud.points), atol=1e-5, err_msg=suffix)
+        if suffix in (".ply", ".xyz"):  # what trimesh reads of these
+            assert len(trimesh.load(str(path)).vertices) == len(cloud.points), suffix

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import LocalDepthError
 from .geometry import invert_pose, transform_points, unproject
-from .writers import atomic_path
+from .writers import atomic_path, atomic_write_bytes
 
 POINTCLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzrgb", ".pts")
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
@@ -212,14 +212,35 @@ def write_point_cloud(path: str | Path, pcd) -> None:
 
 
 def write_mesh(path: str | Path, mesh) -> None:
+    """Write an ``open3d.geometry.TriangleMesh`` by the path's suffix. ``.glb`` goes through trimesh:
+    Open3D's own GLB writer (0.19) declares buffer views its reader, Assimp, refuses ("Buffer view ...
+    out of range"), so such a file opened nowhere but in trimesh."""
     o3d = _o3d()
     path = Path(path)
     _check_suffix(path, MESH_SUFFIXES, "mesh")
-    if path.suffix.lower() in (".glb", ".gltf"):
+    if path.suffix.lower() == ".glb":
+        atomic_write_bytes(path, _glb_bytes(mesh))
+        return
+    if path.suffix.lower() == ".gltf":
         mesh.triangle_normals = o3d.utility.Vector3dVector()  # glTF stores vertex normals only
     with atomic_path(path) as tmp:
         if not o3d.io.write_triangle_mesh(str(tmp), mesh):
             raise LocalDepthError(f"{path}: Open3D could not write the mesh")
+
+
+def _glb_bytes(mesh) -> bytes:
+    """Binary glTF of a mesh: positions as they are (the camera or world frame of the other formats), the
+    triangles, vertex normals and vertex colours (RGBA uint8)."""
+    try:
+        import trimesh
+    except ImportError:
+        raise LocalDepthError("meshes as .glb need trimesh: pip install 'localdepth[geometry]'") from None
+    colours = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else None
+    tm = trimesh.Trimesh(vertices=np.asarray(mesh.vertices), faces=np.asarray(mesh.triangles),
+                         vertex_normals=np.asarray(mesh.vertex_normals) if mesh.has_vertex_normals() else None,
+                         vertex_colors=None if colours is None else np.rint(colours * 255).astype(np.uint8),
+                         process=False)
+    return tm.export(file_type="glb")
 
 
 def export(depth: np.ndarray, kind: str, K: np.ndarray, image: np.ndarray | None = None, *,
