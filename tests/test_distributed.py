@@ -75,6 +75,8 @@ def test_batch_matches_run_records_failures_and_resumes(collection, tmp_path, py
                  "--workers", "2", "--batch-size", "2", *model)
     assert batch.returncode == 1, batch.stderr
     assert "done: 6 ok, 2 failed, 0 skipped" in batch.stderr
+    # Ray's C++ warning about actor constructor arguments (printed at error level on every run) is dropped
+    assert "max_restarts" not in batch.stderr and "core_worker" not in batch.stderr, batch.stderr
 
     # the same files as `localdepth run`, plus the manifest
     assert _files(out) == sorted(_files(ref) + ["manifest.parquet"])
@@ -103,6 +105,10 @@ def test_batch_matches_run_records_failures_and_resumes(collection, tmp_path, py
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix != ".parquet"}
     again = _cli("batch", str(collection), "--outdir", str(out), "--ray-address", ray_address, "-q", *model)
     assert "done: 0 ok, 2 failed, 6 skipped" in again.stderr, again.stderr
+    # -q: the two inputs' errors and the summary, nothing from Ray (no error-level core_worker.cc line)
+    lines = again.stderr.strip().splitlines()
+    assert all(line.startswith(("localdepth: error: ", "done: ")) for line in lines), again.stderr
+    assert len(lines) == 3, again.stderr
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     rows = _manifest(out / "manifest.parquet")
     assert sorted(n for n, r in rows.items() if r["status"] == "skipped") == sorted(PHOTOS)
