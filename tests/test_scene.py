@@ -86,6 +86,26 @@ def test_scene_writes_every_listed_file(five_view_scene, livingroom):
     assert report["views"] == 5 and report["units"] == "m" and report["fusion"]["points"] > 10_000
 
 
+def test_voxel_size_is_honoured(five_view_scene, livingroom, tmp_path, monkeypatch):
+    """`scene --voxel-size 0.25`: scene.json records 0.25 and the fused cloud has at most one point per 25 cm
+    cell of its extent (the automatic size, one sampled pixel's footprint, gives over 10,000 points here),
+    in points.ply and in COLMAP's points3D.txt alike."""
+    import open3d as o3d
+
+    out = tmp_path / "coarse"
+    assert _scene_cli(monkeypatch, GroundTruthViews(livingroom), [str(livingroom / "color"), "--output", str(out),
+                                                                   "--voxel-size", "0.25"]) == 0
+    fusion = json.loads((out / "scene.json").read_text())["fusion"]
+    assert fusion["voxel_size"] == 0.25
+    points = np.asarray(o3d.io.read_point_cloud(str(out / "points.ply")).points)
+    cells = np.prod(np.floor(np.ptp(points, axis=0) / 0.25) + 2)  # cells of 0.25 m the points can fill
+    assert 10 < len(points) == fusion["points"] <= cells, (len(points), cells)
+    auto = json.loads((five_view_scene / "scene.json").read_text())["fusion"]
+    assert auto["voxel_size"] < 0.05 and auto["points"] > 20 * len(points)
+    colmap_points = [ln for ln in (out / "colmap" / "points3D.txt").read_text().splitlines() if ln and ln[0] != "#"]
+    assert len(colmap_points) == len(points)
+
+
 def _read_colmap_text(folder: Path) -> tuple[dict, dict, dict]:
     """A small reader written from COLMAP's format page: cameras, images (pose, name, 2-D points), points."""
     def rows(name):
