@@ -320,6 +320,27 @@ def test_a_single_view_model_is_refused_before_any_work(tiny_estimator, livingro
     assert not out.exists()
 
 
+def test_an_unusable_predicted_camera_is_one_line(livingroom, tmp_path, monkeypatch, capsys):
+    """A scene places each view by its predicted camera, so a negative focal (a random network's) is refused in
+    one line instead of becoming a mirrored cloud."""
+    import dataclasses
+
+    model = GroundTruthViews(livingroom)
+    real = model.predict_views
+
+    def negative_focal(images, *, sources=None):
+        results = real(images, sources=sources)
+        results[1].intrinsics = dataclasses.replace(results[1].intrinsics, fx=-525.0)
+        return results
+
+    model.predict_views = negative_focal
+    frames = [str(livingroom / "color" / f"{i:05d}.jpg") for i in range(3)]
+    assert _scene_cli(monkeypatch, model, [*frames, "-o", str(tmp_path / "scene")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unusable camera for view 1" in err and "\n" not in err
+    assert not (tmp_path / "scene" / "points.ply").exists()
+
+
 def test_a_bad_image_costs_one_line_and_the_others_go_on(livingroom, tmp_path, monkeypatch, capsys):
     broken = tmp_path / "00009.jpg"
     broken.write_bytes(b"not a jpeg")

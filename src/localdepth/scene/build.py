@@ -108,6 +108,11 @@ def _check_results(results, estimator, count: int) -> None:
     if any(r.intrinsics is None or r.camera_from_world is None for r in results):
         raise LocalDepthError(f"{estimator.name} predicts no camera poses, so it cannot build a scene; "
                               "use a Depth Anything 3 model (e.g. --model da3-base)")
+    # a scene places every view by its predicted camera, so here the prediction is used and checked
+    bad = next(((i, r.intrinsics.problem) for i, r in enumerate(results) if r.intrinsics.problem), None)
+    if bad is not None:
+        raise LocalDepthError(f"{estimator.name} predicted an unusable camera for view {bad[0]} ({bad[1]}); "
+                              "no scene can be built from it")
 
 
 def view_camera(result) -> Camera:

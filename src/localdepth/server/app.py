@@ -336,7 +336,8 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
             prompt = None
             if prompt_data is not None:
                 prompt = await run_in_threadpool(decode_prompt, estimator, prompt_data, prompt_scale, settings.max_pixels)
-        focal_dependent = estimator.spec.focal_dependent  # Depth Pro, DA3 Metric: the camera sets the metres
+        # Depth Pro, DA3 Metric: the camera sets the metres
+        focal_dependent = bool(getattr(estimator.spec, "focal_dependent", False))
         # the photo's own focal length, if it states one
         exif = io.BytesIO(data) if format == "ply" or focal_dependent else None
         del data, prompt_data
