@@ -219,6 +219,18 @@ def test_missing_ray_says_how_to_install(monkeypatch):
     assert str(e.value) == INSTALL_HINT and "pip install 'localdepth[distributed]'" in str(e.value)
 
 
+def test_models_whose_metres_need_a_camera_are_sent_to_run(tmp_path, shared_images, capsys):
+    """Depth Pro's metres follow the photo's EXIF or a given camera (as `run` does); the Ray stages carry
+    the map only, so batch refuses it in one line, before Ray starts, rather than write other metres."""
+    from localdepth.cli.main import main
+
+    for model in ("depth-pro", "da3-metric-large"):
+        assert main(["batch", str(shared_images / "demo01.jpg"), "--model", model, "--outdir", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "localdepth batch carries the depth map only" in err and "localdepth run" in err and "\n" not in err
+    assert not (tmp_path / "b").exists()
+
+
 def test_torch_model_and_side_format_match_the_runner(tmp_path, shared_images, tiny_da_dir, ray_address):
     """The Transformers backend and the side-by-side format (the decoded image travels to the
     writers) through the pipeline, against the Runner behind `localdepth run`."""
