@@ -359,6 +359,8 @@ def test_a_given_camera_wins_over_an_invalid_predicted_one_on_the_command_line(b
     assert cli(["run", *common, "--fov", "60", "--pointcloud", str(tmp_path / "given.ply")]) == 0
     depth = np.load(out / "demo08.npy")
     pearson, rel = compare(depth, bad_fov.reference)
+    # measured 9.4e-6 with 1 and 2 threads, ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 and AVX2, ATEN_CPU_CAPABILITY=avx2
+    # (the same as the predicted-camera path): DP_MAP_REL holds a 5x margin
     assert pearson >= 0.999 and rel < DP_MAP_REL, (pearson, rel)
     meta = json.loads((out / "demo08.json").read_text())
     assert meta["intrinsics_source"] == "given" and meta["metric_scale"]["intrinsics_source"] == "given"
