@@ -196,10 +196,11 @@ def _tiny_dinov2(image_size: int, patch_size: int, layers: int = 2) -> dict:
                 patch_size=patch_size, image_size=image_size, initializer_range=0.1)
 
 
-def save_tiny_depth_pro(folder: Path, seed: int = 0) -> Path:
+def save_tiny_depth_pro(folder: Path, seed: int = 0, fov_deg: float = 55.0, fov_spread: float = 5.0) -> Path:
     """A randomly initialised Depth Pro (the real multi-scale architecture, 1536 x 1536 input, with its
     field-of-view head), tiny widths. Its canonical inverse depth is lifted to about 4 +- 1 and its
-    field of view to about 55 +- 5 degrees, so the metric map and the camera are realistic."""
+    field of view to about ``fov_deg`` +- ``fov_spread`` degrees (55: the metric map and the camera are
+    realistic; a negative one is the invalid camera a random network can predict)."""
     import torch
     from transformers import DepthProConfig, DepthProForDepthEstimation
 
@@ -212,7 +213,7 @@ def save_tiny_depth_pro(folder: Path, seed: int = 0) -> Path:
     model = DepthProForDepthEstimation(config, use_fov_model=True).eval()
     x = torch.randn(1, 3, 1536, 1536, generator=torch.Generator().manual_seed(0)) * 0.5
     _rescale_output(model.head.layers[4], lambda: model(pixel_values=x), 4.0, 1.0)
-    _rescale_output(model.fov_model.head.layers[-1], lambda: model(pixel_values=x), 55.0, 5.0)
+    _rescale_output(model.fov_model.head.layers[-1], lambda: model(pixel_values=x), fov_deg, fov_spread)
     model.save_pretrained(folder)
     return folder
 
@@ -274,6 +275,12 @@ def save_tiny_prompt_depth_anything(folder: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_depth_pro_dir(tmp_path_factory) -> Path:
     return save_tiny_depth_pro(tmp_path_factory.mktemp("tiny-depth-pro"))
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_pro_bad_fov_dir(tmp_path_factory) -> Path:
+    """A tiny Depth Pro whose field of view is invalid (-1.9 degrees for every photo), as a random one predicted."""
+    return save_tiny_depth_pro(tmp_path_factory.mktemp("tiny-depth-pro-bad-fov"), fov_deg=-1.9, fov_spread=0.0)
 
 
 @pytest.fixture(scope="session")

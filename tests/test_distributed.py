@@ -75,6 +75,8 @@ def test_batch_matches_run_records_failures_and_resumes(collection, tmp_path, py
                  "--workers", "2", "--batch-size", "2", *model)
     assert batch.returncode == 1, batch.stderr
     assert "done: 6 ok, 2 failed, 0 skipped" in batch.stderr
+    # Ray's C++ warning about actor constructor arguments (printed at error level on every run) is dropped
+    assert "max_restarts" not in batch.stderr and "core_worker" not in batch.stderr, batch.stderr
 
     # the same files as `localdepth run`, plus the manifest
     assert _files(out) == sorted(_files(ref) + ["manifest.parquet"])
@@ -103,6 +105,10 @@ def test_batch_matches_run_records_failures_and_resumes(collection, tmp_path, py
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix != ".parquet"}
     again = _cli("batch", str(collection), "--outdir", str(out), "--ray-address", ray_address, "-q", *model)
     assert "done: 0 ok, 2 failed, 6 skipped" in again.stderr, again.stderr
+    # -q: the two inputs' errors and the summary, nothing from Ray (no error-level core_worker.cc line)
+    lines = again.stderr.strip().splitlines()
+    assert all(line.startswith(("localdepth: error: ", "done: ")) for line in lines), again.stderr
+    assert len(lines) == 3, again.stderr
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     rows = _manifest(out / "manifest.parquet")
     assert sorted(n for n, r in rows.items() if r["status"] == "skipped") == sorted(PHOTOS)
@@ -211,6 +217,18 @@ def test_missing_ray_says_how_to_install(monkeypatch):
     with pytest.raises(LocalDepthError) as e:
         require_ray()
     assert str(e.value) == INSTALL_HINT and "pip install 'localdepth[distributed]'" in str(e.value)
+
+
+def test_models_whose_metres_need_a_camera_are_sent_to_run(tmp_path, shared_images, capsys):
+    """Depth Pro's metres follow the photo's EXIF or a given camera (as `run` does); the Ray stages carry
+    the map only, so batch refuses it in one line, before Ray starts, rather than write other metres."""
+    from localdepth.cli.main import main
+
+    for model in ("depth-pro", "da3-metric-large"):
+        assert main(["batch", str(shared_images / "demo01.jpg"), "--model", model, "--outdir", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "localdepth batch carries the depth map only" in err and "localdepth run" in err and "\n" not in err
+    assert not (tmp_path / "b").exists()
 
 
 def test_torch_model_and_side_format_match_the_runner(tmp_path, shared_images, tiny_da_dir, ray_address):

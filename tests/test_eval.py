@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -200,6 +201,64 @@ def test_manifest_nyu_kitti_split_and_diode(tmp_path, rgbd_dir):
     report = evaluate([oracle()], open_dataset(f"diode:{tmp_path / 'diode'}"), EvalSettings(alignment="none"))
     assert report["models"]["gt"]["images"] == 1 and report["failed"][0]["name"].endswith("scan_2/f2")
     assert "not an image" in report["failed"][0]["error"]
+
+
+def _frame(folder, rgb_name: str, depth_name: str, metres: np.ndarray, units_per_metre: float, seed: int):
+    """One RGB-D frame: a random colour image and a 16-bit depth PNG of ``metres``."""
+    (folder / rgb_name).parent.mkdir(parents=True, exist_ok=True)
+    (folder / depth_name).parent.mkdir(parents=True, exist_ok=True)
+    rgb = np.random.default_rng(seed).integers(0, 255, metres.shape + (3,), dtype=np.uint8)
+    cv2.imwrite(str(folder / rgb_name), rgb)
+    cv2.imwrite(str(folder / depth_name), np.rint(metres * units_per_metre).astype(np.uint16))
+
+
+@pytest.mark.parametrize("layout, rgb_name, depth_name, scale, crop, max_depth", [
+    ("tum", "color.png", "depth.png", 5000, None, 10.0),
+    ("open3d", "color/{i:05d}.jpg", "depth/{i:05d}.png", 1000, None, 10.0),
+    ("nyu", "rgb/rgb_{i:05d}.jpg", "depth/sync_depth_{i:05d}.png", 1000, "eigen", 10.0),
+    ("nyu-flat", "rgb_{i:05d}.jpg", "sync_depth_{i:05d}.png", 1000, "eigen", 10.0),
+    ("kitti", "image/{i:010d}.png", "depth/{i:010d}.png", 256, "garg", 80.0),
+    ("prefixed", "image/image_{i}.png", "depth/depth_{i:04d}.png", 256, "garg", 80.0),
+])
+def test_each_folder_layout_pairs_its_frames(tmp_path, layout, rgb_name, depth_name, scale, crop, max_depth):
+    """Every layout `eval --help` lists: found in a subfolder, frames paired (by stem or by the shared key
+    once rgb_/sync_depth_/depth_/image_ are stripped), read at the layout's scale, with its crop and range."""
+    root = tmp_path / "data"
+    frames = [0, 5, 12] if "{i" in rgb_name else [0]
+    truth = {}
+    for k, i in enumerate(frames):
+        metres = np.random.default_rng(10 + k).uniform(0.5, 9.0, (48, 64))
+        _frame(root / layout, rgb_name.format(i=i), depth_name.format(i=i), metres, scale, k)
+        truth[i] = metres
+    if "{i" in rgb_name:  # a depth map without its photo pairs with nothing
+        _frame(root / layout, "unused.png", depth_name.format(i=99), truth[0], scale, 9)
+        (root / layout / "unused.png").unlink()
+    ds = open_dataset(f"folder:{root}")
+    assert len(ds.samples) == len(frames), [s.name for s in ds.samples]
+    for sample, i in zip(ds.samples, frames):
+        assert sample.name.startswith(f"{layout}/") or sample.name == layout
+        np.testing.assert_allclose(sample.depth(), truth[i], atol=0.5 / scale + 1e-6)
+        assert sample.rgb().shape == (48, 64, 3)
+        assert (sample.crop, sample.max_depth) == (crop, max_depth)
+
+
+def test_eval_help_lists_the_folder_layouts():
+    proc = subprocess.run([sys.executable, "-m", "localdepth", "eval", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    for files in ("color.png + depth.png", "color/* + depth/*.png", "rgb/rgb_N.jpg + depth/sync_depth_N.png",
+                  "rgb_N.jpg + sync_depth_N.png", "rgb/* or image/* + depth/*"):
+        assert files in proc.stdout, files
+
+
+def test_pair_key():
+    from localdepth.evaluation.datasets import pair_files, pair_key
+
+    assert pair_key("rgb_00005") == pair_key("sync_depth_00005") == pair_key("5") == pair_key("5_depth") == "5"
+    assert pair_key("Image_Kitchen") == pair_key("kitchen_depth") == "kitchen"
+    # exact stems first; a key two RGB files share is ambiguous and pairs nothing
+    rgbs = {"a": Path("a.png"), "rgb_1": Path("rgb_1.png"), "img_1": Path("img_1.png"), "rgb_2": Path("rgb_2.png")}
+    depths = {"a": Path("a_d.png"), "depth_1": Path("depth_1.png"), "depth_02": Path("depth_02.png")}
+    assert pair_files(rgbs, depths) == [(Path("a.png"), Path("a_d.png")), (Path("rgb_2.png"), Path("depth_02.png"))]
 
 
 def test_cli_eval_pydnet_and_ground_truth_on_the_shared_frames(rgbd_dir, pydnet_file, tmp_path):

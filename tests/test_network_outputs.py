@@ -26,11 +26,13 @@ class _CameraNet(torch.nn.Module):
     """depth = 1 + mean of the input channels; confidence = 2; a fixed camera and pose."""
 
     extra_outputs = True
+    focal = FOCAL_NET  # a test sets a negative one: the unusable camera a random network can predict
 
     def forward(self, pixel_values, **conditioning):
         n, _, h, w = pixel_values.shape
         depth = 1.0 + pixel_values.mean(dim=1)
-        K = torch.tensor([[FOCAL_NET, 0.0, (w - 1) / 2.0], [0.0, FOCAL_NET, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
+        f = self.focal
+        K = torch.tensor([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
         pose = torch.eye(4)
         pose[0, 3] = 0.25
         return {"depth": depth, "confidence": torch.full_like(depth, 2.0),
@@ -136,3 +138,83 @@ def test_normals_format_uses_the_model_camera_unless_one_is_given(camera_estimat
     given = WriteOptions(formats=("normals",), extra_sidecar={"intrinsics": {"fov": 90.0, "source": "fov"}})
     info = write_result(result, paths, given, camera_estimator.describe())["outputs"]["normals"]
     assert info["intrinsics_source"] == "given" and info["intrinsics"]["fx"] == pytest.approx(30.0)
+
+
+# ----------------------------------------------------------------------------- an unusable predicted camera
+
+@pytest.fixture
+def bad_camera_estimator(camera_estimator, monkeypatch):
+    """The stand-in predicting a negative focal length (an intrinsics matrix, as Depth Anything 3 does)."""
+    monkeypatch.setattr(_CameraNet, "focal", -FOCAL_NET)
+    return camera_estimator
+
+
+def test_an_unusable_predicted_camera_matters_only_where_it_is_used(bad_camera_estimator, tmp_path):
+    """given > EXIF > model > default, and only the camera used is checked: the map is made, the
+    prediction is kept (marked), a given or EXIF camera is used, and using the prediction is one
+    ValueError that names --fov and --intrinsics."""
+    from PIL import Image
+
+    from localdepth import geometry
+
+    result = bad_camera_estimator.predict(np.full((40, 60, 3), 90, np.uint8))
+    assert np.isfinite(result.map).all() and result.intrinsics.problem
+    assert geometry.resolve_intrinsics(60, 40, fov=60.0, predicted=result.intrinsics).origin == "given"
+    assert geometry.resolve_intrinsics(60, 40, intrinsics="50,50,30,20", predicted=result.intrinsics).fx == 50
+    photo = tmp_path / "exif.jpg"
+    exif = Image.Exif()
+    exif[0xA405] = 28
+    Image.new("RGB", (60, 40)).save(photo, exif=exif)
+    assert geometry.resolve_intrinsics(60, 40, image_path=photo, predicted=result.intrinsics).origin == "exif"
+    with pytest.raises(ValueError, match="--fov.*--intrinsics"):
+        geometry.resolve_intrinsics(60, 40, predicted=result.intrinsics)
+    for bad in (geometry.from_fov(-1.9, 60, 40, check=False), geometry.from_fov(180.0, 60, 40, check=False),
+                geometry.from_fov(float("nan"), 60, 40, check=False)):
+        assert bad.problem, bad
+        with pytest.raises(ValueError, match="--fov"):
+            geometry.resolve_intrinsics(60, 40, predicted=bad)
+    # the one camera rule (safety.check_camera): 170 degrees on 60 px is a 2.6 px focal, usable; 179 degrees
+    # a 0.26 px focal, under the 1 px minimum
+    assert geometry.from_fov(170.0, 60, 40).problem is None
+    assert "at least 1 pixel" in geometry.from_fov(179.0, 60, 40, check=False).problem
+
+
+def test_pointcloud_of_a_map_with_an_unusable_predicted_camera(bad_camera_estimator, tmp_path, capsys):
+    """`localdepth pointcloud` reads the prediction from the sidecar: with --fov it is not used; without,
+    the command ends with one line naming --fov/--intrinsics (and writes nothing)."""
+    from conftest import need_open3d
+
+    need_open3d()
+    from localdepth.cli.main import main as cli
+    from localdepth.writers import WriteOptions, output_paths, write_result
+
+    result = bad_camera_estimator.predict(np.full((40, 60, 3), 90, np.uint8))
+    paths = output_paths(tmp_path, Path("x.png"), ("npy",))
+    meta = write_result(result, paths, WriteOptions(formats=("npy",)), bad_camera_estimator.describe())
+    assert "problem" in meta["predicted_intrinsics"]
+    assert cli(["pointcloud", str(paths["npy"]), "-o", str(tmp_path / "given.ply"), "--fov", "60"]) == 0
+    assert json.loads((tmp_path / "given.ply.json").read_text())["intrinsics_source"] == "given"
+    capsys.readouterr()
+    assert cli(["pointcloud", str(paths["npy"]), "-o", str(tmp_path / "none.ply")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--fov" in err[0] and "--intrinsics" in err[0], err
+    assert not (tmp_path / "none.ply").exists()
+
+
+def test_server_ply_with_an_unusable_predicted_camera(bad_camera_estimator):
+    pytest.importorskip("fastapi")
+    from localdepth.server import create_app
+    from server_support import png_bytes
+    from test_server_api import run, serving
+
+    image = np.full((40, 60, 3), 100, np.uint8)
+
+    async def scenario():
+        async with serving(create_app([bad_camera_estimator])) as client:
+            none = await client.post("/v1/depth?format=ply", content=png_bytes(image))
+            given = await client.post("/v1/depth?format=ply&fov=90", content=png_bytes(image))
+            return none, given
+
+    none, given = run(scenario())
+    assert none.status_code == 400 and "fov=" in none.json()["detail"], none.text
+    assert given.status_code == 200 and given.headers["X-Intrinsics-Source"] == "given"

@@ -161,3 +161,122 @@ def test_degenerate_maps_fail_in_one_line(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0] and "Open3D" not in lines[0], proc.stderr
         assert not out[1].exists()
+
+
+def test_relative_disparity_cloud_follows_the_documented_pseudo_depth(tmp_path):
+    """docs/geometry.md: a relative disparity d becomes z = 1 / (0.1 + 0.9 t), t = clip((d - p1) / (p99 - p1),
+    0, 1) with p1, p99 its 1st and 99th percentiles; the sidecar says the same. The map has a sky (d near
+    0), a few negative values and a NaN, where 1/d would put points at infinity or behind the camera."""
+    rng = np.random.default_rng(3)
+    disp = rng.uniform(0.2, 2.0, (30, 40))
+    disp[:4] = 1e-4  # sky
+    disp[5, :6] = -0.05  # a negative shift's doing
+    disp[10, 10] = np.nan
+    np.save(tmp_path / "rel.npy", disp.astype(np.float32))
+    fx, cx, cy = 40.0, 19.5, 14.5
+    proc = subprocess.run([sys.executable, "-m", "localdepth", "pointcloud", str(tmp_path / "rel.npy"), "--relative",
+                           "--intrinsics", f"{fx},{fx},{cx},{cy}", "-o", str(tmp_path / "rel.ply")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    d = disp.astype(np.float32).astype(np.float64)
+    p1, p99 = np.percentile(d[np.isfinite(d)], [1, 99])
+    expected = 1.0 / (0.1 + 0.9 * np.clip((d - p1) / (p99 - p1), 0.0, 1.0))
+    pts = np.asarray(o3d.io.read_point_cloud(str(tmp_path / "rel.ply")).points)
+    assert len(pts) == np.isfinite(d).sum()
+    u = np.rint(fx * pts[:, 0] / pts[:, 2] + cx).astype(int)
+    v = np.rint(fx * pts[:, 1] / pts[:, 2] + cy).astype(int)
+    np.testing.assert_allclose(pts[:, 2], expected[v, u], rtol=1e-5)
+    assert pts[:, 2].min() == pytest.approx(1.0) and pts[:, 2].max() == pytest.approx(10.0)
+    report = json.loads((tmp_path / "rel.ply.json").read_text())["geometry"]
+    assert report["units"] == "arbitrary" and "0.1 + 0.9 t" in report["pseudo_depth"]["formula"]
+    assert (report["pseudo_depth"]["p1"], report["pseudo_depth"]["p99"]) == (pytest.approx(p1), pytest.approx(p99))
+    assert "median" not in json.dumps(report)
+
+
+def test_aligned_map_keeps_its_photo_from_any_folder(tiny_da_dir, photo, tmp_path, monkeypatch, capsys):
+    """`run` -> `align` -> `pointcloud`, each from a different folder: the aligned map's sidecar keeps the photo
+    as its image (`derived_from` names the map), stored relative to the sidecar, so the cloud is coloured by the
+    photo's pixels wherever the command runs; a photo that is gone costs one warning line, not silence."""
+    from PIL import Image
+
+    from localdepth.cli.main import main as cli
+
+    (tmp_path / "shoot").mkdir()
+    rgb = np.asarray(Image.open(photo).convert("RGB").resize((40, 30)))
+    Image.fromarray(rgb).save(tmp_path / "shoot" / "room.png")
+    monkeypatch.chdir(tmp_path / "shoot")  # the photo is named relatively: "room.png"
+    assert cli(["run", "room.png", "--model", "depth-anything-v2-small", "--weights", str(tiny_da_dir), "--device",
+                "cpu", "-f", "npy", "--outdir", "out", "-q", "--input-size", "28"]) == 0
+    meta = json.loads((tmp_path / "shoot" / "out" / "room.json").read_text())
+    assert meta["image"] == "../room.png"
+    disp = np.load(tmp_path / "shoot" / "out" / "room.npy")
+    (tmp_path / "pts.csv").write_text("".join(f"{u},{v},{1.0 / disp[v, u]}\n" for u, v in [(1, 2), (30, 5), (20, 25), (39, 29)]))
+    monkeypatch.chdir(tmp_path)
+    assert cli(["align", "shoot/out/room.npy", "--points", "pts.csv", "--scale-only", "-o", "metric/room_metric.npy"]) == 0
+    aligned = json.loads((tmp_path / "metric" / "room_metric.json").read_text())
+    assert aligned["image"] == "../shoot/room.png" and aligned["derived_from"] == "../shoot/out/room.npy"
+    assert aligned["source"] == "room.png"  # the photo, as the run named it; not the map
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert cli(["pointcloud", "../metric/room_metric.npy", "-o", "cloud.ply", "--fov", "60"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    cloud = o3d.io.read_point_cloud(str(tmp_path / "elsewhere" / "cloud.ply"))
+    assert cloud.has_colors() and len(cloud.points) == rgb.shape[0] * rgb.shape[1]
+    colors = np.sort(np.rint(np.asarray(cloud.colors) * 255).astype(int), axis=0)
+    np.testing.assert_array_equal(colors, np.sort(rgb.reshape(-1, 3).astype(int), axis=0))  # the photo's own pixels
+
+    (tmp_path / "shoot" / "room.png").unlink()
+    assert cli(["pointcloud", "../metric/room_metric.npy", "-o", "bare.ply", "--fov", "60"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    warnings = [line for line in err if "warning" in line]
+    assert len(warnings) == 1 and "room.png" in warnings[0] and "--image" in warnings[0], err
+    assert not o3d.io.read_point_cloud(str(tmp_path / "elsewhere" / "bare.ply")).has_colors()
+
+
+def test_every_written_format_reads_back_in_open3d_and_trimesh(tmp_path):
+    """Each mesh and point-cloud format we write opens in Open3D (and in trimesh, where trimesh reads the
+    format) with the same vertices and triangles. Open3D's own .glb writer made files that neither Open3D
+    nor Blender's Assimp could open ("Buffer view ... out of range"). STL stores three corners per triangle
+    by design, so its vertices are compared after merging duplicates."""
+    trimesh = pytest.importorskip("trimesh")
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1.0, 1.02, (30, 40))
+    depth[10:14, 10:14] = 2.0  # a step: some triangles are dropped, vertices stay
+    image = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    K = np.array([[40.0, 0, 19.5], [0, 40.0, 14.5], [0, 0, 1]])
+    mesh = pointcloud.make_mesh(depth, K, image)
+    vertices, n_triangles = np.asarray(mesh.vertices), len(mesh.triangles)
+    assert n_triangles < 2 * 29 * 39
+
+    from scipy.spatial import cKDTree
+
+    def same_vertices(found, what):  # the same set of points, in any order (readers reorder), float32 precision
+        found = np.asarray(found, np.float64)
+        if len(found) != len(vertices):  # STL: merge the corners it repeats
+            found = np.unique(found.astype(np.float32), axis=0).astype(np.float64)
+        assert found.shape == (len(vertices), 3), (what, found.shape, len(vertices))
+        distance, nearest = cKDTree(vertices).query(found)
+        assert distance.max() < 1e-5 and len(np.unique(nearest)) == len(vertices), what
+
+    for suffix in pointcloud.MESH_SUFFIXES:
+        path = tmp_path / f"mesh{suffix}"
+        pointcloud.write_mesh(path, pointcloud.make_mesh(depth, K, image))
+        back = o3d.io.read_triangle_mesh(str(path))
+        assert len(back.triangles) == n_triangles, suffix
+        same_vertices(back.vertices, f"open3d {suffix}")
+        if suffix in (".ply", ".glb", ".gltf"):  # formats with vertex colours
+            assert back.has_vertex_colors(), suffix
+        theirs = trimesh.load(str(path), force="mesh", process=False)
+        assert len(theirs.faces) == n_triangles, suffix
+        same_vertices(theirs.vertices, f"trimesh {suffix}")
+
+    cloud = pointcloud.make_point_cloud(depth, K, image)
+    for suffix in pointcloud.POINTCLOUD_SUFFIXES:
+        path = tmp_path / f"cloud{suffix}"
+        pointcloud.write_point_cloud(path, cloud)
+        back = o3d.io.read_point_cloud(str(path))
+        np.testing.assert_allclose(np.asarray(back.points), np.asarray(cloud.points), atol=1e-5, err_msg=suffix)
+        if suffix in (".ply", ".xyz"):  # what trimesh reads of these
+            assert len(trimesh.load(str(path)).vertices) == len(cloud.points), suffix

@@ -284,3 +284,54 @@ def test_the_rigidity_tolerance_admits_real_trajectories(rgbd_dir, tmp_path):
     (tmp_path / "rounded.txt").write_text("\n".join(lines) + "\n")
     back = poses.read_trajectory(tmp_path / "rounded.txt")
     np.testing.assert_allclose(back.world_from_camera, truth, atol=1e-3)
+
+def test_match_by_frame_takes_the_last_number_of_a_name(tmp_path, capsys):
+    """KITTI-style names carry a drive number before the frame: drive_0001_0000000005.png is frame 5, not 1.
+    Views of frames 5, 2 and 7 of a 10-pose ground truth pair with those poses (zero error); pairing
+    them with pose 1 (the first number) or by order would not."""
+    from localdepth.cli.main import main
+
+    truth = _random_poses(10, seed=11)
+    assert [poses.frame_number(n) for n in ("drive_0001_0000000005.png", "2011_09_26/drive_0002_0000000012.jpg",
+                                            "frame_000120.jpg", "00003.png", "left")] == [5, 12, 120, 3, None]
+    frames = (5, 2, 7)
+    names = [f"drive_0001_{f:010d}.png" for f in frames]
+    predicted = poses.Trajectory(truth[list(frames)], names)
+    paired, matched = poses.match_by_frame(predicted, poses.Trajectory(truth, [str(i) for i in range(10)]))
+    assert matched.names == ["5", "2", "7"]
+    np.testing.assert_array_equal(matched.world_from_camera, truth[list(frames)])
+    # through the command: a cameras.json with those names against a TUM ground truth
+    views = [{"image": n, "width": 64, "height": 48, "intrinsics": [[50, 0, 31.5], [0, 50, 23.5], [0, 0, 1]],
+              "camera_from_world": g.invert_pose(T).tolist()} for n, T in zip(names, truth[list(frames)])]
+    (tmp_path / "cameras.json").write_text(json.dumps({"model": "gt", "views": views}))
+    lines = [f"{i:.1f} " + " ".join(f"{v:.17g}" for v in (*T[:3, 3], *Rotation.from_matrix(T[:3, :3]).as_quat()))
+             for i, T in enumerate(truth)]
+    (tmp_path / "gt.txt").write_text("\n".join(lines) + "\n")
+    assert main(["eval-poses", str(tmp_path / "cameras.json"), str(tmp_path / "gt.txt"), "--match", "frame",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["poses"] == 3 and report["ate"]["max"] < 1e-9 and report["rpe"]["translation"]["max"] < 1e-9
+
+
+@pytest.mark.parametrize("delta", [1, 3])
+def test_rpe_is_zero_for_a_similar_trajectory_through_the_command(tmp_path, capsys, delta):
+    """The predicted cameras are the truth moved by a similarity (rotation, scale 0.3, translation), as a
+    relative model's scene is: after the alignment, ATE and RPE (translation and rotation, any delta) are 0."""
+    from localdepth.cli.main import main
+
+    truth = _random_poses(12, seed=12)
+    S = g.similarity_matrix(0.3, Rotation.random(random_state=13).as_matrix(), np.array([-2.0, 0.5, 4.0]))
+    moved = poses.apply_similarity(truth, S)
+    views = [{"image": f"{i:05d}.png", "width": 64, "height": 48, "intrinsics": [[50, 0, 31.5], [0, 50, 23.5], [0, 0, 1]],
+              "camera_from_world": g.invert_pose(T).tolist()} for i, T in enumerate(moved)]
+    (tmp_path / "cameras.json").write_text(json.dumps({"model": "x", "views": views}))
+    lines = [f"{i:.1f} " + " ".join(f"{v:.17g}" for v in (*T[:3, 3], *Rotation.from_matrix(T[:3, :3]).as_quat()))
+             for i, T in enumerate(truth)]
+    (tmp_path / "gt.txt").write_text("\n".join(lines) + "\n")
+    assert main(["eval-poses", str(tmp_path / "cameras.json"), str(tmp_path / "gt.txt"), "--delta", str(delta),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["alignment"]["scale"] == pytest.approx(1 / 0.3, rel=1e-9)
+    assert report["rpe"]["pairs"] == 12 - delta
+    assert report["ate"]["max"] < 1e-9
+    assert report["rpe"]["translation"]["max"] < 1e-9 and report["rpe"]["rotation_deg"]["max"] < 1e-6

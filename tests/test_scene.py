@@ -86,6 +86,26 @@ def test_scene_writes_every_listed_file(five_view_scene, livingroom):
     assert report["views"] == 5 and report["units"] == "m" and report["fusion"]["points"] > 10_000
 
 
+def test_voxel_size_is_honoured(five_view_scene, livingroom, tmp_path, monkeypatch):
+    """`scene --voxel-size 0.25`: scene.json records 0.25 and the fused cloud has at most one point per 25 cm
+    cell of its extent (the automatic size, one sampled pixel's footprint, gives over 10,000 points here),
+    in points.ply and in COLMAP's points3D.txt alike."""
+    import open3d as o3d
+
+    out = tmp_path / "coarse"
+    assert _scene_cli(monkeypatch, GroundTruthViews(livingroom), [str(livingroom / "color"), "--output", str(out),
+                                                                   "--voxel-size", "0.25"]) == 0
+    fusion = json.loads((out / "scene.json").read_text())["fusion"]
+    assert fusion["voxel_size"] == 0.25
+    points = np.asarray(o3d.io.read_point_cloud(str(out / "points.ply")).points)
+    cells = np.prod(np.floor(np.ptp(points, axis=0) / 0.25) + 2)  # cells of 0.25 m the points can fill
+    assert 10 < len(points) == fusion["points"] <= cells, (len(points), cells)
+    auto = json.loads((five_view_scene / "scene.json").read_text())["fusion"]
+    assert auto["voxel_size"] < 0.05 and auto["points"] > 20 * len(points)
+    colmap_points = [ln for ln in (out / "colmap" / "points3D.txt").read_text().splitlines() if ln and ln[0] != "#"]
+    assert len(colmap_points) == len(points)
+
+
 def _read_colmap_text(folder: Path) -> tuple[dict, dict, dict]:
     """A small reader written from COLMAP's format page: cameras, images (pose, name, 2-D points), points."""
     def rows(name):
@@ -298,6 +318,27 @@ def test_a_single_view_model_is_refused_before_any_work(tiny_estimator, livingro
     assert err.startswith("localdepth: error: depth-anything-v2-small sees one image at a time and predicts no "
                           "camera poses, so it cannot build a scene") and "\n" not in err
     assert not out.exists()
+
+
+def test_an_unusable_predicted_camera_is_one_line(livingroom, tmp_path, monkeypatch, capsys):
+    """A scene places each view by its predicted camera, so a negative focal (a random network's) is refused in
+    one line instead of becoming a mirrored cloud."""
+    import dataclasses
+
+    model = GroundTruthViews(livingroom)
+    real = model.predict_views
+
+    def negative_focal(images, *, sources=None):
+        results = real(images, sources=sources)
+        results[1].intrinsics = dataclasses.replace(results[1].intrinsics, fx=-525.0)
+        return results
+
+    model.predict_views = negative_focal
+    frames = [str(livingroom / "color" / f"{i:05d}.jpg") for i in range(3)]
+    assert _scene_cli(monkeypatch, model, [*frames, "-o", str(tmp_path / "scene")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unusable camera for view 1" in err and "\n" not in err
+    assert not (tmp_path / "scene" / "points.ply").exists()
 
 
 def test_a_bad_image_costs_one_line_and_the_others_go_on(livingroom, tmp_path, monkeypatch, capsys):

@@ -55,6 +55,13 @@ def test_upload_shows_depth_and_a_3d_point_cloud(server, browser, shared_images,
     page.wait_for_function("['ready', 'error'].includes(document.body.dataset.state)", timeout=120_000)
     assert page.evaluate("document.body.dataset.state") == "ready", page.text_content("#status")
 
+    # single-image mode: the scene's GLB download is not shown (a display:flex rule beat `hidden`), nor is
+    # anything else the page marks hidden
+    assert page.locator("#download-glb").is_hidden() and page.locator("#scene-downloads").is_hidden()
+    shown_though_hidden = page.evaluate("[...document.querySelectorAll('[hidden]')]"
+                                        ".filter(e => getComputedStyle(e).display !== 'none').map(e => e.id || e.tagName)")
+    assert shown_though_hidden == []
+
     # the colour-mapped depth, at the photo's size, over the photo with the comparison slider
     assert page.evaluate("document.getElementById('depth').naturalWidth") == width
     assert page.evaluate("document.getElementById('depth').naturalHeight") == height

@@ -44,6 +44,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.write(bytes([byte]))
                     self.wfile.flush()
                     time.sleep(0.2)
+            elif self.path.startswith("/to-ftp/"):  # a redirect to another scheme, at a port the test listens on
+                self.send_response(302)
+                self.send_header("Location", f"ftp://127.0.0.1:{self.path.rsplit('/', 1)[-1]}/room.png")
+                self.end_headers()
+            elif self.path == "/to-http":  # a redirect that stays on HTTP is followed
+                self.send_response(301)
+                self.send_header("Location", "/photos/room%20one.png")
+                self.end_headers()
             else:
                 self.send_error(404, "Not Found")
         except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
@@ -120,3 +128,25 @@ def test_only_http_urls_and_safe_names():
         FetchLimits(timeout_s=float("nan"))
     assert url_filename("https://example.org/a/b/../../x%2F..%2Fy.jpg?s=1") == "x_.._y.jpg"
     assert url_filename("https://example.org/") == "url_image"
+
+
+def test_a_redirect_to_another_scheme_is_refused_without_connecting(web):
+    """urllib follows redirects to ftp:// by default; a URL input must not leave HTTP(S): the redirect is
+    refused in one line and the FTP address is never contacted (a socket listening there sees nothing)."""
+    import socket
+
+    base, _ = web
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    try:
+        with pytest.raises(FetchError, match="redirected to a non-HTTP address, refused") as e:
+            fetch(f"{base}/to-ftp/{port}")
+        assert "\n" not in str(e.value)
+        with pytest.raises(socket.timeout):
+            listener.accept()[0].close()  # nobody connected
+    finally:
+        listener.close()
+    assert fetch(f"{base}/to-http") == web[1].read_bytes()  # an HTTP redirect still works

@@ -161,3 +161,34 @@ def test_a_crash_during_a_write_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", real_replace)
     assert target.read_bytes() == b"old complete content"
     assert [p.name for p in target.parent.iterdir()] == ["photo.npy"]
+
+
+@pytest.mark.parametrize("failing", [".npy", "_color.png"])
+def test_a_failed_data_write_leaves_no_sidecar(tiny_da_dir, tmp_path, monkeypatch, capsys, failing):
+    """The sidecar marks an image as done (--skip-existing trusts it), so it is written only after every
+    data file: a write that fails (here the disk refuses one file, first or last) leaves no sidecar, the
+    image is counted as failed, and the next --skip-existing run does it again."""
+    from PIL import Image
+
+    from localdepth import writers
+    from localdepth.cli.main import main as cli
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(photo)
+    real = writers.atomic_write_bytes
+
+    def refusing(path, data):
+        if str(path).endswith(failing):
+            raise OSError(28, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(writers, "atomic_write_bytes", refusing)
+    args = ["run", str(photo), "--weights", str(tiny_da_dir), "--device", "cpu", "--input-size", "28",
+            "-f", "npy,color", "--outdir", str(tmp_path / "out"), "-q", "--skip-existing"]
+    assert cli(args) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "photo.json").exists()
+    monkeypatch.setattr(writers, "atomic_write_bytes", real)
+    assert cli(args) == 0
+    assert "1 ok, 0 failed, 0 skipped" in capsys.readouterr().err
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"photo.npy", "photo_color.png", "photo.json"}

@@ -192,9 +192,10 @@ def _ransac(x: np.ndarray, y: np.ndarray, scale_only: bool, trials: int, thresho
 
 def fit_to_previous(current: np.ndarray, previous: np.ndarray, mask: np.ndarray | None = None, *,
                     robust: Literal["irls", "ransac"] | None = "irls", max_samples: int = 50_000,
-                    seed: int = 0) -> AlignmentFit:
+                    seed: int = 0, scale_only: bool = False) -> AlignmentFit:
     """Scale and shift that map one relative map onto another of the same size, in their own
-    units (``scale * current + shift ≈ previous``), from an evenly spread subsample.
+    units (``scale * current + shift ≈ previous``), from an evenly spread subsample
+    (``scale_only``: ``scale * current ≈ previous``).
 
     Used for temporal stability of video: aligning each frame's disparity to the previous ones.
     """
@@ -206,7 +207,7 @@ def fit_to_previous(current: np.ndarray, previous: np.ndarray, mask: np.ndarray 
     idx = np.flatnonzero(valid)
     if idx.size > max_samples:
         idx = idx[:: idx.size // max_samples][:max_samples]
-    return fit_affine(cur[idx], prev[idx], space="disparity", robust=robust, seed=seed)
+    return fit_affine(cur[idx], prev[idx], space="disparity", robust=robust, seed=seed, scale_only=scale_only)
 
 
 # ----------------------------------------------------------------------------- references on disk

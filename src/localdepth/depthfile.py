@@ -35,6 +35,44 @@ def sidecar_for(path: Path) -> dict | None:
     return None
 
 
+def image_reference(source, sidecar_path: Path) -> str | None:
+    """How a sidecar at ``sidecar_path`` names the photo ``source`` it was made from: a path relative to
+    the sidecar's folder (so it resolves wherever the command runs, and when the two move together), or
+    None when ``source`` is no local file (a URL, an array, standard input)."""
+    import os
+
+    if source is None or not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
+        return None
+    return Path(os.path.relpath(Path(source).resolve(), Path(sidecar_path).resolve().parent)).as_posix()
+
+
+def sidecar_image(map_path: Path, meta: dict) -> tuple[Path | None, str | None]:
+    """``(photo, None)``: the colour image of a map, from its sidecar's ``image`` (relative to the sidecar's
+    folder); ``(None, why)`` when the sidecar names one that is not there; ``(None, None)`` when it names none.
+
+    Older sidecars named the photo only in ``source``, as given on the command line (relative to the folder
+    it ran in), and ``align`` put the input map there: both are still followed.
+    """
+    from .images import IMAGE_EXTENSIONS
+
+    folder = Path(map_path).parent
+    named = meta.get("image")
+    if named:
+        found = Path(named) if Path(named).is_absolute() else folder / named
+        return (found, None) if found.is_file() else (None, f"its sidecar names the image {named} (from {folder}), "
+                                                            "which is not there")
+    source = meta.get("source")
+    if not isinstance(source, str) or "://" in source:
+        return None, None
+    for candidate in (Path(source), folder / source):
+        if candidate.is_file():
+            if candidate.suffix.lower() in IMAGE_EXTENSIONS:
+                return candidate, None
+            if candidate.suffix.lower() in MAP_SUFFIXES and candidate.resolve() != Path(map_path).resolve():
+                return sidecar_image(candidate, sidecar_for(candidate) or {})  # an older align's input map
+    return None, f"its sidecar names the image {source}, which is not there"
+
+
 def as_2d_map(array) -> np.ndarray:
     """A stored map as ``(H, W)`` (dtype kept): leading or trailing length-1 axes (``(1, H, W)``,
     ``(H, W, 1)``) are dropped, but never H or W themselves, so a 1x1 map stays 1x1 (a plain

@@ -31,3 +31,7 @@ class PromptDepthError(LocalDepthError):
 
 class FetchError(ImageDecodeError):
     """An image URL could not be fetched (refused, too large, too slow, or an HTTP error)."""
+
+
+class CameraError(LocalDepthError):
+    """The camera a map needs is unusable (a model's invalid prediction) or badly given."""

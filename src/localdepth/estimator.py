@@ -18,7 +18,7 @@ from . import registry
 from .backends import Backend, choose_backend, open_backend
 from .backends.base import NetworkOutput
 from .depthfile import check_prompt_values, read_prompt_depth
-from .errors import LocalDepthError, PromptDepthError
+from .errors import CameraError, LocalDepthError, PromptDepthError
 from .images import as_rgb, load_image
 from .postprocess import (
     DepthResult, depth_like_to_disparity, fov_to_intrinsics, intrinsics_to_original, resize_to_image, to_original_size,
@@ -81,8 +81,9 @@ class DepthEstimator:
         self.input_size = input_size
         self.weights_path = weights_path
         #: the camera the user gave (``{"intrinsics": "fx,fy,cx,cy"}`` or ``{"fov": degrees}``), for
-        #: models whose metres depend on the focal length (Depth Anything 3 Metric); else EXIF or
-        #: the default, by :func:`localdepth.geometry.resolve_intrinsics`
+        #: models whose metres depend on the focal length (Depth Pro, Depth Anything 3 Metric); else
+        #: EXIF, the model's own, the default, by :func:`localdepth.geometry.resolve_intrinsics`.
+        #: ``predict(intrinsics=, fov=)`` gives one for a call instead.
         self.camera: dict = {}
 
     @property
@@ -135,7 +136,7 @@ class DepthEstimator:
         return preprocess_prompt(depth_m, self.spec.prompt)
 
     def predict(self, inputs, *, batch_size: int = 1, keep_image: bool = False, prompt_depth=None,
-                prompt_scale: float | None = None):
+                prompt_scale: float | None = None, intrinsics=None, fov: float | None = None):
         """Predict depth for one image or a list of images.
 
         ``inputs``: a path (str/Path), an ``http(s)://`` URL, encoded bytes, a PIL image, an array
@@ -146,8 +147,14 @@ class DepthEstimator:
         ``prompt_depth`` (models with a prompt input, e.g. Prompt Depth Anything): one depth map per
         input, a list for a list: an ``(H, W)`` array in metres, or a file (16-bit PNG, ``.npy``,
         ``.pfm``; ``prompt_scale`` metres per stored unit, required for integer images).
+
+        ``intrinsics`` (``"fx,fy,cx,cy"`` or four numbers, pixels of the photo) or ``fov`` (horizontal,
+        degrees): the camera of the photos, where the metres depend on it (Depth Pro, Depth Anything 3
+        Metric). It wins over the photo's EXIF and the camera the model predicts (``result.intrinsics``
+        still holds the prediction; ``result.notes["metric_scale"]`` says which camera made the metres).
         """
         single = not isinstance(inputs, (list, tuple))
+        camera = given_camera_dict(intrinsics, fov)
         items = [inputs] if single else list(inputs)
         prompts = self._prompt_list(prompt_depth, len(items), single)
         decoded, sources, decode_ms = [], [], []
@@ -158,7 +165,7 @@ class DepthEstimator:
             sources.append(str(item) if isinstance(item, (str, os.PathLike)) else None)
         prompt_maps = None if prompts is None else [read_prompt_depth(p, prompt_scale) for p in prompts]
         results = self.predict_decoded(decoded, batch_size=batch_size, sources=sources, keep_image=keep_image,
-                                       prompt_depths=prompt_maps)
+                                       prompt_depths=prompt_maps, cameras=[camera] * len(decoded) if camera else None)
         for r, ms in zip(results, decode_ms):
             r.timings = {"decode": ms, **r.timings}
         return results[0] if single else results
@@ -181,12 +188,16 @@ class DepthEstimator:
 
     def predict_decoded(self, images: Sequence[np.ndarray], *, batch_size: int = 1,
                         sources: Sequence[str | None] | None = None, keep_image: bool = False,
-                        prompt_depths: Sequence[np.ndarray] | None = None) -> list[DepthResult]:
+                        prompt_depths: Sequence[np.ndarray] | None = None,
+                        cameras: Sequence[dict | None] | None = None) -> list[DepthResult]:
         """Predict for decoded RGB arrays (see :mod:`localdepth.images`), batching same-size ones.
 
         Consecutive images that share a network input size (and prompt size) go through the
         backend together. ``prompt_depths``: one metric map per image, for models with a prompt.
+        ``cameras``: per image, the camera the user gave and where its EXIF is (see :meth:`metric_camera`);
+        None: :attr:`camera` and the image's source.
         """
+        cameras = list(cameras) if cameras is not None else [None] * len(images)
         self.check_prompt(prompt_depths is not None)
         sources = list(sources) if sources is not None else [None] * len(images)
         prompts = None if prompt_depths is None else [self.preprocess_prompt(p) for p in prompt_depths]
@@ -198,7 +209,7 @@ class DepthEstimator:
             conditioning = {} if prompts is None else {"prompt_depth": np.stack([prompts[i] for i in group])}
             group_results = self.predict_prepared(
                 [images[i] for i in group], batch, sources=[sources[i] for i in group], keep_image=keep_image,
-                **conditioning)
+                cameras=[cameras[i] for i in group], **conditioning)
             for i, r in zip(group, group_results):
                 r.timings = {"preprocess": pre_ms, **r.timings}
                 results[i] = r
@@ -206,17 +217,19 @@ class DepthEstimator:
 
     def predict_prepared(self, images: Sequence[np.ndarray], batch: np.ndarray, *,
                          sources: Sequence[str | None] | None = None, keep_image: bool = False,
-                         **conditioning: np.ndarray) -> list[DepthResult]:
+                         cameras: Sequence[dict | None] | None = None, **conditioning: np.ndarray) -> list[DepthResult]:
         """Infer one already preprocessed batch (``np.stack`` of :meth:`preprocess` outputs of
         same-size ``images``) and bring each map back to its image's size.
 
         ``conditioning``: the batch's extra network inputs (``prompt_depth``: a stack of
         :meth:`preprocess_prompt` outputs).
         """
-        return self.submit_prepared(images, batch, sources=sources, keep_image=keep_image, **conditioning)()
+        return self.submit_prepared(images, batch, sources=sources, keep_image=keep_image, cameras=cameras,
+                                    **conditioning)()
 
     def submit_prepared(self, images: Sequence[np.ndarray], batch: np.ndarray, *,
                         sources: Sequence[str | None] | None = None, keep_image: bool = False,
+                        cameras: Sequence[dict | None] | None = None,
                         **conditioning: np.ndarray) -> Callable[[], list[DepthResult]]:
         """Start :meth:`predict_prepared`; returns a function that waits and returns its results.
 
@@ -226,6 +239,7 @@ class DepthEstimator:
         """
         self.check_prompt("prompt_depth" in conditioning)
         sources = list(sources) if sources is not None else [None] * len(images)
+        cameras = list(cameras) if cameras is not None else [None] * len(images)
         t0 = time.perf_counter()
         input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
         if self.backend.parallel_requests > 1:  # several requests in flight: wait for this one later
@@ -244,24 +258,23 @@ class DepthEstimator:
         def results() -> list[DepthResult]:
             out = network_output()
             infer_ms = _ms(t0) / len(images)
-            return [self._result(out, j, image, input_size, sources[j], infer_ms, keep_image, conditioning)
+            return [self._result(out, j, image, input_size, sources[j], infer_ms, keep_image, conditioning, cameras[j])
                     for j, image in enumerate(images)]
 
         return results
 
     def _result(self, out: NetworkOutput, j: int, image: np.ndarray, input_size: tuple[int, int],
-                source: str | None, infer_ms: float, keep_image: bool, conditioning: dict | None = None) -> DepthResult:
-        """The ``j``-th network output at ``image``'s resolution (``input_size``: the network grid)."""
+                source: str | None, infer_ms: float, keep_image: bool, conditioning: dict | None = None,
+                given: dict | None = None) -> DepthResult:
+        """The ``j``-th network output at ``image``'s resolution (``input_size``: the network grid).
+
+        The predicted camera is kept as predicted (it may be unusable: :attr:`Intrinsics.problem`);
+        only a camera that is used is checked (:meth:`metric_camera`, and geometry later)."""
         t0 = time.perf_counter()
         pre, post = self.spec.preprocessing, self.spec.postprocessing
         h, w = image.shape[:2]
         raw = out.depth[j]
         notes = network_input_note(h, w, pre, self.input_size)
-        if self.spec.metric_focal:
-            scale, notes["metric_scale"] = self._focal_scale(h, w, input_size, source)
-            raw = raw * np.float32(scale)
-        depth = to_original_size(raw, h, w, self.spec.output, post, pre)
-        confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
         if out.field_of_view is not None:
             camera = fov_to_intrinsics(out.field_of_view[j], h, w)
             notes["predicted_field_of_view_deg"] = float(out.field_of_view[j])
@@ -269,6 +282,14 @@ class DepthEstimator:
             camera = intrinsics_to_original(out.intrinsics[j], input_size, h, w)
         else:
             camera = None
+        if self.spec.metric_focal:
+            scale, notes["metric_scale"] = self._focal_scale(h, w, input_size, source, given)
+            raw = raw * np.float32(scale)
+        elif out.field_of_view is not None and self.spec.metric:
+            scale, notes["metric_scale"] = self._field_of_view_scale(camera, source, given)
+            raw = raw * np.float32(scale)
+        depth = to_original_size(raw, h, w, self.spec.output, post, pre)
+        confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
         if conditioning and "prompt_depth" in conditioning:
             prompt = conditioning["prompt_depth"][j, 0]
             notes["prompt_depth"] = {"shape": [int(v) for v in prompt.shape], "units": self.spec.prompt.units,
@@ -282,23 +303,52 @@ class DepthEstimator:
             confidence=confidence, intrinsics=camera, camera_from_world=pose, notes=notes, metric=self.spec.metric,
         )
 
+    def metric_camera(self, width: int, height: int, source=None, predicted=None, given: dict | None = None):
+        """The camera that turns a focal-dependent model's output into metres, by the one intrinsics
+        rule (:func:`localdepth.geometry.resolve_intrinsics`): the camera given (``given``, else
+        :attr:`camera`), the photo's EXIF (``given["exif"]``, else ``source``), the camera the model
+        ``predicted``, the default. Only the camera used is checked; an unusable one is a one-line
+        :class:`~localdepth.errors.CameraError` that names ``--fov``/``--intrinsics``."""
+        from .geometry import Intrinsics, resolve_intrinsics
+
+        given = self.camera if given is None else given
+        exif = given.get("exif", source)
+        if isinstance(exif, str) and not os.path.isfile(exif):
+            exif = None  # a URL or a label: no EXIF to read
+        try:
+            stated = given.get("intrinsics")
+            if isinstance(stated, Intrinsics):  # already made for this image (the server's request)
+                return stated if (stated.width, stated.height) == (width, height) else stated.scaled(width, height)
+            return resolve_intrinsics(width, height, intrinsics=stated, fov=given.get("fov"), image_path=exif,
+                                      predicted=predicted)
+        except ValueError as e:
+            raise CameraError(str(e)) from None
+
     def _focal_scale(self, height: int, width: int, input_size: tuple[int, int],
-                     source: str | None) -> tuple[float, dict]:
+                     source: str | None, given: dict | None = None) -> tuple[float, dict]:
         """Metres per raw unit for a model whose output is the depth at a reference focal length:
         ``focal / metric_focal``, the focal (mean of fx and fy) in pixels of the network input and
         taken from the one intrinsics rule (given, EXIF, default)."""
-        from .geometry import resolve_intrinsics
-
-        try:
-            cam = resolve_intrinsics(width, height, intrinsics=self.camera.get("intrinsics"),
-                                     fov=self.camera.get("fov"), image_path=source)
-        except ValueError as e:
-            raise LocalDepthError(str(e)) from None
+        cam = self.metric_camera(width, height, source, given=given)
         focal = 0.5 * (cam.fx * input_size[1] / width + cam.fy * input_size[0] / height)
         note = {"rule": f"metres = focal_px * output / {self.spec.metric_focal:g}",
                 "focal_px": round(focal, 4), "focal_of": f"the {input_size[1]}x{input_size[0]} network input",
-                "intrinsics_source": cam.origin, "intrinsics": cam.source}
+                "intrinsics_source": cam.origin, "intrinsics": cam.source, "camera": cam.as_dict()}
         return focal / self.spec.metric_focal, note
+
+    def _field_of_view_scale(self, predicted, source: str | None, given: dict | None) -> tuple[float, dict]:
+        """The factor that turns a network's inverse depth made with its own predicted focal (Depth Pro:
+        canonical inverse depth x width / predicted focal) into the one made with the camera of the
+        intrinsics rule: ``predicted focal / focal used`` (the official ``infer(f_px=...)``)."""
+        cam = self.metric_camera(predicted.width, predicted.height, source, predicted=predicted, given=given)
+        scale = 1.0 if cam is predicted else predicted.fx / cam.fx
+        if not np.isfinite(scale) or scale == 0:  # a field of view of 0 or NaN leaves nothing to rescale
+            raise CameraError(f"{self.name} predicted a field of view of {predicted.fov_deg:.4g} degrees, which "
+                                  "leaves no depth to rescale to the camera given")
+        note = {"rule": "inverse depth = canonical inverse depth * width / focal_px", "focal_px": round(cam.fx, 4),
+                "focal_of": f"the {cam.width}x{cam.height} image", "intrinsics_source": cam.origin,
+                "intrinsics": cam.source, "camera": cam.as_dict()}
+        return scale, note
 
     def predict_views(self, images: Sequence, *, sources: Sequence[str | None] | None = None,
                       reference_strategy: str = "saddle_balanced", max_views: int | None = None,
@@ -351,6 +401,27 @@ class DepthEstimator:
     def __repr__(self) -> str:
         b = self.backend
         return f"DepthEstimator({self.spec.name!r}, backend={b.name}, device={b.device}, dtype={b.dtype})"
+
+
+def given_camera_dict(intrinsics=None, fov: float | None = None) -> dict:
+    """``predict(intrinsics=, fov=)`` -> the camera dict of :attr:`DepthEstimator.camera` (checked:
+    a bad value is a one-line :class:`LocalDepthError`)."""
+    if intrinsics is not None and fov is not None:
+        raise LocalDepthError("give either intrinsics or fov, not both")
+    if intrinsics is not None:
+        from .geometry import parse_intrinsics
+
+        text = intrinsics if isinstance(intrinsics, str) else ",".join(repr(float(v)) for v in intrinsics)
+        try:
+            parse_intrinsics(text, 1, 1)
+        except ValueError as e:
+            raise LocalDepthError(str(e)) from None
+        return {"intrinsics": text}
+    if fov is not None:
+        if not 0 < float(fov) < 180:
+            raise LocalDepthError(f"fov is the horizontal field of view in degrees, in (0, 180); got {fov}")
+        return {"fov": float(fov)}
+    return {}
 
 
 def _placement(choice) -> str:

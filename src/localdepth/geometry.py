@@ -51,6 +51,8 @@ class Intrinsics:
     @property
     def fov_deg(self) -> float:
         """Horizontal field of view in degrees (edge to edge of the image)."""
+        if self.fx == 0:
+            return 180.0
         return math.degrees(2.0 * math.atan(self.width / (2.0 * self.fx)))
 
     def scaled(self, width: int, height: int) -> Intrinsics:
@@ -67,9 +69,25 @@ class Intrinsics:
                 return prefix
         return "given"
 
+    @property
+    def problem(self) -> str | None:
+        """Why this camera cannot be used, or ``None`` when it can: the one rule for every camera,
+        :func:`localdepth.safety.check_camera` (finite, a focal of at least a pixel and of more than a
+        minimal field of view, the principal point near the image)."""
+        from .safety import InvalidValueError, check_camera
+
+        try:
+            check_camera(self.fx, self.fy, self.cx, self.cy, self.width, self.height, "the camera")
+        except InvalidValueError as e:
+            return str(e).removeprefix("the camera: ")
+        return None
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "origin": self.origin, "fov_deg": round(self.fov_deg, 4),
+        info = {**asdict(self), "origin": self.origin, "fov_deg": round(self.fov_deg, 4),
                 "convention": "pixel centres at integer coordinates; u = fx*x/z + cx"}
+        if self.problem:
+            info["problem"] = self.problem
+        return info
 
     def to_open3d(self):
         import open3d as o3d
@@ -78,9 +96,9 @@ class Intrinsics:
 
 
 def checked(cam: Intrinsics, what: str = "the camera") -> Intrinsics:
-    """``cam`` itself once :func:`localdepth.safety.check_camera` finds it physical (finite, a focal
-    of at least a pixel, the principal point near the image); else ``InvalidValueError`` (a
-    ``ValueError``) in one line. Every camera that comes from outside passes here."""
+    """``cam`` itself once :attr:`Intrinsics.problem` finds nothing wrong
+    (:func:`localdepth.safety.check_camera`); else ``InvalidValueError`` (a ``ValueError``) in one
+    line. Every camera that comes from outside passes here."""
     from .safety import check_camera
 
     check_camera(cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, what)
@@ -107,11 +125,15 @@ def parse_intrinsics(text: str, width: int, height: int) -> Intrinsics:
     return checked(Intrinsics(*values, width=width, height=height, source="intrinsics"), "--intrinsics")
 
 
-def from_fov(fov_deg: float, width: int, height: int, source: str = "fov") -> Intrinsics:
-    """Square pixels, centred principal point, horizontal field of view ``fov_deg`` (degrees)."""
-    if not 0.0 < fov_deg < 180.0:
+def from_fov(fov_deg: float, width: int, height: int, source: str = "fov", *, check: bool = True) -> Intrinsics:
+    """Square pixels, centred principal point, horizontal field of view ``fov_deg`` (degrees).
+
+    ``check=False`` builds the camera whatever the angle (a model's prediction, checked only if it is
+    used: see :func:`resolve_intrinsics` and :attr:`Intrinsics.problem`)."""
+    if check and not 0.0 < fov_deg < 180.0:
         raise ValueError(f"the field of view (fov) must be between 0 and 180 degrees (horizontal); got {fov_deg}")
-    f = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    with np.errstate(divide="ignore", invalid="ignore"):  # unchecked: any angle, even 0 or NaN
+        f = float(np.float64(width) / (2.0 * np.tan(np.radians(np.float64(fov_deg)) / 2.0)))
     return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height, source)
 
 
@@ -179,6 +201,8 @@ def resolve_intrinsics(width: int, height: int, *, intrinsics: str | None = None
     In order: given (``--intrinsics``, then ``--fov``), the photo's EXIF focal length, the camera
     the model predicted (``predicted``, e.g. Depth Pro's field of view, scaled to this size),
     the stated default (60° horizontal). :attr:`Intrinsics.origin` says which one was used.
+    Only the camera used is checked: a model's invalid prediction does not matter when a camera is
+    given (or in the EXIF), and is a ``ValueError`` naming ``--fov``/``--intrinsics`` when it would be used.
     """
     if intrinsics:
         return parse_intrinsics(intrinsics, width, height)
@@ -189,11 +213,14 @@ def resolve_intrinsics(width: int, height: int, *, intrinsics: str | None = None
         return checked(from_fov(fov, width, height), f"--fov {fov:g}")
     if image_path is not None:
         exif = from_exif(image_path, width, height)
-        if exif is not None:
+        if exif is not None and exif.problem is None:  # a nonsensical EXIF focal is no focal at all
             return exif
     if predicted is not None:
         if (predicted.width, predicted.height) != (width, height):
             predicted = predicted.scaled(width, height)
+        if predicted.problem:
+            raise ValueError(f"the camera the model predicted is unusable ({predicted.problem}); give the camera "
+                             "with --fov DEGREES or --intrinsics FX,FY,CX,CY")
         return predicted
     return default_intrinsics(width, height)
 
@@ -341,21 +368,27 @@ def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None
                  "depth": "z-depth" if kind == "depth" else "1 / relative disparity (shift unknown: approximate)"}
 
 
-def camera_from_dict(info: dict | None, width: int, height: int, what: str | None = None) -> Intrinsics:
+def camera_from_dict(info: dict | None, width: int, height: int, what: str | None = None, *,
+                     check: bool = True) -> Intrinsics:
     """Intrinsics for a ``width x height`` map from a sidecar-style dict.
 
     ``{"fx", "fy", "cx", "cy"[, "width", "height"]}`` (scaled when the stated size differs),
     ``{"fov": degrees}``, or ``None`` for :func:`default_intrinsics`. Read from files (sidecars,
     datasets), so checked as every outside camera is (:func:`checked`); ``what`` names it in messages.
+    ``check=False`` for a camera a model predicted: kept as it is and checked only where it is used
+    (:func:`resolve_intrinsics`), so that a camera the user gives still wins over a nonsensical one.
     """
     if not info:
         return default_intrinsics(width, height)
     what = what or f"the camera ({info.get('source') or 'given'})"
     if "fx" in info:
         w0, h0 = int(info.get("width") or width), int(info.get("height") or height)
-        cam = checked(Intrinsics(float(info["fx"]), float(info["fy"]), float(info["cx"]), float(info["cy"]), w0, h0,
-                                 info.get("source", "intrinsics")), what)
+        cam = Intrinsics(float(info["fx"]), float(info["fy"]), float(info["cx"]), float(info["cy"]), w0, h0,
+                         info.get("source", "intrinsics"))
+        cam = checked(cam, what) if check else cam
         return cam if (w0, h0) == (width, height) else cam.scaled(width, height)
+    if not check:
+        return from_fov(float(info["fov"]), width, height, check=False)
     from .safety import NUMERIC_OPTIONS
 
     NUMERIC_OPTIONS["fov"].check(f"{what}: fov", float(info["fov"]))

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import LocalDepthError
 from .geometry import invert_pose, transform_points, unproject
-from .writers import atomic_path
+from .writers import atomic_path, atomic_write_bytes
 
 POINTCLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzrgb", ".pts")
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".off", ".stl")
@@ -35,21 +35,40 @@ def _o3d():
 
 
 RELATIVE_NEAR_FRACTION = 0.1  # pseudo-depth spans 1 (nearest) to 1 / 0.1 = 10 (farthest)
+#: the disparity percentiles that span ``t`` in [0, 1]
+RELATIVE_PERCENTILES = (1.0, 99.0)
+#: what a point cloud of a relative disparity map holds, for sidecars and PLY headers
+PSEUDO_DEPTH_FORMULA = ("z = 1 / (0.1 + 0.9 t), t = clip((d - p1) / (p99 - p1), 0, 1), d the disparity, p1 and p99 "
+                        "its 1st and 99th percentiles: 1 = nearest, 10 = farthest")
+
+
+def pseudo_depth_range(disparity: np.ndarray) -> tuple[float, float] | None:
+    """``(p1, p99)``: the disparity percentiles :func:`pseudo_depth` normalises with (None: no finite value)."""
+    disp = np.asarray(disparity, dtype=np.float64)
+    finite = np.isfinite(disp)
+    if not finite.any():
+        return None
+    lo, hi = np.percentile(disp[finite], RELATIVE_PERCENTILES)
+    return float(lo), float(hi)
 
 
 def pseudo_depth(disparity: np.ndarray) -> np.ndarray:
     """Relative inverse depth -> a positive depth-like map in arbitrary units (1 = nearest, 10 = farthest).
 
     The 1st..99th percentile range of the disparity is normalised to ``t`` in [0, 1] and
-    ``z = 1 / (0.1 + 0.9 t)``. The true scale and shift are unknown, so the shape is only
-    indicative; unlike ``1 / disparity`` it stays bounded where the disparity nears 0 (sky).
+    ``z = 1 / (0.1 + 0.9 t)`` (:data:`PSEUDO_DEPTH_FORMULA`). Why not ``1 / disparity``: the shift of a
+    relative disparity is unknown, so ``1 / d`` is no truer a depth, and it breaks where ``d`` nears or
+    crosses 0 (sky, a negative shift): points at infinity or behind the camera, which swamp the cloud's
+    extent, its voxel grid and its mesh. This map keeps the order of the pixels (nearer = smaller ``z``)
+    and every point in front of the camera, within 1..10; the shape is only indicative.
     Non-finite disparities give NaN.
     """
     disp = np.asarray(disparity, dtype=np.float64)
-    finite = np.isfinite(disp)
-    if not finite.any():
+    span_of = pseudo_depth_range(disp)
+    if span_of is None:
         return np.full(disp.shape, np.nan, np.float32)
-    lo, hi = np.percentile(disp[finite], (1.0, 99.0))
+    lo, hi = span_of
+    finite = np.isfinite(disp)
     span = hi - lo if hi > lo else 1.0
     t = np.clip((np.where(finite, disp, lo) - lo) / span, 0.0, 1.0)
     z = 1.0 / (RELATIVE_NEAR_FRACTION + (1.0 - RELATIVE_NEAR_FRACTION) * t)
@@ -193,14 +212,35 @@ def write_point_cloud(path: str | Path, pcd) -> None:
 
 
 def write_mesh(path: str | Path, mesh) -> None:
+    """Write an ``open3d.geometry.TriangleMesh`` by the path's suffix. ``.glb`` goes through trimesh:
+    Open3D's own GLB writer (0.19) declares buffer views its reader, Assimp, refuses ("Buffer view ...
+    out of range"), so such a file opened nowhere but in trimesh."""
     o3d = _o3d()
     path = Path(path)
     _check_suffix(path, MESH_SUFFIXES, "mesh")
-    if path.suffix.lower() in (".glb", ".gltf"):
+    if path.suffix.lower() == ".glb":
+        atomic_write_bytes(path, _glb_bytes(mesh))
+        return
+    if path.suffix.lower() == ".gltf":
         mesh.triangle_normals = o3d.utility.Vector3dVector()  # glTF stores vertex normals only
     with atomic_path(path) as tmp:
         if not o3d.io.write_triangle_mesh(str(tmp), mesh):
             raise LocalDepthError(f"{path}: Open3D could not write the mesh")
+
+
+def _glb_bytes(mesh) -> bytes:
+    """Binary glTF of a mesh: positions as they are (the camera or world frame of the other formats), the
+    triangles, vertex normals and vertex colours (RGBA uint8)."""
+    try:
+        import trimesh
+    except ImportError:
+        raise LocalDepthError("meshes as .glb need trimesh: pip install 'localdepth[geometry]'") from None
+    colours = np.asarray(mesh.vertex_colors) if mesh.has_vertex_colors() else None
+    tm = trimesh.Trimesh(vertices=np.asarray(mesh.vertices), faces=np.asarray(mesh.triangles),
+                         vertex_normals=np.asarray(mesh.vertex_normals) if mesh.has_vertex_normals() else None,
+                         vertex_colors=None if colours is None else np.rint(colours * 255).astype(np.uint8),
+                         process=False)
+    return tm.export(file_type="glb")
 
 
 def export(depth: np.ndarray, kind: str, K: np.ndarray, image: np.ndarray | None = None, *,
@@ -215,10 +255,13 @@ def export(depth: np.ndarray, kind: str, K: np.ndarray, image: np.ndarray | None
     """
     z, units = metric_depth_or_refuse(depth, kind, relative=relative, aligned=aligned, metric=metric)
     report: dict = {"units": units, "frame": "camera" if camera_from_world is None else "world"}
-    if units != "m":
-        report["note"] = ("built from a relative depth map: arbitrary units (the scale is unknown), shapes are right"
-                          if kind == "depth" else
-                          "built from a relative map: arbitrary units (1/disparity, median 1), shapes are distorted")
+    if units != "m" and kind == "depth":
+        report["note"] = "built from a relative depth map: arbitrary units (the scale is unknown), shapes are right"
+    elif units != "m":
+        report["note"] = ("built from a relative disparity map: arbitrary units, pseudo-depth (shapes are only "
+                          "indicative: the disparity's scale and shift are unknown)")
+        p1, p99 = pseudo_depth_range(depth) or (None, None)
+        report["pseudo_depth"] = {"formula": PSEUDO_DEPTH_FORMULA, "p1": p1, "p99": p99}
     if pointcloud:
         pcd = make_point_cloud(z, K, image, max_depth=max_depth, voxel_size=voxel_size,
                                estimate_normals=estimate_normals, camera_from_world=camera_from_world)

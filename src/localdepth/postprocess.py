@@ -161,5 +161,7 @@ def fov_to_intrinsics(fov_deg: float, height: int, width: int) -> Intrinsics:
     """A predicted horizontal field of view (degrees, edge to edge of the image) -> the camera of a
     ``width x height`` image: square pixels, centred principal point, ``f = W / (2 tan(fov / 2))``
     (Depth Pro's convention). The network's input grid may be stretched (Depth Pro sees 1536 x 1536),
-    so the camera is built for the image, not for that grid."""
-    return from_fov(float(fov_deg), width, height, source=f"model (horizontal field of view {float(fov_deg):.4g} deg)")
+    so the camera is built for the image, not for that grid. Any angle is accepted (a prediction is
+    checked only where it is used: :attr:`Intrinsics.problem`)."""
+    return from_fov(float(fov_deg), width, height, source=f"model (horizontal field of view {float(fov_deg):.4g} deg)",
+                    check=False)

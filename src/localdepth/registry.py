@@ -194,6 +194,13 @@ class ModelSpec:
         return self.output == "depth" and not self.relative_depth
 
     @property
+    def focal_dependent(self) -> bool:
+        """The metres depend on the camera's focal length: Depth Anything 3 Metric (``metric_focal``) and
+        metric models that predict their camera (Depth Pro: its field of view scales its inverse depth).
+        A camera the user gives (or the photo's EXIF) then changes the map, as the official code does."""
+        return self.metric_focal is not None or (self.predicts_camera and self.metric)
+
+    @property
     def units(self) -> str:
         if self.output == "disparity":
             return "relative inverse depth (affine-invariant)"

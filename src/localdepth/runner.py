@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LocalDepthError
+from .errors import CameraError, LocalDepthError
 from .estimator import DepthEstimator
 from .images import load_image
 from .inputs import InputItem
@@ -70,6 +70,13 @@ class RunSummary:
         engine = f", {self.engine}" if self.engine else ""
         return (f"{head}: {self.ok} ok, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f} s "
                 f"({rate:.2f} images/s{engine}) -> {outdir}")
+
+
+def _inference_failure(label: str, e: BaseException) -> str:
+    """One line for an image the model failed on; a camera it cannot use is said as such (with what to do)."""
+    if isinstance(e, CameraError):
+        return f"{quoted(label)}: {_short(e)}"
+    return f"{quoted(label)}: inference failed ({_short(e)})"
 
 
 def _short(e: BaseException) -> str:
@@ -235,7 +242,7 @@ class Runner:
                 sources=[d.item.label for d in batch], keep_image=self.keep_image, prompt_depths=prompts)
         except Exception as e:
             if len(batch) == 1:
-                yield ItemOutcome(batch[0].item, "failed", f"{quoted(batch[0].item.label)}: inference failed ({_short(e)})")
+                yield ItemOutcome(batch[0].item, "failed", _inference_failure(batch[0].item.label, e))
                 return
             # retry one by one so that one image that breaks the batch fails alone
             for d in batch:
@@ -379,7 +386,7 @@ class Runner:
         except Exception as e:
             if len(group) == 1:
                 d = group[0]
-                yield d, None, ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: inference failed ({_short(e)})")
+                yield d, None, ItemOutcome(d.item, "failed", _inference_failure(d.item.label, e))
                 return
             for d in group:  # one by one, so that one image that breaks the batch fails alone
                 yield from self._group_results([d], self._submit_group([d]))

@@ -310,6 +310,7 @@ def sidecar(result: DepthResult, model_info: dict, outputs: dict, extra: dict | 
     return {
         "localdepth_version": __version__,
         "source": result.source,
+        "image": None,  # the photo, relative to the sidecar's folder (None: no local file): colours, EXIF later
         "model": model_info,
         "kind": result.kind,
         "units": result.units,
@@ -345,6 +346,9 @@ def write_result(result: DepthResult, paths: dict[str, Path], options: WriteOpti
         data, info = FORMATS[fmt][1](result, options)
         atomic_write_bytes(path, data)
         outputs[fmt] = {"file": path.name, **info}
-    meta = sidecar(result, model_info, outputs, options.extra_sidecar)
+    from .depthfile import image_reference
+
+    extra = {"image": image_reference(result.source, paths["json"]), **(options.extra_sidecar or {})}
+    meta = sidecar(result, model_info, outputs, extra)
     atomic_write_bytes(paths["json"], (json.dumps(meta, indent=2) + "\n").encode())
     return meta

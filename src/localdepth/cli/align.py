@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..depthfile import read_depth_map
+    from ..depthfile import image_reference, read_depth_map, sidecar_image
     from ..errors import LocalDepthError
     from ..postprocess import DepthResult
     from ..writers import FORMATS, WriteOptions, atomic_write_bytes
@@ -39,20 +39,27 @@ def main(args: argparse.Namespace) -> int:
         raise LocalDepthError(f"{args.output}: --output must end in {', '.join(OUTPUT_FORMATS)}")
     source, kind, meta = read_depth_map(args.map, args.kind)
     metric, report = align_from_args(args, source, kind)
+    photo, _ = sidecar_image(args.map, meta)
     result = DepthResult(map=metric, kind="depth", model=str((meta.get("model") or {}).get("model", "unknown")),
                          input_size=tuple(meta.get("input_size") or source.shape), source=str(args.map))
     data, info = FORMATS[fmt][1](result, WriteOptions(formats=(fmt,)))
     atomic_write_bytes(args.output, data)
     valid = metric[metric > 0]
+    sidecar_path = args.output.with_suffix(".json")
     sidecar = {
-        "source": str(args.map), "source_kind": kind, "kind": "depth", "units": "m",
+        # the photo stays the image of the aligned map (colours, EXIF); the map it was fitted from is derived_from,
+        # both relative to this sidecar's folder
+        "source": meta.get("source") if photo is not None else None,
+        "image": image_reference(photo, sidecar_path),
+        "derived_from": image_reference(args.map, sidecar_path),
+        "source_kind": kind, "kind": "depth", "units": "m",
         "convention": "z-depth along the optical axis, metres",
         "height": int(metric.shape[0]), "width": int(metric.shape[1]),
         "range": {"min": float(valid.min()) if valid.size else None, "max": float(valid.max()) if valid.size else None},
         "alignment": report, "model": meta.get("model"),
         "outputs": {fmt: {"file": args.output.name, **info}},
     }
-    atomic_write_bytes(args.output.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
+    atomic_write_bytes(sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode())
     print(f"aligned in {report['space']} space: scale {report['scale']:.6g}, shift {report['shift']:.6g}, "
           f"rmse {report['rmse']:.4g} {report['rmse_units']}, {report['n_inliers']}/{report['n_samples']} inliers "
           f"-> {args.output} (metres)", file=sys.stderr)

@@ -50,7 +50,9 @@ def main(args: argparse.Namespace) -> int:
     formats = formats_from_args(args)
     require_ray()  # before listing a large collection: say how to install Ray first
     spec = registry.get(args.model)  # an unknown model fails before Ray starts
-    if spec.predicts or spec.metric_focal:  # the Ray stages carry the depth map only
+    # the Ray stages carry the depth map only: no confidence, no camera, and no photo's EXIF or given camera
+    # for the metres of models that depend on one (Depth Pro, DA3 Metric), which `run` would use
+    if spec.predicts or spec.focal_dependent:
         raise LocalDepthError(f"localdepth batch carries the depth map only, not {spec.name}'s confidence, camera "
                               "or focal-dependent metres; use `localdepth run` for it")
     sources = collect(args.inputs)

@@ -13,12 +13,18 @@ from .common import add_outdir_arg, loading_line
 
 def register(sub) -> None:
     from ..evaluation import ALIGNMENTS, CROPS
+    from ..evaluation.datasets import folder_layouts_text
 
     p = sub.add_parser(
         "eval", help="evaluate models against ground-truth depth (AbsRel, RMSE, δ1…)",
-        description="Evaluate one or more models on RGB-D data. Datasets: folder:PATH (TUM/Open3D/KITTI-style "
-                    "layouts or a manifest.csv), manifest:FILE.csv, nyu:FILE.mat, kitti:SPLIT.txt, diode:ROOT. "
-                    "Table figures are means over images of per-image metrics (pooled figures are in the JSON).")
+        description="Evaluate one or more models on RGB-D data. Datasets: folder:PATH (the layouts below, in the "
+                    "folder or any folder under it), manifest:FILE.csv, nyu:FILE.mat, kitti:SPLIT.txt, diode:ROOT. "
+                    "Table figures are means over images of per-image metrics (pooled figures are in the JSON).",
+        epilog="folder:PATH layouts (--depth-scale, --crop and --max-depth override theirs):\n"
+               + folder_layouts_text()
+               + "\nRGB and depth files pair by stem, or by the key their names share without prefixes such as "
+                 "rgb_, image_,\ncolor_, depth_, sync_depth_ (rgb_00005.jpg with sync_depth_00005.png).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "-m", action="append", required=True, metavar="NAME[=WEIGHTS]",
                    help="registry name, optionally =weights path; repeat to compare; 'gt' = the ground truth "
                         "itself (a perfect model, to check the pipeline)")

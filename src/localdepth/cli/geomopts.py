@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LocalDepthError
+from ..errors import CameraError, LocalDepthError
 from ..limits import MAX_IMAGE_PIXELS
 from ..safety import one_line, quoted, under_root
 
@@ -58,7 +58,7 @@ def camera_from_args(args: argparse.Namespace, width: int, height: int, image_pa
         return resolve_intrinsics(width, height, intrinsics=args.intrinsics, fov=args.fov, image_path=image_path,
                                   predicted=predicted)
     except ValueError as e:
-        raise LocalDepthError(str(e)) from None
+        raise CameraError(str(e)) from None
 
 
 def wants_alignment(args: argparse.Namespace) -> bool:

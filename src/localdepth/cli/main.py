@@ -42,8 +42,10 @@ def _subcommand_parser(parser: argparse.ArgumentParser, command: str | None) -> 
 
 def check_args(args: argparse.Namespace) -> None:
     """Distrust the command line once, before any command runs: every numeric option finite and in
-    range (:data:`localdepth.safety.NUMERIC_OPTIONS`), ``--intrinsics`` four finite numbers, and
-    an ``--outdir`` that is not an existing file."""
+    range (:data:`localdepth.safety.NUMERIC_OPTIONS`), ``--intrinsics`` four finite numbers, an
+    ``--outdir`` that is not an existing file, and every optional extra the command will use
+    installed (:mod:`localdepth.extras`), before any input is read or model loaded."""
+    from ..extras import check_command
     from ..safety import check_intrinsics_text, check_options, check_outdir
 
     check_options(vars(args))
@@ -51,6 +53,7 @@ def check_args(args: argparse.Namespace) -> None:
         check_intrinsics_text(args.intrinsics)
     if getattr(args, "outdir", None) is not None:
         check_outdir(args.outdir)
+    check_command(args)
 
 
 def main(argv: list[str] | None = None) -> int:

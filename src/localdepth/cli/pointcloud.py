@@ -19,7 +19,8 @@ def register(sub) -> None:
                     "Relative maps need alignment (--points/--reference) "
                     "or --relative (arbitrary units).")
     p.add_argument("map", type=Path, metavar="MAP", help="depth map (.npy, .pfm, or .png with sidecar)")
-    p.add_argument("--image", type=Path, help="RGB image for colours and EXIF (default: the sidecar's source)")
+    p.add_argument("--image", type=Path, help="RGB image for colours and EXIF (default: the photo the map's sidecar "
+                                              "names, relative to the sidecar's folder)")
     p.add_argument("--output", "-o", type=Path, help="point cloud file: .ply or .pcd")
     p.add_argument("--mesh", type=Path, help="mesh file: .ply, .obj or .glb")
     p.add_argument("--kind", choices=("disparity", "depth"),
@@ -37,7 +38,7 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..depthfile import is_metric, read_depth_map
+    from ..depthfile import is_metric, read_depth_map, sidecar_image
     from ..errors import LocalDepthError
     from ..images import load_image
     from ..writers import atomic_write_bytes
@@ -45,27 +46,33 @@ def main(args: argparse.Namespace) -> int:
     if not args.output and not args.mesh:
         raise LocalDepthError("nothing to write: give --output cloud.ply and/or --mesh mesh.ply")
     depth, kind, meta = read_depth_map(args.map, args.kind)
-    image_path = args.image or (Path(meta["source"]) if meta.get("source") and Path(meta["source"]).is_file() else None)
+    image_path, missing = (args.image, None) if args.image else sidecar_image(args.map, meta)
+    if missing:  # colours were meant to come from the photo: say that they will not, in one line
+        print(f"localdepth: warning: {args.map}: {missing}; the geometry has no colours (give --image PATH)",
+              file=sys.stderr)
     image = load_image(image_path) if image_path else None
     report: dict = {}
     aligned = False
     if wants_alignment(args):
         depth, report["alignment"] = align_from_args(args, depth, kind)
         aligned = True
+    from ..geometry import camera_from_dict
+
     predicted = camera = pose = None
     if meta.get("predicted_intrinsics"):  # the camera the model predicted (Depth Pro's field of view...)
-        from ..geometry import camera_from_dict
-
-        try:
-            predicted = camera_from_dict(meta["predicted_intrinsics"], depth.shape[1], depth.shape[0],
-                                         what=f"{args.map}'s sidecar: predicted_intrinsics")
+        try:  # kept as predicted: checked only if it is the camera used (a given one wins)
+            predicted = camera_from_dict(meta["predicted_intrinsics"], depth.shape[1], depth.shape[0], check=False)
         except (ValueError, KeyError, TypeError) as e:
-            raise LocalDepthError(str(e) if isinstance(e, ValueError) else
-                                  f"{args.map}'s sidecar: predicted_intrinsics is incomplete ({e})") from None
+            raise LocalDepthError(f"{args.map}'s sidecar: predicted_intrinsics is incomplete ({e})") from None
+    made_with = (meta.get("metric_scale") or {}).get("camera")
     if args.cameras:
         if args.intrinsics or args.fov is not None:
             raise LocalDepthError("give either --cameras or --intrinsics/--fov, not both")
         camera, pose, report["view"] = scene_view(args.cameras, args.view, args.map, meta, depth.shape)
+    elif made_with and not (args.intrinsics or args.fov is not None) and not wants_alignment(args):
+        # the metres of this map were made with this camera (Depth Pro, DA3 Metric: given, EXIF, the model's):
+        # the points use it too, unless the user gives another
+        camera = camera_from_dict(made_with, depth.shape[1], depth.shape[0])
     report.update(export_geometry(args, depth, kind, image, image_path, aligned=aligned, pointcloud=args.output,
                                   mesh=args.mesh, predicted=predicted, camera=camera, camera_from_world=pose,
                                   metric=is_metric(kind, meta)))

@@ -120,12 +120,7 @@ class PreviewWindow:
 
 
 def main(args: argparse.Namespace) -> int:
-    import importlib.util
-
-    from ..errors import LocalDepthError
-
-    if importlib.util.find_spec("av") is None:
-        raise LocalDepthError("localdepth video needs PyAV: pip install 'localdepth[video]'")
+    from ..errors import LocalDepthError  # PyAV (and OpenEXR for exr) are checked before this runs: extras.py
     from ..video import DepthVideoWriter, FrameFilesWriter, Position, Selection, open_source, process_clip
     from ..safety import under_root
     from ..writers import atomic_write_bytes, colormap_lut

@@ -10,6 +10,7 @@ looks done.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -76,7 +77,11 @@ class OutputTarget:
             return write_result(result, {k: Path(v) for k, v in paths.items()}, self.options, model_info)
         with tempfile.TemporaryDirectory(prefix="localdepth-") as scratch:
             local = {fmt: Path(scratch) / PurePosixPath(url).name for fmt, url in paths.items()}
-            meta = write_result(result, local, self.options, model_info)
+            # a remote sidecar cannot name a local photo relative to itself: the photo's absolute path
+            source = result.source
+            image = str(Path(source).resolve()) if source and "://" not in str(source) and Path(source).is_file() else None
+            options = dataclasses.replace(self.options, extra_sidecar={"image": image, **self.options.extra_sidecar})
+            meta = write_result(result, local, options, model_info)
             for fmt in [f for f in paths if f != "json"] + ["json"]:  # the sidecar last: it marks "complete"
                 remote = self.fs._strip_protocol(paths[fmt])
                 self.fs.makedirs(self.fs._parent(remote), exist_ok=True)  # no-op on object stores

@@ -54,6 +54,15 @@ CRASH_MARKER_ENV = "LOCALDEPTH_BATCH_CRASH_MARKER"
 
 DECODE_MEMORY = 256 * 1024**2  # bytes reserved per decode task
 
+#: What Ray's C++ core worker prints (at error level, straight to file descriptor 2) for every Ray Data
+#: actor pool with restarts: Ray Data passes its data context and map function to the actors as object
+#: references, and Ray warns that restarts may fail if such a reference is lost (ray-project/ray#53727,
+#: #57733). Those objects are owned by the driver for the whole job, and a killed actor does restart
+#: (tests/test_distributed.py kills one), so for ``localdepth batch`` the line is noise, printed on
+#: every run: it is dropped from stderr (Ray's own log file keeps it). Restarts stay on: without
+#: them a killed worker would lose its batch.
+RAY_NOISE = ("has constructor arguments in the object store and max_restarts > 0",)
+
 MANIFEST_COLUMNS = ("index", "input", "rel", "status", "error", "kind", "outputs", "decode_ms",
                     "preprocess_ms", "inference_ms", "postprocess_ms", "write_ms")
 
@@ -416,12 +425,81 @@ def _manifest_schema():
     ])
 
 
+@contextlib.contextmanager
+def dropping_stderr_lines(needles: tuple[str, ...] = RAY_NOISE):
+    """While the block runs, lines of this process's file descriptor 2 that hold one of ``needles`` are
+    dropped; everything else passes through at once (partial lines too: progress bars redraw with
+    ``\\r``). Needed for lines that C++ writes to the descriptor, below Python's logging. Where the
+    descriptor cannot be redirected (no fd 2), the block runs as it is."""
+    import threading
+
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:
+        yield
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    marks = tuple(n.encode() for n in needles)
+
+    def pump() -> None:
+        held = b""  # the start of a line that may turn out to be noise
+        while chunk := os.read(read_end, 65536):
+            lines = (held + chunk).split(b"\n")
+            held = lines.pop()
+            out = b"".join(line + b"\n" for line in lines if not any(m in line for m in marks))
+            if held and not held.startswith(b"["):  # Ray's C++ lines start "[date time E pid tid]"
+                out, held = out + held, b""
+            if out:
+                os.write(saved, out)
+        if held and not any(m in held for m in marks):
+            os.write(saved, held)
+        os.close(read_end)
+
+    thread = threading.Thread(target=pump, name="localdepth-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's write end: the pump reads to its end and stops
+        thread.join(timeout=5)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _ray_data_console(quiet: bool):
+    """``quiet``: Ray Data's console messages (INFO, WARNING) are held back for the block; its log file
+    keeps them. Errors still show."""
+    import logging
+
+    handlers = [h for h in logging.getLogger("ray.data").handlers if not isinstance(h, logging.FileHandler)]
+    levels = [h.level for h in handlers]
+    if quiet:
+        for h in handlers:
+            h.setLevel(max(h.level, logging.ERROR))
+    try:
+        yield
+    finally:
+        for h, level in zip(handlers, levels):
+            h.setLevel(level)
+
+
 def run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest: str | None = None,
               progress: bool = True, on_error=None) -> BatchSummary:
     """Run the pipeline over ``sources`` on the connected Ray cluster (see :func:`connect`).
 
     Writes a Parquet manifest (default ``<outdir>/manifest.parquet``) with one row per source.
+    Without ``progress`` (``batch -q``), Ray Data's console messages are held back too.
     """
+    with dropping_stderr_lines(), _ray_data_console(quiet=not progress):
+        return _run_batch(sources, outdir, cfg, manifest=manifest, progress=progress, on_error=on_error)
+
+
+def _run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest: str | None = None,
+               progress: bool = True, on_error=None) -> BatchSummary:
     spec = registry.get(cfg.model)  # an unknown model fails here, not in every task
     refuse_prompt_models(spec, "batch")  # before Ray starts
     ray = require_ray()

@@ -6,17 +6,11 @@ A dataset is named ``KIND:PATH`` on the command line:
     A folder of RGB-D frames. If it holds ``manifest.csv`` that is read (see below); else
     these layouts are recognised, in the folder and, recursively, its subfolders:
 
-    ======================================  ===========  =========================================
-    layout                                  depth scale  intrinsics
-    ======================================  ===========  =========================================
-    ``color.png`` + ``depth.png``           5000 / m     none (TUM RGB-D as in Open3D's samples)
-    ``color/*`` + ``depth/*.png``           1000 / m     ``*.json`` with ``intrinsic_matrix``
-                                                         (Open3D's column-major layout), if present
-    ``rgb/*`` or ``image/*`` + ``depth/*``  256 / m      none (KITTI's 16-bit LiDAR PNGs); Garg crop,
-                                                         0-80 m
-    ======================================  ===========  =========================================
-
-    Frames pair by file stem. ``--depth-scale`` overrides the scale. Depth 0 = missing.
+    The layouts are :data:`FOLDER_LAYOUTS` (the same table is in ``localdepth eval --help`` and
+    docs/geometry.md). Frames pair by file stem, or else by the key the two names share once the
+    prefixes and suffixes that say which half of a pair a file is are stripped (:func:`pair_key`:
+    ``rgb_00005.jpg`` and ``sync_depth_00005.png`` share ``5``; ``00005`` and ``5`` are the same
+    number). ``--depth-scale``, ``--crop`` and ``--max-depth`` override a layout's. Depth 0 = missing.
 ``manifest:FILE.csv`` (or ``folder:FILE.csv``)
     CSV with a header: ``rgb,depth,depth_scale`` and optional ``fx,fy,cx,cy``; paths relative
     to the CSV's folder; ``depth`` is a 16-bit PNG (``metres = value / depth_scale``) or a
@@ -116,11 +110,73 @@ def _open3d_intrinsics(folder: Path) -> dict | None:
     return None
 
 
+#: the folder layouts ``folder:PATH`` recognises, in the order they are tried in each folder:
+#: (files, depth PNG units per metre, crop and depth range, what it is)
+FOLDER_LAYOUTS = (
+    ("manifest.csv", "per row", "none", "any frames, listed in a CSV (see manifest:)"),
+    ("color.png + depth.png", "5000", "none, <= 10 m", "TUM RGB-D, as in Open3D's samples"),
+    ("color/* + depth/*.png", "1000", "none, <= 10 m", "Open3D scenes (intrinsics: *.json beside)"),
+    ("rgb/rgb_N.jpg + depth/sync_depth_N.png", "1000", "eigen, <= 10 m", "NYU Depth v2 as BTS/AdaBins export it"),
+    ("rgb_N.jpg + sync_depth_N.png", "1000", "eigen, <= 10 m", "the same, in one folder"),
+    ("rgb/* or image/* + depth/*", "256", "garg, <= 80 m", "KITTI 16-bit LiDAR PNGs"),
+)
+
+#: what starts or ends a file name to say which half of an RGB-D pair it is (stripped by :func:`pair_key`)
+PAIR_PREFIXES = ("sync_depth_", "depth_", "rgb_", "image_", "img_", "color_", "colour_", "gt_")
+PAIR_SUFFIXES = ("_depth", "_rgb", "_image", "_img", "_color", "_colour", "_gt")
+
+
+def folder_layouts_text() -> str:
+    """:data:`FOLDER_LAYOUTS` as lines for ``localdepth eval --help``."""
+    width = max(len(files) for files, *_ in FOLDER_LAYOUTS)
+    rows = [("files", "units/m", "crop, range", "what")] + list(FOLDER_LAYOUTS)
+    return "\n".join(f"  {files:<{width}}  {units:<8} {crop:<15} {what}" for files, units, crop, what in rows)
+
+
+def pair_key(stem: str) -> str:
+    """The key an RGB and a depth file share: the stem, lower case, with one prefix and one suffix of
+    :data:`PAIR_PREFIXES`/:data:`PAIR_SUFFIXES` stripped, and a number as a number (``00005`` -> ``5``)."""
+    key = stem.lower()
+    for prefix in PAIR_PREFIXES:
+        if key.startswith(prefix) and len(key) > len(prefix):
+            key = key[len(prefix):]
+            break
+    for suffix in PAIR_SUFFIXES:
+        if key.endswith(suffix) and len(key) > len(suffix):
+            key = key[:-len(suffix)]
+            break
+    return str(int(key)) if key.isdigit() else key
+
+
+def pair_files(rgbs: dict[str, Path], depths: dict[str, Path]) -> list[tuple[Path, Path]]:
+    """RGB and depth files that belong together: the same stem, else the same :func:`pair_key` (a key two
+    files of one side share is ambiguous and pairs nothing). Sorted naturally by the RGB file."""
+    pairs = {stem: (rgbs[stem], depths[stem]) for stem in set(rgbs) & set(depths)}
+
+    def by_key(files: dict[str, Path]) -> dict[str, Path]:
+        keyed: dict[str, list[Path]] = {}
+        for stem, path in files.items():
+            if stem not in pairs:
+                keyed.setdefault(pair_key(stem), []).append(path)
+        return {k: v[0] for k, v in keyed.items() if len(v) == 1}
+
+    rgb_keys, depth_keys = by_key(rgbs), by_key(depths)
+    for key in set(rgb_keys) & set(depth_keys):
+        pairs[rgb_keys[key].stem] = (rgb_keys[key], depth_keys[key])
+    return [pairs[stem] for stem in sorted(pairs, key=natural_key)]
+
+
 def _pairs(rgb_dir: Path, depth_dir: Path, prefix: str, scale: float, **kw) -> list[Sample]:
-    rgbs, depths = _images(rgb_dir), _images(depth_dir)
-    return [Sample(f"{prefix}{stem}", _rgb_loader(rgbs[stem]), _depth_loader(depths[stem], scale),
-                   rgb_path=str(rgbs[stem]), **kw)
-            for stem in sorted(set(rgbs) & set(depths), key=natural_key)]
+    return _paired(_images(rgb_dir), _images(depth_dir), prefix, scale, **kw)
+
+
+def _paired(rgbs: dict[str, Path], depths: dict[str, Path], prefix: str, scale: float, **kw) -> list[Sample]:
+    return [Sample(f"{prefix}{rgb.stem}", _rgb_loader(rgb), _depth_loader(depth, scale), rgb_path=str(rgb), **kw)
+            for rgb, depth in pair_files(rgbs, depths)]
+
+
+def _nyu_named(files: dict[str, Path]) -> bool:
+    return any(stem.lower().startswith("sync_depth_") for stem in files)
 
 
 def _detect(folder: Path, root: Path, depth_scale: float | None) -> list[Sample]:
@@ -136,7 +192,18 @@ def _detect(folder: Path, root: Path, depth_scale: float | None) -> list[Sample]
                       intrinsics=_open3d_intrinsics(folder), max_depth=10.0)
     for name in ("rgb", "image"):
         if (folder / name).is_dir() and (folder / "depth").is_dir():
+            depths = _images(folder / "depth")
+            if _nyu_named(depths):  # NYU Depth v2 as BTS/AdaBins export it: millimetres, Eigen crop
+                return _paired(_images(folder / name), depths, prefix, depth_scale or 1000.0, crop="eigen",
+                               max_depth=10.0)
             return _pairs(folder / name, folder / "depth", prefix, depth_scale or 256.0, crop="garg", max_depth=80.0)
+    here = _images(folder)
+    if _nyu_named(here):  # the same export with both halves in one folder
+        depths = {stem: p for stem, p in here.items() if stem.lower().startswith("sync_depth_")}
+        rgbs = {stem: p for stem, p in here.items() if stem not in depths and p.suffix.lower() != ".npy"}
+        found = _paired(rgbs, depths, prefix, depth_scale or 1000.0, crop="eigen", max_depth=10.0)
+        if found:
+            return found
     samples: list[Sample] = []
     for sub in sorted((p for p in folder.iterdir() if p.is_dir()), key=natural_key):
         samples += _detect(sub, root, depth_scale)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -107,6 +108,11 @@ def _check_results(results, estimator, count: int) -> None:
     if any(r.intrinsics is None or r.camera_from_world is None for r in results):
         raise LocalDepthError(f"{estimator.name} predicts no camera poses, so it cannot build a scene; "
                               "use a Depth Anything 3 model (e.g. --model da3-base)")
+    # a scene places every view by its predicted camera, so here the prediction is used and checked
+    bad = next(((i, r.intrinsics.problem) for i, r in enumerate(results) if r.intrinsics.problem), None)
+    if bad is not None:
+        raise LocalDepthError(f"{estimator.name} predicted an unusable camera for view {bad[0]} ({bad[1]}); "
+                              "no scene can be built from it")
 
 
 def view_camera(result) -> Camera:
@@ -170,7 +176,8 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
         conf_path = under_root(output, f"conf/{view.stem.as_posix()}.npy")
         if result.confidence is not None:
             atomic_write_bytes(conf_path, _npy_bytes(result.confidence))
-        extra = {"scene": {"view": i, "image": given, "confidence": f"../conf/{view.stem.as_posix()}.npy"
+        extra = {"image": Path(os.path.relpath(output / "images" / name, depth_path.parent)).as_posix(),
+                 "scene": {"view": i, "image": given, "confidence": f"../conf/{view.stem.as_posix()}.npy"
                            if result.confidence is not None else None, "cameras": "../cameras.json"}}
         write_result(result, {"npy": depth_path, "json": depth_path.with_suffix(".json")},
                      WriteOptions(formats=("npy",), extra_sidecar=extra), model_info)

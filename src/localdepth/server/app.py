@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__, registry
-from ..errors import ImageDecodeError, LocalDepthError
+from ..errors import CameraError, ImageDecodeError, LocalDepthError
 from ..geometry import resolve_intrinsics
 from ..images import load_image
 from ..scene.build import takes_views
@@ -174,6 +174,11 @@ def inference_failure(e: BaseException) -> str:
     return f"inference failed on this image ({type(e).__name__}); the server log has the details"
 
 
+def request_camera_hint(message: str) -> str:
+    """A camera message of the command line, said in the request's terms (``?fov=`` or ``?fx=&fy=&cx=&cy=``)."""
+    return one_line(message.replace("--fov DEGREES or --intrinsics FX,FY,CX,CY", "?fov=DEGREES or ?fx=&fy=&cx=&cy="))
+
+
 DEPTH_REQUEST_BODY = {
     "required": True,
     "content": {
@@ -189,7 +194,8 @@ DEPTH_REQUEST_BODY = {
 DEPTH_RESPONSES = {
     200: {"description": "The depth map in the requested format; X-Depth-* headers describe it.",
           "content": {"application/json": {}, "application/octet-stream": {}, "image/png": {}}},
-    400: {"description": "Not an image, corrupt image, or bad parameters"},
+    400: {"description": "Not an image, corrupt image, bad parameters, or an unusable camera predicted by the "
+                         "model where the request gives none (give fov or fx/fy)"},
     401: {"description": "Missing or wrong bearer token (when the server has one)"},
     404: {"description": "The requested model is not loaded"},
     408: {"description": "The request body did not arrive within the body timeout"},
@@ -258,7 +264,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         except TimeoutError:
             raise HTTPError(504, f"no {what} within the timeout of {settings.timeout_s:g} s") from None
         except bad_request as e:
-            raise HTTPError(400, str(e)) from None
+            raise HTTPError(400, request_camera_hint(str(e))) from None
         except Exception as e:  # the model failed on this job: report it, keep serving
             raise HTTPError(500, inference_failure(e)) from None
 
@@ -286,11 +292,13 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         format: Format = Query("json", description="json (metadata + base64 float32 map), npy, png16, color or ply"),
         model: str | None = Query(None, description="which loaded model (default: the first)"),
         cmap: str = Query("Spectral_r", description="Matplotlib colour map for format=color"),
-        fx: float | None = Query(None, description="ply: focal length x, pixels"),
+        fx: float | None = Query(None, description="ply, and the metres of models that depend on the camera (Depth "
+                                                    "Pro, DA3 Metric): focal length x, pixels"),
         fy: float | None = Query(None, description="ply: focal length y, pixels (default fx)"),
         cx: float | None = Query(None, description="ply: principal point x, pixels (default (W-1)/2)"),
         cy: float | None = Query(None, description="ply: principal point y, pixels (default (H-1)/2)"),
-        fov: float | None = Query(None, description="ply: horizontal field of view, degrees (default: the photo's "
+        fov: float | None = Query(None, description="ply (and the metres of Depth Pro, DA3 Metric): horizontal field "
+                                                     "of view, degrees (default: the photo's "
                                                      f"EXIF, the model's own camera, else {encode.DEFAULT_FOV_DEG:g})"),
         max_points: int | None = Query(None, description="ply: subsample to at most this many points "
                                                           "(capped at the server's max_points)"),
@@ -346,15 +354,22 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
             prompt = None
             if prompt_data is not None:
                 prompt = await run_in_threadpool(decode_prompt, estimator, prompt_data, prompt_scale, settings.max_pixels)
-        exif = io.BytesIO(data) if format == "ply" else None  # the photo's own focal length, if it states one
+        # Depth Pro, DA3 Metric: the camera sets the metres
+        focal_dependent = bool(getattr(estimator.spec, "focal_dependent", False))
+        # the photo's own focal length, if it states one
+        exif = io.BytesIO(data) if format == "ply" or focal_dependent else None
         del data, prompt_data
         given_camera = any(v is not None for v in camera)
-        if format == "ply" and given_camera:  # refuse a bad camera before spending inference on it
+        stated = None
+        if given_camera and (format == "ply" or focal_dependent):  # refuse a bad camera before inference
             try:
-                encode.request_intrinsics(image.shape[1], image.shape[0], *camera)
+                stated = encode.request_intrinsics(image.shape[1], image.shape[0], *camera)
             except ValueError as e:
                 raise HTTPError(400, str(e)) from None
-        result = await queued(batcher.submit(image, settings.timeout_s, prompt), "depth map", retry)
+        # a camera given wins over the photo's EXIF and the model's prediction, for the metres as for the points
+        metric_camera = ({"intrinsics": stated} if stated is not None else {"exif": exif}) if focal_dependent else None
+        result = await queued(batcher.submit(image, settings.timeout_s, prompt, metric_camera), "depth map", retry,
+                              bad_request=(CameraError,))
         if format == "json":
             body, media, headers = await run_in_threadpool(encode.as_json, result)
         elif format == "npy":
@@ -365,8 +380,11 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
             body, media, headers = await run_in_threadpool(encode.as_color, result, cmap)
         else:
             h, w = result.map.shape
-            intrinsics = (encode.request_intrinsics(w, h, *camera) if given_camera
-                          else resolve_intrinsics(w, h, image_path=exif, predicted=result.intrinsics))
+            try:
+                intrinsics = (encode.request_intrinsics(w, h, *camera) if given_camera
+                              else resolve_intrinsics(w, h, image_path=exif, predicted=result.intrinsics))
+            except ValueError as e:  # the model's own camera is unusable and the request gives none
+                raise HTTPError(400, request_camera_hint(str(e))) from None
             body, media, headers = await run_in_threadpool(encode.as_ply, result, image, intrinsics, points)
         headers.setdefault("Content-Disposition", f'inline; filename="{FILENAMES[format]}"')
         return Response(body, media_type=media, headers=headers)

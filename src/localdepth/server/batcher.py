@@ -44,6 +44,7 @@ class _Job:
     enqueued: float = field(default_factory=time.perf_counter)
     call: Callable[[Any], Any] | None = None  # runs alone: call(estimator) instead of an image
     prompt: np.ndarray | None = None  # the network's prompt_depth input (1, h, w), for models that take one
+    camera: dict | None = None  # the request's camera and EXIF, for models whose metres depend on it
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
         self.image = self.prompt = self.call = None  # done with them: a settled job holds no image
@@ -156,21 +157,23 @@ class DynamicBatcher:
     def full(self) -> bool:
         return self._queue.full()
 
-    async def submit(self, image: np.ndarray, timeout_s: float, prompt: np.ndarray | None = None) -> DepthResult:
+    async def submit(self, image: np.ndarray, timeout_s: float, prompt: np.ndarray | None = None,
+                     camera: dict | None = None) -> DepthResult:
         """Queue one decoded image (and its preprocessed prompt depth, for models that take one);
         raises QueueFullError, asyncio.TimeoutError or the model's error."""
-        return await self._enqueue(timeout_s, image=image, prompt=prompt)
+        return await self._enqueue(timeout_s, image=image, prompt=prompt, camera=camera)
 
     async def submit_call(self, call: Callable[[Any], Any], timeout_s: float) -> Any:
         """Queue ``call(estimator)`` to run alone on the model's thread (e.g. several views of one
         scene); its result or error comes back as :meth:`submit`'s do."""
         return await self._enqueue(timeout_s, call=call)
 
-    async def _enqueue(self, timeout_s: float, *, image: np.ndarray | None = None, call=None, prompt=None):
+    async def _enqueue(self, timeout_s: float, *, image: np.ndarray | None = None, call=None, prompt=None,
+                       camera=None):
         if not self.running:
             raise BatcherStoppedError("the model is not running (the server is starting or stopping)")
         loop = asyncio.get_running_loop()
-        job = _Job(image, loop, loop.create_future(), call=call, prompt=prompt)
+        job = _Job(image, loop, loop.create_future(), call=call, prompt=prompt, camera=camera)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -257,7 +260,7 @@ class DynamicBatcher:
         try:
             prompts = None if group[0].prompt is None else [j.prompt[0] for j in group]
             results = self.estimator.predict_decoded([j.image for j in group], batch_size=len(group),
-                                                     prompt_depths=prompts)
+                                                     prompt_depths=prompts, cameras=[j.camera for j in group])
         except Exception as e:  # a failing batch never stops the worker
             if len(group) > 1:  # run them one by one, so one bad image fails only its own request
                 log.warning("%s: a batch of %d failed (%s); retrying one by one", self.name, len(group), one_line(str(e)))

@@ -10,7 +10,8 @@ its own range adds more. The remedies here:
   - ``off``: the model's maps as predicted;
   - ``align``: each frame's map is fitted (scale and shift, robust least squares in both
     directions, :func:`symmetric_fit` over :func:`localdepth.align.fit_to_previous`) onto
-    the previous *output* frame, so the whole clip shares the first frame's units;
+    the previous *output* frame, so the whole clip shares the first frame's units; the fit is
+    constrained so that a frame's values stay positive (:func:`positive_floor`);
   - ``align+ema``: as ``align``, then an exponential moving average of the aligned maps,
     ``out_t = a * aligned_t + (1 - a) * out_{t-1}`` (``--ema a``, default 0.5). Smoother,
     but moving edges leave a short trail.
@@ -36,10 +37,12 @@ STABILIZE_MODES = ("off", "align", "align+ema")
 FIT_SAMPLES = 4_000
 #: samples per frame for the robust colour range
 RANGE_SAMPLES = 20_000
+#: an aligned frame stays above this fraction of the previous frame's median (see :func:`positive_floor`)
+FLOOR_FRACTION = 1e-3
 
 
 def symmetric_fit(current: np.ndarray, previous: np.ndarray, robust: str | None = "irls",
-                  max_samples: int = FIT_SAMPLES) -> tuple[float, float, float]:
+                  max_samples: int = FIT_SAMPLES, floor: float | None = None) -> tuple[float, float, float]:
     """``(scale, shift, r2)`` with ``scale * current + shift ≈ previous``, treating both maps
     as noisy: the geometric mean of the forward fit and the inverted backward fit
     (reduced-major-axis regression), each from :func:`localdepth.align.fit_to_previous`.
@@ -51,6 +54,14 @@ def symmetric_fit(current: np.ndarray, previous: np.ndarray, robust: str | None 
     wrongly call perfectly stable. ``r2`` (forward scale x backward scale, the squared
     correlation for plain least squares) says how well the frames agree. The shift puts
     the medians of the two maps on top of each other.
+
+    ``floor``: the lowest value the aligned map may take (a positive disparity or depth). The
+    fit is made on the values the two frames share, pixel by pixel; when the camera moves or far
+    content enters (sky), the pairs disagree, and the fitted line, extrapolated to this frame's
+    lowest value, can go below zero (negative disparity: behind the camera). Then the fit is
+    constrained: this frame's lowest value is pinned to ``floor`` and only the scale about it is
+    fitted (the same reduced-major-axis fit, scale only, of ``current - low`` onto
+    ``previous - floor``), the least-squares solution with that constraint active.
     """
     try:
         forward = fit_to_previous(current, previous, robust=robust, max_samples=max_samples)
@@ -63,7 +74,32 @@ def symmetric_fit(current: np.ndarray, previous: np.ndarray, robust: str | None 
     both = np.isfinite(current) & np.isfinite(previous)
     step = max(1, int(both.sum()) // (4 * max_samples))
     shift = float(np.median(previous[both][::step])) - scale * float(np.median(current[both][::step]))
-    return scale, shift, forward.scale * backward.scale
+    r2 = forward.scale * backward.scale
+    if floor is None:
+        return scale, shift, r2
+    low = float(np.min(current[both]))
+    if scale * low + shift >= floor:
+        return scale, shift, r2
+    x = np.asarray(current, dtype=np.float64) - low
+    y = np.asarray(previous, dtype=np.float64) - floor
+    try:
+        forward = fit_to_previous(x, y, robust=robust, max_samples=max_samples, scale_only=True)
+        backward = fit_to_previous(y, x, robust=robust, max_samples=max_samples, scale_only=True)
+    except ValueError:
+        return math.nan, math.nan, 0.0
+    if not (forward.scale > 0 and backward.scale > 0):
+        return math.nan, math.nan, 0.0
+    scale = math.sqrt(forward.scale / backward.scale)
+    return scale, floor - scale * low, forward.scale * backward.scale
+
+
+def positive_floor(previous: np.ndarray) -> float | None:
+    """The lowest value an aligned frame may take: :data:`FLOOR_FRACTION` of the previous aligned
+    frame's median (a point 1000 times farther than the median, for disparity; scale-free, so the
+    same for any model's units). None when the previous frame has no positive median."""
+    finite = previous[np.isfinite(previous)]
+    median = float(np.median(finite[:: max(1, finite.size // RANGE_SAMPLES)])) if finite.size else 0.0
+    return FLOOR_FRACTION * median if median > 0 else None
 
 
 class Stabilizer:
@@ -98,12 +134,17 @@ class Stabilizer:
             aligned = raw
             self._last = (1.0, 0.0)
         else:
-            scale, shift, r2 = symmetric_fit(raw, prev, self.robust, FIT_SAMPLES)
+            floor = positive_floor(prev)
+            scale, shift, r2 = symmetric_fit(raw, prev, self.robust, FIT_SAMPLES, floor)
             if math.isfinite(scale) and math.isfinite(shift) and scale > 0:
                 self._last = (scale, shift)
                 self.r2.append(r2)
             else:  # a flat or empty frame: keep the last good mapping rather than invert the clip
                 self.rejected += 1
+                finite = raw[np.isfinite(raw)]
+                scale, shift = self._last
+                if floor is not None and finite.size and scale * float(finite.min()) + shift < floor:
+                    self._last = (scale, floor - scale * float(finite.min()))  # that mapping, kept above the floor
             scale, shift = self._last
             aligned = (scale * raw.astype(np.float64) + shift).astype(np.float32)
         out = aligned
