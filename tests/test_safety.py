@@ -391,7 +391,12 @@ def test_pointcloud_refuses_unphysical_cameras_from_options_sidecars_and_cameras
     (tmp_path / "s.json").write_text(json.dumps({"kind": "depth", "units": "m", "predicted_intrinsics": {
         "fx": 1e-300, "fy": 1e-300, "cx": 15.5, "cy": 11.5, "width": 32, "height": 24}}))
     code, err = run_cli(capsys, "pointcloud", tmp_path / "s.npy", *out)
-    assert code == 2 and "predicted_intrinsics" in err and "at least 1 pixel" in err, err
+    assert code == 2 and "model predicted" in err and "at least 1 pixel" in err and "--fov" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "c.ply").exists()
+    # ... checked only where it is used: a camera the user gives wins over it (issue 19, item 4)
+    code, err = run_cli(capsys, "pointcloud", tmp_path / "s.npy", *out, "--fov", "60")
+    assert code == 0 and (tmp_path / "c.ply").exists(), err
+    (tmp_path / "c.ply").unlink()
     # a scene's cameras.json
     (tmp_path / "cameras.json").write_text(json.dumps({"views": [{
         "image": "m.jpg", "width": 32, "height": 24, "intrinsics": [[500, 0, 1e308], [0, 500, 11.5], [0, 0, 1]],
