@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import rng_image
+from localdepth import images as images_module
 from localdepth import runner as runner_module
 from localdepth.inputs import expand_inputs
 from localdepth.runner import Runner
@@ -81,7 +82,8 @@ def test_pipelined_writes_exactly_what_sequential_writes(small_estimator, tmp_pa
                  on_error=lambda line: None).run(items)
     for seed in (1, 2):  # random delays make decodes and writes finish in a different order each time
         rng = random.Random(seed)
-        monkeypatch.setattr(runner_module, "load_image", _delayed(runner_module.load_image, rng, 0.02))
+        # inputs decode through InputItem.load, which calls localdepth.images.load_image
+        monkeypatch.setattr(images_module, "load_image", _delayed(images_module.load_image, rng, 0.02))
         monkeypatch.setattr(runner_module, "write_result", _delayed(runner_module.write_result, rng, 0.03))
         out = tmp_path / f"pipe{seed}"
         pipe = Runner(small_estimator, out, options, batch_size=3, progress=False, pipeline=True, workers=3,

@@ -302,8 +302,8 @@ def test_same_names_from_two_folders_and_shrunk_views_stay_consistent(livingroom
     views = json.loads((out / "cameras.json").read_text())["views"]
     assert [v["image"] for v in views] == [str(tmp_path / "a" / "00001.jpg"), str(tmp_path / "b" / "00001.jpg")]
     _, images, _ = _read_colmap_text(out / "colmap")
-    # inputs names them 00001_jpg (its rule for equal names); the second gets _2; shrunk: written as PNG
-    assert [im["name"] for im in images.values()] == ["00001_jpg.png", "00001_jpg_2.png"]
+    # the input layer names them: the first keeps its name, the second gets _2; shrunk: written as PNG
+    assert [im["name"] for im in images.values()] == ["00001.png", "00001_2.png"]
     for view, image in zip(views, images.values()):
         stem = Path(image["name"]).stem
         written = cv2.imread(str(out / "images" / image["name"]))

@@ -1,14 +1,17 @@
 """Fetching images from ``http(s)://`` URLs, as the Transformers pipeline accepts them.
 
 Bounded in size and time: a ``Content-Length`` over the limit is refused before reading, the body
-is read in chunks and refused as soon as it passes the limit, and the whole transfer (connection,
-headers and body) must finish within the timeout, so a server that drips bytes slowly is cut off
-too. Every failure is one line (:class:`~localdepth.errors.FetchError`). Only ``http`` and
-``https`` are fetched; redirects are followed to those schemes only.
+is read in chunks and refused as soon as it passes the limit, and the whole exchange (name lookup,
+connection, headers, redirects and body) must finish within the timeout, so a server that drips
+its headers or its body slowly is cut off at the deadline. Every failure is one line
+(:class:`~localdepth.errors.FetchError`). Only ``http`` and ``https`` are fetched; redirects are
+followed to those schemes only.
 """
 
 from __future__ import annotations
 
+import http.client
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,13 +59,105 @@ class _SameSchemesOnly(urllib.request.HTTPRedirectHandler):
 
 
 def fetch(url: str, limits: FetchLimits = DEFAULT_LIMITS) -> bytes:
-    """The body of ``url`` (see module docstring); raises :class:`FetchError` with one line."""
+    """The body of ``url`` (see module docstring); raises :class:`FetchError` with one line.
+
+    The deadline covers the whole exchange: name lookup, connection, TLS, the response's
+    headers, every redirect and the body. The exchange runs in a worker thread that the caller
+    waits for at most ``timeout_s``; at the deadline its sockets are shut, which ends any read
+    under way (a server that drips its headers one byte at a time kept each read alive before),
+    and the caller gets its one line at once.
+    """
     if not is_url(url):
         raise FetchError(f"{url}: not an http(s) URL")
     deadline = time.monotonic() + limits.timeout_s
+    exchange = _Exchange()
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["body"] = _transfer(url, limits, deadline, exchange)
+        except BaseException as e:  # handed to the caller
+            outcome["error"] = e
+
+    worker = threading.Thread(target=work, name="localdepth-fetch", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if worker.is_alive():
+        exchange.cancel()  # ends the reads under way; a name lookup ends on its own, unheard
+        raise FetchError(_too_slow(url, limits))
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["body"]
+
+
+def _too_slow(url: str, limits: FetchLimits) -> str:
+    return f"{url}: no complete answer within {limits.timeout_s:g} s"
+
+
+class _Exchange:
+    """The sockets of one fetch (redirects open more than one), to shut at the deadline."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sockets: list = []
+        self.cancelled = False
+
+    def track(self, sock) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            late = self.cancelled
+        if late:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock) -> None:
+    import socket
+
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _tracked(connection_class, exchange: _Exchange):
+    class Tracked(connection_class):
+        def connect(self):
+            super().connect()
+            exchange.track(self.sock)
+
+    return Tracked
+
+
+class _HTTP(urllib.request.HTTPHandler):
+    def __init__(self, exchange: _Exchange):
+        super().__init__()
+        self._exchange = exchange
+
+    def http_open(self, req):
+        return self.do_open(_tracked(http.client.HTTPConnection, self._exchange), req)
+
+
+class _HTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, exchange: _Exchange):
+        super().__init__()
+        self._exchange = exchange
+
+    def https_open(self, req):
+        return self.do_open(_tracked(http.client.HTTPSConnection, self._exchange), req, context=self._context)
+
+
+def _transfer(url: str, limits: FetchLimits, deadline: float, exchange: _Exchange) -> bytes:
+    """The exchange itself (in :func:`fetch`'s worker thread)."""
     too_large = f"{url}: over the limit of {limits.max_bytes} bytes ({limits.max_bytes / 2**20:.3g} MiB)"
-    slow = f"{url}: no complete answer within {limits.timeout_s:g} s"
-    opener = urllib.request.build_opener(_SameSchemesOnly)
+    slow = _too_slow(url, limits)
+    opener = urllib.request.build_opener(_SameSchemesOnly, _HTTP(exchange), _HTTPS(exchange))
     request = urllib.request.Request(url.strip(), headers={"User-Agent": "localdepth"})
     try:
         with opener.open(request, timeout=limits.timeout_s) as response:
@@ -93,7 +188,7 @@ def fetch(url: str, limits: FetchLimits = DEFAULT_LIMITS) -> bytes:
         raise FetchError(f"{url}: cannot connect ({reason})") from None
     except TimeoutError:
         raise FetchError(slow) from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, http.client.HTTPException) as e:
         raise FetchError(f"{url}: transfer failed ({type(e).__name__}: {e})") from None
     if time.monotonic() > deadline:
         raise FetchError(slow)

@@ -5,7 +5,20 @@ list (one path per line, ``#`` comments; relative paths are relative to the list
 ``http(s)://`` URL (fetched with a size limit and a timeout, see :mod:`localdepth.fetch`).
 Each image gets a relative path that the outputs keep under ``--outdir``: a folder's
 images keep their path inside the folder, a glob's keep their path below the pattern's
-fixed part, a single file keeps its name.
+fixed part, a single file keeps its name, a URL the last segment of its path.
+
+Output names are decided here, once for the whole input list, and are unique in it
+(:func:`unique_outputs`): two inputs would otherwise write the same files and the second would
+silently replace the first's. ``a.jpg`` and ``a.png`` in one folder become ``a_jpg`` and
+``a_png``; any other clash (``d1/x.jpg`` and ``d2/x.jpg`` given as files, two URLs ending in
+``x.jpg``) keeps the first input's name and gives the next ones ``x_2``, ``x_3``... in input
+order, so the same command names its outputs the same way every time (``--skip-existing``
+resumes). Names are compared without regard to case (``X.jpg`` and ``x.jpg`` are one file on
+macOS and Windows).
+
+Every command that takes images reads them through :meth:`InputItem.load` (URLs fetched within
+their limits): a URL item has no local path, so nothing can read a file of the current folder
+in its place.
 """
 
 from __future__ import annotations
@@ -13,10 +26,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 
 from .images import IMAGE_EXTENSIONS
+from .limits import MAX_IMAGE_PIXELS
 from .safety import quoted
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -24,10 +39,11 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 @dataclass(frozen=True)
 class InputItem:
-    path: Path
+    path: Path | None  # the file on disk; None for a URL (there is no local file to read)
     rel: Path  # relative output path (with the input's extension)
     error: str | None = None  # set when the input could not be found at all
-    url: str | None = None  # an http(s):// input: fetched instead of read from ``path``
+    url: str | None = None  # an http(s):// input: fetched instead of read from a file
+    renamed_from: Path | None = None  # the name it would have had, when another input had it first
 
     @property
     def source(self) -> str | Path:
@@ -38,6 +54,27 @@ class InputItem:
     def label(self) -> str:
         """How messages and sidecars name the input."""
         return self.url or str(self.path)
+
+    @property
+    def identity(self) -> str:
+        """The input itself, independent of the current folder: the URL, or the file's absolute path
+        (recorded in sidecars, so that a resumed run knows which input made which outputs)."""
+        return self.url or os.path.abspath(self.path)
+
+    def load(self, *, max_pixels: int | None = MAX_IMAGE_PIXELS, url_limits=None):
+        """The image as RGB (:func:`localdepth.images.load_image`): the file, or the URL fetched
+        within ``url_limits`` (:class:`localdepth.fetch.FetchLimits`; default its defaults)."""
+        from .images import load_image
+
+        return load_image(self.source, max_pixels=max_pixels, url_limits=url_limits)
+
+    def record(self) -> dict:
+        """The sidecar's ``input`` entry: which input produced these outputs, and under which name."""
+        entry = {"source": self.identity, "name": self.rel.as_posix()}
+        if self.renamed_from is not None:
+            entry["renamed_from"] = self.renamed_from.as_posix()
+            entry["why"] = "another input of this run has the same output name"
+        return entry
 
 
 def natural_key(path: Path | str) -> list:
@@ -78,8 +115,10 @@ def _list_file(list_path: Path) -> list[InputItem]:
     return items
 
 
-def expand_inputs(specs: list[str | os.PathLike]) -> list[InputItem]:
-    """Expand files, folders, globs, ``.txt`` lists and ``http(s)://`` URLs, in order, without duplicates.
+def expand_inputs(specs: list[str | os.PathLike], *,
+                  outputs: Callable[[PurePosixPath], Iterable[str]] | None = None) -> list[InputItem]:
+    """Expand files, folders, globs, ``.txt`` lists and ``http(s)://`` URLs, in order, without
+    duplicates, with unique output names (:func:`unique_outputs`; ``outputs`` as there).
 
     A URL's outputs are named after the last segment of its path (see :func:`localdepth.fetch.url_filename`).
     """
@@ -90,7 +129,7 @@ def expand_inputs(specs: list[str | os.PathLike]) -> list[InputItem]:
         text = str(spec)
         if is_url(text):
             name = Path(url_filename(text))
-            items.append(InputItem(name, name, url=text.strip()))
+            items.append(InputItem(None, name, url=text.strip()))
             continue
         path = Path(text).expanduser()
         if path.is_dir():
@@ -104,27 +143,69 @@ def expand_inputs(specs: list[str | os.PathLike]) -> list[InputItem]:
             items += matched or [InputItem(path, Path(path.name), f"{quoted(text)}: the pattern matched no file")]
         else:
             items.append(InputItem(path, Path(path.name), f"{quoted(text)}: no such file or folder"))
-    seen: set[Path] = set()
+    seen: set = set()
     unique = []
     for item in items:
         key = item.url if item.url else (item.path.resolve() if item.error is None else item.path)
         if key not in seen:
             seen.add(key)
             unique.append(item)
-    return _disambiguate(unique)
+    return unique_outputs(unique, outputs)
 
 
-def _disambiguate(items: list[InputItem]) -> list[InputItem]:
-    """``a.jpg`` and ``a.png`` in one folder would write the same outputs: keep both by
-    folding the extension into the name (``a_jpg``, ``a_png``)."""
-    counts: dict[Path, int] = {}
+def _stem(rel: Path) -> Path:
+    return rel.with_suffix("") if rel.suffix else rel
+
+
+def _default_outputs(rel: PurePosixPath) -> list[str]:
+    return [_stem(Path(rel)).as_posix()]
+
+
+def unique_outputs(items: list[InputItem],
+                   outputs: Callable[[PurePosixPath], Iterable[str]] | None = None) -> list[InputItem]:
+    """The same items with output names that no two share (see the module's docstring).
+
+    ``outputs(rel)`` lists the names an input at ``rel`` would write (default: its stem), for
+    callers whose files differ in more than the suffix: ``run`` passes its formats' file names
+    (so ``a_color.jpg`` as png16 cannot take ``a.jpg``'s colour picture), ``video`` its flattened
+    frame names. Names compare without regard to case. A renamed item keeps the name it would
+    have had in ``renamed_from``.
+    """
+    names_of = outputs or _default_outputs
+
+    def claims(rel: Path) -> set[str]:
+        try:
+            return {str(n).lower() for n in names_of(PurePosixPath(rel.as_posix()))}
+        except Exception:  # an unsafe name (absolute, '..'): refused later, per input, where it is planned
+            return {rel.as_posix().lower()}
+
+    # a.jpg and a.png in one folder: fold the extension into the name of each (a_jpg, a_png)
+    suffixes: dict[str, set[str]] = {}
     for item in items:
-        key = item.rel.with_suffix("")
-        counts[key] = counts.get(key, 0) + 1
+        suffixes.setdefault(_stem(item.rel).as_posix().lower(), set()).add(item.rel.suffix.lower())
+    folded = []
+    for item in items:
+        if len(suffixes[_stem(item.rel).as_posix().lower()]) > 1 and item.rel.suffix:
+            # the suffix stays, so that a stem with dots (photo.v2) keeps them
+            rel = item.rel.with_name(f"{item.rel.stem}_{item.rel.suffix.lstrip('.').lower()}{item.rel.suffix}")
+            item = replace(item, rel=rel)
+        folded.append(item)
+
+    # any other clash: the first keeps its name, the next get _2, _3... (never a name another input has)
+    wanted = [claims(item.rel) for item in folded]
+    held_by_someone = set().union(*wanted)
+    taken: set[str] = set()
     out = []
-    for item in items:
-        if counts[item.rel.with_suffix("")] > 1 and item.rel.suffix:
-            rel = item.rel.with_name(f"{item.rel.stem}_{item.rel.suffix.lstrip('.').lower()}")
-            item = InputItem(item.path, rel, item.error, item.url)
+    for item, names in zip(folded, wanted):
+        if names & taken:
+            k = 2
+            while True:
+                rel = item.rel.with_name(f"{_stem(item.rel).name}_{k}{item.rel.suffix}")
+                candidate = claims(rel)
+                if not (candidate & taken) and not (candidate & held_by_someone):
+                    break
+                k += 1
+            item, names = replace(item, rel=rel, renamed_from=item.rel), candidate
+        taken |= names
         out.append(item)
     return out

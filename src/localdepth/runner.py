@@ -12,6 +12,7 @@ writes already under way finish; every file is written atomically, so none is ha
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -24,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CameraError, LocalDepthError
+from .errors import CameraError, LocalDepthError, StorageError
 from .estimator import DepthEstimator
-from .images import load_image
 from .inputs import InputItem
 from .limits import MAX_IMAGE_PIXELS
-from .safety import one_line, quoted
+from .safety import check_outputs, one_line, quoted
 from .writers import WriteOptions, is_complete, output_paths, write_result
 
 
@@ -84,6 +84,13 @@ def _short(e: BaseException) -> str:
     return text if isinstance(e, LocalDepthError) else f"{type(e).__name__}: {text}"
 
 
+def _write_failure(item: InputItem, e: BaseException) -> str:
+    """One line for an input whose outputs could not be written (a full disk costs that input)."""
+    if isinstance(e, StorageError):  # it names the file and the reason already
+        return f"{quoted(item.label)}: {e}"
+    return f"{quoted(item.label)}: cannot write outputs ({_short(e)})"
+
+
 @dataclass
 class _Decoded:
     item: InputItem
@@ -96,7 +103,8 @@ class _Decoded:
     prompt_label: str | None = None
 
     def annotate(self, result) -> None:
-        """Name the prompt depth file in the result's sidecar notes."""
+        """Name the input and the prompt depth file in the result's sidecar notes."""
+        result.notes["input"] = self.item.record()
         if self.prompt_label and "prompt_depth" in result.notes:
             result.notes["prompt_depth"]["file"] = self.prompt_label
 
@@ -104,12 +112,24 @@ class _Decoded:
 def plan(item: InputItem, outdir: Path, options: WriteOptions) -> dict[str, Path]:
     """Output paths of one item; refuses to overwrite the input itself."""
     paths = output_paths(outdir, item.rel, options.formats)
-    if item.url:
-        return paths
-    src = item.path.resolve()
-    if any(p.resolve() == src for p in paths.values()):
-        raise LocalDepthError(f"{quoted(item.label)}: an output would overwrite the input; choose another --outdir")
+    if item.path is not None:
+        check_outputs([(f"the {fmt} output", path) for fmt, path in paths.items()], [("the input", item.path)],
+                      advice="choose another --outdir")
     return paths
+
+
+def is_done(item: InputItem, paths: dict[str, Path]) -> bool:
+    """Whether ``item``'s outputs are complete (``--skip-existing``): every file there, and a
+    sidecar that says this input made them. A sidecar naming another input (the names of a run
+    whose inputs changed) is not this input's result; one from before inputs were recorded is
+    trusted as it always was."""
+    if not is_complete(paths):
+        return False
+    try:
+        recorded = json.loads(paths["json"].read_text()).get("input")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return not isinstance(recorded, dict) or recorded.get("source") in (None, item.identity)
 
 
 class Runner:
@@ -166,7 +186,7 @@ class Runner:
         if not self.skip_existing:
             return True
         try:
-            return not is_complete(plan(item, self.outdir, self.options))
+            return not is_done(item, plan(item, self.outdir, self.options))
         except Exception:  # refused by plan(): fails in _prepare without the model
             return False
 
@@ -222,10 +242,10 @@ class Runner:
             return ItemOutcome(item, "failed", item.error), None
         try:
             paths = plan(item, self.outdir, self.options)
-            if self.skip_existing and is_complete(paths):
+            if self.skip_existing and is_done(item, paths):
                 return ItemOutcome(item, "skipped", outputs=paths), None
             t0 = time.perf_counter()
-            image = load_image(item.source, max_pixels=self.max_pixels, url_limits=self.url_limits)
+            image = item.load(max_pixels=self.max_pixels, url_limits=self.url_limits)
             decoded = _Decoded(item, paths, image, (time.perf_counter() - t0) * 1000)
             if self.prompt_for is not None:
                 metres, decoded.prompt_label = self.prompt_for(item)
@@ -255,7 +275,7 @@ class Runner:
             try:
                 write_result(result, d.paths, self.options, self.model_info)
             except Exception as e:
-                yield ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: cannot write outputs ({_short(e)})")
+                yield ItemOutcome(d.item, "failed", _write_failure(d.item, e))
                 continue
             yield ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
 
@@ -280,7 +300,7 @@ class Runner:
         try:
             write_result(result, d.paths, self.options, self.model_info)
         except Exception as e:
-            return ItemOutcome(d.item, "failed", f"{quoted(d.item.label)}: cannot write outputs ({_short(e)})")
+            return ItemOutcome(d.item, "failed", _write_failure(d.item, e))
         return ItemOutcome(d.item, "ok", outputs=d.paths, seconds=time.perf_counter() - t0)
 
     def _pipelined(self, items: list[InputItem]) -> Iterator[ItemOutcome]:

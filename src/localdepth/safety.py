@@ -10,6 +10,11 @@
 * **Numeric options**: :data:`NUMERIC_OPTIONS` gives the range of every numeric command-line
   option and server parameter, by name; :func:`check_options` checks them all, for the command
   line (once, before any command runs) and for the server's settings and query parameters.
+* **Named outputs**: every file a command writes under a name the user chose (``--output``,
+  ``--mesh``, a sidecar beside them, a scene's files) goes through :func:`check_outputs` first:
+  an output that is one of the command's inputs (the same path once links are followed, or the
+  same file by device and inode: a hard link, a bind mount), or that two outputs share, is
+  refused in one line before anything is written.
 
 The check of a path against symbolic links happens when the path is planned, just before the
 write: it protects against links already in the output tree, not against someone who swaps a
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from . import limits
-from .errors import LocalDepthError
+from .errors import LocalDepthError, OutputClashError
 
 
 class UnsafePathError(LocalDepthError):
@@ -124,6 +129,65 @@ def check_outdir(outdir: str | os.PathLike) -> None:
 def under_root(root: str | os.PathLike, rel: str | os.PathLike) -> Path:
     """``root / rel``, refused (:class:`UnsafePathError`) unless it stays under ``root``."""
     return contained(root, Path(root) / relative_output(rel))
+
+
+# ----------------------------------------------------------------------------- named outputs
+
+def _identity(path: str | os.PathLike) -> tuple[str, tuple[int, int] | None]:
+    """(the path with every link resolved, (device, inode) when it exists)."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return real, None
+    return real, (st.st_dev, st.st_ino)
+
+
+def check_outputs(outputs, inputs=(), *, advice: str = "choose another output name") -> None:
+    """Refuse (:class:`OutputClashError`) to write over an input, or one output over another.
+
+    ``outputs`` and ``inputs`` are ``(label, path)`` pairs, ``label`` saying how the user named
+    the path (``--output``, ``the input``); pairs whose path is None are skipped. Two paths clash
+    when they are one file: the same path once symbolic links are followed, or the same device
+    and inode (a hard link). An input may be a folder: an output may not replace it either.
+    ``advice`` ends the message (what to do instead).
+    """
+    seen_real: dict[str, str] = {}
+    seen_inode: dict[tuple[int, int], str] = {}
+    for label, path in inputs:
+        if path is None:
+            continue
+        real, inode = _identity(path)
+        seen_real.setdefault(real, f"{label} {quoted(path)}")
+        if inode is not None:
+            seen_inode.setdefault(inode, f"{label} {quoted(path)}")
+    taken: dict[str, str] = {}
+    for label, path in outputs:
+        if path is None:
+            continue
+        real, inode = _identity(path)
+        clash = seen_real.get(real) or (seen_inode.get(inode) if inode is not None else None)
+        if clash is not None:
+            raise OutputClashError(f"{label} {quoted(path)} is {clash} itself: writing it would overwrite the "
+                                   f"input; {advice}")
+        if real in taken:
+            raise OutputClashError(f"{label} {quoted(path)} and {taken[real]} are one file: one would overwrite "
+                                   "the other; give them different names")
+        taken[real] = f"{label} {quoted(path)}"
+
+
+#: tests only: the name of a :func:`crash_point` at which the process kills itself
+CRASH_AT_ENV = "LOCALDEPTH_TEST_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """Tests only: SIGKILL this process here when ``$LOCALDEPTH_TEST_CRASH_AT`` is ``name``, so a
+    test can check what a kill at the worst moment leaves on disk. Users never set it; unset,
+    it costs one lookup."""
+    if os.environ.get(CRASH_AT_ENV) == name:
+        import signal
+
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 # ----------------------------------------------------------------------------- network addresses

@@ -355,17 +355,36 @@ def _hub_error(spec: ModelSpec, label: str, error: Exception) -> WeightsError:
         f"cannot download {label} from huggingface.co/{spec.repo_id} ({reason[:160]}); {how_to_provide(spec)}")
 
 
+CACHE_HINT = ("localdepth's cache is $LOCALDEPTH_HOME (else the user cache folder): set LOCALDEPTH_HOME to a "
+              "folder you can write, with room for the weights")
+
+
+def cache_error(error: OSError, where: Path):
+    """A filesystem error in localdepth's cache as one line that names the folder and what to do
+    (an error about a file outside the cache, a source being read, names that file)."""
+    from .errors import storage_error
+
+    inside = error.filename is None or str(error.filename).startswith(str(home()))
+    return storage_error(error, where, hint=CACHE_HINT) if inside else storage_error(error, action="read")
+
+
 @contextmanager
 def _replacing(dest_dir: Path):
     """A staging folder beside ``dest_dir`` that replaces it, whole, when the block succeeds
-    (and is removed when it fails: a cache never holds half of something)."""
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{dest_dir.name}."))
+    (and is removed when it fails: a cache never holds half of something). A cache that cannot
+    be written (read-only, full, a path through a file) is one line (:func:`cache_error`)."""
+    try:
+        dest_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{dest_dir.name}."))
+    except OSError as e:
+        raise cache_error(e, dest_dir) from None
     try:
         yield staging
         if dest_dir.exists():
             shutil.rmtree(dest_dir)
         os.replace(staging, dest_dir)
+    except OSError as e:
+        raise cache_error(e, dest_dir) from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

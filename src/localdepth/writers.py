@@ -62,19 +62,100 @@ def robust_range(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[
 
 # ----------------------------------------------------------------------------- atomic files
 
+def temporary_sibling(path: Path) -> Path:
+    """A fresh name beside ``path`` for writing it (same folder, so a rename finishes the write;
+    same suffix, so libraries that pick a format by suffix still do)."""
+    path = Path(path)
+    return path.parent / f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete a temporary file if it is there (cleaning up after a failure: never a new error)."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def as_storage_error(error: OSError, path: Path, tmp: Path | None = None):
+    """``error`` from writing ``path`` (through ``tmp``) as a one-line :class:`StorageError` that
+    names ``path``; an error about another file (a source being read) names that file."""
+    from .errors import storage_error
+
+    own = {str(path), str(tmp)} | {str(parent) for parent in Path(path).parents}
+    if error.filename is None or str(error.filename) in own:
+        return storage_error(error, path)
+    return storage_error(error, action="read")
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` (same suffix, so libraries that pick a format by suffix
-    still do) to write to; renamed onto ``path`` when the block ends, removed if it fails."""
+    """A temporary path beside ``path`` (:func:`temporary_sibling`) to write to; renamed onto
+    ``path`` when the block ends, removed if it fails. A filesystem error (a full disk, a
+    read-only folder) becomes one :class:`~localdepth.errors.StorageError` line naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
+    tmp = temporary_sibling(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        remove_quietly(tmp)
+        if isinstance(e, OSError):
+            raise as_storage_error(e, path, tmp) from None
         raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``, macOS
+    ``renamex_np(RENAME_SWAP)``); False where the system or filesystem cannot."""
+    import ctypes
+    import ctypes.util
+    import errno
+    import sys
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        if sys.platform.startswith("linux"):
+            result = libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2)  # AT_FDCWD, RENAME_EXCHANGE
+        elif sys.platform == "darwin":
+            result = libc.renamex_np(os.fsencode(a), os.fsencode(b), 2)  # RENAME_SWAP
+        else:
+            return False
+    except (OSError, AttributeError):  # no such C function here (an old C library)
+        return False
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Put the finished folder ``staging`` at ``target``, in place of what is there, so that
+    ``target`` holds either the whole old set or the whole new one, never a mix.
+
+    A missing ``target`` is one rename. An existing one is swapped with ``staging`` in one atomic
+    exchange where the system has one (Linux 3.15+, macOS), then the old set is deleted. Elsewhere
+    the old folder is renamed aside (``.NAME.old-*``) and the new one into place: a kill between
+    those two renames leaves ``target`` missing and the complete old set beside it, never a mix.
+    ``target`` given as a link to a folder replaces the folder it points to.
+    """
+    import shutil
+
+    target = Path(os.path.realpath(target))
+    staging = Path(staging)
+    if not os.path.lexists(target):
+        os.rename(staging, target)
+        return
+    if _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # it holds the old set now
+        return
+    aside = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(target, aside)
+    os.rename(staging, target)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

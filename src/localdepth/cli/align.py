@@ -32,11 +32,15 @@ def main(args: argparse.Namespace) -> int:
     from ..depthfile import image_reference, read_depth_map, sidecar_image
     from ..errors import LocalDepthError
     from ..postprocess import DepthResult
+    from ..safety import check_outputs
     from ..writers import FORMATS, WriteOptions, atomic_write_bytes
 
     fmt = OUTPUT_FORMATS.get(args.output.suffix.lower())
     if fmt is None:
         raise LocalDepthError(f"{args.output}: --output must end in {', '.join(OUTPUT_FORMATS)}")
+    check_outputs([("--output", args.output), ("the sidecar of --output", args.output.with_suffix(".json"))],
+                  [("the map", args.map), ("the map's sidecar", args.map.with_suffix(".json")),
+                   ("--points", args.points), ("--reference", args.reference), ("--mask", args.mask)])
     source, kind, meta = read_depth_map(args.map, args.kind)
     metric, report = align_from_args(args, source, kind)
     photo, _ = sidecar_image(args.map, meta)

@@ -7,7 +7,8 @@ import sys
 
 from .. import registry
 
-from .common import add_format_args, add_limit_args, add_model_args, add_outdir_arg, formats_from_args
+from .common import (add_format_args, add_limit_args, add_model_args, add_outdir_arg, add_url_args, formats_from_args,
+                     url_limits_from_args)
 
 
 def register(sub) -> None:
@@ -26,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--manifest", metavar="PATH", help="result manifest (default: OUTDIR/manifest.parquet)")
     p.add_argument("--overwrite", action="store_true", help="predict again even when the outputs are complete")
     add_limit_args(p)
+    add_url_args(p)
     g = p.add_argument_group("ray")
     g.add_argument("--ray-address", metavar="ADDR",
                    help="join a running cluster (auto, host:6379, ray://host:10001); default: start a local Ray")
@@ -55,7 +57,10 @@ def main(args: argparse.Namespace) -> int:
     if spec.predicts or spec.focal_dependent:
         raise LocalDepthError(f"localdepth batch carries the depth map only, not {spec.name}'s confidence, camera "
                               "or focal-dependent metres; use `localdepth run` for it")
-    sources = collect(args.inputs)
+    from .run import output_names_of
+
+    url_limits = url_limits_from_args(args)
+    sources = collect(args.inputs, outputs=output_names_of(formats, args))
     if not sources:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)
         return 2
@@ -63,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
                       dtype=args.dtype, input_size=args.input_size, formats=formats, cmap=args.cmap,
                       grayscale=args.grayscale, batch_size=args.batch_size, workers=args.workers,
                       gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                      skip_existing=not args.overwrite, max_pixels=args.max_pixels)
+                      skip_existing=not args.overwrite, max_pixels=args.max_pixels, url_limits=url_limits)
     OutputTarget(args.outdir, cfg.options).check()  # an unwritable --outdir fails before Ray starts
     ray = connect(args.ray_address, num_cpus=args.num_cpus, quiet=args.quiet)
     try:

@@ -54,7 +54,9 @@ def register(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, markdown, run_bench, write
+    from ..safety import check_outputs
 
+    check_outputs([("--json", args.json), ("--markdown", args.markdown)], [("--image", args.image)])
     if args.weights and len(args.model) > 1:
         print("localdepth: error: --weights applies to one --model", file=sys.stderr)
         return 2

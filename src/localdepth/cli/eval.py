@@ -63,10 +63,16 @@ def main(args: argparse.Namespace) -> int:
     from ..estimator import load
     from ..evaluation import EvalSettings, estimator_predictor, evaluate, open_dataset, oracle, to_markdown
     from ..evaluation.evaluate import ORACLE
+    from ..safety import check_outputs
     from ..writers import atomic_write_bytes
 
     if args.error_maps and not args.outdir:
         raise LocalDepthError("--error-maps needs --outdir")
+    if args.outdir:
+        _, _, data_path = args.dataset.partition(":")
+        check_outputs([("--outdir's eval.json", args.outdir / "eval.json"),
+                       ("--outdir's eval.md", args.outdir / "eval.md")],
+                      [("--dataset", data_path or None), ("--split", args.split)])
     if not 1 <= args.prompt_downsample <= 256:
         raise LocalDepthError("--prompt-downsample must be between 1 and 256")
     dataset = open_dataset(args.dataset, depth_scale=args.depth_scale, split=args.split, data_root=args.data_root,

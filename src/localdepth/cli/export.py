@@ -29,17 +29,21 @@ def register(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..conversion import Settings, Target, convert, copy_to
+    from ..conversion import Settings, Target, check_copy_target, convert, copy_to
     from ..weights import resolve
 
     spec = registry.get(args.model)
     resolved = resolve(spec, args.weights)
-    converted = convert(spec, resolved, Target("onnx", args.quantize or "fp32"),
+    target = Target("onnx", args.quantize or "fp32")
+    inputs = [("--weights", resolved.path), ("--check-image", args.check_image)]
+    if args.output is not None:  # before the export, not after it
+        check_copy_target(args.output, target, inputs)
+    converted = convert(spec, resolved, target,
                         settings=Settings(check_image=args.check_image, input_size=args.input_size),
                         force=args.force, log=lambda line: print(f"localdepth: {line}", file=sys.stderr))
     for line in converted.lines():
         print(line)
     print(f"{'reused' if converted.cached else 'cached'}: {converted.path}")
     if args.output is not None:
-        print(f"wrote {copy_to(converted, args.output)}")
+        print(f"wrote {copy_to(converted, args.output, inputs=inputs)}")
     return 0

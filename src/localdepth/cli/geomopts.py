@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import CameraError, LocalDepthError
 from ..limits import MAX_IMAGE_PIXELS
-from ..safety import one_line, quoted, under_root
+from ..safety import check_outputs, one_line, quoted, under_root
 
 
 def add_camera_args(p: argparse.ArgumentParser) -> None:
@@ -154,7 +154,6 @@ def run_with_geometry(args: argparse.Namespace, items, load_estimator, options, 
     import dataclasses
     import sys
 
-    from ..images import load_image
     from ..registry import get as registry_entry
     from ..runner import _short, plan
     from ..writers import write_result
@@ -176,11 +175,14 @@ def run_with_geometry(args: argparse.Namespace, items, load_estimator, options, 
                 raise LocalDepthError(item.error)
             paths = plan(item, args.outdir, options)
             cloud, mesh = geometry_paths(args, item, args.outdir, several)  # refused before any work
-            image = load_image(item.source, max_pixels=getattr(args, "max_pixels", MAX_IMAGE_PIXELS),
-                               url_limits=url_limits)
+            check_outputs([("--pointcloud", cloud), ("--mesh", mesh), *((f"the {fmt} output", path)
+                                                                         for fmt, path in paths.items())],
+                          [("the input", item.path)])
+            image = item.load(max_pixels=getattr(args, "max_pixels", MAX_IMAGE_PIXELS), url_limits=url_limits)
             prompt, prompt_label = prompt_for(item) if prompt_for else (None, None)
             result = estimator.predict_decoded([image], sources=[item.label], keep_image=True,
                                                prompt_depths=None if prompt is None else [prompt])[0]
+            result.notes["input"] = item.record()
             if prompt_label:
                 result.notes["prompt_depth"]["file"] = prompt_label
             extra = export_geometry(args, result.map, result.kind, image, None if item.url else item.path,

@@ -77,12 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     except LocalDepthError as e:
         print(f"localdepth: error: {one_line(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("localdepth: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `localdepth models | head`: the reader left, nothing to report
         sys.stderr = open(os.devnull, "w")
         return 0
+    except OSError as e:  # the filesystem (a full disk, a read-only folder) where no layer below named it
+        from ..errors import storage_error
+
+        print(f"localdepth: error: {one_line(str(storage_error(e, action='use')))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("localdepth: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

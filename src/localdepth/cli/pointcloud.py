@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .common import add_url_args
 from .geomopts import (add_alignment_args, add_camera_args, add_cloud_args, align_from_args, export_geometry,
                        wants_alignment)
 
@@ -19,8 +20,8 @@ def register(sub) -> None:
                     "Relative maps need alignment (--points/--reference) "
                     "or --relative (arbitrary units).")
     p.add_argument("map", type=Path, metavar="MAP", help="depth map (.npy, .pfm, or .png with sidecar)")
-    p.add_argument("--image", type=Path, help="RGB image for colours and EXIF (default: the photo the map's sidecar "
-                                              "names, relative to the sidecar's folder)")
+    p.add_argument("--image", help="RGB image for colours and EXIF: a file or an http(s):// URL (default: the "
+                                   "photo the map's sidecar names, relative to the sidecar's folder)")
     p.add_argument("--output", "-o", type=Path, help="point cloud file: .ply or .pcd")
     p.add_argument("--mesh", type=Path, help="mesh file: .ply, .obj or .glb")
     p.add_argument("--kind", choices=("disparity", "depth"),
@@ -34,23 +35,37 @@ def register(sub) -> None:
     add_camera_args(p)
     add_cloud_args(p)
     add_alignment_args(p)
+    add_url_args(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from ..depthfile import is_metric, read_depth_map, sidecar_image
     from ..errors import LocalDepthError
+    from ..fetch import is_url
     from ..images import load_image
+    from ..safety import check_outputs
     from ..writers import atomic_write_bytes
+    from .common import url_limits_from_args
 
     if not args.output and not args.mesh:
         raise LocalDepthError("nothing to write: give --output cloud.ply and/or --mesh mesh.ply")
+    target = args.output or args.mesh
+    report_path = target.with_name(target.name + ".json")  # never "cloud.json": a map of that stem's sidecar
+    check_outputs([("--output", args.output), ("--mesh", args.mesh), ("the report", report_path)],
+                  [("the map", args.map), ("the map's sidecar", args.map.with_suffix(".json")),
+                   ("--image", None if is_url(args.image) else args.image), ("--cameras", args.cameras),
+                   ("--points", args.points), ("--reference", args.reference), ("--mask", args.mask)])
     depth, kind, meta = read_depth_map(args.map, args.kind)
-    image_path, missing = (args.image, None) if args.image else sidecar_image(args.map, meta)
-    if missing:  # colours were meant to come from the photo: say that they will not, in one line
-        print(f"localdepth: warning: {args.map}: {missing}; the geometry has no colours (give --image PATH)",
-              file=sys.stderr)
-    image = load_image(image_path) if image_path else None
+    if args.image is not None:  # a file, or a URL fetched within --url-timeout/--url-max-mb
+        image_path = None if is_url(args.image) else Path(args.image)
+        image = load_image(args.image if image_path is None else image_path, url_limits=url_limits_from_args(args))
+    else:
+        image_path, missing = sidecar_image(args.map, meta)
+        if missing:  # colours were meant to come from the photo: say that they will not, in one line
+            print(f"localdepth: warning: {args.map}: {missing}; the geometry has no colours (give --image PATH)",
+                  file=sys.stderr)
+        image = load_image(image_path) if image_path else None
     report: dict = {}
     aligned = False
     if wants_alignment(args):
@@ -77,10 +92,8 @@ def main(args: argparse.Namespace) -> int:
                                   mesh=args.mesh, predicted=predicted, camera=camera, camera_from_world=pose,
                                   metric=is_metric(kind, meta)))
     report["source"] = str(args.map)
-    report["image"] = str(image_path) if image_path else None
-    target = args.output or args.mesh
-    # "cloud.ply.json", never "cloud.json": that may be the sidecar of a map of the same stem
-    atomic_write_bytes(target.with_name(target.name + ".json"), (json.dumps(report, indent=2) + "\n").encode())
+    report["image"] = str(args.image or image_path) if (args.image or image_path) else None
+    atomic_write_bytes(report_path, (json.dumps(report, indent=2) + "\n").encode())
     geo = report["geometry"]
     units = "metres" if geo["units"] == "m" else "ARBITRARY UNITS (relative map, no scale)"
     parts = []

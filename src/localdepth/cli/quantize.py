@@ -32,16 +32,21 @@ def register(sub) -> None:
     p.add_argument("--eval-dataset", metavar="KIND:PATH",
                    help="also evaluate fp32 and int8 on this dataset (as `localdepth eval --dataset`)")
     p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate only the first N frames")
-    p.add_argument("--output", "-o", type=Path, help="also copy the int8 model (model.xml/.bin, report.json) here")
+    p.add_argument("--output", "-o", type=Path,
+                   help="also copy the int8 model (model.xml/.bin, report.json) to this folder, as one set: it "
+                        "replaces the folder whole (a new or empty folder, or one holding such a set)")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..conversion import Settings, Target, convert, copy_to, update_report
+    from ..conversion import Settings, Target, check_copy_target, convert, copy_to, update_report
     from ..weights import resolve
 
     spec = registry.get(args.model)
     resolved = resolve(spec, args.weights)
+    inputs = [("--weights", resolved.path), ("--calibration", args.calibration), ("--check-images", args.check_images)]
+    if args.output is not None:  # before an hour of calibration, not after it
+        check_copy_target(args.output, Target("openvino", "int8"), inputs)
     settings = Settings(calibration=args.calibration, calibration_count=args.count, check_images=args.check_images,
                         input_size=args.input_size,
                         model_type=None if args.model_type == "default" else args.model_type)
@@ -55,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
         print(result["line"])
     print(f"cached: {converted.path}")
     if args.output is not None:
-        print(f"wrote {copy_to(converted, args.output)}")
+        print(f"wrote {copy_to(converted, args.output, inputs=inputs)}")
     return 0
 
 

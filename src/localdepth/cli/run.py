@@ -42,6 +42,22 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
+def output_names_of(formats: tuple[str, ...], args: argparse.Namespace):
+    """``rel -> the files an input at rel writes`` (its formats, its sidecar, and its point cloud
+    and mesh when there are several inputs), for the input layer to make every name unique."""
+    from ..writers import output_names
+
+    def names(rel):
+        found = [name.as_posix() for name in output_names(rel, formats).values()]
+        stem = rel.with_suffix("") if rel.suffix else rel
+        for option, tag in ((getattr(args, "pointcloud", None), "points"), (getattr(args, "mesh", None), "mesh")):
+            if option is not None:
+                found.append(f"{stem.as_posix()}_{tag}{option.suffix or '.ply'}")
+        return found
+
+    return names
+
+
 def main(args: argparse.Namespace) -> int:
     from ..runner import Runner
 
@@ -52,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     formats = formats_from_args(args)
     registry.get(args.model)  # an unknown name is a usage error, said before anything else
     url_limits = url_limits_from_args(args)
-    items = expand_inputs(specs)
+    items = expand_inputs(specs, outputs=output_names_of(formats, args))
     if not items:
         print("localdepth: error: no images found in the given inputs", file=sys.stderr)
         return 2

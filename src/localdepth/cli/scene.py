@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..scene.fuse import DEFAULT_CONF_PERCENTILE, DEFAULT_MAX_POINTS
 from ..scene.views import DEFAULT_MAX_VIEWS, MAX_SCENE_PIXELS, MAX_VIEWS
-from .common import add_model_args, load_from_args
+from .common import add_model_args, add_url_args, load_from_args, url_limits_from_args
 
 EXAMPLES = """examples:
   localdepth scene photos/ --model da3-base --output scene/
@@ -28,7 +28,7 @@ def register(sub) -> None:
                     "a fused point cloud, a GLB with the cameras, and a COLMAP text model.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="image files, folders, glob patterns or .txt lists; or one video file")
+                   help="image files, folders, glob patterns, .txt lists or http(s):// URLs; or one video file")
     p.add_argument("--output", "-o", type=Path, required=True, metavar="DIR", help="output folder")
     g = p.add_argument_group("views")
     g.add_argument("--stride", type=int, default=1, help="use every N-th frame (or image) (default: 1)")
@@ -44,6 +44,7 @@ def register(sub) -> None:
                    help="voxel size in the depth's units (default: one sampled pixel's footprint at the median depth)")
     f.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, metavar="N",
                    help=f"at most N fused points (default: {DEFAULT_MAX_POINTS:,})")
+    add_url_args(p)
     add_model_args(p, default_model="da3-base")
     p.set_defaults(func=main)
 
@@ -61,13 +62,14 @@ def main(args: argparse.Namespace) -> int:
     check_max_views(args.max_views)
     if args.stride < 1:
         raise LocalDepthError("--stride must be 1 or more")
+    url_limits = url_limits_from_args(args)
     estimator = load_from_args(args)
     if not takes_views(estimator):
         raise LocalDepthError(f"{estimator.name} sees one image at a time and predicts no camera poses, so it cannot "
                               "build a scene; use a Depth Anything 3 any-view model (da3-small, da3-base, da3-large, "
                               "da3-giant)")
     views, problems, _ = collect_views(list(args.inputs), stride=args.stride, max_views=args.max_views,
-                                       max_res=args.max_res)
+                                       max_res=args.max_res, url_limits=url_limits)
     views, off_grid = drop_off_grid_views(estimator, views)
     problems += off_grid
     for line in problems:

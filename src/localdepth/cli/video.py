@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .. import registry
-from .common import add_model_args, load_from_args
+from .common import add_model_args, add_url_args, load_from_args, url_limits_from_args
 
 EXAMPLES = """examples:
   localdepth video clip.mp4 --output clip_depth.mp4 --side       RGB | depth, same fps, audio copied
@@ -19,6 +19,12 @@ EXAMPLES = """examples:
   localdepth video clip.mp4 -m video-depth-anything-small --side  a video model: 32-frame windows, consistent
   localdepth video --webcam 0 -m video-depth-anything-small      streaming: one frame in, cached temporal state
   ffmpeg -i URL -f mpegts - | localdepth video - -m vda-small     a pipe on standard input, streaming
+
+The two-pass default (--normalize clip) spools the frames' maps to a folder localdepth-video-* in the
+temporary folder ($TMPDIR, else /tmp), about H*W*4 bytes a frame, deleted as the video is written. A
+run that is killed leaves its spool behind; the next video run removes it and says so. The depth
+video is written beside --output under a temporary name and renamed when finished, so a failed or
+killed run leaves an existing file of that name as it was.
 """
 
 
@@ -64,6 +70,7 @@ def register(sub) -> None:
                    help="clip: two passes, one mapping from the whole clip (default for files); running: one pass, "
                         "mapping from a warm-up (default for webcams)")
     t.add_argument("--warmup", type=int, default=16, help="frames of warm-up for --normalize running (default 16)")
+    add_url_args(p)
     add_model_args(p)
     p.set_defaults(func=main)
 
@@ -119,6 +126,28 @@ class PreviewWindow:
         return {"preview": True, "frames": self.frames}
 
 
+def check_video_outputs(source, output: Path | None, outdir: Path | None, formats: tuple[str, ...]) -> None:
+    """Refuse, before anything is written, a depth video, sidecar or per-frame file that is one of
+    the inputs (``video clip.mp4 --output clip.mp4``, frames written over the images they come from)."""
+    from ..safety import check_outputs, under_root
+    from ..video.writers import FRAME_FORMATS
+
+    inputs = [("the input", path) for path in getattr(source, "files", [])]
+    if getattr(source, "path", None) is not None:
+        inputs.append(("the input", source.path))
+    outputs = []
+    if output is not None:
+        outputs += [("--output", output), ("the sidecar of --output", output.with_suffix(".json"))]
+    if outdir is not None:
+        marker = under_root(outdir, "clip.json")
+        if output is None or os.path.realpath(marker) != os.path.realpath(output.with_suffix(".json")):
+            outputs.append(("the frames' clip.json", marker))  # (the same file as the video's: the same content)
+        for name in getattr(source, "frame_names", []):
+            outputs += [("a frame file", under_root(outdir, f"{name}{FRAME_FORMATS[fmt]}"))
+                        for fmt in formats if fmt in FRAME_FORMATS]
+    check_outputs(outputs, inputs)
+
+
 def main(args: argparse.Namespace) -> int:
     from ..errors import LocalDepthError  # PyAV (and OpenEXR for exr) are checked before this runs: extras.py
     from ..video import DepthVideoWriter, FrameFilesWriter, Position, Selection, open_source, process_clip
@@ -137,7 +166,7 @@ def main(args: argparse.Namespace) -> int:
             colormap_lut(args.cmap)
         selection = Selection(Position.parse(args.start), Position.parse(args.end), args.stride, args.max_frames)
         source = open_source(args.inputs, webcam=args.webcam, fps=args.fps, selection=selection,
-                             max_res=args.max_res)
+                             max_res=args.max_res, url_limits=url_limits_from_args(args))
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
 
@@ -146,6 +175,8 @@ def main(args: argparse.Namespace) -> int:
         output = args.output
         if output is None and not formats and not args.preview:
             output = Path(f"{source.name}_depth.mp4")
+        check_video_outputs(source, output, (args.outdir or Path(f"{source.name}_frames")) if formats else None,
+                            formats)
         if formats:
             outdir = args.outdir or Path(f"{source.name}_frames")
             try:
@@ -168,7 +199,7 @@ def main(args: argparse.Namespace) -> int:
         estimator = load_from_args(args)
     except BaseException:
         for w in writers:
-            w.close(complete=False)
+            w.discard() if hasattr(w, "discard") else w.close(complete=False)
         source.close()
         raise
 

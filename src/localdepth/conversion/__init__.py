@@ -41,7 +41,7 @@ from pathlib import Path
 
 from ..errors import LocalDepthError
 from ..registry import ModelSpec
-from ..weights import ResolvedWeights, model_dir, sha256_of
+from ..weights import ResolvedWeights, cache_error, model_dir, sha256_of
 
 #: runtime -> module that converts to it; each defines PRECISIONS, OPTIONS, MODEL_FILE and make(job, folder)
 CONVERTERS = {"onnx": "localdepth.conversion.onnx", "openvino": "localdepth.conversion.openvino"}
@@ -211,18 +211,24 @@ def convert(spec: ModelSpec, weights: ResolvedWeights, target: Target, *, settin
         if found is not None:
             return found
     folder = slot(spec, weights, target)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     job = Job(spec, weights, target, settings or Settings(), log)
     t0 = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:  # a cache that cannot be written (read-only, full, a path through a file) is one line
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    except OSError as e:
+        raise cache_error(e, folder.parent) from None
     try:
         report = module.make(job, staging)
         report = {"model": spec.name, "runtime": target.runtime, "precision": target.precision,
                   "options": module.OPTIONS[target.precision], "weights_id": weights_identity(weights),
                   "seconds": round(time.perf_counter() - t0, 1),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **report}
-        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        _install(staging, folder)
+        try:
+            (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+            _install(staging, folder)
+        except OSError as e:
+            raise cache_error(e, folder) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Converted(target, folder / module.MODEL_FILE, report, cached=False, seconds=time.perf_counter() - t0)
@@ -247,24 +253,72 @@ def update_report(converted: Converted, **entries) -> None:
     atomic_write_bytes(converted.folder / "report.json", (json.dumps(converted.report, indent=2) + "\n").encode())
 
 
-def copy_to(converted: Converted, output: Path) -> Path:
-    """Copy a cached conversion out of the cache: ``output`` is a file (``.onnx``) or a folder
-    (OpenVINO: ``model.xml``, ``model.bin``, ``report.json``). Returns the model file written."""
+#: the files of a copied set (any runtime): a folder holding only these is a set's folder
+SET_FILES = frozenset({"model.onnx", "model.xml", "model.bin", "report.json"})
+
+
+def check_copy_target(output: Path, target: Target, inputs=(), extra_names=()) -> None:
+    """Refuse, in one line and before any work, an ``--output`` that :func:`copy_to` could not
+    write without destroying something: one of ``inputs`` (``(label, path)`` pairs, see
+    :func:`localdepth.safety.check_outputs`), or a folder that holds files other than a set's."""
+    from ..errors import OutputClashError
+    from ..safety import check_outputs, quoted
+
     output = Path(output)
-    files = [p for p in converted.folder.iterdir() if p.is_file()]
+    check_outputs([("--output", output)], inputs)
+    suffix = Path(_check_target(target).MODEL_FILE).suffix
+    if output.suffix == suffix or not output.exists():
+        return
+    if not output.is_dir():
+        raise OutputClashError(f"--output {quoted(output)} is a file; give a folder for the model's files "
+                               f"(or a name ending in {suffix} for the model file alone)")
+    names = SET_FILES | set(extra_names)
+    others = sorted(p.name for p in output.iterdir() if p.name not in names or p.is_symlink() or not p.is_file())
+    if others:
+        raise OutputClashError(f"--output {quoted(output)} holds other files ({', '.join(others[:3])}"
+                               f"{', ...' if len(others) > 3 else ''}): the model's files are written as one set "
+                               "that replaces the folder; choose a new or empty folder")
+
+
+def copy_to(converted: Converted, output: Path, *, inputs=()) -> Path:
+    """Copy a cached conversion out of the cache: ``output`` is a file (``.onnx``) or a folder
+    (OpenVINO: ``model.xml``, ``model.bin``, ``report.json``). Returns the model file written.
+
+    ``inputs``: ``(label, path)`` pairs the output must not overwrite (:func:`check_copy_target`).
+    A single file is written atomically. A folder gets the whole set at once: the files are
+    copied into a staging folder beside it, which then takes its place
+    (:func:`localdepth.writers.replace_folder`: one atomic exchange on Linux and macOS), so a
+    kill at any moment leaves the old set or the new one, never a new ``model.bin`` beside an old
+    ``model.xml``. An existing folder is replaced only when it holds nothing but such a set; one
+    with other files is refused, as replacing it would delete them.
+    """
+    from ..safety import crash_point
+    from ..writers import as_storage_error, atomic_path, replace_folder
+
+    output = Path(output)
+    files = sorted(p for p in converted.folder.iterdir() if p.is_file())
+    check_copy_target(output, converted.target, [*inputs, ("the cache folder", converted.folder),
+                                                 *(("the cached model", p) for p in files)],
+                      extra_names=[p.name for p in files])
     if output.suffix == converted.path.suffix:  # a single-file model named by the user
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        shutil.copyfile(converted.path, tmp)
-        tmp.replace(output)
+        with atomic_path(output) as tmp:
+            shutil.copyfile(converted.path, tmp)
         return output
-    output.mkdir(parents=True, exist_ok=True)
-    for p in files:
-        tmp = output / f".{p.name}.tmp"
-        shutil.copyfile(p, tmp)
-        tmp.replace(output / p.name)
+    target = Path(os.path.realpath(output))
+    staging = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()  # with the usual permissions (umask), which the set keeps
+        for p in files:
+            shutil.copyfile(p, staging / p.name)
+            crash_point("copy-set")  # tests: a kill with part of the set copied
+        replace_folder(staging, target)
+    except OSError as e:
+        raise as_storage_error(e, output) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return output / converted.path.name
 
 
-__all__ = ["CONVERTERS", "ConversionError", "Converted", "Settings", "Target", "convert", "converted_root",
-           "copy_to", "ensure", "find", "slot", "update_report", "weights_identity"]
+__all__ = ["CONVERTERS", "ConversionError", "Converted", "Settings", "Target", "check_copy_target", "convert",
+           "converted_root", "copy_to", "ensure", "find", "slot", "update_report", "weights_identity"]

@@ -91,16 +91,16 @@ def image_set(folder: str | os.PathLike | None, count: int, *, check: bool = Fal
         ident = hashlib.sha256(f"synthetic:{seeds}".encode()).hexdigest()[:16]
         return ImageSet([synthetic_scene(s) for s in seeds], "synthetic", count, ident)
     from ..errors import LocalDepthError
-    from ..images import load_image
     from ..inputs import expand_inputs
 
-    items = [it for it in expand_inputs([str(folder)]) if not it.error][:count]
+    # files on disk only: the set is identified by their sizes (a URL has none to stat)
+    items = [it for it in expand_inputs([str(folder)]) if not it.error and it.path is not None][:count]
     if not items:
         raise LocalDepthError(f"no images found in {folder}; give a folder of photos")
     digest = hashlib.sha256()
     for it in items:
         digest.update(f"{it.rel}:{Path(it.path).stat().st_size}".encode())
-    return ImageSet([load_image(it.path) for it in items], str(folder), len(items), digest.hexdigest()[:16])
+    return ImageSet([it.load() for it in items], str(folder), len(items), digest.hexdigest()[:16])
 
 
 # ----------------------------------------------------------------------------- comparing outputs

@@ -34,6 +34,8 @@ import numpy as np
 from .. import registry
 from ..errors import LocalDepthError
 from ..estimator import refuse_prompt_models
+from ..fetch import DEFAULT_LIMITS, FetchLimits, fetch
+from ..fetch import is_url as is_http_url
 from ..images import load_image
 from ..limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from ..postprocess import DepthResult, to_original_size
@@ -169,6 +171,7 @@ class BatchConfig:
     cpus_per_worker: float | None = None  # None: 1, or less when the cluster is small (see plan_resources)
     skip_existing: bool = True
     max_pixels: int | None = MAX_IMAGE_PIXELS  # larger images are refused before decoding
+    url_limits: FetchLimits = DEFAULT_LIMITS  # http(s):// inputs: size and time of the whole exchange
 
     @property
     def options(self) -> WriteOptions:
@@ -191,7 +194,9 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
-def _read_bytes(url: str) -> bytes:
+def _read_bytes(url: str, url_limits: FetchLimits = DEFAULT_LIMITS) -> bytes:
+    if is_http_url(url):  # as `localdepth run` fetches them: bounded in size and time
+        return fetch(url, url_limits)
     with filesystem(url).open(url, "rb") as f:
         data = f.read(MAX_IMAGE_BYTES + 1)
     if len(data) > MAX_IMAGE_BYTES:
@@ -218,7 +223,8 @@ def decode_stage(rows, cfg: BatchConfig, target: OutputTarget):
                     status = "skipped"
                 else:
                     t0 = time.perf_counter()
-                    rgb = load_image(_read_bytes(src) if is_url(src) else src, max_pixels=cfg.max_pixels)
+                    data = _read_bytes(src, cfg.url_limits) if is_url(src) else src
+                    rgb = load_image(data, max_pixels=cfg.max_pixels)
                     dec_ms = _ms(t0)
                     t0 = time.perf_counter()
                     tensor = preprocess(rgb, spec.preprocessing, cfg.input_size)
@@ -342,7 +348,9 @@ def write_stage(rows, cfg: BatchConfig, target: OutputTarget):
                     timings={"decode": r.decode_ms, "preprocess": r.preprocess_ms, "inference": r.inference_ms,
                              "postprocess": post_ms},
                     source=r.input, image=_unpack(r.image) if r.image else None, max_depth=spec.max_depth,
-                    notes=network_input_note(int(r.height), int(r.width), spec.preprocessing, cfg.input_size),
+                    notes={**network_input_note(int(r.height), int(r.width), spec.preprocessing, cfg.input_size),
+                           "input": {"source": r.input if is_url(r.input) else os.path.abspath(r.input),
+                                     "name": r.rel}},  # which input made these files
                     metric=spec.metric)
                 t0 = time.perf_counter()
                 target.write(result, paths, json.loads(r.model_info))

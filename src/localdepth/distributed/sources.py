@@ -8,7 +8,11 @@ lists), so ``localdepth batch`` names outputs exactly as ``localdepth run`` does
   included). Relative paths are relative to the manifest's folder. Without ``rel``, a relative
   path keeps itself and absolute paths or URLs keep their path below the rows' common folder;
 * **URLs** that fsspec knows (``s3://``, ``gs://``, ``file://``…): a single image, a folder
-  (searched recursively) or a glob.
+  (searched recursively) or a glob. ``http(s)://`` URLs are single images, as for ``localdepth
+  run``, fetched within ``--url-timeout`` and ``--url-max-mb``.
+
+Output names are made unique for the whole job by the input layer
+(:func:`localdepth.inputs.unique_outputs`), as for ``localdepth run``.
 
 Listing happens on the driver: it is a table of names, small next to the images themselves.
 """
@@ -22,7 +26,8 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import LocalDepthError
 from ..images import IMAGE_EXTENSIONS
-from ..inputs import InputItem, _disambiguate, expand_inputs, natural_key
+from ..fetch import is_url as is_http_url
+from ..inputs import InputItem, expand_inputs, natural_key, unique_outputs
 from ..safety import quoted
 
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson")
@@ -181,13 +186,14 @@ def is_manifest(spec: str) -> bool:
     return PurePosixPath(spec).suffix.lower() in MANIFEST_SUFFIXES
 
 
-def collect(specs: list[str]) -> list[Source]:
-    """Every input of a job, in order, without duplicate inputs or clashing output names."""
+def collect(specs: list[str], outputs=None) -> list[Source]:
+    """Every input of a job, in order, without duplicate inputs or clashing output names
+    (``outputs``: as :func:`localdepth.inputs.unique_outputs` takes it)."""
     sources: list[Source] = []
     local: list[str] = []
 
     def flush():
-        sources.extend(Source(str(i.path), i.rel.as_posix(), i.error) for i in expand_inputs(local))
+        sources.extend(Source(i.url or str(i.path), i.rel.as_posix(), i.error) for i in expand_inputs(local))
         local.clear()
 
     for spec in map(str, specs):
@@ -197,10 +203,10 @@ def collect(specs: list[str]) -> list[Source]:
                 sources.append(Source(spec, PurePosixPath(spec).name, f"{quoted(spec)}: no such manifest"))
             else:
                 sources.extend(_manifest_sources(spec))
-        elif is_url(spec):
+        elif is_url(spec) and not is_http_url(spec):
             flush()
             sources.extend(_url_sources(spec))
-        else:
+        else:  # files, folders, globs, lists and http(s):// images: the input layer of `localdepth run`
             local.append(spec)
     flush()
 
@@ -211,6 +217,6 @@ def collect(specs: list[str]) -> list[Source]:
         if key not in seen:
             seen.add(key)
             unique.append(s)
-    # a.jpg and a.png in one folder would share outputs: the same renaming as `localdepth run`
-    items = _disambiguate([InputItem(Path(s.input), Path(s.rel), s.error) for s in unique])
+    items = unique_outputs([InputItem(None if is_url(s.input) else Path(s.input), Path(s.rel), s.error,
+                                      s.input if is_url(s.input) else None) for s in unique], outputs)
     return [Source(s.input, item.rel.as_posix(), s.error) for s, item in zip(unique, items)]

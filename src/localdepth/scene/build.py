@@ -14,7 +14,10 @@ under the output folder::
     colmap/            cameras.txt, images.txt, points3D.txt (COLMAP's text format)
     scene.json         how it was made: model, units, limits, thresholds, counts, timings (written last)
 
-Every file is written atomically, and only under the output folder (:func:`localdepth.safety.under_root`).
+Every file is written atomically, and only under the output folder (:func:`localdepth.safety.under_root`),
+never over an input (:func:`localdepth.safety.check_outputs`). ``scene.json`` marks a complete
+scene: an existing one is removed before the first file is written and the new one is written
+last, so a scene that fails half-way (a full disk) is never taken for a complete one.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LocalDepthError
-from ..safety import under_root
+from ..errors import LocalDepthError, storage_error
+from ..safety import check_outputs, under_root
 from ..writers import WriteOptions, atomic_path, atomic_write_bytes, write_result
 from .colmap import Camera, write_colmap_text
 from .fuse import DEFAULT_CONF_PERCENTILE, DEFAULT_MAX_POINTS, MAX_SAMPLES_PER_VIEW, fuse, sample_view
@@ -74,20 +77,27 @@ def _file_is_the_view(view: View) -> bool:
         return False
 
 
+def view_image_name(view: View) -> Path:
+    """The view's name under ``images/``: a photo whose file holds exactly the view keeps its
+    name; a rotated (EXIF) or shrunk (``--max-res``) photo, or an image from a URL, becomes PNG;
+    a video frame stays JPEG."""
+    if view.file is not None and _file_is_the_view(view):
+        return view.rel
+    return view.rel if view.frame_index is not None else view.rel.with_suffix(".png")
+
+
 def write_view_image(view: View, output: Path) -> str:
     """The view under ``images/`` as the model saw it; returns its name there (COLMAP's ``NAME``).
 
-    A photo whose file holds exactly the view is copied byte for byte; a rotated (EXIF) or shrunk
-    (``--max-res``) one is written as PNG, a video frame as JPEG (quality 95)."""
+    A photo whose file holds exactly the view is copied byte for byte; otherwise the view is
+    encoded (:func:`view_image_name`), a video frame as JPEG (quality 95)."""
     import cv2
 
-    name = view.rel
-    if view.file is not None and _file_is_the_view(view):
+    name = view_image_name(view)
+    if view.file is not None and name == view.rel:
         with atomic_path(under_root(output, Path("images") / name)) as tmp:
             shutil.copyfile(view.file, tmp)
         return name.as_posix()
-    if view.file is not None:
-        name = name.with_suffix(".png")
     ext = name.suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, cv2.cvtColor(view.image, cv2.COLOR_RGB2BGR), params)
@@ -159,12 +169,18 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
     output = Path(output)
     if not views:
         raise LocalDepthError("no views to build a scene from")
+    marker = under_root(output, "scene.json")
+    check_outputs(_planned_files(views, output), [("the input", v.file) for v in views])
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     results = estimator.predict_views([v.image for v in views], sources=[v.given for v in views])
     timings["predict_ms"] = (time.perf_counter() - t0) * 1000.0
     _check_results(results, estimator, len(views))
     units = results[0].units
+    try:  # from here on the folder is not a complete scene until the new marker is written
+        marker.unlink(missing_ok=True)
+    except OSError as e:
+        raise storage_error(e, marker) from None
 
     t0 = time.perf_counter()
     model_info = estimator.describe()
@@ -224,8 +240,22 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
         "limits": {"max_scene_pixels": MAX_SCENE_PIXELS},
         "timings_ms": {k: round(v, 1) for k, v in timings.items()},
     }
-    atomic_write_bytes(under_root(output, "scene.json"), (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(marker, (json.dumps(report, indent=2) + "\n").encode())
     return report
+
+
+def _planned_files(views: list[View], output: Path) -> list[tuple[str, Path]]:
+    """``(label, path)`` of every file a scene writes (checked against the inputs before any is)."""
+    files = [(f"the scene's {name}", under_root(output, name)) for name in
+             ("scene.json", "cameras.json", "points.ply", "scene.glb", "colmap/cameras.txt", "colmap/images.txt",
+              "colmap/points3D.txt")]
+    for view in views:
+        stem = view.stem.as_posix()
+        files += [("a view's image", under_root(output, Path("images") / view_image_name(view))),
+                  ("a view's depth", under_root(output, f"depth/{stem}.npy")),
+                  ("a view's sidecar", under_root(output, f"depth/{stem}.json")),
+                  ("a view's confidence", under_root(output, f"conf/{stem}.npy"))]
+    return files
 
 
 def _write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:

@@ -18,7 +18,6 @@ import numpy as np
 
 from .. import limits
 from ..errors import ImageDecodeError, LocalDepthError
-from ..images import load_image
 from ..inputs import expand_inputs
 
 DEFAULT_MAX_VIEWS = limits.SCENE_DEFAULT_MAX_VIEWS
@@ -68,9 +67,10 @@ def _shrink(rgb: np.ndarray, max_res: int | None) -> np.ndarray:
 
 
 def photo_views(inputs: list[str], *, stride: int = 1, max_views: int = DEFAULT_MAX_VIEWS,
-                max_res: int | None = None) -> tuple[list[View], list[str]]:
-    """Decode the photos named by ``inputs``: ``(views, problems)``; a missing or undecodable
-    photo is one problem line and the others go on."""
+                max_res: int | None = None, url_limits=None) -> tuple[list[View], list[str]]:
+    """Decode the photos named by ``inputs`` (files, folders, globs, lists, URLs fetched within
+    ``url_limits``): ``(views, problems)``; a missing or undecodable photo is one problem line and
+    the others go on. Output names come from the input layer, unique for the whole list."""
     items = expand_inputs(inputs)
     problems = [item.error for item in items if item.error]
     items = [item for item in items if not item.error][::stride]
@@ -81,27 +81,17 @@ def photo_views(inputs: list[str], *, stride: int = 1, max_views: int = DEFAULT_
     views, pixels = [], 0
     for item in items:
         try:
-            rgb = _shrink(load_image(item.path), max_res)
-        except (ImageDecodeError, OSError) as e:
-            problems.append(f"{item.path}: {e}")
+            rgb = _shrink(item.load(url_limits=url_limits), max_res)
+        except ImageDecodeError as e:  # its message names the input
+            problems.append(str(e))
+            continue
+        except OSError as e:
+            problems.append(f"{item.label}: {e}")
             continue
         pixels += rgb.shape[0] * rgb.shape[1]
         _check_pixels(pixels)
-        views.append(View(rgb, item.rel, str(item.path), file=item.path))
-    return unique_names(views), problems
-
-
-def unique_names(views: list[View]) -> list[View]:
-    """Views whose outputs would share a name (``a/img.jpg`` and ``b/img.jpg`` given as files) get
-    ``_2``, ``_3``... after their stem, so no view overwrites another's files."""
-    seen: set[str] = set()
-    for view in views:
-        rel, k = view.rel, 1
-        while view.stem.as_posix().lower() in seen:
-            k += 1
-            view.rel = rel.with_name(f"{rel.stem}_{k}{rel.suffix}")
-        seen.add(view.stem.as_posix().lower())
-    return views
+        views.append(View(rgb, item.rel, item.label, file=item.path))
+    return views, problems
 
 
 def drop_off_grid_views(estimator, views: list[View]) -> tuple[list[View], list[str]]:
@@ -154,8 +144,9 @@ def video_views(path: str | Path, *, stride: int = 1, max_views: int = DEFAULT_M
 
 
 def collect_views(inputs: list[str], *, stride: int = 1, max_views: int = DEFAULT_MAX_VIEWS,
-                  max_res: int | None = None) -> tuple[list[View], list[str], dict]:
+                  max_res: int | None = None, url_limits=None) -> tuple[list[View], list[str], dict]:
     """The views named on the command line: ``(views, problem lines, description of the source)``."""
+    from ..fetch import is_url
     from ..video.readers import VIDEO_EXTENSIONS, is_video_file
 
     check_max_views(max_views)
@@ -164,11 +155,14 @@ def collect_views(inputs: list[str], *, stride: int = 1, max_views: int = DEFAUL
     if not inputs:
         raise LocalDepthError("no input given; e.g. `localdepth scene photos/ --output scene/`")
     videos = [p for p in inputs if Path(p).suffix.lower() in VIDEO_EXTENSIONS]
+    if videos and is_url(videos[0]):
+        raise LocalDepthError(f"{videos[0]}: video URLs are not read directly; download the file first "
+                              "(image URLs work)")
     if videos:
         if len(inputs) > 1:
             raise LocalDepthError("give one video, or images (files, folders, globs, lists), not both")
         if not is_video_file(videos[0]):
             raise LocalDepthError(f"{videos[0]}: no such video file")
         return video_views(videos[0], stride=stride, max_views=max_views, max_res=max_res)
-    views, problems = photo_views(inputs, stride=stride, max_views=max_views, max_res=max_res)
+    views, problems = photo_views(inputs, stride=stride, max_views=max_views, max_res=max_res, url_limits=url_limits)
     return views, problems, {"type": "images", "count": len(views)}

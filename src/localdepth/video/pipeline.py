@@ -10,7 +10,10 @@ Two ways to get the clip's one mapping (``normalize``):
   side-by-side video needs it) to a temporary folder on disk, tracking the range; pass 2
   reads them back one at a time and writes every output with the whole clip's mapping.
   Memory holds one frame; the spool needs ``H*W*4`` bytes per frame (``+ H*W*3`` for
-  ``--side``) of temporary disk, freed as pass 2 goes.
+  ``--side``) of temporary disk, freed as pass 2 goes. The spool is a folder
+  ``localdepth-video-*`` in the temporary folder (``$TMPDIR``, else ``/tmp`` on Linux): the run
+  holds a lock on it, and a run that starts removes the spools whose run is gone (killed: its
+  lock went with it), saying so in one line (:func:`clean_stale_spools`).
 * ``"running"`` (default for webcams), one pass with a warm-up: the first ``warmup`` frames
   are held in memory, the mapping comes from their range widened by ``margin`` of its span
   on each side, then every frame is written as it comes. Values outside the range are
@@ -24,6 +27,7 @@ video is playable and the summary says ``interrupted``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -76,21 +80,140 @@ class VideoSummary:
         return text + ("; interrupted: the files hold the frames done so far" if self.interrupted else "")
 
 
+SPOOL_PREFIX = "localdepth-video-"
+#: a spool without a lock file (killed between creating it and locking it, or made by a version
+#: of localdepth without locks) is removed once it is this old
+UNLOCKED_SPOOL_AGE_S = 24 * 3600
+_LOCK_NAME = ".lock"
+_SPOOL_HINT = ("the video spool is in the temporary folder: free some space there, or set TMPDIR to a folder "
+               "with room (about H*W*4 bytes a frame)")
+
+
+def _spool_error(e: OSError, where: Path):
+    from ..errors import storage_error
+
+    return storage_error(e, where, hint=_SPOOL_HINT)
+
+
+def _lock(folder: Path):
+    """Hold a lock on ``folder`` for as long as this process lives (the kernel drops it when the
+    process dies, SIGKILL included); None where the system has no ``flock``. The lock file is
+    locked under a temporary name and then renamed, so it is never seen unlocked."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    tmp = folder / f"{_LOCK_NAME}-{os.getpid()}"
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.rename(tmp, folder / _LOCK_NAME)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _abandoned(folder: Path, mtime: float) -> bool:
+    """Whether the run that made the spool ``folder`` is gone: its lock can be taken, or (no lock
+    file) it is older than :data:`UNLOCKED_SPOOL_AGE_S`."""
+    lock = folder / _LOCK_NAME
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if fcntl is None or not lock.is_file():
+        return time.time() - mtime > UNLOCKED_SPOOL_AGE_S
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: its run is alive
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def clean_stale_spools(parent: str | os.PathLike | None = None, *, say=None) -> list[Path]:
+    """Remove the video spools of runs that are gone (killed) from ``parent`` (default: the
+    temporary folder), and say so (``say(line)``, default stderr). Only real folders named
+    ``localdepth-video-*`` that belong to this user are considered, never links; a spool whose
+    lock is held (its run is alive, in any process or container on this machine) is kept."""
+    import stat
+    import sys
+
+    say = say or (lambda line: print(line, file=sys.stderr))
+    root = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    removed = []
+    try:
+        entries = [e for e in os.scandir(root) if e.name.startswith(SPOOL_PREFIX)]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid):
+            continue
+        folder = Path(entry.path)
+        if not _abandoned(folder, st.st_mtime):
+            continue
+        size = _size(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+            say(f"localdepth: removed {folder} ({size / 1e6:.1f} MB), the video spool of a run that was killed")
+    return removed
+
+
 class _Spool:
-    """Pass-1 maps (and RGB frames when needed) on disk, read back in order and deleted."""
+    """Pass-1 maps (and RGB frames when needed) on disk, read back in order and deleted.
+
+    A folder ``localdepth-video-*`` in ``parent`` (default: the temporary folder), locked while
+    this run lives; spools of killed runs are removed first (:func:`clean_stale_spools`)."""
 
     def __init__(self, keep_rgb: bool, parent: str | None = None):
-        self.dir = Path(tempfile.mkdtemp(prefix="localdepth-video-", dir=parent))
+        clean_stale_spools(parent)
+        where = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+        try:
+            self.dir = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=parent))
+        except OSError as e:
+            raise _spool_error(e, where) from None
+        try:
+            self._lock = _lock(self.dir)
+        except OSError as e:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise _spool_error(e, self.dir) from None
         self.keep_rgb = keep_rgb
         self.frames: list[tuple[int, float, str, bool]] = []
 
     def put(self, frame: Frame, depth: np.ndarray, confidence: np.ndarray | None = None) -> None:
         k = len(self.frames)
-        np.save(self.dir / f"{k:07d}.npy", depth)
-        if self.keep_rgb:
-            np.save(self.dir / f"{k:07d}_rgb.npy", frame.rgb)
-        if confidence is not None:
-            np.save(self.dir / f"{k:07d}_conf.npy", confidence)
+        try:
+            np.save(self.dir / f"{k:07d}.npy", depth)
+            if self.keep_rgb:
+                np.save(self.dir / f"{k:07d}_rgb.npy", frame.rgb)
+            if confidence is not None:
+                np.save(self.dir / f"{k:07d}_conf.npy", confidence)
+        except OSError as e:  # a full temporary folder
+            raise _spool_error(e, self.dir) from None
         self.frames.append((frame.index, frame.time, frame.name, confidence is not None))
 
     def _take(self, name: str) -> np.ndarray:
@@ -111,6 +234,9 @@ class _Spool:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 def _bar(total: int | None, desc: str, enabled: bool):
@@ -180,6 +306,7 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
     meter: FlickerMeter | None = None
     spool: _Spool | None = None
     complete = False
+    failed_run = True  # until the frames are through: an error then drops what the writers wrote
     try:
         if normalize == "clip":
             spool = _Spool(keep_rgb, tmpdir)
@@ -226,12 +353,19 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
         finally:
             bar.close()
         complete = not summary.interrupted
+        failed_run = False
     finally:
-        for w in writers:
-            w.close(complete=complete)
-        if spool is not None:
-            spool.cleanup()
-        source.close()
+        try:
+            if failed_run:
+                _discard(writers)
+            else:
+                if sidecar_path is not None:  # the marker of a complete result goes first, comes back last
+                    Path(sidecar_path).unlink(missing_ok=True)
+                _close(writers, complete)
+        finally:
+            if spool is not None:
+                spool.cleanup()
+            source.close()
 
     summary.skipped = source.skipped
     summary.expected = source.expected_frames
@@ -247,6 +381,27 @@ def process_clip(source: FrameSource, estimator, writers: list, *, stabilize: st
 
         atomic_write_bytes(Path(sidecar_path), (json.dumps(summary.sidecar, indent=2) + "\n").encode())
     return summary
+
+
+def _close(writers: list, complete: bool) -> None:
+    """Finish every writer; the first error is raised once all were tried."""
+    error = None
+    for w in writers:
+        try:
+            w.close(complete=complete)
+        except BaseException as e:
+            error = error or e
+    if error is not None:
+        raise error
+
+
+def _discard(writers: list) -> None:
+    """Drop what every writer wrote (``discard()``; writers without one are closed as interrupted)."""
+    for w in writers:
+        try:
+            w.discard() if hasattr(w, "discard") else w.close(complete=False)
+        except Exception:  # the run's own error is the one to report
+            pass
 
 
 def clip_sidecar(source: FrameSource, estimator, summary: VideoSummary) -> dict:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import limits
 from ..errors import ImageDecodeError, LocalDepthError
-from ..images import Declared, check_declared, load_image, to_uint8
+from ..images import Declared, check_declared, to_uint8
 from ..safety import quoted
 from ..inputs import expand_inputs
 
@@ -319,17 +319,30 @@ class ImageSequenceReader(FrameSource):
     kind = "images"
 
     def __init__(self, specs: list[str], fps: float | Fraction | None = None, selection: Selection | None = None,
-                 max_res: int | None = None):
+                 max_res: int | None = None, url_limits=None):
         super().__init__(selection, max_res)
-        items = expand_inputs(specs)
+        # each frame's files are named after its flattened path (a/b.png -> a_b): unique in that form
+        items = expand_inputs(specs, outputs=lambda rel: [frame_name(rel)])
         missing = [i.error for i in items if i.error]
         for message in missing:
             print(f"localdepth: warning: {message}", file=sys.stderr)
         self.items = [i for i in items if not i.error]
         if not self.items:
             raise LocalDepthError("no images found in the given inputs; give a folder, a glob ('frames/*.png') or files")
+        self.url_limits = url_limits
         self.fps = Fraction(fps).limit_denominator(1001) if fps else DEFAULT_SEQUENCE_FPS
-        self.name = self.items[0].path.parent.name or "sequence"
+        first = self.items[0]
+        self.name = (first.path.parent.name if first.path is not None else "") or "sequence"
+
+    @property
+    def frame_names(self) -> list[str]:
+        """The stem of every image's per-frame files, in order."""
+        return [frame_name(item.rel) for item in self.items]
+
+    @property
+    def files(self) -> list[Path]:
+        """The images on disk (a command must not write over them)."""
+        return [item.path for item in self.items if item.path is not None]
 
     @property
     def expected_frames(self) -> int | None:
@@ -342,14 +355,20 @@ class ImageSequenceReader(FrameSource):
                 yield index, t, None, ""
                 continue
             try:
-                rgb = load_image(item.path)
+                rgb = item.load(url_limits=self.url_limits)
             except ImageDecodeError as e:
-                print(f"localdepth: warning: skipped {item.path}: {e}", file=sys.stderr)
+                print(f"localdepth: warning: skipped {item.label}: {e}", file=sys.stderr)
                 rgb = None
-            yield index, t, rgb, str(item.rel.with_suffix("")).replace(os.sep, "_")
+            yield index, t, rgb, frame_name(item.rel)
 
     def describe(self) -> dict:
-        return {**super().describe(), "first": str(self.items[0].path), "count": len(self.items)}
+        return {**super().describe(), "first": self.items[0].label, "count": len(self.items)}
+
+
+def frame_name(rel) -> str:
+    """An image's per-frame file stem: its relative path without the suffix, folders joined by ``_``."""
+    rel = Path(rel)
+    return (rel.with_suffix("") if rel.suffix else rel).as_posix().replace("/", "_")
 
 
 class WebcamReader(FrameSource):
@@ -410,8 +429,11 @@ def is_video_file(path: str | os.PathLike) -> bool:
 
 
 def open_source(inputs: list[str], *, webcam: str | int | None = None, fps: float | None = None,
-                selection: Selection | None = None, max_res: int | None = None) -> FrameSource:
-    """The right reader for the command line's inputs: a webcam, one video file, or images."""
+                selection: Selection | None = None, max_res: int | None = None, url_limits=None) -> FrameSource:
+    """The right reader for the command line's inputs: a webcam, one video file, or images
+    (files, folders, globs, lists, URLs fetched within ``url_limits``)."""
+    from ..fetch import is_url
+
     if webcam is not None:
         if inputs:
             raise LocalDepthError("give either --webcam or input files, not both")
@@ -422,6 +444,10 @@ def open_source(inputs: list[str], *, webcam: str | int | None = None, fps: floa
         reader = WebcamReader("pipe:0", fps, selection, max_res)
         reader.name = "stdin"
         return reader
+    remote = [p for p in inputs if is_url(p) and Path(p).suffix.lower() in VIDEO_EXTENSIONS]
+    if remote:
+        raise LocalDepthError(f"{remote[0]}: video URLs are not read directly; download the file first "
+                              "(image URLs work)")
     missing = [p for p in inputs if Path(p).suffix.lower() in VIDEO_EXTENSIONS and not Path(p).is_file()]
     if missing:
         raise LocalDepthError(f"{missing[0]}: no such video file")
@@ -433,4 +459,4 @@ def open_source(inputs: list[str], *, webcam: str | int | None = None, fps: floa
         if fps:
             print("localdepth: warning: --fps is ignored for video files (their own rate is kept)", file=sys.stderr)
         return reader
-    return ImageSequenceReader(inputs, fps, selection, max_res)
+    return ImageSequenceReader(inputs, fps, selection, max_res, url_limits)

@@ -3,7 +3,12 @@
 Every writer gets the clip's one :class:`~localdepth.video.stabilize.ClipMapping`, so all
 frames share one scaling. Writers are context managers; ``close()`` finishes the file
 (encoder flushed, container trailer written) also after Ctrl-C, so an interrupted run leaves
-a playable video of the frames done so far.
+a playable video of the frames done so far. ``discard()`` (on an error) drops what was written.
+
+The depth video is written to a temporary file beside it (``.NAME.<random>.tmp.mp4``) and
+renamed onto its name only when it is finished, as every file of ``localdepth run`` is: a run
+that fails, or is killed, leaves a previous video of that name as it was (a kill leaves the
+temporary file beside it, to delete).
 
 Per-frame files (``stem`` is ``frame_000123`` for videos and webcams, the image's name for
 image sequences):
@@ -31,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..safety import under_root
-from ..writers import atomic_write_bytes, colormap_lut, nearness, side_by_side
+from ..safety import crash_point, under_root
+from ..writers import (as_storage_error, atomic_write_bytes, colormap_lut, nearness, remove_quietly, side_by_side,
+                       temporary_sibling)
 from .readers import Frame
 from .stabilize import ClipMapping
 
@@ -72,7 +78,7 @@ class DepthVideoWriter:
         if mode not in VIDEO_MODES:
             raise ValueError(f"unknown video mode '{mode}'; choose from {', '.join(VIDEO_MODES)}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = temporary_sibling(self.path)  # renamed onto path once finished
         self.mode, self.cmap = mode, ("gray" if mode == "gray" else cmap)
         self.fps = Fraction(fps).limit_denominator(100_000)
         self.time_base = Fraction(time_base) if time_base else 1 / self.fps
@@ -80,7 +86,13 @@ class DepthVideoWriter:
         self.frames = 0
         self.audio_copied = False
         self._codec_name, self._crf = codec, crf
-        self._out = av.open(str(self.path), "w")
+        self._out = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = av.open(str(self._tmp), "w")
+        except OSError as e:
+            remove_quietly(self._tmp)
+            raise as_storage_error(e, self.path, self._tmp) from None
         self._video = None
         self._last_pts = -1
         self._t0: float | None = None
@@ -187,7 +199,7 @@ class DepthVideoWriter:
             self._close_audio_input()
             self._audio_out = None
             self._out.close()
-            self._out = av.open(str(self.path), "w")
+            self._out = av.open(str(self._tmp), "w")
             self._open_video(width, height)
 
     def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping,
@@ -205,9 +217,14 @@ class DepthVideoWriter:
         self._last_pts = pts
         vf = av.VideoFrame.from_ndarray(picture, format="rgb24")
         vf.pts, vf.time_base = pts, self.time_base
-        for packet in self._video.encode(vf):
-            self._out.mux(packet)
+        try:
+            for packet in self._video.encode(vf):
+                self._out.mux(packet)
+        except OSError as e:  # a full disk
+            raise as_storage_error(e, self.path, self._tmp) from None
         self.frames += 1
+        if self.frames == 2:
+            crash_point("video-writing")  # tests: a kill while the depth video is being written
         # interleave: audio up to the end of this frame, so a stop anywhere leaves both in step
         self._mux_audio_until(float(pts * self.time_base + 1 / self.fps))
 
@@ -216,22 +233,39 @@ class DepthVideoWriter:
         return float(self._last_pts * self.time_base + 1 / self.fps) if self._last_pts >= 0 else 0.0
 
     def close(self, *, complete: bool = True) -> None:
-        """Flush the encoder and write the trailer. ``complete=False`` (interrupted) copies the
-        audio only as far as the video goes."""
+        """Flush the encoder, write the trailer and rename the video onto its name.
+        ``complete=False`` (interrupted) copies the audio only as far as the video goes. A video
+        without frames is dropped, and an existing file of that name kept."""
         if self._out is None:
             return
         try:
-            if self._video is not None:
-                for packet in self._video.encode(None):
-                    self._out.mux(packet)
-            if self._video is not None and not self._audio_done:
-                self._mux_audio_until(None if complete else self.duration)
+            try:
+                if self._video is not None:
+                    for packet in self._video.encode(None):
+                        self._out.mux(packet)
+                    if not self._audio_done:
+                        self._mux_audio_until(None if complete else self.duration)
+            finally:
+                self._close_audio_input()
+                out, self._out = self._out, None
+                out.close()
+            if self.frames > 0:
+                os.replace(self._tmp, self.path)
+        except OSError as e:  # a full disk while finishing
+            raise as_storage_error(e, self.path, self._tmp) from None
         finally:
-            self._close_audio_input()
-            self._out.close()
-            self._out = None
-            if self.frames == 0:
-                self.path.unlink(missing_ok=True)
+            remove_quietly(self._tmp)  # gone already when it was renamed
+
+    def discard(self) -> None:
+        """Drop what was written (the run failed): an existing file of this name stays as it was."""
+        self._close_audio_input()
+        out, self._out = self._out, None
+        if out is not None:
+            try:
+                out.close()
+            except Exception:  # closing after a failure: what is left is deleted anyway
+                pass
+        remove_quietly(self._tmp)
 
     def describe(self) -> dict:
         return {"file": str(self.path), "mode": self.mode, "cmap": self.cmap, "fps": float(self.fps),
@@ -275,6 +309,8 @@ class FrameFilesWriter:
         self.outdir = Path(outdir)
         self.formats = formats
         self.frames = 0
+        #: the folder's clip.json marks a complete set: removed before the first frame, written last
+        self.marker = under_root(self.outdir, "clip.json")
 
     def paths(self, name: str) -> dict[str, Path]:
         """Each format's file for the frame ``name``, checked to stay under ``outdir``."""
@@ -284,6 +320,11 @@ class FrameFilesWriter:
               confidence: np.ndarray | None = None) -> None:
         import cv2
 
+        if self.frames == 0:
+            try:
+                self.marker.unlink(missing_ok=True)
+            except OSError as e:
+                raise as_storage_error(e, self.marker) from None
         for fmt, path in self.paths(frame.name).items():
             if fmt == "npz":
                 buf = io.BytesIO()
@@ -303,6 +344,9 @@ class FrameFilesWriter:
 
     def close(self, *, complete: bool = True) -> None:
         pass
+
+    def discard(self) -> None:
+        pass  # each frame's files are whole; without clip.json the folder is not a complete result
 
     def describe(self) -> dict:
         return {"outdir": str(self.outdir), "formats": list(self.formats), "frames": self.frames,
