@@ -197,3 +197,22 @@ def openvino_core():
 
         _core = openvino.Core()
     return _core
+
+
+# ----------------------------------------------------------------------------- PyTorch on MPS
+
+#: PyTorch's switch that runs operations MPS lacks on the CPU instead of failing; read once, when
+#: PyTorch is imported
+MPS_FALLBACK = "PYTORCH_ENABLE_MPS_FALLBACK"
+
+
+def enable_mps_fallback(environ=None, platform_name: str | None = None) -> bool:
+    """On macOS, set ``PYTORCH_ENABLE_MPS_FALLBACK=1`` unless the user set it (their value wins),
+    so that a model with an operation MPS lacks runs (that operation on the CPU, said in one
+    line: :func:`localdepth.backends.torch_backend.mps_fallback_notice`) instead of failing.
+    localdepth calls it when it is imported, before PyTorch is. Returns whether the fallback is on."""
+    environ = os.environ if environ is None else environ
+    if (platform_name or sys.platform) != "darwin":
+        return False
+    environ.setdefault(MPS_FALLBACK, "1")
+    return environ[MPS_FALLBACK].strip() not in ("", "0")
