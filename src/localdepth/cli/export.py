@@ -48,6 +48,10 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "onnx" and args.precision:
         raise LocalDepthError("--precision applies to --format coreml; ONNX takes --quantize fp16 or int8")
     spec = registry.get(args.model)
+    if args.format == "coreml":
+        from ..conversion.coreml import check_exportable
+
+        check_exportable(spec)  # before the weights are looked for (or downloaded)
     resolved = resolve(spec, args.weights)
     target = Target("coreml", args.precision or "fp16") if args.format == "coreml" else \
         Target("onnx", args.quantize or "fp32")

@@ -342,17 +342,24 @@ def predict_parity(path: Path, source, precision: str, shapes, names) -> Parity:
 
 # ----------------------------------------------------------------------------- the conversion
 
-def make(job, folder: Path) -> dict:
-    """Convert ``job`` into ``folder/model.mlpackage`` and ``model.json``; returns the report."""
-    spec, precision = job.spec, job.target.precision
-    if spec.format not in ("transformers", "da3", "vda") or spec.temporal:
+def check_exportable(spec: ModelSpec) -> None:
+    """Refuse, in one line, what a Core ML package (one image in, maps out) cannot hold."""
+    from ..networks import LOADERS
+
+    if spec.format not in LOADERS or spec.temporal:
         raise ConversionError(f"{spec.name} does not export to Core ML: only image networks PyTorch runs do "
-                              f"(video models keep state between frames)")
+                              f"(video models keep state between frames; TFLite files are not PyTorch networks)")
     if spec.prompt is not None:
         raise ConversionError(f"{spec.name} takes a prompt depth, which the Core ML package (image only) has no "
                               "input for")
     if spec.preprocessing.layout != "nchw":
         raise ConversionError(f"{spec.name} takes NHWC input; Core ML export takes NCHW networks")
+
+
+def make(job, folder: Path) -> dict:
+    """Convert ``job`` into ``folder/model.mlpackage`` and ``model.json``; returns the report."""
+    spec, precision = job.spec, job.target.precision
+    check_exportable(spec)
     ct = importable_coremltools()
     import torch
 
@@ -374,18 +381,24 @@ def make(job, folder: Path) -> dict:
     report = {"outputs": names, "input_sizes": [list(s) for s in shapes], "export_parity": graph.as_dict(),
               "package": {k: v for k, v in facts.items() if k != "metadata"},
               "versions": {"torch": torch.__version__, "coremltools": ct.__version__}}
-    if can_predict():
-        p = predict_parity(target, job.source, precision, shapes, names)
-        if not p.ok:
-            raise ConversionError(f"refusing to cache the Core ML {precision} package: {p.line()}")
-        report["parity"] = p.as_dict()
-        lines.append(p.line())
-    else:
-        lines.append("prediction not checked here: Core ML runs models on macOS only (coremltools' wheel for "
-                     f"{sys.platform} converts and reads packages); on a Mac, export runs one and prints its "
-                     "deviation from PyTorch")
-    report["lines"] = lines
+    parity, line = prediction_check(target, job.source, precision, shapes, names)
+    if parity is not None:
+        report["parity"] = parity
+    report["lines"] = [*lines, line]
     return report
+
+
+def prediction_check(path: Path, source, precision: str, shapes, names) -> tuple[dict | None, str]:
+    """On macOS, one prediction against PyTorch (refused over :data:`TOLERANCES`); elsewhere a note
+    that says why there is none. Returns the parity (or None) and the line to print."""
+    if not can_predict():
+        return None, ("prediction not checked here: Core ML runs models on macOS only (coremltools' wheel for "
+                      f"{sys.platform} converts and reads packages); on a Mac, export runs one and prints its "
+                      "deviation from PyTorch")
+    p = predict_parity(path, source, precision, shapes, names)
+    if not p.ok:
+        raise ConversionError(f"refusing to cache the Core ML {precision} package: {p.line()}")
+    return p.as_dict(), p.line()
 
 
 def write(converted, output: Path) -> tuple[Path, Path]:

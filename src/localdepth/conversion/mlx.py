@@ -53,9 +53,9 @@ def make(job, folder: Path) -> dict:
     from ..networks.mlx import convert, load
 
     spec = job.spec
-    _ = job.source.network  # PyTorch reads the weights first: a checkpoint it refuses is refused here too
     job.log(f"converting {spec.name} to MLX arrays ...")
-    convert(spec, Path(job.weights.path), folder)
+    convert(spec, Path(job.weights.path), folder)  # strict: the first differing tensor is named
+    _ = job.source.network  # the reference; a checkpoint PyTorch refuses is refused with its own line
     x, label = job.source.check_input(job.settings.input_size or CHECK_SIZE)
     reference = job.source.reference(x)["depth"]
     try:
