@@ -293,20 +293,23 @@ def test_video_depth_anything_clips_and_streaming_match_pytorch(tiny_vda):
     assert len(ours_state.entries) == len(theirs_state.entries)
 
 
-def test_video_streaming_through_the_backend(tiny_vda, photo):
-    """``localdepth video --streaming`` runs the backend's stream: MLX's frames equal PyTorch's."""
+@pytest.mark.parametrize("mode", ["windows", "streaming"])
+def test_video_through_the_backend(tiny_vda, photo, mode):
+    """``localdepth video`` offline (a window of clips through ``run``) and ``--streaming`` (the
+    backend's stream): MLX's frames equal PyTorch's."""
     import cv2
 
     from localdepth.video.readers import Frame
-    from localdepth.video.temporal import StreamingDepth
+    from localdepth.video.temporal import StreamingDepth, WindowedDepth
 
     rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
-    frames = [Frame(i, i / 24, cv2.resize(np.roll(rgb, 9 * i, axis=1), (72, 54)), f"f{i}") for i in range(4)]
+    frames = [Frame(i, i / 24, cv2.resize(np.roll(rgb, 9 * i, axis=1), (72, 54)), f"f{i}") for i in range(5)]
     maps = {}
     for backend in ("torch", "mlx"):
         estimator = localdepth.load("video-depth-anything-small", weights=tiny_vda, backend=backend, input_size=42)
-        maps[backend] = [m for _, m, _ in StreamingDepth(estimator)(frames)]
-        assert estimator.backend.name == backend
+        predictor = StreamingDepth(estimator) if mode == "streaming" else WindowedDepth(estimator)
+        maps[backend] = [m for _, m, _ in predictor(frames)]
+        assert estimator.backend.name == backend and len(maps[backend]) == len(frames)
     for ours, theirs in zip(maps["mlx"], maps["torch"]):
         assert mean_relative_error(ours, theirs) <= FP32
 
