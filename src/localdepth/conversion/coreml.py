@@ -62,7 +62,7 @@ def require() -> None:
     _require("coreml")
 
 
-def importable_coremltools():
+def import_coremltools():
     """``coremltools``, imported without its notes about untested versions and missing native parts
     (its Linux wheel has no runtime; that is expected here)."""
     logger = logging.getLogger("coremltools")
@@ -224,15 +224,19 @@ def _check_export(exported, module, shapes, names) -> Parity:
 
     h, w = shapes[-1]
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        ref = module(x)[0].float().numpy()
-        out = exported.module()(x)[0].float().numpy()
+    try:
+        with torch.no_grad():
+            ref = module(x)[0].float().numpy()
+            out = exported.module()(x)[0].float().numpy()
+    except Exception as e:  # a graph specialised to the example's size (a guard) or another failure
+        raise ConversionError(f"the graph exported for Core ML does not run at {w}x{h}: {first_line(e)[:200]}") \
+            from None
     return Parity.of("exported graph vs PyTorch fp32", "a random image", x.numpy(), out, ref, EXPORT_TOLERANCE)
 
 
 def convert_package(spec: ModelSpec, exported, shapes, names, precision: str, info: dict):
     """coremltools' ML Program of ``exported``, with the enumerated image sizes and the description."""
-    ct = importable_coremltools()
+    ct = import_coremltools()
     shape = (ct.EnumeratedShapes(shapes=[(1, 3, h, w) for h, w in shapes], default=(1, 3, *shapes[0]))
              if len(shapes) > 1 else (1, 3, *shapes[0]))
     try:
@@ -259,7 +263,7 @@ def convert_package(spec: ModelSpec, exported, shapes, names, precision: str, in
 def read_back(path: Path) -> dict:
     """What a saved package holds, from its specification (no Core ML runtime needed): inputs with
     their sizes, outputs with their types, the weights' precision and the operation count."""
-    ct = importable_coremltools()
+    ct = import_coremltools()
     spec = ct.utils.load_spec(str(path))
     inputs = []
     for item in spec.description.input:
@@ -324,7 +328,7 @@ def predict_parity(path: Path, source, precision: str, shapes, names) -> Parity:
     import torch
     from PIL import Image
 
-    ct = importable_coremltools()
+    ct = import_coremltools()
     h, w = shapes[0]
     rgb, label = source.check_rgb
     from ..images import to_uint8
@@ -360,7 +364,7 @@ def make(job, folder: Path) -> dict:
     """Convert ``job`` into ``folder/model.mlpackage`` and ``model.json``; returns the report."""
     spec, precision = job.spec, job.target.precision
     check_exportable(spec)
-    ct = importable_coremltools()
+    ct = import_coremltools()
     import torch
 
     names = job.source.output_names
