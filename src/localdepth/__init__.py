@@ -6,10 +6,14 @@
 >>> result.map.shape, result.kind          # (H, W) float32, "disparity" or "depth"
 """
 
-from .errors import LocalDepthError
-from .estimator import DepthEstimator, NonCommercialLicenceWarning, load
-from .postprocess import DepthResult
-from .registry import DEFAULT_MODEL, MODELS
+from .runtimes import enable_mps_fallback
+
+enable_mps_fallback()  # before PyTorch is imported, which reads it once (macOS only)
+
+from .errors import LocalDepthError  # noqa: E402
+from .estimator import DepthEstimator, NonCommercialLicenceWarning, load  # noqa: E402
+from .postprocess import DepthResult  # noqa: E402
+from .registry import DEFAULT_MODEL, MODELS  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -444,8 +444,8 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
 
     ``weights``: a Hugging Face-format folder, a weights file, or a converted model (``.onnx``,
     OpenVINO ``.xml``) to use instead of the cache.
-    ``backend``: ``auto``, ``torch``, ``onnx``, ``openvino`` or ``tflite``; ``auto`` follows the
-    table in :mod:`localdepth.backends.choice` (OpenVINO on x86 CPUs where it is installed,
+    ``backend``: ``auto``, ``torch``, ``onnx``, ``openvino``, ``tflite`` or ``mlx``; ``auto`` follows the
+    table in :mod:`localdepth.backends.choice` (MLX on Apple silicon, OpenVINO on x86 CPUs where it is installed,
     PyTorch on GPUs). ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
     ``dtype``: ``auto`` (fp16 on CUDA; OpenVINO: bf16 where the CPU has it; else fp32), ``fp32``,
     ``fp16``, ``bf16``, ``int8`` (OpenVINO or ONNX Runtime, quantized once and cached).

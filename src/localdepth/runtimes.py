@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import sys
 from pathlib import Path
 
 from .errors import BackendError
@@ -20,6 +21,7 @@ _RUNTIME_MODULES = {
     "tflite": ("ai_edge_litert",),
     "onnx": ("onnxruntime",),
     "openvino": ("openvino",),
+    "mlx": ("mlx.core",),
 }
 
 #: the pip extra that installs each runtime and its conversion tools
@@ -27,6 +29,8 @@ EXTRAS = {
     "onnx": ("onnx", ("onnx", "onnxruntime", "onnxscript")),
     "openvino": ("openvino", ("openvino",)),
     "nncf": ("openvino", ("openvino", "nncf")),
+    "mlx": ("mlx", ("mlx.core",)),
+    "coreml": ("coreml", ("coremltools",)),
 }
 
 
@@ -54,14 +58,21 @@ def install_message(tool: str, missing: list[str] | None = None) -> str:
     """'<what> needs <modules>: pip install ...', the one line shown when a runtime is missing."""
     extra, modules = EXTRAS[tool]
     what, verb = {"onnx": ("ONNX export and the ONNX backend", "need"), "openvino": ("the OpenVINO backend", "needs"),
-                  "nncf": ("int8 quantization for OpenVINO", "needs")}[tool]
-    return f"{what} {verb} {', '.join(missing or modules)}: pip install 'localdepth[{extra}]'"
+                  "nncf": ("int8 quantization for OpenVINO", "needs"), "mlx": ("the MLX backend", "needs"),
+                  "coreml": ("Core ML export", "needs")}[tool]
+    names = ", ".join(m.split(".")[0] for m in (missing or modules))
+    return f"{what} {verb} {names}: pip install 'localdepth[{extra}]'"
 
 
 # ----------------------------------------------------------------------------- the CPU
 
 def is_x86() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def is_apple_silicon() -> bool:
+    """macOS on an Apple M-series chip: MLX's GPU (Metal) and PyTorch's MPS are there."""
+    return sys.platform == "darwin" and platform.machine().lower() == "arm64"
 
 
 def cpu_flags() -> set[str]:
@@ -186,3 +197,22 @@ def openvino_core():
 
         _core = openvino.Core()
     return _core
+
+
+# ----------------------------------------------------------------------------- PyTorch on MPS
+
+#: PyTorch's switch that runs operations MPS lacks on the CPU instead of failing; read once, when
+#: PyTorch is imported
+MPS_FALLBACK = "PYTORCH_ENABLE_MPS_FALLBACK"
+
+
+def enable_mps_fallback(environ=None, platform_name: str | None = None) -> bool:
+    """On macOS, set ``PYTORCH_ENABLE_MPS_FALLBACK=1`` unless the user set it (their value wins),
+    so that a model with an operation MPS lacks runs (that operation on the CPU, said in one
+    line: :func:`localdepth.backends.torch_backend.mps_fallback_notice`) instead of failing.
+    localdepth calls it when it is imported, before PyTorch is. Returns whether the fallback is on."""
+    environ = os.environ if environ is None else environ
+    if (platform_name or sys.platform) != "darwin":
+        return False
+    environ.setdefault(MPS_FALLBACK, "1")
+    return environ[MPS_FALLBACK].strip() not in ("", "0")

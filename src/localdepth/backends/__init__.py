@@ -1,4 +1,4 @@
-"""Backends: the loaded network behind an estimator (PyTorch, ONNX Runtime, OpenVINO, LiteRT).
+"""Backends: the loaded network behind an estimator (PyTorch, ONNX Runtime, OpenVINO, LiteRT, MLX).
 
 Loading is three steps, each in its own place: :func:`.choice.choose` decides the backend,
 device and precision (a pure function of the entry, the weights' form, the request and the
@@ -21,7 +21,7 @@ from .choice import BACKENDS, DTYPES, Choice, Host, choose, weights_kind
 
 def host_facts() -> Host:
     """The machine as :func:`choose` sees it (runtimes are checked for, not imported; PyTorch is)."""
-    from ..runtimes import cpu_has_bf16, installed_runtimes, is_x86
+    from ..runtimes import cpu_has_bf16, installed_runtimes, is_apple_silicon, is_x86
 
     runtimes = installed_runtimes()
     accelerator = None
@@ -38,8 +38,8 @@ def host_facts() -> Host:
 
         onnx_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     auto_openvino = os.environ.get("LOCALDEPTH_AUTO_OPENVINO", "").strip().lower() not in ("0", "false", "no", "off")
-    return Host(runtimes=runtimes, accelerator=accelerator, x86=is_x86(), cpu_bf16=cpu_has_bf16(),
-                onnx_cuda=onnx_cuda, auto_openvino=auto_openvino)
+    return Host(runtimes=runtimes, accelerator=accelerator, x86=is_x86(), apple_silicon=is_apple_silicon(),
+                cpu_bf16=cpu_has_bf16(), onnx_cuda=onnx_cuda, auto_openvino=auto_openvino)
 
 
 def create_backend(spec: ModelSpec, weights: ResolvedWeights, *, backend: str = "auto",
@@ -82,6 +82,12 @@ def open_backend(spec: ModelSpec, weights: ResolvedWeights, choice: Choice, *, c
 
         return TorchBackend(spec, path, device=choice.device, dtype=choice.precision, compile=compile,
                             cuda_graphs=cuda_graphs)
+    if choice.backend == "mlx":
+        from .mlx_backend import MLXBackend
+
+        engine = MLXBackend(spec, path, device=choice.device, dtype=choice.precision)
+        engine.conversion = converted.report if converted is not None else None
+        return engine
     if choice.backend == "onnx":
         from .onnx_backend import OnnxBackend
 

@@ -15,20 +15,26 @@ an ``.onnx`` file                                      onnx (ONNX Runtime)
 an OpenVINO IR (``.xml``)                              openvino
 ``--compile`` or ``--cuda-graphs``                     torch
 a TFLite entry (PyDNet++)                              tflite (LiteRT: faster than OpenVINO on it)
-a GPU (``cuda``, ``mps``, or ``auto`` with one there)  torch
+Apple silicon, MLX installed, ``--device auto``,       mlx (on the GPU, fp16)
+a model MLX runs (:func:`runs_on_mlx`)
+a GPU (``cuda``, ``mps``, or ``auto`` with one there)  torch (on a Mac: MPS)
 x86 CPU, OpenVINO installed, family in OPENVINO_AUTO   openvino (unless LOCALDEPTH_AUTO_OPENVINO=0)
 ``--dtype int8``, ONNX Runtime installed               onnx (ONNX Runtime dynamic int8)
 otherwise                                              torch
 =====================================================  ==========================================
 
-Video models (``spec.temporal``: Video Depth Anything) run on PyTorch only: their windows of
-frames and their streaming state are not part of a converted graph.
+Video models (``spec.temporal``: Video Depth Anything) run on PyTorch or MLX: their windows of
+frames and their streaming state are not part of a converted graph. MLX runs Depth Anything V1
+and V2, Video Depth Anything and Depth Anything 3 Mono and Metric (:mod:`localdepth.networks.mlx`);
+its device is Apple silicon's GPU (``--device auto``, ``gpu`` or ``mps``) or the CPU (``cpu``,
+and ``auto`` elsewhere: MLX's Linux CPU build).
 
 ``LOCALDEPTH_AUTO_OPENVINO=0`` keeps ``auto`` off OpenVINO (``--backend openvino`` still works);
 the test suite sets it, as its references are PyTorch's.
 
-``--dtype auto``: torch and onnx use fp16 on CUDA, fp32 elsewhere; openvino uses bf16 where the
-CPU computes bf16 natively (AVX-512 BF16 or AMX), fp32 elsewhere; tflite is fp32.
+``--dtype auto``: torch and onnx use fp16 on CUDA, fp32 elsewhere (MPS included); openvino uses bf16
+where the CPU computes bf16 natively (AVX-512 BF16 or AMX), fp32 elsewhere; mlx uses fp16 on the
+GPU and fp32 on the CPU; tflite is fp32.
 """
 
 from __future__ import annotations
@@ -37,9 +43,10 @@ from dataclasses import dataclass
 
 from ..errors import BackendError
 from ..networks import LOADERS
+from ..networks.mlx import RUNS as MLX_RUNS, design_of
 from ..registry import ModelSpec
 
-BACKENDS = ("auto", "torch", "onnx", "openvino", "tflite")
+BACKENDS = ("auto", "torch", "onnx", "openvino", "tflite", "mlx")
 DTYPES = ("auto", "fp32", "fp16", "bf16", "int8")
 
 #: families ``auto`` sends to OpenVINO on x86 CPUs: those whose network's conversion is tested
@@ -53,16 +60,26 @@ _PRECISIONS = {
     "onnx": ("fp32", "fp16", "int8"),
     "openvino": ("fp32", "bf16", "int8"),
     "tflite": ("fp32",),
+    "mlx": ("fp32", "fp16", "bf16"),
 }
+#: the devices MLX takes: Apple silicon's GPU (``gpu``; ``mps`` names the same GPU) or the CPU
+MLX_DEVICES = ("auto", "cpu", "gpu", "mps")
+
+
+def runs_on_mlx(spec: ModelSpec) -> bool:
+    """MLX runs this model (the families of :mod:`localdepth.networks.mlx`); ``auto`` picks MLX
+    for all of them on Apple silicon."""
+    return design_of(spec) is not None
 
 
 @dataclass(frozen=True)
 class Host:
     """The facts about the machine that a choice depends on."""
 
-    runtimes: frozenset[str]  # importable: "torch", "onnx", "openvino", "tflite"
+    runtimes: frozenset[str]  # importable: "torch", "onnx", "openvino", "tflite", "mlx"
     accelerator: str | None = None  # "cuda" or "mps" when PyTorch sees one
     x86: bool = True
+    apple_silicon: bool = False  # macOS on arm64: MLX runs on its GPU
     cpu_bf16: bool = False  # native bf16 arithmetic (AVX-512 BF16, AMX)
     onnx_cuda: bool = False  # ONNX Runtime has its CUDA provider
     auto_openvino: bool = True  # False: LOCALDEPTH_AUTO_OPENVINO=0
@@ -70,8 +87,8 @@ class Host:
 
 @dataclass(frozen=True)
 class Choice:
-    backend: str  # "torch", "onnx", "openvino", "tflite"
-    device: str  # as the backend takes it: "auto", "cpu", "cuda", "cuda:1", "mps"
+    backend: str  # "torch", "onnx", "openvino", "tflite", "mlx"
+    device: str  # as the backend takes it: "auto", "cpu", "cuda", "cuda:1", "mps"; mlx: "gpu" or "cpu"
     precision: str  # "fp32", "fp16", "bf16", "int8"
     #: the conversion the backend runs, ``(runtime, precision)``, or None (it reads the weights as they are)
     conversion: tuple[str, str] | None = None
@@ -107,9 +124,17 @@ def choose(spec: ModelSpec, *, weights: str = "native", backend: str = "auto", d
         # bf16 is a compile option of the fp32 model; TFLite files are read as they are
         ir = "int8" if precision == "int8" else "fp32"
         conversion = None if (spec.format == "tflite" and ir == "fp32") else ("openvino", ir)
+    elif backend == "mlx":  # fp16 and bf16 are casts of the fp32 conversion at load
+        conversion = ("mlx", "fp32")
     if backend in ("openvino", "tflite"):
         device = "cpu"
+    elif backend == "mlx":
+        device = "gpu" if _mlx_gpu(device, host) else "cpu"
     return Choice(backend, device, precision, conversion)
+
+
+def _mlx_gpu(device: str, host: Host) -> bool:
+    return host.apple_silicon and device in ("auto", "gpu", "mps")
 
 
 def _auto(spec, weights, device, dtype, host, torch_options, on_gpu) -> str:
@@ -119,6 +144,9 @@ def _auto(spec, weights, device, dtype, host, torch_options, on_gpu) -> str:
         return "torch"
     if spec.format == "tflite":
         return "tflite"
+    if (host.apple_silicon and "mlx" in host.runtimes and device == "auto" and dtype != "int8"
+            and runs_on_mlx(spec)):
+        return "mlx"
     if on_gpu:
         return "torch"
     openvino = "openvino" in host.runtimes and host.auto_openvino
@@ -130,9 +158,9 @@ def _auto(spec, weights, device, dtype, host, torch_options, on_gpu) -> str:
 
 
 def _check(spec, weights, backend, device, dtype, host, torch_options) -> None:
-    if spec.temporal and (backend != "torch" or weights != "native" or dtype == "int8"):
-        raise BackendError(f"{spec.name} is a video model: its windows and streaming state run on PyTorch only, "
-                           f"in fp32, fp16 or bf16; use --backend torch (or auto) with its own weights")
+    if spec.temporal and (backend not in ("torch", "mlx") or weights != "native" or dtype == "int8"):
+        raise BackendError(f"{spec.name} is a video model: its windows and streaming state run on PyTorch or MLX "
+                           f"only, in fp32, fp16 or bf16; use --backend torch (or auto) with its own weights")
     if torch_options and backend != "torch":
         raise BackendError("--compile and --cuda-graphs are PyTorch options; use --backend torch")
     if weights in ("onnx", "openvino") and backend != weights:
@@ -166,10 +194,22 @@ def _check(spec, weights, backend, device, dtype, host, torch_options) -> None:
             raise BackendError(f"{spec.name} has no TFLite weights; use --backend torch")
         if device not in ("auto", "cpu"):
             raise BackendError("the TFLite backend runs on the CPU only; use --device cpu")
+    elif backend == "mlx":
+        if "mlx" not in host.runtimes:
+            from ..runtimes import install_message
+
+            raise BackendError(install_message("mlx"))
+        if not runs_on_mlx(spec):
+            raise BackendError(f"{spec.name} does not run on MLX (MLX runs {MLX_RUNS}); use --backend torch")
+        if device not in MLX_DEVICES:
+            raise BackendError(f"the MLX backend runs on Apple silicon's GPU or the CPU, not '{device}'; "
+                               f"use --device auto, gpu or cpu")
+        if device in ("gpu", "mps") and not host.apple_silicon:
+            raise BackendError("MLX has no GPU here (it uses Apple silicon's); use --device cpu")
     allowed = _PRECISIONS[backend]
     if dtype != "auto" and dtype not in allowed:
         hint = {"openvino": "fp32, bf16 or int8", "onnx": "fp32, fp16 or int8", "tflite": "fp32 only (--dtype auto)",
-                "torch": "fp32, fp16 or bf16"}[backend]
+                "torch": "fp32, fp16 or bf16", "mlx": "fp32, fp16 or bf16"}[backend]
         raise BackendError(f"the {backend} backend runs {hint}, not {dtype}")
 
 
@@ -182,4 +222,6 @@ def _precision(backend: str, dtype: str, device: str, host: Host) -> str:
         return "fp16" if device.startswith("cuda") or (device == "auto" and host.accelerator == "cuda") else "fp32"
     if backend == "onnx":  # ONNX Runtime's own device: CUDA where its CUDA provider is installed
         return "fp16" if device.startswith("cuda") or (device == "auto" and host.onnx_cuda) else "fp32"
+    if backend == "mlx":
+        return "fp16" if _mlx_gpu(device, host) else "fp32"
     return "fp32"

@@ -9,6 +9,10 @@ larger than its compute on a big GPU). The CPU path is the plain eager model.
 
 from __future__ import annotations
 
+import contextlib
+import re
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +48,48 @@ def pick_dtype(dtype: str, device: str) -> str:
     if dtype == "fp16" and device == "cpu":
         raise BackendError("fp16 is not supported on CPU; use --dtype bf16 or fp32")
     return dtype
+
+
+#: what PyTorch's warning says when an operation MPS lacks runs on the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1)
+_MPS_FALLBACK_WARNING = re.compile(r"operator '([^']+)' is not currently supported on the MPS backend and will "
+                                   r"fall back to run on the CPU")
+#: ... and the error it raises when the fallback is off
+_MPS_MISSING_ERROR = re.compile(r"operator '([^']+)' is not currently implemented for the MPS device")
+_fallbacks_noticed: set[str] = set()
+
+
+@contextlib.contextmanager
+def mps_fallback_notice(log=None):
+    """Around work on MPS: PyTorch's warning that an operation fell back to the CPU becomes one
+    clear line (once per operation and process; PyTorch itself warns once), and its error for an
+    operation MPS lacks with the fallback off becomes a one-line :class:`BackendError`. Other
+    warnings pass through unchanged."""
+    log = log or (lambda line: print(line, file=sys.stderr))
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    except NotImplementedError as e:
+        missing = _MPS_MISSING_ERROR.search(str(e))
+        if missing is None:
+            raise
+        raise BackendError(f"PyTorch on MPS does not implement {missing.group(1)}; run with "
+                           f"PYTORCH_ENABLE_MPS_FALLBACK=1 (set before PyTorch is imported: localdepth sets it "
+                           f"when it is imported first) to run it on the CPU, or use --device cpu") from None
+    finally:
+        _pass_on(caught, log)
+
+
+def _pass_on(caught: list, log) -> None:
+    for w in caught:
+        fallback = _MPS_FALLBACK_WARNING.search(str(w.message))
+        if fallback is None:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif fallback.group(1) not in _fallbacks_noticed:
+            _fallbacks_noticed.add(fallback.group(1))
+            log(f"localdepth: warning: PyTorch on MPS runs {fallback.group(1)} on the CPU (MPS lacks it): same "
+                f"results, slower; PYTORCH_ENABLE_MPS_FALLBACK=0 makes it an error instead")
 
 
 class TorchBackend(Backend):
@@ -83,10 +129,14 @@ class TorchBackend(Backend):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.run(batch).depth
 
+    def _guard(self):
+        """What wraps work on the device: the MPS fallback notice on MPS (see :func:`mps_fallback_notice`)."""
+        return mps_fallback_notice() if self.device == "mps" else contextlib.nullcontext()
+
     def run(self, batch: np.ndarray, **conditioning: np.ndarray) -> NetworkOutput:
         import torch
 
-        with torch.inference_mode():
+        with self._guard(), torch.inference_mode():
             x = self._to_device(batch)
             # arrays are network inputs; anything else (flags, names) is passed through as is
             extra = {k: self._to_device(v) if isinstance(v, np.ndarray) else v for k, v in conditioning.items()}
@@ -157,7 +207,7 @@ class _TorchStream(Stream):
     def step(self, frame: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with self.backend._guard(), torch.inference_mode():
             x = self.backend._to_device(frame)
             return self.backend.model.stream_step(x, self.state).float().cpu().numpy()
 

@@ -8,7 +8,8 @@ the Transformers ``pipeline("depth-estimation")`` once, so load that changes dur
 
 Per variant and round:
 
-* model-only: the backend's forward on a preprocessed batch (on CUDA, device tensors in and out);
+* model-only: the backend's forward on a preprocessed batch (on CUDA, device tensors in and out;
+  elsewhere NumPy in and out, as ``localdepth run`` calls it: MLX and MPS rows include the copies);
 * end to end, one batch at a time: files on disk -> decode -> preprocess -> infer -> ``.npy`` +
   sidecar written, through :class:`localdepth.runner.Runner` (pipelined, latency mode), against
   the pipeline doing decode -> predict -> ``np.save`` for the same files;
@@ -238,20 +239,22 @@ def run_bench(config: BenchConfig) -> dict:
     import torch
 
     device = config.device
-    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    accelerator = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else None
+    on_cpu = device == "cpu" or (device == "auto" and accelerator is None)
     report: dict = {
         "command": config.command, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "quick": config.quick, "rounds": config.rounds, "machine": machine_info(), "results": [], "skipped": [],
         "models": {},
     }
-    mm_device = "cpu" if on_cpu else ("cuda" if device == "auto" else device)
+    # the PyTorch accelerator (CUDA, or MPS on a Mac): its matmul throughput, and where the pipeline runs
+    mm_device = "cpu" if on_cpu else (accelerator if device == "auto" else device)
     _log(f"measuring matmul throughput ({config.matmul_n}x{config.matmul_n}) ...")
     # the best of a measurement before and one after the run: what the machine can do
     report["matmul_fp32_flops"] = matmul_flops("fp32", mm_device, config.matmul_n)
     if not on_cpu or cpu_has_bf16():
         report["matmul_bf16_flops"] = matmul_flops("bf16", mm_device, config.matmul_n)
     work = Path(tempfile.mkdtemp(prefix="localdepth-bench-"))
-    memory = PeakMemory(cuda=not on_cpu)
+    memory = PeakMemory(cuda=mm_device.startswith("cuda"))
     try:
         with memory:
             for name in config.models:
@@ -358,6 +361,12 @@ def _reference_output(spec, folder: Path, x: np.ndarray) -> np.ndarray:
         return ref.infer(x)
     finally:
         ref.close()
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
 
 
 def _load(path: Path) -> np.ndarray:

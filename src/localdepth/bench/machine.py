@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +13,14 @@ from ..runtimes import cpu_has_bf16, physical_cores
 
 
 def cpu_model() -> str:
+    if sys.platform == "darwin":  # "Apple M1 Max"
+        try:
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                 timeout=5, check=False).stdout.strip()
+            if out:
+                return out
+        except OSError:
+            pass
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -54,6 +64,15 @@ def machine_info() -> dict:
         info["openvino"] = openvino.__version__.split("-")[0]
     except ImportError:
         info["openvino"] = None
+    try:
+        import mlx.core as mx
+
+        info["mlx"] = mx.__version__
+        info["mlx_gpu"] = bool(mx.is_available(mx.gpu))
+    except (ImportError, OSError):
+        info["mlx"] = None
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        info["gpu"] = {"name": f"Apple GPU (MPS; {cpu_model()})"}
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         info["gpu"] = {"name": p.name, "memory_gb": round(p.total_memory / 2**30, 1),
@@ -68,7 +87,8 @@ def matmul_flops(dtype: str = "fp32", device: str = "cpu", n: int = 2048, repeat
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     a = torch.randn(n, n, device=device).to(torch_dtype)
     b = torch.randn(n, n, device=device).to(torch_dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else torch.mps.synchronize if device == "mps" \
+        else (lambda: None)
     with torch.inference_mode():
         torch.mm(a, b)
         sync()

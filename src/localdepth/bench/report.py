@@ -13,7 +13,7 @@ def _f(v, fmt: str = ".2f", none: str = "–") -> str:
 def markdown(report: dict) -> str:
     m = report["machine"]
     gpu = m["gpu"]["name"] if m.get("gpu") else "none"
-    libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "onnxruntime", "openvino") if m.get(k))
+    libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "onnxruntime", "openvino", "mlx") if m.get(k))
     lines = [
         f"Measured {report['date']} with `{report['command']}`",
         "",
@@ -153,7 +153,10 @@ def _size(row: dict) -> str:
 
 
 def _opts(row: dict) -> str:
+    """Options and, where it is not the CPU, the device: ``torch (compile)``, ``mlx (gpu)``, ``torch (mps)``."""
     opts = [k.replace("_", "-") for k, v in row.get("options", {}).items() if v]
+    if row.get("device", "cpu") != "cpu":
+        opts.insert(0, str(row["device"]))
     return f" ({', '.join(opts)})" if opts else ""
 
 

@@ -31,11 +31,13 @@ def register(sub) -> None:
     p.add_argument("--model", "-m", type=_list(str), default=[registry.DEFAULT_MODEL], help="comma-separated models")
     p.add_argument("--weights", metavar="PATH", help="a Hugging Face-format folder (one model only)")
     p.add_argument("--backend", type=_list(str), default=None,
-                   help="comma-separated: torch,onnx,openvino,tflite (default: torch)")
+                   help="comma-separated: torch,onnx,openvino,tflite,mlx (default: torch)")
     p.add_argument("--size", type=_list(int), default=None, help="comma-separated input sides (default: 518)")
     p.add_argument("--batch", type=_list(int), default=None, help="comma-separated batch sizes (default: 1)")
     p.add_argument("--dtype", type=_list(str), default=None, help="comma-separated: fp32,bf16,fp16,int8 (default: fp32)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or mps (default: auto: CUDA, else on a Mac MPS for torch rows and the GPU "
+                        "for mlx rows, else the CPU)")
     p.add_argument("--rounds", type=int, help="interleaved rounds over all variants and the pipeline (default: 3)")
     p.add_argument("--runs", type=int, help="timed model-only calls per variant and round (default: 3)")
     p.add_argument("--warmup", type=int, help="untimed calls and passes per variant first (default: 1)")

@@ -20,12 +20,14 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None
                    help="weights to use instead of the cache: a Hugging Face-format folder, a weights file, "
                         "or a converted model (.onnx, OpenVINO model.xml or its folder)")
     g.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="inference backend (default: auto = OpenVINO on x86 CPUs where it is installed, "
-                        "PyTorch on GPUs and elsewhere, LiteRT for TFLite models)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+                   help="inference backend (default: auto = OpenVINO on x86 CPUs where it is installed, MLX on "
+                        "Apple silicon for the models it runs, PyTorch on GPUs and elsewhere, LiteRT for TFLite "
+                        "models)")
+    g.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda, cuda:N or mps; MLX: auto, gpu (mps) or cpu (default: auto)")
     g.add_argument("--dtype", default="auto", choices=DTYPES,
-                   help="precision (default: auto = fp16 on CUDA, bf16 on OpenVINO where the CPU has it, else fp32; "
-                        "int8: OpenVINO/ONNX Runtime, quantized once and cached)")
+                   help="precision (default: auto = fp16 on CUDA and on MLX's Apple GPU, bf16 on OpenVINO where "
+                        "the CPU has it, else fp32; int8: OpenVINO/ONNX Runtime, quantized once and cached)")
     g.add_argument("--compile", action="store_true", help="PyTorch: torch.compile the model (slow first batch)")
     g.add_argument("--cuda-graphs", action="store_true", help="PyTorch on CUDA: replay a CUDA graph per input shape")
     g.add_argument("--input-size", type=int, metavar="N",

@@ -1,21 +1,26 @@
-"""Converted models: ONNX exports, OpenVINO IR and their int8 quantizations, made once,
-checked against their source and cached. One interface for every runtime::
+"""Converted models: ONNX exports, OpenVINO IR and their int8 quantizations, MLX arrays and
+Core ML packages, made once, checked against their source and cached. One interface for every
+runtime::
 
     converted = ensure(spec, weights, Target("openvino", "int8"), log=print)  # cached, or made now
-    converted.path     # the model file in the cache (model.onnx, model.xml)
+    converted.path     # the model in the cache (model.onnx, model.xml, model.safetensors, model.mlpackage)
     converted.report   # what the conversion measured: parity, deviation, calibration
 
 Conversions start from the network as :func:`localdepth.networks.load_network` gives it (any
 registry format PyTorch runs, in localdepth's calling convention): one ``torch.export`` with
 dynamic batch, height and width feeds both the ONNX exporter and OpenVINO's converter
-(:mod:`.source`). TFLite files are read by OpenVINO directly. Reduced precisions derive from
-the fp32 conversion of the same runtime, through this same interface. Every result is
-compared with its source before it is cached, and one over tolerance is refused.
+(:mod:`.source`); Core ML's converter takes a ``torch.export`` of its own (:mod:`.coreml`).
+MLX reads the same weight files, renamed and laid out for its own networks (:mod:`.mlx`).
+TFLite files are read by OpenVINO directly. Reduced precisions derive from the fp32
+conversion of the same runtime, through this same interface. Every result is compared with
+its source before it is cached, and one over tolerance is refused (Core ML packages are read
+back on Linux, where coremltools cannot run them, and compared on macOS).
 
 Cache layout, beside the weights::
 
     <model_dir>/converted/<weights id>/<runtime>-<precision>-<options id>/
-        model.onnx | model.xml + model.bin, report.json, compiled/ (OpenVINO's blob cache)
+        model.onnx | model.xml + model.bin | model.safetensors + config.json | model.mlpackage/ + model.json,
+        report.json, compiled/ (OpenVINO's blob cache)
 
 *weights id* hashes the weight files' contents; *options id* hashes the converter settings
 that shape the result (opset, quantization scheme), so different settings never share a slot.
@@ -44,7 +49,8 @@ from ..registry import ModelSpec
 from ..weights import ResolvedWeights, cache_error, model_dir, sha256_of
 
 #: runtime -> module that converts to it; each defines PRECISIONS, OPTIONS, MODEL_FILE and make(job, folder)
-CONVERTERS = {"onnx": "localdepth.conversion.onnx", "openvino": "localdepth.conversion.openvino"}
+CONVERTERS = {"onnx": "localdepth.conversion.onnx", "openvino": "localdepth.conversion.openvino",
+              "mlx": "localdepth.conversion.mlx", "coreml": "localdepth.conversion.coreml"}
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -55,7 +61,7 @@ class ConversionError(LocalDepthError):
 
 @dataclass(frozen=True)
 class Target:
-    runtime: str  # "onnx" or "openvino"
+    runtime: str  # "onnx", "openvino", "mlx" or "coreml"
     precision: str  # "fp32", "fp16", "int8"
 
     def __str__(self) -> str:
@@ -178,7 +184,7 @@ def find(spec: ModelSpec, weights: ResolvedWeights, target: Target) -> Converted
     folder = slot(spec, weights, target)
     model = folder / _check_target(target).MODEL_FILE
     report = folder / "report.json"
-    if not (model.is_file() and report.is_file()):
+    if not (model.exists() and report.is_file()):  # a file, or a folder (Core ML's .mlpackage)
         return None
     try:
         saved = json.loads(report.read_text())

@@ -38,15 +38,24 @@ class Source:
     @cached_property
     def check(self) -> tuple[np.ndarray, str]:
         """The parity check's input ``(1, ...)`` float32 and what it is."""
+        return self.check_input(self.settings.input_size)
+
+    @cached_property
+    def check_rgb(self) -> tuple[np.ndarray, str]:
+        """The parity check's image (uint8 RGB, or as decoded) and what it is."""
         from ..images import load_image
-        from ..preprocess import preprocess
 
         image = self.settings.check_image
         if image is not None:
-            rgb, label = load_image(image), Path(image).name
-        else:
-            rgb, label = synthetic_image(), "a synthetic test image (pass --check-image PHOTO for a real one)"
-        return preprocess(rgb, self.spec.preprocessing, self.settings.input_size)[None], label
+            return load_image(image), Path(image).name
+        return synthetic_image(), "a synthetic test image (pass --check-image PHOTO for a real one)"
+
+    def check_input(self, input_size: int | None) -> tuple[np.ndarray, str]:
+        """The check image as the network input ``(1, ...)`` at ``input_size`` (None: the entry's)."""
+        from ..preprocess import preprocess
+
+        rgb, label = self.check_rgb
+        return preprocess(rgb, self.spec.preprocessing, input_size)[None], label
 
     def reference(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """PyTorch fp32 outputs for ``x``, by name."""

@@ -250,11 +250,13 @@ class StreamState:
     is dropped before each append, so the list (and the memory) stays bounded.
     """
 
-    def __init__(self, window: int = NUM_FRAMES, overlap: int = 10, interp: int = 8):
+    def __init__(self, window: int = NUM_FRAMES, overlap: int = 10, interp: int = 8, concat=None):
         self.window = window
         self.limit = 2 * (window - overlap) - (overlap - interp)
         self.frames = 0
         self.entries: list[list[torch.Tensor]] = []
+        #: joins states along the frame axis (``torch.cat(..., dim=1)``; the MLX network passes its own)
+        self.concat = concat or (lambda states: torch.cat(states, dim=1))
 
     def context(self) -> list[torch.Tensor] | None:
         """The hidden states the next frame attends to, one tensor per temporal attention
@@ -262,7 +264,7 @@ class StreamState:
         if not self.entries:
             return None
         chosen = self.entries[:2] + self.entries[-(self.window - 3):]
-        return [torch.cat([entry[i] for entry in chosen], dim=1) for i in range(len(chosen[0]))]
+        return [self.concat([entry[i] for entry in chosen]) for i in range(len(chosen[0]))]
 
     def push(self, states: list[torch.Tensor]) -> None:
         if not self.entries:
