@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LocalDepthError
-from .geometry import invert_pose, transform_points, unproject
+from .geometry import RELATIVE_NEAR_FRACTION, invert_pose, pseudo_depth, transform_points, unproject  # noqa: F401
 from .writers import atomic_path
 
 POINTCLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzrgb", ".pts")
@@ -32,28 +32,6 @@ def _o3d():
                 else "pip install 'localdepth[geometry]'")
         raise LocalDepthError(f"point clouds and meshes need Open3D ({str(e).splitlines()[0]}); {hint}") from None
     return o3d
-
-
-RELATIVE_NEAR_FRACTION = 0.1  # pseudo-depth spans 1 (nearest) to 1 / 0.1 = 10 (farthest)
-
-
-def pseudo_depth(disparity: np.ndarray) -> np.ndarray:
-    """Relative inverse depth -> a positive depth-like map in arbitrary units (1 = nearest, 10 = farthest).
-
-    The 1st..99th percentile range of the disparity is normalised to ``t`` in [0, 1] and
-    ``z = 1 / (0.1 + 0.9 t)``. The true scale and shift are unknown, so the shape is only
-    indicative; unlike ``1 / disparity`` it stays bounded where the disparity nears 0 (sky).
-    Non-finite disparities give NaN.
-    """
-    disp = np.asarray(disparity, dtype=np.float64)
-    finite = np.isfinite(disp)
-    if not finite.any():
-        return np.full(disp.shape, np.nan, np.float32)
-    lo, hi = np.percentile(disp[finite], (1.0, 99.0))
-    span = hi - lo if hi > lo else 1.0
-    t = np.clip((np.where(finite, disp, lo) - lo) / span, 0.0, 1.0)
-    z = 1.0 / (RELATIVE_NEAR_FRACTION + (1.0 - RELATIVE_NEAR_FRACTION) * t)
-    return np.where(finite, z, np.nan).astype(np.float32)
 
 
 def metric_depth_or_refuse(depth: np.ndarray, kind: str, *, relative: bool = False,
