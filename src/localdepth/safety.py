@@ -241,6 +241,18 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "keep_alive": _POSITIVE, "keep_alive_s": _POSITIVE,
     "max_connections": _COUNT,
     "retry_after_s": _NON_NEGATIVE,
+    # rendering: 3D photos, stereo, ControlNet pictures (and the server's budgets for them)
+    "seconds": Range(0, 600, lo_open=True),
+    "size": Range(16, 8192, integer=True),
+    "amplitude": Range(0, 1, lo_open=True),
+    "focus": _POSITIVE,
+    "stereo_budget": Range(0, 20, lo_open=True),
+    "budget": Range(0, 20, lo_open=True),
+    "controlnet_size": Range(64, 8192, integer=True),
+    "max_video_seconds": Range(0, 600, lo_open=True),
+    "max_video_fps": Range(0, 240, lo_open=True),
+    "max_video_frames": Range(1, 100_000, integer=True),
+    "max_video_size": Range(16, 8192, integer=True),
     # scenes (several views) and pose evaluation
     "max_views": Range(1, 64, integer=True),
     "max_scene_views": Range(1, 64, integer=True),

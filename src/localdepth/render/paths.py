@@ -15,7 +15,7 @@ turning it:
   narrows, so the background seems to approach (the "vertigo" effect).
 
 ``s`` runs over ``[0, 1)`` for loops and ``[0, 1]`` otherwise. :func:`border_zoom` then zooms all
-views alike, just enough that the photo's border never shows.
+views alike, about the picture's centre, just enough that the photo's border never shows.
 """
 
 from __future__ import annotations
@@ -111,49 +111,53 @@ def disocclusion_width(parallax: float, near: float, far: float) -> int:
 
 
 def border_zoom(views: list[View], K: np.ndarray, depth: np.ndarray) -> float:
-    """The zoom (>= 1, about each view's principal point) that keeps the photo's border out of every view.
+    """The zoom (>= 1, about the picture's centre) that keeps the photo's border out of every view.
 
-    ``depth``: the ``(H, W)`` z-depth of the photo. Its border pixels are projected into each view;
-    the zoom is the smallest that puts every target pixel inside what they enclose. At most
+    ``depth``: the ``(H, W)`` z-depth of the photo. Its border pixels are projected into each view; the
+    zoom is the smallest that puts the view's border outside what they enclose. At most
     :data:`MAX_BORDER_ZOOM` (a few pixels of border then stay, filled like any hole).
     """
     h, w = depth.shape
     step = max(1, max(h, w) // 256)
+    rows, columns = np.arange(0, h, step, dtype=float), np.arange(0, w, step, dtype=float)
+    # the photo's border, half a pixel beyond its edge pixels' centres, at their depths
     sides = {
-        "left": (np.zeros(len(range(0, h, step))), np.arange(0, h, step, dtype=float), depth[::step, 0]),
-        "right": (np.full(len(range(0, h, step)), w - 1.0), np.arange(0, h, step, dtype=float), depth[::step, -1]),
-        "top": (np.arange(0, w, step, dtype=float), np.zeros(len(range(0, w, step))), depth[0, ::step]),
-        "bottom": (np.arange(0, w, step, dtype=float), np.full(len(range(0, w, step)), h - 1.0), depth[-1, ::step]),
+        "left": (np.full(len(rows), -0.5), rows, depth[::step, 0]),
+        "right": (np.full(len(rows), w - 0.5), rows, depth[::step, -1]),
+        "top": (columns, np.full(len(columns), -0.5), depth[0, ::step]),
+        "bottom": (columns, np.full(len(columns), h - 0.5), depth[-1, ::step]),
     }
     zoom = 1.0
     for view in views:
-        cx, cy = view.K[0, 2], view.K[1, 2]
+        cx, cy = (view.width - 1) / 2.0, (view.height - 1) / 2.0
         for side, (u, v, z) in sides.items():
             up, vp = project_pixels(u, v, z.astype(np.float64), K, view)
-            # the photo's edge pixel centre sits half a pixel inside its border
+            # reach: the view's border, inside: the photo's, both from the picture's centre
             if side == "left":
-                edge, centre, lo = float(up.max()) - 0.5, cx, -0.5
+                reach, inside = -0.5 - cx, float(up.max()) - cx
             elif side == "right":
-                edge, centre, lo = float(up.min()) + 0.5, cx, view.width - 0.5
+                reach, inside = view.width - 0.5 - cx, float(up.min()) - cx
             elif side == "top":
-                edge, centre, lo = float(vp.max()) - 0.5, cy, -0.5
+                reach, inside = -0.5 - cy, float(vp.max()) - cy
             else:
-                edge, centre, lo = float(vp.min()) + 0.5, cy, view.height - 0.5
-            reach = lo - centre  # the view's border, from its principal point
-            inside = edge - centre  # the photo's border, from the same point
-            if reach * inside > 0 and abs(inside) < abs(reach):
+                reach, inside = view.height - 0.5 - cy, float(vp.min()) - cy
+            if reach * inside <= 0:  # the photo's border crosses the centre: no zoom is enough
+                return MAX_BORDER_ZOOM
+            if abs(inside) < abs(reach):
                 zoom = max(zoom, reach / inside)
-            elif reach * inside <= 0:  # the photo's border crosses the principal point: give up
-                zoom = MAX_BORDER_ZOOM
     return min(zoom, MAX_BORDER_ZOOM)
 
 
 def zoomed(views: list[View], zoom: float) -> list[View]:
-    """The views with their focal lengths multiplied by ``zoom`` (principal points kept)."""
+    """The views magnified by ``zoom`` about the picture's centre: focal lengths times ``zoom``, principal
+    points moved away from the centre by as much."""
     out = []
     for view in views:
         K = view.K.copy()
+        cx, cy = (view.width - 1) / 2.0, (view.height - 1) / 2.0
         K[0, 0] *= zoom
         K[1, 1] *= zoom
+        K[0, 2] = cx + zoom * (K[0, 2] - cx)
+        K[1, 2] = cy + zoom * (K[1, 2] - cy)
         out.append(View(view.t, K, view.width, view.height))
     return out

@@ -211,18 +211,23 @@ def _write_animation(path: Path, suffix: str, pictures: Iterable[np.ndarray], fp
         raise ValueError("no frame to write")
     count = 1
 
+    def picture(rgb: np.ndarray) -> Image.Image:
+        im = Image.fromarray(rgb)
+        if suffix == ".gif":  # a palette per frame by a fast octree: 10x faster than Pillow's default
+            im = im.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+        return im
+
     def rest():
         nonlocal count
-        for picture in frames:
+        for rgb in frames:
             count += 1
-            yield Image.fromarray(picture)
+            yield picture(rgb)
 
     # GIF delays are whole centiseconds: 30 fps is shown at 1/0.03 = 33.3 fps
     duration = max(1, int(round(1000.0 / fps)))
     options = {"save_all": True, "append_images": rest(), "duration": duration, "loop": 0}
-    if suffix == ".webp":
-        options.update(quality=80, method=0)
-    Image.fromarray(first).save(path, format="GIF" if suffix == ".gif" else "WEBP", **options)
+    options.update(quality=80, method=0) if suffix == ".webp" else options.update(optimize=False)
+    picture(first).save(path, format="GIF" if suffix == ".gif" else "WEBP", **options)
     return {"frames": count, "frame_ms": duration}
 
 

@@ -16,8 +16,9 @@ For each view:
    the photo (where the view magnifies) takes a point of their surface, also where a farther
    point shows through it (:func:`close_cracks`). Other pixels that no point reached
    (uncovered background wider than the scene's background layer, the image border) take the
-   point of their *farthest* neighbour, repeatedly, so a hole grows from the background and never
-   from the near object beside it.
+   *farthest* of the points that end them along their row and column
+   (:func:`fill_from_background`), so a hole is filled from the background and never from the
+   near object beside it.
 3. **Sample the colour backwards**: from its point's depth, each target pixel's position in the
    photo follows exactly (``u = K (K'^-1 [u', v', 1] z' + t)``); the colour is read there with
    bilinear interpolation (``cv2.remap``), so a fronto-parallel plane moves by its sub-pixel
@@ -35,8 +36,6 @@ import numpy as np
 
 from .scene import EDGE_PX, LayeredScene
 
-#: passes of the farthest-neighbour fill before OpenCV's inpainting takes what is left
-FILL_PASSES = 24
 #: points closer than this to the virtual camera's centre plane (depth units, relative) are dropped
 NEAR_CLIP = 1e-3
 
@@ -60,11 +59,12 @@ class View:
 @dataclass
 class Rendered:
     """One rendered view: ``image`` ``(H, W, 3)`` uint8; ``filled`` ``(H, W)`` bool, the pixels that show
-    no point of the photo itself (background layer, or filled holes); ``holes`` the number of pixels
-    no point reached before filling."""
+    no point of the photo itself: ``background`` (the scene's inpainted background layer) or holes
+    filled from their neighbours; ``holes`` the number of pixels no point reached before filling."""
 
     image: np.ndarray
     filled: np.ndarray
+    background: np.ndarray
     holes: int
 
 
@@ -101,43 +101,38 @@ def splat(scene: LayeredScene, view: View) -> np.ndarray:
     return best[:-1].astype(np.int64)
 
 
-def _neighbour_offsets(width: int) -> np.ndarray:
-    return np.array([-width - 1, -width, -width + 1, -1, 1, width - 1, width, width + 1], np.int64)
+def fill_from_background(winner: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each hole (``winner < 0``) takes the farthest of the four points that end it along its row and its
+    column (the nearest reached pixel to its left, right, top and bottom; the lowest index is the
+    farthest, the scene's points being in depth order). A hole that a near object uncovered has the
+    background at one end at least, so it is filled from the background, never from the near object.
 
-
-def fill_from_background(winner: np.ndarray, height: int, width: int, passes: int = FILL_PASSES
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Holes (``winner < 0``) take the point of their farthest 8-neighbour (the lowest index: the
-    scene's points are in depth order), ``passes`` times at most, so that a hole grows from the
-    background.
-
-    Returns ``(winner, still_empty)``: the filled point indices ``(H*W,)`` and a boolean ``(H, W)`` of
-    the pixels left empty. Works on the holes only (a few per cent of a frame).
+    Returns ``(winner, still_empty)``: the filled point indices ``(H*W,)`` and a boolean ``(H, W)`` of the
+    pixels with no point on their row nor their column.
     """
-    winner = winner.copy()
-    holes = np.flatnonzero(winner < 0)
-    if holes.size == 0:
-        return winner, np.zeros((height, width), bool)
-    none = np.iinfo(np.int64).max
-    padded_w = width + 2  # a frame of empty pixels around the picture: no neighbour test at the borders
-    padded = np.full((height + 2, padded_w), none, np.int64)
-    padded[1:-1, 1:-1] = np.where(winner >= 0, winner, none).reshape(height, width)
-    padded = padded.ravel()
-    at = (holes // width + 1) * padded_w + holes % width + 1
-    offsets = _neighbour_offsets(padded_w)
-    for _ in range(passes):
-        farthest = padded[at[:, None] + offsets[None, :]].min(axis=1)
-        got = farthest < none
-        if not got.any():
-            break
-        padded[at[got]] = farthest[got]
-        winner[holes[got]] = farthest[got]
-        holes, at = holes[~got], at[~got]
-        if holes.size == 0:
-            break
-    still = np.zeros(height * width, bool)
-    still[holes] = True
-    return winner, still.reshape(height, width)
+    grid = winner.reshape(height, width)
+    reached = grid >= 0
+    if reached.all():
+        return winner.copy(), np.zeros((height, width), bool)
+    rows, cols = np.nonzero(~reached)
+    none = np.int64(np.iinfo(np.int64).max)
+    best = np.full(rows.shape, none, np.int64)
+    for axis, size in ((1, width), (0, height)):
+        position = np.arange(size).reshape((1, size) if axis == 1 else (size, 1))
+        before = np.maximum.accumulate(np.where(reached, position, -1), axis=axis)
+        after = np.flip(np.minimum.accumulate(np.flip(np.where(reached, position, size), axis=axis), axis=axis),
+                        axis=axis)
+        for ends, ok in ((before, lambda e: e >= 0), (after, lambda e: e < size)):
+            end = ends[rows, cols]
+            found = ok(end)
+            at = (rows[found], end[found]) if axis == 1 else (end[found], cols[found])
+            best[found] = np.minimum(best[found], grid[at])
+    out = winner.copy()
+    filled = best < none
+    out[rows[filled] * width + cols[filled]] = best[filled]
+    still = np.zeros((height, width), bool)
+    still[rows[~filled], cols[~filled]] = True
+    return out, still
 
 
 def close_cracks(winner: np.ndarray, scene: LayeredScene, height: int, width: int) -> np.ndarray:
@@ -204,7 +199,7 @@ def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 _GRIDS: dict = {}
 
 
-def render_view(scene: LayeredScene, view: View, *, fill_passes: int = FILL_PASSES) -> Rendered:
+def render_view(scene: LayeredScene, view: View) -> Rendered:
     """Render ``scene`` from ``view`` (see the module docstring): a :class:`Rendered` of
     ``view.height x view.width`` pixels, no hole left."""
     h, w = view.height, view.width
@@ -212,7 +207,7 @@ def render_view(scene: LayeredScene, view: View, *, fill_passes: int = FILL_PASS
     holes = int(np.count_nonzero(winner < 0))
     winner = close_cracks(winner, scene, h, w)
     reached = winner >= 0
-    winner, still_empty = fill_from_background(winner, h, w, fill_passes)
+    winner, still_empty = fill_from_background(winner, h, w)
     point = np.maximum(winner, 0)
 
     # backward sampling: the target pixel at its point's depth, seen from the photo's camera
@@ -246,6 +241,6 @@ def render_view(scene: LayeredScene, view: View, *, fill_passes: int = FILL_PASS
         colour[replace] = scene.colours.reshape(-1, 3)[scene.source[point[replace]]]
     image = colour.reshape(h, w, 3)
     filled = (back | ~reached).reshape(h, w)
-    if still_empty.any():  # nothing reached within FILL_PASSES: OpenCV's inpainting
+    if still_empty.any():  # no point on the row nor the column: OpenCV's inpainting
         image = cv2.inpaint(image, still_empty.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    return Rendered(image=image, filled=filled, holes=holes)
+    return Rendered(image=image, filled=filled, background=(back & reached).reshape(h, w), holes=holes)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import __version__, geometry
 from ..geometry import Intrinsics
-from ..pointcloud import pseudo_depth
+from ..geometry import pseudo_depth
 from ..images import to_uint8
 from ..postprocess import DepthResult
 from ..writers import colorize, encode_png16, encode_rgb_png
@@ -181,3 +181,35 @@ def scene_json(model: str, units: str, cameras, cloud) -> bytes:
                        "colors": base64.b64encode(np.ascontiguousarray(cloud.colors, dtype=np.uint8).tobytes()).decode()},
             "fusion": cloud.as_dict()}
     return json.dumps(body).encode()
+
+
+# ----------------------------------------------------------------------------- 3D photos and stereo
+
+def photo3d_video(image: np.ndarray, result: DepthResult, camera: Intrinsics, options, format: str) -> tuple[bytes, dict]:
+    """A 3D photo of one result as ``format`` (mp4, gif, webp) bytes, and what was rendered."""
+    import tempfile
+    from pathlib import Path
+
+    from ..render import prepare, render_to_file
+
+    photo = prepare(image, result.map, result.kind, camera, options, metric=result.metric)
+    with tempfile.TemporaryDirectory(prefix="localdepth-photo3d-") as folder:
+        target = Path(folder) / f"photo_3d.{format}"
+        written = render_to_file(photo, target)
+        return target.read_bytes(), {**photo.info, "frames": written["frames"]}
+
+
+def stereo_png(image: np.ndarray, result: DepthResult, budget: float, format: str, exif) -> tuple[bytes, dict]:
+    """The stereo pair (``sbs``: left | right) or the anaglyph of one result, as PNG bytes, and its description."""
+    import dataclasses
+
+    from ..render import anaglyph, side_by_side_pair
+    from ..writers import WriteOptions, stereo_pair
+
+    h, w = result.map.shape
+    camera = geometry.resolve_intrinsics(w, h, image_path=exif, predicted=result.intrinsics)
+    with_image = dataclasses.replace(result, image=image)
+    options = WriteOptions(formats=(), stereo_budget=budget, extra_sidecar={"intrinsics": dataclasses.asdict(camera)})
+    left, right, info = stereo_pair(with_image, options)
+    picture = side_by_side_pair(left, right) if format == "sbs" else anaglyph(left, right)
+    return encode_rgb_png(picture), info
