@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
         if meta.get("predicted_intrinsics"):
             predicted = camera_from_dict(meta["predicted_intrinsics"], w, h)
         source = {"depth_file": str(args.depth), "kind": kind, "units": "m" if metric else "relative",
-                  "model": (meta.get("model") or {}).get("name")}
+                  "model": (meta.get("model") or {}).get("model")}
         timings["depth_read_s"] = round(time.perf_counter() - t0, 3)
     else:
         estimator = load_from_args(args)
