@@ -167,7 +167,7 @@ def test_photo3d_endpoint_caps_every_budget_and_answers_a_video(tiny_estimator, 
     pytest.importorskip("fastapi")
     from localdepth.server import ServerSettings, create_app
 
-    settings = ServerSettings(max_video_seconds=1.0, max_video_fps=8.0, max_video_frames=5, max_video_size=32)
+    settings = ServerSettings(max_video_seconds=1.0, max_video_fps=8.0, max_video_frames=5, max_render_size=32)
 
     async def go():
         async with serving(create_app([tiny_estimator], settings)) as client:
@@ -193,7 +193,7 @@ def test_photo3d_endpoint_caps_every_budget_and_answers_a_video(tiny_estimator, 
     assert bad.status_code == 400 and "amplitude must be" in bad.json()["detail"]
     limits = models.json()["limits"]
     assert (limits["max_video_seconds"], limits["max_video_fps"], limits["max_video_frames"],
-            limits["max_video_size"]) == (1.0, 8.0, 5, 32)
+            limits["max_render_size"]) == (1.0, 8.0, 5, 32)
 
 
 def test_stereo_endpoint_answers_an_anaglyph_or_a_side_by_side_pair(tiny_estimator, photo):
@@ -209,6 +209,7 @@ def test_stereo_endpoint_answers_an_anaglyph_or_a_side_by_side_pair(tiny_estimat
             return glasses, pair, bad
 
     glasses, pair, bad = asyncio.run(go())
+    assert glasses.headers["X-Stereo-Size"] == "96,72"  # the image's own size: under the cap
     decode = lambda r: cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)  # noqa: E731
     assert glasses.status_code == 200 and decode(glasses).shape == (72, 96, 3)
     assert pair.status_code == 200 and decode(pair).shape == (72, 192, 3)
@@ -216,12 +217,26 @@ def test_stereo_endpoint_answers_an_anaglyph_or_a_side_by_side_pair(tiny_estimat
     assert bad.status_code == 400 and "budget must be" in bad.json()["detail"]
 
 
+def test_stereo_pictures_are_capped_at_the_render_size(tiny_estimator, photo):
+    pytest.importorskip("fastapi")
+    from localdepth.server import ServerSettings, create_app
+
+    async def go():
+        async with serving(create_app([tiny_estimator], ServerSettings(max_render_size=36))) as client:
+            files = {"image": ("photo.png", png_bytes(photo), "image/png")}
+            return await client.post("/v1/stereo", params={"format": "sbs", "size": 4000}, files=files)
+
+    pair = asyncio.run(go())
+    assert pair.status_code == 200 and pair.headers["X-Stereo-Size"] == "48,36"
+    assert cv2.imdecode(np.frombuffer(pair.content, np.uint8), cv2.IMREAD_COLOR).shape == (36, 96, 3)
+
+
 def test_server_video_budget_defaults_are_stated():
     from localdepth import limits
     from localdepth.server import ServerSettings
 
     s = ServerSettings()
-    assert (s.max_video_seconds, s.max_video_fps, s.max_video_frames, s.max_video_size) == (10.0, 30.0, 240, 720)
+    assert (s.max_video_seconds, s.max_video_fps, s.max_video_frames, s.max_render_size) == (10.0, 30.0, 240, 720)
     assert (limits.SERVER_MAX_VIDEO_SECONDS, limits.SERVER_MAX_VIDEO_FRAMES) == (10.0, 240)
     with pytest.raises(ValueError, match="max_video_frames"):
         ServerSettings(max_video_frames=0)

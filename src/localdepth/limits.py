@@ -90,5 +90,6 @@ SERVER_MAX_VIDEO_FPS = 30.0
 #: most frames of one 3D photo video (seconds x fps); beyond it the video is shortened. Rendering
 #: costs about 70 ms of CPU per 720p frame here (docs/photo3d.md): 240 frames is 17 s of CPU
 SERVER_MAX_VIDEO_FRAMES = 240
-#: largest short side of a 3D photo video, pixels; a request's ``size`` is capped at it
-SERVER_MAX_VIDEO_SIZE = 720
+#: largest short side of what the server renders from a depth map (3D photo videos, stereo pairs,
+#: anaglyphs), pixels; a request's ``size`` is capped at it (a 25 MP upload is rendered smaller)
+SERVER_MAX_RENDER_SIZE = 720

@@ -252,7 +252,7 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "max_video_seconds": Range(0, 600, lo_open=True),
     "max_video_fps": Range(0, 240, lo_open=True),
     "max_video_frames": Range(1, 100_000, integer=True),
-    "max_video_size": Range(16, 8192, integer=True),
+    "max_render_size": Range(16, 8192, integer=True),
     # scenes (several views) and pose evaluation
     "max_views": Range(1, 64, integer=True),
     "max_scene_views": Range(1, 64, integer=True),

@@ -75,8 +75,9 @@ def register(sub) -> None:
                      help=f"3D photos: highest frame rate; requests are capped at it (default: {limits.SERVER_MAX_VIDEO_FPS:g})")
     lim.add_argument("--max-video-frames", type=int, default=limits.SERVER_MAX_VIDEO_FRAMES,
                      help=f"3D photos: most frames of one video (default: {limits.SERVER_MAX_VIDEO_FRAMES})")
-    lim.add_argument("--max-video-size", type=int, default=limits.SERVER_MAX_VIDEO_SIZE,
-                     help=f"3D photos: largest short side, pixels (default: {limits.SERVER_MAX_VIDEO_SIZE})")
+    lim.add_argument("--max-render-size", type=int, default=limits.SERVER_MAX_RENDER_SIZE,
+                     help=f"3D photos and stereo pictures: largest short side, pixels "
+                          f"(default: {limits.SERVER_MAX_RENDER_SIZE})")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=main)
@@ -119,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
             header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, keep_alive_s=args.keep_alive,
             max_connections=args.max_connections, max_scene_views=args.max_scene_views,
             max_video_seconds=args.max_video_seconds, max_video_fps=args.max_video_fps,
-            max_video_frames=args.max_video_frames, max_video_size=args.max_video_size)
+            max_video_frames=args.max_video_frames, max_render_size=args.max_render_size)
     except ValueError as e:
         print(f"localdepth: error: {e}", file=sys.stderr)
         return 2

@@ -41,7 +41,8 @@ EXPOSED_HEADERS = ["Content-Disposition", "X-Depth-Model", "X-Depth-Kind", "X-De
                    "X-Depth-Min", "X-Depth-Max", "X-Depth-Scale", "X-Depth-Offset", "X-Depth-Note", "X-Depth-Colormap",
                    "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics",
                    "X-Intrinsics-Source", "X-Scene-Views", "X-Video-Frames", "X-Video-Fps", "X-Video-Seconds",
-                   "X-Video-Size", "X-Video-Path", "X-Video-Capped", "X-Stereo-Baseline", "X-Stereo-Budget"]
+                   "X-Video-Size", "X-Video-Path", "X-Video-Capped", "X-Stereo-Baseline", "X-Stereo-Budget",
+                   "X-Stereo-Size"]
 
 Format = Literal["json", "npy", "png16", "color", "ply"]
 SceneFormat = Literal["glb", "json"]
@@ -459,7 +460,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         path: CameraPath = Query("circle", description="camera path: circle, swing, zoom-in or dolly-zoom"),
         seconds: float = Query(3.0, description="length, seconds (capped at the server's max_video_seconds)"),
         fps: float = Query(24.0, description="frames per second (capped at max_video_fps)"),
-        size: int = Query(540, description="short side of the video, pixels (capped at max_video_size and the "
+        size: int = Query(540, description="short side of the video, pixels (capped at max_render_size and the "
                                            "image's own)"),
         amplitude: float | None = Query(None, description="largest camera movement, fraction of the focus depth "
                                                            "(default: the path's)"),
@@ -473,10 +474,10 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         # every budget capped at the server's, as max_points is: frames, size, seconds
         capped = [name for name, value, most in (("seconds", seconds, settings.max_video_seconds),
                                                   ("fps", fps, settings.max_video_fps),
-                                                  ("size", size, settings.max_video_size)) if value > most]
+                                                  ("size", size, settings.max_render_size)) if value > most]
         seconds = min(seconds, settings.max_video_seconds)
         fps = min(fps, settings.max_video_fps)
-        size = min(size, settings.max_video_size)
+        size = min(size, settings.max_render_size)
         if round(seconds * fps) > settings.max_video_frames:
             seconds = settings.max_video_frames / fps
             capped.append("frames")
@@ -510,20 +511,23 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         request: Request,
         format: StereoFormat = Query("anaglyph", description="anaglyph (red-cyan, Dubois) or sbs (left | right)"),
         budget: float = Query(3.0, description="disparity of the nearest depth, percent of the width (0 to 20]"),
+        size: int | None = Query(None, description="short side of each view, pixels (default and cap: the server's "
+                                                    "max_render_size, and the image's own)"),
         model: str | None = Query(None, description="which loaded model (default: the first)"),
     ):
         batcher = state.pick(model)
         try:
-            check_options({"budget": budget}, label=str)
+            check_options({"budget": budget, "size": size}, label=str)
         except InvalidValueError as e:
             raise HTTPError(400, str(e)) from None
+        size = min(size or settings.max_render_size, settings.max_render_size)
         retry = {"Retry-After": str(settings.retry_after_s)}
         if batcher.full:
             raise HTTPError(503, f"busy: {batcher.name} has {settings.queue_size} requests waiting; retry later", retry)
         image, result, data = await depth_of_upload(request, batcher, retry)
-        body, info = await run_in_threadpool(encode.stereo_png, image, result, budget, format, io.BytesIO(data))
+        body, info = await run_in_threadpool(encode.stereo_png, image, result, budget, format, io.BytesIO(data), size)
         headers = {"X-Depth-Model": batcher.name, "X-Stereo-Baseline": f"{info['baseline']:.6g} {info['baseline_units']}",
-                   "X-Stereo-Budget": f"{budget:g}",
+                   "X-Stereo-Budget": f"{budget:g}", "X-Stereo-Size": f"{info['width']},{info['height']}",
                    "Content-Disposition": f'inline; filename="{"stereo" if format == "sbs" else "anaglyph"}.png"'}
         return Response(body, media_type="image/png", headers=headers)
 
@@ -540,7 +544,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
             "limits": {name: getattr(settings, name) for name in (
                 "max_upload_bytes", "max_pixels", "max_queued_pixels", "max_batch", "max_wait_ms", "queue_size",
                 "timeout_s", "max_points", "header_timeout_s", "body_timeout_s", "keep_alive_s", "max_connections",
-                "max_scene_views", "max_video_seconds", "max_video_fps", "max_video_frames", "max_video_size")},
+                "max_scene_views", "max_video_seconds", "max_video_fps", "max_video_frames", "max_render_size")},
         }
 
     @app.get("/healthz", summary="Ready once every model is loaded (no token needed)")

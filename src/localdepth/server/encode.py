@@ -199,17 +199,25 @@ def photo3d_video(image: np.ndarray, result: DepthResult, camera: Intrinsics, op
         return target.read_bytes(), {**photo.info, "frames": written["frames"]}
 
 
-def stereo_png(image: np.ndarray, result: DepthResult, budget: float, format: str, exif) -> tuple[bytes, dict]:
-    """The stereo pair (``sbs``: left | right) or the anaglyph of one result, as PNG bytes, and its description."""
+def stereo_png(image: np.ndarray, result: DepthResult, budget: float, format: str, exif,
+               size: int) -> tuple[bytes, dict]:
+    """The stereo pair (``sbs``: left | right) or the anaglyph of one result, each view's short side at most
+    ``size`` pixels, as PNG bytes, and its description (``width``, ``height``: one view's)."""
     import dataclasses
 
     from ..render import anaglyph, side_by_side_pair
+    from ..render.photo3d import output_size, resize_map
     from ..writers import WriteOptions, stereo_pair
 
     h, w = result.map.shape
     camera = geometry.resolve_intrinsics(w, h, image_path=exif, predicted=result.intrinsics)
+    vw, vh = output_size(w, h, size) if min(w, h) > size else (w, h)
+    if (vw, vh) != (w, h):
+        image = cv2.resize(to_uint8(image), (vw, vh), interpolation=cv2.INTER_AREA)
+        result = dataclasses.replace(result, map=resize_map(result.map, result.kind, vw, vh))
+        camera = camera.scaled(vw, vh)
     with_image = dataclasses.replace(result, image=image)
     options = WriteOptions(formats=(), stereo_budget=budget, extra_sidecar={"intrinsics": dataclasses.asdict(camera)})
     left, right, info = stereo_pair(with_image, options)
     picture = side_by_side_pair(left, right) if format == "sbs" else anaglyph(left, right)
-    return encode_rgb_png(picture), info
+    return encode_rgb_png(picture), {**info, "width": vw, "height": vh}

@@ -48,12 +48,13 @@ class ServerSettings:
     max_connections: int = limits.SERVER_MAX_CONNECTIONS
     #: most photos in one POST /v1/scene (any-view models); each within max_upload_bytes and max_pixels
     max_scene_views: int = limits.SERVER_MAX_SCENE_VIEWS
-    #: 3D photos (POST /v1/photo3d): a request's seconds, fps and size are capped at these, and its
-    #: frames (seconds x fps) at max_video_frames; one video is rendered at a time
+    #: 3D photos (POST /v1/photo3d): a request's seconds and fps are capped at these, and its frames
+    #: (seconds x fps) at max_video_frames; one video is rendered at a time. max_render_size caps the
+    #: short side of 3D photos and stereo pictures (POST /v1/stereo)
     max_video_seconds: float = limits.SERVER_MAX_VIDEO_SECONDS
     max_video_fps: float = limits.SERVER_MAX_VIDEO_FPS
     max_video_frames: int = limits.SERVER_MAX_VIDEO_FRAMES
-    max_video_size: int = limits.SERVER_MAX_VIDEO_SIZE
+    max_render_size: int = limits.SERVER_MAX_RENDER_SIZE
 
     def __post_init__(self):
         check_options({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, label=str)

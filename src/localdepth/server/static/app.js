@@ -76,7 +76,7 @@ $('side').addEventListener('change', (e) => $('compare').classList.toggle('side'
 // ---------------------------------------------------------------- rendered from the depth: 3D photo, stereo
 
 // A preview of the server's budgets' size: a few seconds at 480 px play at once and download as they are.
-const PHOTO3D = { format: 'mp4', seconds: '3', fps: '24', size: '480' };
+const PHOTO3D = { format: 'mp4', seconds: '3', fps: '20', size: '480' };
 let photo3dBlob = null;
 let stereoBlob = null;
 const stem = () => (current.name || 'image').replace(/\.[^.]*$/, '');
