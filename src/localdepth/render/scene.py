@@ -207,7 +207,8 @@ class LayeredScene:
     ``K`` its ``(3, 3)`` intrinsics. ``X, Y, Z`` ``(N,)`` float32 are the points in the photo's camera
     frame (the photo's pixels and the background layer's).
     ``colours`` ``(2H, W, 3)`` uint8 stacks the photo over the background layer's colour, and
-    ``source`` ``(N,)`` int64 is each point's flat index in it; ``depths`` ``(2H, W)`` stacks their
+    ``source`` ``(N,)`` int64 is each point's flat index in it (``back``: in the background layer);
+    ``depths`` ``(2H, W)`` stacks their
     depths the same way. The points are in depth order, from the farthest (index 0) to the nearest
     (background points count as a little farther: :data:`BACKGROUND_BIAS`), so that the largest
     index landing on a pixel is the nearest point there.
@@ -226,6 +227,7 @@ class LayeredScene:
     colours: np.ndarray
     depths: np.ndarray
     source: np.ndarray
+    back: np.ndarray
     edge: np.ndarray
     band: int
     parallax: float
@@ -295,7 +297,7 @@ def build_scene(image: np.ndarray, z: np.ndarray, K: np.ndarray, *, band: int, p
     return LayeredScene(
         image=image, depth=z, K=np.asarray(K, dtype=np.float64), X=X, Y=Y, Z=z_all.astype(np.float32),
         colours=np.concatenate([image, bg_colour], axis=0), depths=np.concatenate([z, bg_depth], axis=0),
-        source=source, edge=edge, band=int(band), parallax=float(np.max(parallax)),
+        source=source, back=source >= h * w, edge=edge, band=int(band), parallax=float(np.max(parallax)),
         inverse_depth=(1.0 / z_all).astype(np.float32), row=(source // w).astype(np.int32),
         col=(source % w).astype(np.int32), median_depth=float(np.median(z)),
         background_points=len(back),

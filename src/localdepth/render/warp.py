@@ -118,13 +118,17 @@ def fill_from_background(winner: np.ndarray, height: int, width: int) -> tuple[n
     none = np.int64(np.iinfo(np.int64).max)
     best = np.full(rows.shape, none, np.int64)
     for axis, size in ((1, width), (0, height)):
-        position = np.arange(size).reshape((1, size) if axis == 1 else (size, 1))
-        before = np.maximum.accumulate(np.where(reached, position, -1), axis=axis)
-        after = np.flip(np.minimum.accumulate(np.flip(np.where(reached, position, size), axis=axis), axis=axis),
-                        axis=axis)
-        for ends, ok in ((before, lambda e: e >= 0), (after, lambda e: e < size)):
-            end = ends[rows, cols]
-            found = ok(end)
+        # only the rows (columns) that hold a hole: a few per cent of a frame
+        lines = np.unique(rows if axis == 1 else cols)
+        hit = np.searchsorted(lines, rows if axis == 1 else cols)
+        ok = reached[lines, :] if axis == 1 else reached[:, lines].T
+        position = np.arange(size, dtype=np.int32)[None, :]
+        before = np.maximum.accumulate(np.where(ok, position, np.int32(-1)), axis=1)
+        after = np.minimum.accumulate(np.where(ok, position, np.int32(size))[:, ::-1], axis=1)[:, ::-1]
+        along = cols if axis == 1 else rows
+        for ends, valid in ((before, lambda e: e >= 0), (after, lambda e: e < size)):
+            end = ends[hit, along]
+            found = valid(end)
             at = (rows[found], end[found]) if axis == 1 else (end[found], cols[found])
             best[found] = np.minimum(best[found], grid[at])
     out = winner.copy()
@@ -152,25 +156,26 @@ def close_cracks(winner: np.ndarray, scene: LayeredScene, height: int, width: in
     reached = win >= 0
     inverse = np.where(reached, scene.inverse_depth[np.maximum(win, 0)], np.float32(0.0))  # nothing: infinitely far
     limit = np.float32(EDGE_PX / scene.parallax if scene.parallax > 0 else np.inf)
+    # candidates (a few per cent of a frame): empty, or farther than a pixel at most two away along a row or column
+    grid = inverse.reshape(height, width)
+    nearest_around = np.maximum(cv2.dilate(grid, np.ones((1, 5), np.uint8)), cv2.dilate(grid, np.ones((5, 1), np.uint8)))
+    nearest_around -= grid
+    candidates = np.flatnonzero(~reached | (nearest_around.ravel() > limit))
+    if candidates.size == 0:
+        return win
+    cand_row, cand_col = np.divmod(candidates, width)
     for gap in (1, 2):
-        for step in (1, width):
-            grid = inverse.reshape(height, width)
-            n = width if step == 1 else height
-            if n < gap + 2:
-                continue
-            # sandwiched: every pixel of the run farther than both ends by more than the limit (empty counts
-            # as infinitely far), first on the whole picture, then the exact tests on those few runs
-            cut = (lambda i, j: grid[:, i:j]) if step == 1 else (lambda i, j: grid[i:j, :])
-            ends = np.minimum(cut(0, n - gap - 1), cut(gap + 1, n)) - limit
-            sandwiched = cut(1, n - gap) < ends
-            for k in range(1, gap):
-                sandwiched &= cut(1 + k, n - gap + k) < ends
-            rows, cols = np.nonzero(sandwiched)
-            p = (rows * width + cols + 1) if step == 1 else ((rows + 1) * width + cols)
+        for step, along, size in ((1, cand_col, width), (width, cand_row, height)):
+            p = candidates[(along >= 1) & (along + gap <= size - 1)]  # the run's first pixel
             a, b = p - step, p + gap * step
             wa, wb = win[a], win[b]
-            keep = (wa >= 0) & (wb >= 0)
-            p, a, b, wa, wb = p[keep], a[keep], b[keep], wa[keep], wb[keep]
+            da, db = inverse[a], inverse[b]
+            farther_end = np.minimum(da, db) - limit
+            # sandwiched: every pixel of the run empty, or farther than both ends by more than the limit
+            crack = (wa >= 0) & (wb >= 0)
+            for k in range(gap):
+                crack &= inverse[p + k * step] < farther_end
+            p, a, b, wa, wb, da, db = p[crack], a[crack], b[crack], wa[crack], wb[crack], da[crack], db[crack]
             ra, rb, ca, cb = scene.row[wa], scene.row[wb], scene.col[wa], scene.col[wb]
             crack = (np.abs(ra - rb) <= gap + 1) & (np.abs(ca - cb) <= gap + 1)
             lo_r, hi_r, lo_c, hi_c = np.minimum(ra, rb), np.maximum(ra, rb), np.minimum(ca, cb), np.maximum(ca, cb)
@@ -179,7 +184,7 @@ def close_cracks(winner: np.ndarray, scene: LayeredScene, height: int, width: in
                 rq, cq = scene.row[np.maximum(wq, 0)], scene.col[np.maximum(wq, 0)]
                 between = (rq >= lo_r) & (rq <= hi_r) & (cq >= lo_c) & (cq <= hi_c)
                 crack &= (wq < 0) | ~between
-            src = np.where(inverse[a] <= inverse[b], a, b)[crack]  # the farther end: the near side does not grow
+            src = np.where(da <= db, a, b)[crack]  # the farther end: the near side does not grow
             p = p[crack]
             for k in range(gap):
                 win[p + k * step] = win[src]
@@ -222,9 +227,10 @@ def render_view(scene: LayeredScene, view: View) -> Rendered:
     us = fx * xs / zs + cx
     vs = fy * ys / zs + cy
     src_h, src_w = scene.height, scene.width
-    back = scene.source[point] >= src_h * src_w  # the point is in the background layer
-    us = np.clip(us, 0.0, src_w - 1.0)
-    vs = np.clip(vs, 0.0, src_h - 1.0) + back.astype(np.float32) * src_h
+    back = scene.back[point]  # the point is in the background layer
+    np.clip(us, 0.0, src_w - 1.0, out=us)
+    np.clip(vs, 0.0, src_h - 1.0, out=vs)
+    vs[back] += src_h
     colour = cv2.remap(scene.colours, us.reshape(h, w), vs.reshape(h, w), cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)
 
