@@ -135,48 +135,32 @@ def background_layer(image: np.ndarray, z: np.ndarray, band: int, parallax, thre
     """What is behind the near side of depth edges: ``(mask (H, W) bool, colour (H, W, 3) uint8,
     depth (H, W) float32)``.
 
-    ``mask``: the near-side pixels that a camera can uncover: within ``r`` pixels (``r`` up to
-    ``band``) of a far-side edge pixel (:func:`edge_sides`) whose parallax is more than ``r / 2``
-    pixels less than theirs (the gap an edge opens is as wide as its jump in parallax). ``depth``: there, the depth of
-    the nearest far-side pixel (a distance transform with labels: nothing leaks in from the near
-    object). ``colour``: the photo inpainted by OpenCV (Telea) over the mask widened into the near
-    object, so that the pixels near the far side are filled from the far side before the inpainting
-    front from the near object's inside reaches them. Outside ``mask`` the colour and depth are the photo's own.
+    Every pixel is paired with its nearest far-side edge pixel (:func:`edge_sides`; a distance
+    transform with labels). ``mask``: the pixels that a camera can uncover, those whose parallax
+    exceeds that far-side pixel's by more than ``threshold`` pixels and by more than their distance
+    to it (the gap an edge opens is as wide as its jump in parallax), within ``band`` pixels.
+    ``depth``: there, the far-side pixel's depth (nothing leaks in from the near object).
+    ``colour``: the photo inpainted by OpenCV (Telea) over the mask widened into the near object (to
+    twice the gap), so that the pixels near the far side are filled from the far side before the
+    inpainting front from the near object's inside reaches them. Outside ``mask`` the colour and depth
+    are the photo's own.
     """
     z = np.asarray(z, dtype=np.float32)
     h, w = z.shape
     _, far_side = edge_sides(z, parallax, threshold)
     if band < 1 or not far_side.any():
         return np.zeros((h, w), bool), image.copy(), z.copy()
-    far_inverse = np.where(far_side, 1.0 / z, np.inf).astype(np.float32)
-
-    def within(radius: int, jump: float) -> np.ndarray:
-        """Pixels within ``radius`` of a far-side pixel whose parallax is ``jump`` pixels less than theirs."""
-        size = 2 * radius + 1
-        # a square window (OpenCV erodes with it row by row, then column by column: fast at any size)
-        reach = cv2.erode(far_inverse, np.ones((size, size), np.uint8), borderType=cv2.BORDER_CONSTANT,
-                          borderValue=float("inf"))
-        return (1.0 / z - reach) * parallax > jump
-
-    # a pixel needs a background only as far from the edge as the edge's own jump can open a gap:
-    # within r pixels of a far-side pixel whose parallax differs by more than r / 2, for r = 2, 4, 8, ...
-    mask = np.zeros((h, w), bool)
-    radius = 2
-    while True:
-        r = min(radius, band)
-        mask |= within(r, max(threshold, r / 2))
-        if r >= band:
-            break
-        radius *= 2
-    paint = mask | (cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, band // 2)) > 0) \
-        & within(2 * band, threshold)
-    colour = inpaint(image, paint)
-    # the depth of the nearest far-side pixel: labels of a distance transform to the far-side pixels
-    _, labels = cv2.distanceTransformWithLabels((~far_side).astype(np.uint8), cv2.DIST_L2, 5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
+    distance, labels = cv2.distanceTransformWithLabels((~far_side).astype(np.uint8), cv2.DIST_L2, 5,
+                                                       labelType=cv2.DIST_LABEL_PIXEL)
     far_values = np.zeros(int(labels.max()) + 1, np.float32)
     far_values[labels[far_side]] = z[far_side]
-    depth = np.where(mask, np.maximum(far_values[labels], z), z).astype(np.float32)
+    far_depth = far_values[labels]
+    jump = (1.0 / z - 1.0 / far_depth) * parallax  # the gap, in pixels, this pixel's edge can open
+    edge = jump > threshold
+    mask = edge & (distance <= np.minimum(jump + 1.0, band))
+    paint = mask | (edge & (distance <= np.minimum(2.0 * jump + 2.0, 2 * band)))
+    colour = inpaint(image, paint)
+    depth = np.where(mask, np.maximum(far_depth, z), z).astype(np.float32)
     return mask, colour, depth
 
 
