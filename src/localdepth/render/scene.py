@@ -197,7 +197,7 @@ class LayeredScene:
     (background points count as a little farther: :data:`BACKGROUND_BIAS`), so that the largest
     index landing on a pixel is the nearest point there.
     ``row``, ``col`` ``(N,)`` int32 are each point's pixel in ``colours`` and ``inverse_depth`` its
-    ``1 / Z``. ``edge`` ``(N,)`` marks front points beside a depth edge. ``band``: the background layer's
+    ``1 / Z``; ``flags`` ``(N,)`` uint8 packs ``back`` (bit 0) and ``edge`` (bit 1) for one gather per frame. ``edge`` ``(N,)`` marks front points beside a depth edge. ``band``: the background layer's
     width in pixels; ``parallax``: the largest number of pixels of parallax per unit of inverse depth
     that the edges were judged by.
     """
@@ -213,6 +213,7 @@ class LayeredScene:
     source: np.ndarray
     back: np.ndarray
     edge: np.ndarray
+    flags: np.ndarray
     band: int
     parallax: float
     inverse_depth: np.ndarray
@@ -281,7 +282,9 @@ def build_scene(image: np.ndarray, z: np.ndarray, K: np.ndarray, *, band: int, p
     return LayeredScene(
         image=image, depth=z, K=np.asarray(K, dtype=np.float64), X=X, Y=Y, Z=z_all.astype(np.float32),
         colours=np.concatenate([image, bg_colour], axis=0), depths=np.concatenate([z, bg_depth], axis=0),
-        source=source, back=source >= h * w, edge=edge, band=int(band), parallax=float(np.max(parallax)),
+        source=source, back=source >= h * w, edge=edge,
+        flags=((source >= h * w).astype(np.uint8) | (edge.astype(np.uint8) << 1)),
+        band=int(band), parallax=float(np.max(parallax)),
         inverse_depth=(1.0 / z_all).astype(np.float32), row=(source // w).astype(np.int32),
         col=(source % w).astype(np.int32), median_depth=float(np.median(z)),
         background_points=len(back),

@@ -91,14 +91,20 @@ def splat(scene: LayeredScene, view: View) -> np.ndarray:
         vi = v.astype(np.int32)
     ui -= 1
     vi -= 1
-    inside = ui.view(np.uint32) < w
-    inside &= vi.view(np.uint32) < h
-    vi *= w
-    vi += ui
-    target = np.where(inside, vi, h * w)  # the points outside go to one extra slot
+    index = np.arange(len(u), dtype=np.int32)
     best = np.full(h * w + 1, -1, np.int32)
-    np.maximum.at(best, target, np.arange(len(target), dtype=np.int32))
+    np.maximum.at(best, _targets(ui, vi, w, h), index)
     return best[:-1].astype(np.int64)
+
+
+def _targets(ui: np.ndarray, vi: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Flat pixel indices of integer coordinates; ``width * height`` (one extra slot) for those outside."""
+    inside = ui.view(np.uint32) < width
+    inside &= vi.view(np.uint32) < height
+    target = vi * np.int32(width)
+    target += ui
+    target[~inside] = width * height
+    return target
 
 
 def fill_from_background(winner: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +233,8 @@ def render_view(scene: LayeredScene, view: View) -> Rendered:
     us = fx * xs / zs + cx
     vs = fy * ys / zs + cy
     src_h, src_w = scene.height, scene.width
-    back = scene.back[point]  # the point is in the background layer
+    flags = scene.flags[point]
+    back = (flags & 1).astype(bool)  # the point is in the background layer
     np.clip(us, 0.0, src_w - 1.0, out=us)
     np.clip(vs, 0.0, src_h - 1.0, out=vs)
     vs[back] += src_h
@@ -236,7 +243,7 @@ def render_view(scene: LayeredScene, view: View) -> Rendered:
 
     # a point on an edge keeps its own colour; a filled pixel keeps the sample only if it lands on a
     # surface at its point's depth (else the sample would come from the near object beside the hole)
-    replace = np.flatnonzero(scene.edge[point] & reached)
+    replace = np.flatnonzero((flags & 2).astype(bool) & reached)
     filled_px = np.flatnonzero(~reached)
     if filled_px.size:
         ri = np.rint(vs[filled_px]).astype(np.int64) * src_w + np.rint(us[filled_px]).astype(np.int64)
