@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .common import add_model_args, load_from_args
-from .geomopts import add_camera_args, camera_from_args
+from .geomopts import camera_from_args
 
 EXAMPLES = """examples:
   localdepth photo3d photo.jpg --path circle --seconds 4 -o photo_3d.mp4     parallax video (also .gif, .webp)
@@ -48,7 +48,10 @@ def register(sub) -> None:
     g.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})")
     g.add_argument("--size", type=int, default=DEFAULT_SIZE, metavar="PX",
                    help=f"short side of the video in pixels, never above the photo's (default {DEFAULT_SIZE}: 720p)")
-    add_camera_args(p)
+    c = p.add_argument_group("the photo's camera (default: its EXIF, the model's camera, else a 60 degree field of view)")
+    c.add_argument("--intrinsics", metavar="FX,FY,CX,CY",
+                   help="pinhole intrinsics in pixels of the photo (pixel centres at integer coordinates)")
+    c.add_argument("--fov", type=float, metavar="DEG", help="horizontal field of view in degrees")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_args(p)
     p.set_defaults(func=main)
