@@ -34,6 +34,8 @@ EDGE_PX = 2.0
 SNAP_PX = 4.0
 #: background points sort as if this much farther, so that a real pixel at nearly the same depth wins
 BACKGROUND_BIAS = 0.02
+#: the bits of :attr:`LayeredScene.flags`
+BACKGROUND, EDGE = 1, 2
 #: colour inpainting radius (pixels), OpenCV's Telea method
 INPAINT_RADIUS = 5
 
@@ -189,17 +191,16 @@ class LayeredScene:
 
     ``image`` ``(H, W, 3)`` uint8 and ``depth`` ``(H, W)`` float32 (z, edges cut) are the photo's;
     ``K`` its ``(3, 3)`` intrinsics. ``X, Y, Z`` ``(N,)`` float32 are the points in the photo's camera
-    frame (the photo's pixels and the background layer's).
-    ``colours`` ``(2H, W, 3)`` uint8 stacks the photo over the background layer's colour, and
-    ``source`` ``(N,)`` int64 is each point's flat index in it (``back``: in the background layer);
-    ``depths`` ``(2H, W)`` stacks their
-    depths the same way. The points are in depth order, from the farthest (index 0) to the nearest
-    (background points count as a little farther: :data:`BACKGROUND_BIAS`), so that the largest
-    index landing on a pixel is the nearest point there.
-    ``row``, ``col`` ``(N,)`` int32 are each point's pixel in ``colours`` and ``inverse_depth`` its
-    ``1 / Z``; ``flags`` ``(N,)`` uint8 packs ``back`` (bit 0) and ``edge`` (bit 1) for one gather per frame. ``edge`` ``(N,)`` marks front points beside a depth edge. ``band``: the background layer's
-    width in pixels; ``parallax``: the largest number of pixels of parallax per unit of inverse depth
-    that the edges were judged by.
+    frame (the photo's pixels and the background layer's), in depth order, from the farthest
+    (index 0) to the nearest (background points count as a little farther:
+    :data:`BACKGROUND_BIAS`), so that the largest index landing on a pixel is the nearest point
+    there. ``colours`` ``(2H, W, 3)`` uint8 stacks the photo over the background layer's colour and
+    ``depths`` ``(2H, W)`` their depths; ``source`` ``(N,)`` int64 is each point's flat index in them,
+    ``row``, ``col`` ``(N,)`` int32 its pixel there, ``inverse_depth`` its ``1 / Z``. ``flags``
+    ``(N,)`` uint8: bit :data:`BACKGROUND` for the points of the background layer, bit :data:`EDGE`
+    for the photo's points beside a depth edge. ``band``: the background layer's width in pixels;
+    ``parallax``: the largest number of pixels of parallax per unit of inverse depth that the edges
+    were judged by.
     """
 
     image: np.ndarray
@@ -211,8 +212,6 @@ class LayeredScene:
     colours: np.ndarray
     depths: np.ndarray
     source: np.ndarray
-    back: np.ndarray
-    edge: np.ndarray
     flags: np.ndarray
     band: int
     parallax: float
@@ -282,8 +281,7 @@ def build_scene(image: np.ndarray, z: np.ndarray, K: np.ndarray, *, band: int, p
     return LayeredScene(
         image=image, depth=z, K=np.asarray(K, dtype=np.float64), X=X, Y=Y, Z=z_all.astype(np.float32),
         colours=np.concatenate([image, bg_colour], axis=0), depths=np.concatenate([z, bg_depth], axis=0),
-        source=source, back=source >= h * w, edge=edge,
-        flags=((source >= h * w).astype(np.uint8) | (edge.astype(np.uint8) << 1)),
+        source=source, flags=np.where(source >= h * w, BACKGROUND, 0).astype(np.uint8) | np.where(edge, EDGE, 0).astype(np.uint8),
         band=int(band), parallax=float(np.max(parallax)),
         inverse_depth=(1.0 / z_all).astype(np.float32), row=(source // w).astype(np.int32),
         col=(source % w).astype(np.int32), median_depth=float(np.median(z)),

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .scene import EDGE_PX, LayeredScene
+from .scene import BACKGROUND, EDGE, EDGE_PX, LayeredScene
 
 #: points closer than this to the virtual camera's centre plane (depth units, relative) are dropped
 NEAR_CLIP = 1e-3
@@ -234,7 +234,7 @@ def render_view(scene: LayeredScene, view: View) -> Rendered:
     vs = fy * ys / zs + cy
     src_h, src_w = scene.height, scene.width
     flags = scene.flags[point]
-    back = (flags & 1).astype(bool)  # the point is in the background layer
+    back = (flags & BACKGROUND).astype(bool)  # the point is in the background layer
     np.clip(us, 0.0, src_w - 1.0, out=us)
     np.clip(vs, 0.0, src_h - 1.0, out=vs)
     vs[back] += src_h
@@ -243,7 +243,7 @@ def render_view(scene: LayeredScene, view: View) -> Rendered:
 
     # a point on an edge keeps its own colour; a filled pixel keeps the sample only if it lands on a
     # surface at its point's depth (else the sample would come from the near object beside the hole)
-    replace = np.flatnonzero((flags & 2).astype(bool) & reached)
+    replace = np.flatnonzero((flags & EDGE).astype(bool) & reached)
     filled_px = np.flatnonzero(~reached)
     if filled_px.size:
         ri = np.rint(vs[filled_px]).astype(np.int64) * src_w + np.rint(us[filled_px]).astype(np.int64)
