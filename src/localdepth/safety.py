@@ -243,7 +243,7 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "retry_after_s": _NON_NEGATIVE,
     # rendering: 3D photos, stereo, ControlNet pictures (and the server's budgets for them)
     "seconds": Range(0, 600, lo_open=True),
-    "size": Range(16, 8192, integer=True),
+    "size": Range(16, 8192, integer=True),  # pixels: a video's short side, bench's network input sides
     "amplitude": Range(0, 1, lo_open=True),
     "focus": _POSITIVE,
     "stereo_budget": Range(0, 20, lo_open=True),
@@ -274,7 +274,9 @@ def check_options(values: Mapping[str, object], *, label=option_label) -> None:
     for name, value in values.items():
         spec = NUMERIC_OPTIONS.get(name)
         if spec is not None and value is not None:
-            spec.check(label(name), value)
+            # a list option (``bench --size 518,1036``) is checked item by item
+            for item in (value if isinstance(value, (list, tuple)) else (value,)):
+                spec.check(label(name), item)
 
 
 def check_intrinsics_text(text: str) -> None:
