@@ -117,5 +117,24 @@ def test_normals_output_format_through_the_writer(tmp_path):
     paths = output_paths(tmp_path, Path("wall.png"), opts.formats)
     meta = write_result(wall, paths, opts, {"model": "test"})
     rgb = cv2.cvtColor(cv2.imread(str(paths["normals"])), cv2.COLOR_BGR2RGB)
-    assert (rgb == (128, 128, 0)).all()  # a wall facing the camera: n = (0, 0, -1)
+    # a wall facing the camera: n = (0, 0, -1) in the camera frame, (0, 0, 1) in ControlNet's (x left, y up,
+    # z towards the camera): "blue is front"
+    assert (rgb == (128, 128, 255)).all()
     assert meta["outputs"]["normals"]["intrinsics"]["fx"] == 40
+
+
+def test_normals_format_follows_controlnets_convention_blue_front_red_left_green_up():
+    """ControlNet's normal models (NormalBAE, DSINE): "blue is front, red is left, green is top"."""
+    f, h, w = 40.0, 30, 40
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    floor = np.where(v > cy + 2, f * 1.5 / np.maximum(v - cy, 1e-9), 50.0)  # y = +1.5: 1.5 below the camera
+    right_wall = np.where(u > cx + 2, f * 2.0 / np.maximum(u - cx, 1e-9), 50.0)  # x = +2: to the right
+    camera = {"fx": f, "fy": f, "cx": cx, "cy": cy}
+    rgb_floor, info = g.normals_picture(floor, "depth", camera)
+    rgb_wall, _ = g.normals_picture(right_wall, "depth", camera)
+    floor_px = rgb_floor[h - 6: h - 2, 5:-5].reshape(-1, 3).astype(int)
+    wall_px = rgb_wall[5:-5, w - 8: w - 3].reshape(-1, 3).astype(int)
+    assert np.abs(floor_px - (128, 255, 128)).max() <= 1  # the floor faces up: green
+    assert np.abs(wall_px - (255, 128, 128)).max() <= 1  # the right wall faces left: red
+    assert info["encoding"].startswith("rgb = (n + 1) / 2 * 255 with n in the frame x left, y up, z towards")

@@ -291,6 +291,12 @@ def test_cli_refuses_images_over_max_pixels_before_decoding(tmp_path, capsys, ti
     (["serve", "--timeout", "nan"], "--timeout must be"),
     (["eval", "--model", "gt", "--dataset", "folder:x", "--max-depth=-inf"], "--max-depth must be"),
     (["video", "x.mp4", "--fps", "nan"], "--fps must be"),
+    (["photo3d", "x.jpg", "--seconds", "0"], "--seconds must be a finite number > 0"),
+    (["photo3d", "x.jpg", "--size", "8"], "--size must be an integer >= 16"),
+    (["photo3d", "x.jpg", "--amplitude", "inf"], "--amplitude must be"),
+    (["run", "x.jpg", "--stereo-budget", "40"], "--stereo-budget must be"),
+    (["run", "x.jpg", "--controlnet-size", "0"], "--controlnet-size must be"),
+    (["bench", "--size", "518,9000"], "--size must be an integer >= 16 and <= 8192 (got 9000)"),
 ])
 def test_numeric_options_are_checked_once_before_any_command(args, words, capsys):
     """The inputs named here do not exist: the command itself would fail differently (or start a
@@ -315,6 +321,9 @@ def test_ranges_refuse_non_finite_values_and_describe_themselves():
     with pytest.raises(InvalidValueError, match=r"fx must be a finite number >= 1 \(got 0\.0\)"):
         check_options({"fx": 0.0}, label=str)
     check_options({"fx": None, "unknown": float("nan")})  # absent and unknown names are left alone
+    check_options({"size": [518, 1036]})  # a list option (bench --size 518,1036), item by item
+    with pytest.raises(InvalidValueError, match=r"size must be an integer >= 16 and <= 8192 \(got nan\)"):
+        check_options({"size": [518, float("nan")]}, label=str)
     assert {"fov", "voxel_size", "reference_scale", "batch_size", "port", "max_points"} <= set(NUMERIC_OPTIONS)
 
 

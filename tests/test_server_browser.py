@@ -104,6 +104,64 @@ def test_upload_shows_depth_and_a_3d_point_cloud(server, browser, shared_images,
     page.close()
 
 
+def test_the_3d_photo_plays_in_the_page_downloads_as_mp4_and_the_stereo_view_shows(server, browser, shared_images,
+                                                                                      tmp_path):
+    import av
+
+    photo = tmp_path / "demo04.jpg"  # a smaller copy: rendering, not the page, would take the time
+    Image.open(shared_images / "demo04.jpg").resize((640, 416)).save(photo, quality=95)
+    width, height = 640, 416
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server}/?token={TOKEN}")
+    page.wait_for_function("document.body.dataset.state === 'idle'", timeout=30_000)
+    page.set_input_files("#file", str(photo))
+    page.wait_for_function("['ready', 'error'].includes(document.body.dataset.state)", timeout=180_000)
+    assert page.evaluate("document.body.dataset.state") == "ready", page.text_content("#status")
+
+    # the preview plays: its time runs and what it shows changes (frames drawn on a canvas a moment apart)
+    page.wait_for_function("document.getElementById('photo3d').readyState >= 2 && "
+                           "document.getElementById('photo3d').currentTime > 0", timeout=30_000)
+    grab = """() => {
+        const video = document.getElementById('photo3d');
+        const canvas = document.createElement('canvas');
+        canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+        const context = canvas.getContext('2d');
+        context.drawImage(video, 0, 0);
+        return [video.currentTime, Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data)];
+    }"""
+    t0, first = page.evaluate(grab)
+    page.wait_for_timeout(700)
+    t1, later = page.evaluate(grab)
+    assert t1 != t0, "the 3D photo does not play"
+    assert np.abs(np.array(first, float) - np.array(later, float)).mean() > 0.5, "the frames do not change"
+    assert page.evaluate("document.getElementById('photo3d').videoHeight") == height  # 480 asked, at most the photo's
+    frames = int(page.get_attribute("#photo3d", "data-frames"))
+    assert frames == 60  # 3 s at 20 fps, the page's request
+
+    # the MP4 downloads: the same video, every frame
+    with page.expect_download(timeout=60_000) as download:
+        page.click("#download-photo3d")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "demo04_3d.mp4"
+    with av.open(str(saved)) as container:
+        stream = container.streams.video[0]
+        decoded = [f for f in container.decode(stream)]
+        assert stream.codec_context.name == "h264" and len(decoded) == frames
+        assert (decoded[0].height, decoded[0].width) == (height, width)
+
+    # the stereo view: a red-cyan anaglyph at the photo's size (under the server's render size), then the pair
+    assert page.evaluate("document.getElementById('stereo').naturalWidth") == width
+    page.select_option("#stereo-format", "sbs")
+    page.wait_for_function(f"document.getElementById('stereo').naturalWidth === {2 * width} && "
+                           "document.body.dataset.state === 'ready'", timeout=120_000)
+    assert page.evaluate("document.getElementById('stereo').naturalHeight") == height
+    assert errors == []
+    page.close()
+
+
 def test_the_page_needs_the_token(server, browser):
     page = browser.new_page()
     response = page.goto(f"{server}/")

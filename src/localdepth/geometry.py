@@ -225,6 +225,51 @@ def resolve_intrinsics(width: int, height: int, *, intrinsics: str | None = None
     return default_intrinsics(width, height)
 
 
+# ----------------------------------------------------------------------------- relative maps
+
+#: pseudo-depth spans 1 (nearest) to 1 / RELATIVE_NEAR_FRACTION = 10 (farthest)
+RELATIVE_NEAR_FRACTION = 0.1
+#: the part of a relative map that spans the pseudo-depth range (1st..99th percentile)
+PSEUDO_DEPTH_PERCENTILES = (1.0, 99.0)
+#: what a point cloud (or render) of a relative disparity map holds, for sidecars and PLY headers
+PSEUDO_DEPTH_FORMULA = ("z = 1 / (0.1 + 0.9 t), t = clip((d - p1) / (p99 - p1), 0, 1), d the disparity, p1 and p99 "
+                        "its 1st and 99th percentiles: 1 = nearest, 10 = farthest")
+
+
+def pseudo_depth_range(disparity: np.ndarray) -> tuple[float, float] | None:
+    """``(p1, p99)``: the disparity percentiles :func:`pseudo_depth` normalises with (None: no finite value)."""
+    disp = np.asarray(disparity, dtype=np.float64)
+    finite = np.isfinite(disp)
+    if not finite.any():
+        return None
+    lo, hi = np.percentile(disp[finite], PSEUDO_DEPTH_PERCENTILES)
+    return float(lo), float(hi)
+
+
+def pseudo_depth(disparity: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Relative inverse depth -> a positive depth-like map in arbitrary units (1 = nearest, 10 = farthest).
+
+    ``value_range`` ``(lo, hi)`` of the disparity (default: :func:`pseudo_depth_range`, its 1st..99th
+    percentile; a video passes its clip's range so that every frame uses one mapping) is normalised to
+    ``t`` in [0, 1] (clipped) and ``z = 1 / (0.1 + 0.9 t)`` (:data:`PSEUDO_DEPTH_FORMULA`). Why not
+    ``1 / disparity``: the shift of a relative disparity is unknown, so ``1 / d`` is no truer a depth,
+    and it breaks where ``d`` nears or crosses 0 (sky, a negative shift): points at infinity or behind
+    the camera. This map keeps the order of the pixels (nearer = smaller ``z``) and every point in
+    front of the camera, within 1..10; the shape is only indicative. Non-finite disparities give NaN.
+    ``(H, W)`` in, ``(H, W)`` float32 out.
+    """
+    disp = np.asarray(disparity, dtype=np.float64)
+    value_range = value_range if value_range is not None else pseudo_depth_range(disp)
+    if value_range is None:
+        return np.full(disp.shape, np.nan, np.float32)
+    lo, hi = value_range
+    finite = np.isfinite(disp)
+    span = hi - lo if hi > lo else 1.0
+    t = np.clip((np.where(finite, disp, lo) - lo) / span, 0.0, 1.0)
+    z = 1.0 / (RELATIVE_NEAR_FRACTION + (1.0 - RELATIVE_NEAR_FRACTION) * t)
+    return np.where(finite, z, np.nan).astype(np.float32)
+
+
 # ----------------------------------------------------------------------------- rays and points
 
 def pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -343,9 +388,21 @@ def depth_discontinuities(depth: np.ndarray, threshold: float = 0.05) -> np.ndar
     return edge
 
 
+#: how the ``normals`` format encodes a normal: the convention of ControlNet's normal models
+#: (NormalBAE, DSINE: "blue is front, red is left, green is top")
+NORMALS_ENCODING = ("rgb = (n + 1) / 2 * 255 with n in the frame x left, y up, z towards the camera (ControlNet "
+                    "normal maps, NormalBAE/DSINE: blue = facing the camera, red = facing left, green = facing up); "
+                    "black = no normal")
+
+
 def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None, *,
                     predicted: Intrinsics | None = None, image_path=None) -> tuple[np.ndarray, dict]:
-    """The ``normals`` output format: RGB uint8 ``(H, W, 3)`` (see :func:`encode_normals`) and its sidecar entry.
+    """The ``normals`` output format: RGB uint8 ``(H, W, 3)`` and its sidecar entry.
+
+    The camera-frame normals of :func:`normals_from_depth` (x right, y down, z forward, facing the
+    camera) are negated, which puts them in the frame ControlNet's normal models read (x left, y
+    up, z towards the camera), then encoded by :func:`encode_normals`: a wall facing the camera is
+    ``(128, 128, 255)``, a floor ``(128, 255, 128)`` (:data:`NORMALS_ENCODING`).
 
     The camera: ``intrinsics`` when the user gave one (see :func:`camera_from_dict`), else the rule of
     :func:`resolve_intrinsics` (the photo's EXIF, the camera the model ``predicted``, the default).
@@ -362,8 +419,8 @@ def normals_picture(depth: np.ndarray, kind: str, intrinsics: dict | None = None
     if kind != "depth":
         with np.errstate(divide="ignore"):
             d = np.where(np.isfinite(d) & (d > 0), 1.0 / np.where(d > 0, d, 1.0), 0.0)
-    rgb = encode_normals(normals_from_depth(d, cam.K))
-    return rgb, {"encoding": "rgb = (n + 1) / 2 * 255; camera frame x right, y down, z forward; black = no normal",
+    rgb = encode_normals(-normals_from_depth(d, cam.K))  # camera frame -> x left, y up, z towards the camera
+    return rgb, {"encoding": NORMALS_ENCODING,
                  "intrinsics": cam.as_dict(), "intrinsics_source": cam.origin,
                  "depth": "z-depth" if kind == "depth" else "1 / relative disparity (shift unknown: approximate)"}
 

@@ -127,3 +127,17 @@ SCENE_MIN_SHARED_GRID = 0.5
 #: most photos in one POST /v1/scene; each within SERVER_MAX_UPLOAD_BYTES and SERVER_MAX_PIXELS,
 #: and one scene at a time per server
 SERVER_MAX_SCENE_VIEWS = 8
+
+
+# ----------------------------------------------------------------------------- 3D photos and stereo (the server)
+
+#: longest 3D photo video the server renders, seconds; a request's ``seconds`` is capped at it
+SERVER_MAX_VIDEO_SECONDS = 10.0
+#: highest frame rate of a 3D photo video; a request's ``fps`` is capped at it
+SERVER_MAX_VIDEO_FPS = 30.0
+#: most frames of one 3D photo video (seconds x fps); beyond it the video is shortened. Rendering
+#: costs about 70 ms of CPU per 720p frame here (docs/photo3d.md): 240 frames is 17 s of CPU
+SERVER_MAX_VIDEO_FRAMES = 240
+#: largest short side of what the server renders from a depth map (3D photo videos, stereo pairs,
+#: anaglyphs), pixels; a request's ``size`` is capped at it (a 25 MP upload is rendered smaller)
+SERVER_MAX_RENDER_SIZE = 720

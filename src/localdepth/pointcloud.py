@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LocalDepthError
-from .geometry import invert_pose, transform_points, unproject
+from .geometry import PSEUDO_DEPTH_FORMULA, invert_pose, pseudo_depth, pseudo_depth_range, transform_points, unproject
 from .writers import atomic_path, atomic_write_bytes
 
 POINTCLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", ".xyzrgb", ".pts")
@@ -32,47 +32,6 @@ def _o3d():
                 else "pip install 'localdepth[geometry]'")
         raise LocalDepthError(f"point clouds and meshes need Open3D ({str(e).splitlines()[0]}); {hint}") from None
     return o3d
-
-
-RELATIVE_NEAR_FRACTION = 0.1  # pseudo-depth spans 1 (nearest) to 1 / 0.1 = 10 (farthest)
-#: the disparity percentiles that span ``t`` in [0, 1]
-RELATIVE_PERCENTILES = (1.0, 99.0)
-#: what a point cloud of a relative disparity map holds, for sidecars and PLY headers
-PSEUDO_DEPTH_FORMULA = ("z = 1 / (0.1 + 0.9 t), t = clip((d - p1) / (p99 - p1), 0, 1), d the disparity, p1 and p99 "
-                        "its 1st and 99th percentiles: 1 = nearest, 10 = farthest")
-
-
-def pseudo_depth_range(disparity: np.ndarray) -> tuple[float, float] | None:
-    """``(p1, p99)``: the disparity percentiles :func:`pseudo_depth` normalises with (None: no finite value)."""
-    disp = np.asarray(disparity, dtype=np.float64)
-    finite = np.isfinite(disp)
-    if not finite.any():
-        return None
-    lo, hi = np.percentile(disp[finite], RELATIVE_PERCENTILES)
-    return float(lo), float(hi)
-
-
-def pseudo_depth(disparity: np.ndarray) -> np.ndarray:
-    """Relative inverse depth -> a positive depth-like map in arbitrary units (1 = nearest, 10 = farthest).
-
-    The 1st..99th percentile range of the disparity is normalised to ``t`` in [0, 1] and
-    ``z = 1 / (0.1 + 0.9 t)`` (:data:`PSEUDO_DEPTH_FORMULA`). Why not ``1 / disparity``: the shift of a
-    relative disparity is unknown, so ``1 / d`` is no truer a depth, and it breaks where ``d`` nears or
-    crosses 0 (sky, a negative shift): points at infinity or behind the camera, which swamp the cloud's
-    extent, its voxel grid and its mesh. This map keeps the order of the pixels (nearer = smaller ``z``)
-    and every point in front of the camera, within 1..10; the shape is only indicative.
-    Non-finite disparities give NaN.
-    """
-    disp = np.asarray(disparity, dtype=np.float64)
-    span_of = pseudo_depth_range(disp)
-    if span_of is None:
-        return np.full(disp.shape, np.nan, np.float32)
-    lo, hi = span_of
-    finite = np.isfinite(disp)
-    span = hi - lo if hi > lo else 1.0
-    t = np.clip((np.where(finite, disp, lo) - lo) / span, 0.0, 1.0)
-    z = 1.0 / (RELATIVE_NEAR_FRACTION + (1.0 - RELATIVE_NEAR_FRACTION) * t)
-    return np.where(finite, z, np.nan).astype(np.float32)
 
 
 def metric_depth_or_refuse(depth: np.ndarray, kind: str, *, relative: bool = False,

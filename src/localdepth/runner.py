@@ -30,7 +30,7 @@ from .estimator import DepthEstimator
 from .inputs import InputItem
 from .limits import MAX_IMAGE_PIXELS
 from .safety import check_outputs, one_line, quoted
-from .writers import WriteOptions, is_complete, output_paths, write_result
+from .writers import WriteOptions, is_complete, needs_image, output_paths, write_result
 
 
 @dataclass
@@ -165,7 +165,7 @@ class Runner:
         self.skip_existing = skip_existing
         self.progress = progress
         self.on_error = on_error or (lambda line: print(f"localdepth: error: {one_line(line)}", file=sys.stderr))
-        self.keep_image = "side" in options.formats
+        self.keep_image = needs_image(options.formats)
         self.pipeline = pipeline
         self.max_pixels = max_pixels  # larger images are refused before decoding
         self.workers = max(1, workers or min(4, os.cpu_count() or 1))

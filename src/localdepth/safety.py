@@ -309,6 +309,18 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "keep_alive": _POSITIVE, "keep_alive_s": _POSITIVE,
     "max_connections": _COUNT,
     "retry_after_s": _NON_NEGATIVE,
+    # rendering: 3D photos, stereo, ControlNet pictures (and the server's budgets for them)
+    "seconds": Range(0, 600, lo_open=True),
+    "size": Range(16, 8192, integer=True),  # pixels: a video's short side, bench's network input sides
+    "amplitude": Range(0, 1, lo_open=True),
+    "focus": _POSITIVE,
+    "stereo_budget": Range(0, 20, lo_open=True),
+    "budget": Range(0, 20, lo_open=True),
+    "controlnet_size": Range(64, 8192, integer=True),
+    "max_video_seconds": Range(0, 600, lo_open=True),
+    "max_video_fps": Range(0, 240, lo_open=True),
+    "max_video_frames": Range(1, 100_000, integer=True),
+    "max_render_size": Range(16, 8192, integer=True),
     # scenes (several views) and pose evaluation
     "max_views": Range(1, 64, integer=True),
     "max_scene_views": Range(1, 64, integer=True),
@@ -330,7 +342,9 @@ def check_options(values: Mapping[str, object], *, label=option_label) -> None:
     for name, value in values.items():
         spec = NUMERIC_OPTIONS.get(name)
         if spec is not None and value is not None:
-            spec.check(label(name), value)
+            # a list option (``bench --size 518,1036``) is checked item by item
+            for item in (value if isinstance(value, (list, tuple)) else (value,)):
+                spec.check(label(name), item)
 
 
 def check_camera(fx: float, fy: float, cx: float, cy: float, width: int = 0, height: int = 0,

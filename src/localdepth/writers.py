@@ -16,8 +16,13 @@ png16      ``stem.png``          uint16; metric depth: millimetres (value * 0.00
                                  saturate and are counted), min/max in the sidecar
 color      ``stem_color.png``    colour-mapped picture, closer = high end of the map
 side       ``stem_side.png``     input image and colour map side by side
-normals    ``stem_normals.png``  surface normals, RGB = (n + 1) / 2 * 255 in the camera frame
-                                 (x right, y down, z forward; facing the camera); black = none
+normals    ``stem_normals.png``  surface normals as ControlNet's normal models read them:
+                                 RGB = (n + 1) / 2 * 255, n in the frame x left, y up, z towards
+                                 the camera (a wall facing the camera is (128, 128, 255)); black = none
+controlnet ``stem_controlnet.png`` depth ControlNet picture: inverse depth over its min..max,
+                                 near = white (what ControlNet's depth preprocessors give)
+stereo     ``stem_stereo.png``   side-by-side stereo pair (left | right), rendered from the depth
+anaglyph   ``stem_anaglyph.png`` red-cyan anaglyph of that pair (Dubois)
 (always)   ``stem.json``         sidecar: model, kind, units, scales, sizes, timings
 =========  ====================  ===========================================================
 
@@ -278,6 +283,10 @@ class WriteOptions:
     vmin: float | None = None
     vmax: float | None = None
     extra_sidecar: dict = field(default_factory=dict)
+    #: stereo and anaglyph: disparity of the nearest depth, percent of the width
+    stereo_budget: float = 3.0
+    #: controlnet and normals: short side of the picture, a multiple of 64 (ControlNet's rule); None = the image's size
+    controlnet_size: int | None = None
 
     @property
     def colormap(self) -> str:
@@ -329,10 +338,69 @@ def _side(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
 
 def _normals(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
     from .geometry import normals_picture
+    from .render import resize_for_controlnet
 
     rgb, info = normals_picture(r.map, r.kind, o.extra_sidecar.get("intrinsics"), predicted=r.intrinsics,
                                 image_path=r.source)
+    rgb = resize_for_controlnet(rgb, o.controlnet_size)
+    return encode_rgb_png(rgb), {"dtype": "uint8", **info, "width": rgb.shape[1], "height": rgb.shape[0]}
+
+
+def _controlnet(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
+    from .render import controlnet_depth
+
+    rgb, info = controlnet_depth(r.map, r.kind, o.controlnet_size)
     return encode_rgb_png(rgb), {"dtype": "uint8", **info}
+
+
+def _camera(r: DepthResult, o: WriteOptions):
+    """The camera of a result, by the rule of :func:`localdepth.geometry.resolve_intrinsics` (given first)."""
+    import os
+
+    from .geometry import camera_from_dict, resolve_intrinsics
+
+    h, w = r.map.shape
+    given = o.extra_sidecar.get("intrinsics")
+    if given:
+        return camera_from_dict(given, w, h)
+    path = r.source if r.source is not None and os.path.isfile(str(r.source)) else None
+    return resolve_intrinsics(w, h, image_path=path, predicted=r.intrinsics)
+
+
+def stereo_pair(r: DepthResult, o: WriteOptions) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The left and right views of a result (:func:`localdepth.render.stereo_views`) and their sidecar entry."""
+    from .render import depth_for_rendering, stereo_views
+
+    if r.image is None:
+        raise ValueError("stereo pictures need the input image (predict with keep_image=True)")
+    key = (o.stereo_budget, repr(o.extra_sidecar.get("intrinsics")))
+    cached = getattr(r, "_stereo_pair", None)  # stereo and anaglyph of one result render the pair once
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    z, units, note = depth_for_rendering(r.map, r.kind, r.metric)
+    cam = _camera(r, o)
+    left, right, info = stereo_views(to_uint8(r.image), z, cam.K, budget=o.stereo_budget)
+    info = {**{k: (round(v, 6) if isinstance(v, float) else v) for k, v in info.items()},
+            "baseline_units": units, "depth": note, "intrinsics": cam.as_dict(), "intrinsics_source": cam.origin}
+    r._stereo_pair = (key, (left.image, right.image, info))
+    return left.image, right.image, info
+
+
+def _stereo(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
+    from .render import side_by_side_pair
+
+    left, right, info = stereo_pair(r, o)
+    return encode_rgb_png(side_by_side_pair(left, right)), {"dtype": "uint8", "layout": "left | right (full width each)",
+                                                            **info}
+
+
+def _anaglyph(r: DepthResult, o: WriteOptions) -> tuple[bytes, dict]:
+    from .render import anaglyph
+
+    left, right, info = stereo_pair(r, o)
+    return encode_rgb_png(anaglyph(left, right)), {"dtype": "uint8", "glasses": "red (left eye) / cyan (right eye)",
+                                                   "method": "Dubois 2009 least-squares matrices, in linear light",
+                                                   **info}
 
 
 #: format name -> (file suffix after the stem, encoder). Other modules register more formats here.
@@ -344,7 +412,16 @@ FORMATS: dict[str, tuple[str, Encoder]] = {
     "side": ("_side.png", _side),
     "pfm": (".pfm", _pfm),
     "normals": ("_normals.png", _normals),
+    "controlnet": ("_controlnet.png", _controlnet),
+    "stereo": ("_stereo.png", _stereo),
+    "anaglyph": ("_anaglyph.png", _anaglyph),
 }
+#: formats that need the input image beside the map (predict with ``keep_image=True``)
+IMAGE_FORMATS = ("side", "stereo", "anaglyph")
+
+
+def needs_image(formats) -> bool:
+    return any(f in IMAGE_FORMATS for f in formats)
 SIDECAR_SUFFIX = ".json"
 
 

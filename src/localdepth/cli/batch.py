@@ -68,7 +68,8 @@ def main(args: argparse.Namespace) -> int:
                       dtype=args.dtype, input_size=args.input_size, formats=formats, cmap=args.cmap,
                       grayscale=args.grayscale, batch_size=args.batch_size, workers=args.workers,
                       gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                      skip_existing=not args.overwrite, max_pixels=args.max_pixels, url_limits=url_limits)
+                      skip_existing=not args.overwrite, max_pixels=args.max_pixels, url_limits=url_limits,
+                      stereo_budget=args.stereo_budget, controlnet_size=args.controlnet_size)
     OutputTarget(args.outdir, cfg.options).check()  # an unwritable --outdir fails before Ray starts
     ray = connect(args.ray_address, num_cpus=args.num_cpus, quiet=args.quiet)
     try:

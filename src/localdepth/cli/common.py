@@ -87,6 +87,18 @@ def add_format_args(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated: {', '.join(FORMATS)} (default: npy,color; the .json sidecar is always written)")
     parser.add_argument("--cmap", default="Spectral_r", help="Matplotlib colour map for color/side (default: Spectral_r)")
     parser.add_argument("--grayscale", action="store_true", help="grey colour map: closer = brighter")
+    add_stereo_args(parser)
+    parser.add_argument("--controlnet-size", type=int, metavar="N",
+                        help="controlnet and normals pictures: short side N, both sides rounded to multiples of 64 "
+                             "(ControlNet's own rule; N a multiple of 64, e.g. 512 or 1024; default: the image's size)")
+
+
+def add_stereo_args(parser: argparse.ArgumentParser) -> None:
+    from ..render.stereo import DEFAULT_BUDGET
+
+    parser.add_argument("--stereo-budget", type=float, default=DEFAULT_BUDGET, metavar="PCT",
+                        help=f"stereo and anaglyph: disparity of the nearest depth between the two views, percent of "
+                             f"the width (default {DEFAULT_BUDGET:g}); the baseline follows and is in the sidecar")
 
 
 def formats_from_args(args: argparse.Namespace) -> tuple[str, ...]:
@@ -95,6 +107,8 @@ def formats_from_args(args: argparse.Namespace) -> tuple[str, ...]:
         formats = parse_formats(args.format)
         if not args.grayscale:
             colormap_lut(args.cmap)
+        if getattr(args, "controlnet_size", None) is not None and args.controlnet_size % 64:
+            raise ValueError(f"--controlnet-size must be a multiple of 64 (512, 768, 1024...), got {args.controlnet_size}")
     except ValueError as e:
         raise LocalDepthError(str(e)) from None
     return formats

@@ -13,7 +13,7 @@ from ..safety import one_line
 
 #: subcommand modules in this package; each defines ``register(subparsers)``
 COMMANDS = ("run", "models", "export", "quantize", "bench", "align", "pointcloud", "eval", "video", "serve", "batch",
-            "scene", "evalposes")
+            "scene", "evalposes", "photo3d")
 
 
 def build_parser() -> argparse.ArgumentParser:

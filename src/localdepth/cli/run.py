@@ -74,7 +74,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     prompt_for = prompt_source(args, args.model, len(items))
     options = WriteOptions(formats=formats, cmap=args.cmap, grayscale=args.grayscale,
-                           extra_sidecar=camera_sidecar(args))
+                           extra_sidecar=camera_sidecar(args), stereo_budget=args.stereo_budget,
+                           controlnet_size=args.controlnet_size)
 
     def estimator():  # loaded once some input needs it: bad or finished inputs are reported at once
         # several inputs through the pipelined runner: throughput (OpenVINO keeps requests in

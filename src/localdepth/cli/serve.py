@@ -19,7 +19,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "serve", help="serve depth over HTTP, with a web page (binds 127.0.0.1)",
         description="Load the models once, then answer POST /v1/depth (multipart field 'image' or the raw body) "
-                    "with json, npy, png16, color or ply; POST /v1/scene (several photos, any-view models); GET /v1/models, /healthz, /metrics; the web page at /; "
+                    "with json, npy, png16, color or ply; POST /v1/scene (several photos, any-view models); POST /v1/photo3d "
+                    "(a 3D photo video) and /v1/stereo (stereo pair, anaglyph); GET /v1/models, /healthz, /metrics; the web page at /; "
                     "API docs at /docs. See docs/server.md.")
     g = p.add_argument_group("models")
     g.add_argument("--model", "-m", action="append", metavar="NAME[=WEIGHTS]",
@@ -77,6 +78,16 @@ def register(sub) -> None:
     lim.add_argument("--max-scene-views", type=int, default=limits.SERVER_MAX_SCENE_VIEWS,
                      help="most photos in one POST /v1/scene (any-view models, e.g. da3-base; "
                           f"default: {limits.SERVER_MAX_SCENE_VIEWS}) -> 413")
+    lim.add_argument("--max-video-seconds", type=float, default=limits.SERVER_MAX_VIDEO_SECONDS,
+                     help=f"3D photos: longest video, seconds; requests are capped at it "
+                          f"(default: {limits.SERVER_MAX_VIDEO_SECONDS:g})")
+    lim.add_argument("--max-video-fps", type=float, default=limits.SERVER_MAX_VIDEO_FPS,
+                     help=f"3D photos: highest frame rate; requests are capped at it (default: {limits.SERVER_MAX_VIDEO_FPS:g})")
+    lim.add_argument("--max-video-frames", type=int, default=limits.SERVER_MAX_VIDEO_FRAMES,
+                     help=f"3D photos: most frames of one video (default: {limits.SERVER_MAX_VIDEO_FRAMES})")
+    lim.add_argument("--max-render-size", type=int, default=limits.SERVER_MAX_RENDER_SIZE,
+                     help=f"3D photos and stereo pictures: largest short side, pixels "
+                          f"(default: {limits.SERVER_MAX_RENDER_SIZE})")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=main)
@@ -118,7 +129,9 @@ def main(args: argparse.Namespace) -> int:
             allowed_hosts=(args.host, *args.allow_host), max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
             queue_size=args.queue_size, timeout_s=args.timeout, max_points=args.max_points,
             header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, keep_alive_s=args.keep_alive,
-            max_connections=args.max_connections, max_scene_views=args.max_scene_views)
+            max_connections=args.max_connections, max_scene_views=args.max_scene_views,
+            max_video_seconds=args.max_video_seconds, max_video_fps=args.max_video_fps,
+            max_video_frames=args.max_video_frames, max_render_size=args.max_render_size)
     except ValueError as e:
         print(f"localdepth: error: {e}", file=sys.stderr)
         return 2

@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 from .. import registry
-from .common import add_model_args, add_url_args, load_from_args, url_limits_from_args
+from .common import add_model_args, add_stereo_args, add_url_args, load_from_args, url_limits_from_args
 
 EXAMPLES = """examples:
   localdepth video clip.mp4 --output clip_depth.mp4 --side       RGB | depth, same fps, audio copied
   localdepth video clip.mp4 --format npz,png16 --outdir frames/  per-frame files, one 16-bit mapping
+  localdepth video clip.mp4 --format stereo,anaglyph             clip_stereo.mp4 (left | right), clip_anaglyph.mp4
   localdepth video 'frames/*.png' --fps 24 --output seq.mp4      an image sequence (sorted naturally)
   localdepth video --webcam 0 --preview                          live window with fps (needs a display)
   localdepth video clip.mp4 -m video-depth-anything-small --side  a video model: 32-frame windows, consistent
@@ -45,8 +46,13 @@ def register(sub) -> None:
     g.add_argument("--side", action="store_true", help="video shows input | depth side by side")
     g.add_argument("--grayscale", action="store_true", help="grey video: closer = brighter")
     g.add_argument("--cmap", default="Spectral_r", help="Matplotlib colour map of the video (default: Spectral_r)")
-    g.add_argument("--format", "-f", metavar="LIST", help="per-frame files, comma-separated: npz, png16, exr")
-    g.add_argument("--outdir", type=Path, help="folder of the per-frame files (default: NAME_frames)")
+    g.add_argument("--format", "-f", metavar="LIST",
+                   help="comma-separated: per-frame files npz, png16, exr; and videos rendered from the depth: stereo "
+                        "(NAME_stereo.mp4, left | right) and anaglyph (NAME_anaglyph.mp4, red-cyan)")
+    g.add_argument("--outdir", type=Path,
+                   help="folder of the per-frame files (default: NAME_frames) and of the stereo/anaglyph videos "
+                        "(default: the current folder)")
+    add_stereo_args(g)
     g.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     g.add_argument("--preview", action="store_true",
                    help="live window with fps (needs a display and OpenCV with GUI support); q or Esc stops")
@@ -160,7 +166,11 @@ def main(args: argparse.Namespace) -> int:
             print(f"localdepth: error: --preview cannot open a window: {problem}; run without --preview to see the "
                   f"fps in the terminal and write the depth to --output", file=sys.stderr)
             return 2
-    formats = tuple(f.strip().lower() for f in (args.format or "").split(",") if f.strip())
+    from ..video.writers import STEREO_MODES
+
+    requested = tuple(dict.fromkeys(f.strip().lower() for f in (args.format or "").split(",") if f.strip()))
+    views = tuple(f for f in requested if f in STEREO_MODES)  # videos rendered from the depth
+    formats = tuple(f for f in requested if f not in STEREO_MODES)  # per-frame files
     try:
         if not args.grayscale:
             colormap_lut(args.cmap)
@@ -173,7 +183,7 @@ def main(args: argparse.Namespace) -> int:
     writers: list = []
     try:
         output = args.output
-        if output is None and not formats and not args.preview:
+        if output is None and not formats and not views and not args.preview:
             output = Path(f"{source.name}_depth.mp4")
         check_video_outputs(source, output, (args.outdir or Path(f"{source.name}_frames")) if formats else None,
                             formats)
@@ -183,8 +193,15 @@ def main(args: argparse.Namespace) -> int:
                 writers.append(FrameFilesWriter(outdir, formats))
             except ValueError as e:
                 raise LocalDepthError(str(e)) from None
-        elif args.outdir:
-            raise LocalDepthError("--outdir holds per-frame files: choose them with --format npz,png16,exr")
+        elif args.outdir and not views:
+            raise LocalDepthError("--outdir holds per-frame files and stereo videos: choose them with --format "
+                                  "npz,png16,exr,stereo,anaglyph")
+        for view in views:
+            writers.append(DepthVideoWriter(under_root(args.outdir or Path("."), f"{source.name}_{view}.mp4"),
+                                            source.output_fps, mode=view,
+                                            audio_from=None if args.no_audio else source.audio_path,
+                                            start=source.start_seconds(), end=source.end_seconds(),
+                                            time_base=source.time_base, stereo_budget=args.stereo_budget))
         if output is not None:
             mode = "side" if args.side else "gray" if args.grayscale else "color"
             writers.append(DepthVideoWriter(output, source.output_fps, mode=mode, cmap=args.cmap,
@@ -209,6 +226,8 @@ def main(args: argparse.Namespace) -> int:
     sidecar = output.with_suffix(".json") if output is not None else None
     if sidecar is None and formats:
         sidecar = under_root(writers[0].outdir, "clip.json")
+    if sidecar is None and views:
+        sidecar = under_root(args.outdir or Path("."), f"{source.name}_{views[0]}.json")
     try:
         summary = process_clip(source, estimator, writers, stabilize=args.stabilize, ema=args.ema,
                                normalize=normalize, warmup=args.warmup, progress=not args.quiet,

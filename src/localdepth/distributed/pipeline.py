@@ -43,7 +43,7 @@ from ..preprocess import network_input_note, preprocess
 from ..runner import _short
 from ..safety import is_loopback_host, one_line, quoted
 from ..weights import resolve
-from ..writers import WriteOptions
+from ..writers import WriteOptions, needs_image
 from .outputs import OutputTarget
 from .sources import Source, filesystem, is_url
 
@@ -172,10 +172,13 @@ class BatchConfig:
     skip_existing: bool = True
     max_pixels: int | None = MAX_IMAGE_PIXELS  # larger images are refused before decoding
     url_limits: FetchLimits = DEFAULT_LIMITS  # http(s):// inputs: size and time of the whole exchange
+    stereo_budget: float = 3.0
+    controlnet_size: int | None = None
 
     @property
     def options(self) -> WriteOptions:
-        return WriteOptions(formats=self.formats, cmap=self.cmap, grayscale=self.grayscale)
+        return WriteOptions(formats=self.formats, cmap=self.cmap, grayscale=self.grayscale,
+                            stereo_budget=self.stereo_budget, controlnet_size=self.controlnet_size)
 
 
 def _pack(array: np.ndarray | None) -> bytes:
@@ -209,7 +212,7 @@ def _read_bytes(url: str, url_limits: FetchLimits = DEFAULT_LIMITS) -> bytes:
 def decode_stage(rows, cfg: BatchConfig, target: OutputTarget):
     """Plan outputs, skip complete ones, decode and preprocess the rest (pandas batch in and out)."""
     spec = registry.get(cfg.model)
-    keep_image = "side" in cfg.formats
+    keep_image = needs_image(cfg.formats)
     nchw = spec.preprocessing.layout == "nchw"
     out = {k: [] for k in ("index", "input", "rel", "status", "error", "outputs", "tensor", "image",
                            "height", "width", "input_h", "input_w", "decode_ms", "preprocess_ms")}

@@ -41,10 +41,16 @@ FILENAMES = {"json": "depth.json", "npy": "depth.npy", "png16": "depth.png", "co
 EXPOSED_HEADERS = ["Content-Disposition", "X-Depth-Model", "X-Depth-Kind", "X-Depth-Units", "X-Depth-Shape",
                    "X-Depth-Min", "X-Depth-Max", "X-Depth-Scale", "X-Depth-Offset", "X-Depth-Note", "X-Depth-Colormap",
                    "X-Depth-Vmin", "X-Depth-Vmax", "X-Point-Units", "X-Point-Count", "X-Point-Stride", "X-Intrinsics",
-                   "X-Intrinsics-Source", "X-Scene-Views", "X-Scene-Refused"]
+                   "X-Intrinsics-Source", "X-Scene-Views", "X-Scene-Refused", "X-Video-Frames", "X-Video-Fps", "X-Video-Seconds",
+                   "X-Video-Size", "X-Video-Path", "X-Video-Capped", "X-Stereo-Baseline", "X-Stereo-Budget",
+                   "X-Stereo-Size"]
 
 Format = Literal["json", "npy", "png16", "color", "ply"]
 SceneFormat = Literal["glb", "json"]
+VideoFormat = Literal["mp4", "gif", "webp"]
+CameraPath = Literal["circle", "swing", "zoom-in", "dolly-zoom"]
+StereoFormat = Literal["anaglyph", "sbs"]
+VIDEO_MEDIA = {"mp4": "video/mp4", "gif": "image/gif", "webp": "image/webp"}
 
 
 class ServerState:
@@ -240,6 +246,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     bodies = Budget(settings.max_bodies_bytes)
     metrics.body_bytes_held.set_function(lambda: bodies.used)
     scene_slot = asyncio.Lock()  # one scene at a time: its views are many images held at once
+    render_slot = asyncio.Lock()  # one 3D photo at a time: rendering takes the CPU for seconds
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -463,6 +470,110 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
         body = await run_in_threadpool(encode.scene_json, batcher.name, units, cameras, cloud, refused)
         return Response(body, media_type="application/json", headers=headers)
 
+    async def depth_of_upload(request: Request, batcher: DynamicBatcher, retry: dict):
+        """Read, decode and predict one uploaded image (the pixel budget held meanwhile):
+        ``(image, result, the encoded bytes for EXIF)``."""
+        data, prompt_data = await read_upload(request, settings.max_upload_bytes, settings.body_timeout_s)
+        if prompt_data is not None or batcher.estimator.spec.prompt is not None:
+            raise HTTPError(400, f"{batcher.name}: 3D photos and stereo take one image and no prompt depth; "
+                                 "use a model without one")
+        pixels = image_pixels(data, settings.max_pixels) or 1
+        if not held.reserve(pixels):
+            raise HTTPError(503, f"busy: the server holds {held.used} decoded pixels of its budget of {held.limit}; "
+                                 "retry later", retry)
+        try:
+            async with decode_slots:
+                image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
+            result = await queued(batcher.submit(image, settings.timeout_s), "depth map", retry)
+        finally:
+            held.release(pixels)
+        return image, result, data
+
+    @app.post("/v1/photo3d", summary="A 3D photo: a short video of a virtual camera moving in front of the image",
+              openapi_extra={"requestBody": DEPTH_REQUEST_BODY}, responses={
+                  200: {"description": "The video; X-Video-* headers say what was rendered (after the caps)",
+                        "content": {"video/mp4": {}, "image/gif": {}, "image/webp": {}}},
+                  **{k: v for k, v in DEPTH_RESPONSES.items() if k != 200},
+                  503: {"description": "Another video is being rendered, the queue or the pixel budget is full, or "
+                                       "still loading: retry after Retry-After seconds"}},
+              response_class=Response)
+    async def photo3d(
+        request: Request,
+        format: VideoFormat = Query("mp4", description="mp4 (H.264), gif or webp"),
+        path: CameraPath = Query("circle", description="camera path: circle, swing, zoom-in or dolly-zoom"),
+        seconds: float = Query(3.0, description="length, seconds (capped at the server's max_video_seconds)"),
+        fps: float = Query(24.0, description="frames per second (capped at max_video_fps)"),
+        size: int = Query(540, description="short side of the video, pixels (capped at max_render_size and the "
+                                           "image's own)"),
+        amplitude: float | None = Query(None, description="largest camera movement, fraction of the focus depth "
+                                                           "(default: the path's)"),
+        model: str | None = Query(None, description="which loaded model (default: the first)"),
+    ):
+        batcher = state.pick(model)
+        try:
+            check_options({"seconds": seconds, "fps": fps, "size": size, "amplitude": amplitude}, label=str)
+        except InvalidValueError as e:
+            raise HTTPError(400, str(e)) from None
+        # every budget capped at the server's, as max_points is: frames, size, seconds
+        capped = [name for name, value, most in (("seconds", seconds, settings.max_video_seconds),
+                                                  ("fps", fps, settings.max_video_fps),
+                                                  ("size", size, settings.max_render_size)) if value > most]
+        seconds = min(seconds, settings.max_video_seconds)
+        fps = min(fps, settings.max_video_fps)
+        size = min(size, settings.max_render_size)
+        if round(seconds * fps) > settings.max_video_frames:
+            seconds = settings.max_video_frames / fps
+            capped.append("frames")
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        if batcher.full or render_slot.locked():
+            raise HTTPError(503, "busy: another 3D photo is being rendered, or the queue is full; retry later", retry)
+        async with render_slot:  # rendering takes the CPU for seconds: one video at a time
+            image, result, data = await depth_of_upload(request, batcher, retry)
+            from ..render import Photo3DOptions
+
+            h, w = image.shape[:2]
+            camera = resolve_intrinsics(w, h, image_path=io.BytesIO(data), predicted=result.intrinsics)
+            options = Photo3DOptions(path=path, seconds=seconds, fps=fps, size=size, amplitude=amplitude)
+            try:
+                body, info = await run_in_threadpool(encode.photo3d_video, image, result, camera, options, format)
+            except ValueError as e:  # e.g. an amplitude that takes the camera through the scene
+                raise HTTPError(400, str(e)) from None
+        headers = {"X-Depth-Model": batcher.name, "X-Video-Frames": str(info["frames"]),
+                   "X-Video-Fps": f"{fps:g}", "X-Video-Seconds": f"{info['frames'] / fps:g}",
+                   "X-Video-Size": f"{info['width']},{info['height']}", "X-Video-Path": path,
+                   "X-Video-Capped": ",".join(capped) or "none",
+                   "Content-Disposition": f'inline; filename="photo_3d.{format}"'}
+        return Response(body, media_type=VIDEO_MEDIA[format], headers=headers)
+
+    @app.post("/v1/stereo", summary="A stereo pair (side by side) or a red-cyan anaglyph of the image",
+              openapi_extra={"requestBody": DEPTH_REQUEST_BODY},
+              responses={200: {"description": "PNG; X-Stereo-* headers give the baseline and the budget",
+                               "content": {"image/png": {}}}, **{k: v for k, v in DEPTH_RESPONSES.items() if k != 200}},
+              response_class=Response)
+    async def stereo(
+        request: Request,
+        format: StereoFormat = Query("anaglyph", description="anaglyph (red-cyan, Dubois) or sbs (left | right)"),
+        budget: float = Query(3.0, description="disparity of the nearest depth, percent of the width (0 to 20]"),
+        size: int | None = Query(None, description="short side of each view, pixels (default and cap: the server's "
+                                                    "max_render_size, and the image's own)"),
+        model: str | None = Query(None, description="which loaded model (default: the first)"),
+    ):
+        batcher = state.pick(model)
+        try:
+            check_options({"budget": budget, "size": size}, label=str)
+        except InvalidValueError as e:
+            raise HTTPError(400, str(e)) from None
+        size = min(size or settings.max_render_size, settings.max_render_size)
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        if batcher.full:
+            raise HTTPError(503, f"busy: {batcher.name} has {settings.queue_size} requests waiting; retry later", retry)
+        image, result, data = await depth_of_upload(request, batcher, retry)
+        body, info = await run_in_threadpool(encode.stereo_png, image, result, budget, format, io.BytesIO(data), size)
+        headers = {"X-Depth-Model": batcher.name, "X-Stereo-Baseline": f"{info['baseline']:.6g} {info['baseline_units']}",
+                   "X-Stereo-Budget": f"{budget:g}", "X-Stereo-Size": f"{info['width']},{info['height']}",
+                   "Content-Disposition": f'inline; filename="{"stereo" if format == "sbs" else "anaglyph"}.png"'}
+        return Response(body, media_type="image/png", headers=headers)
+
     @app.get("/v1/models", summary="Loaded models and server limits")
     async def models():
         state.pick(None)  # 503 while loading
@@ -476,7 +587,7 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
             "limits": {name: getattr(settings, name) for name in (
                 "max_upload_bytes", "max_pixels", "max_queued_pixels", "max_bodies_bytes", "max_batch", "max_wait_ms", "queue_size",
                 "timeout_s", "max_points", "header_timeout_s", "body_timeout_s", "keep_alive_s", "max_connections",
-                "max_scene_views")},
+                "max_scene_views", "max_video_seconds", "max_video_fps", "max_video_frames", "max_render_size")},
         }
 
     @app.get("/healthz", summary="Ready once every model is loaded (no token needed)")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import __version__, geometry
 from ..geometry import Intrinsics
-from ..pointcloud import pseudo_depth
+from ..geometry import pseudo_depth
 from ..images import to_uint8
 from ..postprocess import DepthResult
 from ..writers import colorize, encode_png16, encode_rgb_png
@@ -182,3 +182,43 @@ def scene_json(model: str, units: str, cameras, cloud, refused: dict | None = No
             "fusion": cloud.as_dict(),
             "refused": [{"image": i + 1, "reason": reason} for i, reason in sorted((refused or {}).items())]}
     return json.dumps(body).encode()
+
+
+# ----------------------------------------------------------------------------- 3D photos and stereo
+
+def photo3d_video(image: np.ndarray, result: DepthResult, camera: Intrinsics, options, format: str) -> tuple[bytes, dict]:
+    """A 3D photo of one result as ``format`` (mp4, gif, webp) bytes, and what was rendered."""
+    import tempfile
+    from pathlib import Path
+
+    from ..render import prepare, render_to_file
+
+    photo = prepare(image, result.map, result.kind, camera, options, metric=result.metric)
+    with tempfile.TemporaryDirectory(prefix="localdepth-photo3d-") as folder:
+        target = Path(folder) / f"photo_3d.{format}"
+        written = render_to_file(photo, target)
+        return target.read_bytes(), {**photo.info, "frames": written["frames"]}
+
+
+def stereo_png(image: np.ndarray, result: DepthResult, budget: float, format: str, exif,
+               size: int) -> tuple[bytes, dict]:
+    """The stereo pair (``sbs``: left | right) or the anaglyph of one result, each view's short side at most
+    ``size`` pixels, as PNG bytes, and its description (``width``, ``height``: one view's)."""
+    import dataclasses
+
+    from ..render import anaglyph, side_by_side_pair
+    from ..render.photo3d import output_size, resize_map
+    from ..writers import WriteOptions, stereo_pair
+
+    h, w = result.map.shape
+    camera = geometry.resolve_intrinsics(w, h, image_path=exif, predicted=result.intrinsics)
+    vw, vh = output_size(w, h, size) if min(w, h) > size else (w, h)
+    if (vw, vh) != (w, h):
+        image = cv2.resize(to_uint8(image), (vw, vh), interpolation=cv2.INTER_AREA)
+        result = dataclasses.replace(result, map=resize_map(result.map, result.kind, vw, vh))
+        camera = camera.scaled(vw, vh)
+    with_image = dataclasses.replace(result, image=image)
+    options = WriteOptions(formats=(), stereo_budget=budget, extra_sidecar={"intrinsics": dataclasses.asdict(camera)})
+    left, right, info = stereo_pair(with_image, options)
+    picture = side_by_side_pair(left, right) if format == "sbs" else anaglyph(left, right)
+    return encode_rgb_png(picture), {**info, "width": vw, "height": vh}

@@ -51,6 +51,14 @@ class ServerSettings:
     max_connections: int = limits.SERVER_MAX_CONNECTIONS
     #: most photos in one POST /v1/scene (any-view models); each within max_upload_bytes and max_pixels
     max_scene_views: int = limits.SERVER_MAX_SCENE_VIEWS
+    #: 3D photos (POST /v1/photo3d): a request's seconds and fps are capped at these, and its frames
+    #: (seconds x fps) at max_video_frames; one video is rendered at a time. max_render_size caps the
+    #: short side of 3D photos and stereo pictures (POST /v1/stereo)
+    max_video_seconds: float = limits.SERVER_MAX_VIDEO_SECONDS
+    max_video_fps: float = limits.SERVER_MAX_VIDEO_FPS
+    max_video_frames: int = limits.SERVER_MAX_VIDEO_FRAMES
+    max_render_size: int = limits.SERVER_MAX_RENDER_SIZE
+
     #: the Host header names a request may carry when there is no token (DNS rebinding: a page on
     #: evil.example whose name resolves to 127.0.0.1 sends ``Host: evil.example``; it gets 421). IP
     #: literals and ``localhost`` always pass. ``localdepth serve`` sets the name it binds plus

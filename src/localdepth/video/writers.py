@@ -42,7 +42,8 @@ from ..writers import (as_storage_error, atomic_write_bytes, colormap_lut, nearn
 from .readers import Frame
 from .stabilize import ClipMapping
 
-VIDEO_MODES = ("color", "gray", "side")
+STEREO_MODES = ("stereo", "anaglyph")
+VIDEO_MODES = ("color", "gray", "side", *STEREO_MODES)
 FRAME_FORMATS = {"npz": ".npz", "png16": ".png", "exr": ".exr"}
 
 
@@ -61,7 +62,10 @@ def _even(rgb: np.ndarray) -> np.ndarray:
 class DepthVideoWriter:
     """A depth video with the source's frame rate and timing, audio stream copied.
 
-    ``mode``: ``color`` (colour map), ``gray`` (closer = brighter) or ``side`` (input | depth).
+    ``mode``: ``color`` (colour map), ``gray`` (closer = brighter), ``side`` (input | depth),
+    ``stereo`` (left | right views rendered from the depth, :mod:`localdepth.render.stereo`, with a
+    disparity budget of ``stereo_budget`` percent of the width) or ``anaglyph`` (their red-cyan
+    mix). :meth:`write_picture` encodes any RGB picture (3D photos use it).
     Frame ``k`` is shown at the source time of the frame it came from, so a skipped frame
     holds the previous one on screen and the audio stays in sync. ``time_base``: the unit of
     those times (``source.time_base``; default ``1/fps``); with the source's own unit every
@@ -72,7 +76,8 @@ class DepthVideoWriter:
 
     def __init__(self, path: str | os.PathLike, fps: Fraction, *, mode: str = "color", cmap: str = "Spectral_r",
                  audio_from: Path | None = None, start: float = 0.0, end: float | None = None,
-                 codec: str = "libx264", crf: int = 18, time_base: Fraction | None = None):
+                 codec: str = "libx264", crf: int = 18, time_base: Fraction | None = None,
+                 stereo_budget: float = 3.0):
         import av
 
         if mode not in VIDEO_MODES:
@@ -80,6 +85,8 @@ class DepthVideoWriter:
         self.path = Path(path)
         self._tmp = temporary_sibling(self.path)  # renamed onto path once finished
         self.mode, self.cmap = mode, ("gray" if mode == "gray" else cmap)
+        self.stereo_budget = stereo_budget
+        self.stereo_info: dict = {}
         self.fps = Fraction(fps).limit_denominator(100_000)
         self.time_base = Fraction(time_base) if time_base else 1 / self.fps
         self.start, self.end = start, end
@@ -204,16 +211,40 @@ class DepthVideoWriter:
 
     def write(self, frame: Frame, depth: np.ndarray, mapping: ClipMapping,
               confidence: np.ndarray | None = None) -> None:
+        if self.mode in STEREO_MODES:
+            picture = self._stereo_picture(frame.rgb, depth, mapping)
+        else:
+            picture = depth_picture(depth, mapping, self.cmap)
+            if self.mode == "side":
+                picture = side_by_side(frame.rgb, picture)
+        self.write_picture(picture, frame.time)
+
+    def _stereo_picture(self, rgb: np.ndarray, depth: np.ndarray, mapping: ClipMapping) -> np.ndarray:
+        """The stereo pair (left | right) or the anaglyph of one frame. The clip's range gives one
+        relative-to-depth rule, and its nearest depth one baseline, for every frame (no pulsing)."""
+        from ..geometry import default_intrinsics
+        from ..render import anaglyph, depth_for_rendering, side_by_side_pair, stereo_views
+
+        value_range = None if mapping.kind == "depth" else (mapping.vmin, mapping.vmax)
+        z, _, _ = depth_for_rendering(depth, mapping.kind, mapping.metric, value_range)
+        h, w = z.shape
+        near = 1.0 if value_range is not None else max(float(mapping.vmin), 1e-6)
+        left, right, info = stereo_views(rgb, z, default_intrinsics(w, h).K, budget=self.stereo_budget, near=near)
+        self.stereo_info = {k: info[k] for k in ("budget_percent", "cameras")}
+        if self.mode == "anaglyph":
+            return anaglyph(left.image, right.image)
+        return side_by_side_pair(left.image, right.image)
+
+    def write_picture(self, picture: np.ndarray, time: float) -> None:
+        """Encode one RGB picture ``(H, W, 3)`` uint8 shown at ``time`` seconds (from the first picture's
+        time; odd sides lose their last row/column, as 4:2:0 video needs)."""
         import av
 
-        picture = depth_picture(depth, mapping, self.cmap)
-        if self.mode == "side":
-            picture = side_by_side(frame.rgb, picture)
         picture = _even(np.ascontiguousarray(picture))
         if self._video is None:
             self._open_video(picture.shape[1], picture.shape[0])
-            self._t0 = frame.time
-        pts = max(self._last_pts + 1, int(round((frame.time - self._t0) / self.time_base)))
+            self._t0 = time
+        pts = max(self._last_pts + 1, int(round((time - self._t0) / self.time_base)))
         self._last_pts = pts
         vf = av.VideoFrame.from_ndarray(picture, format="rgb24")
         vf.pts, vf.time_base = pts, self.time_base
@@ -268,8 +299,11 @@ class DepthVideoWriter:
         remove_quietly(self._tmp)
 
     def describe(self) -> dict:
-        return {"file": str(self.path), "mode": self.mode, "cmap": self.cmap, "fps": float(self.fps),
+        info = {"file": str(self.path), "mode": self.mode, "cmap": self.cmap, "fps": float(self.fps),
                 "frames": self.frames, "duration_s": round(self.duration, 6), "audio_copied": self.audio_copied}
+        if self.mode in STEREO_MODES:
+            info.update(self.stereo_info, layout="left | right" if self.mode == "stereo" else "red-cyan (Dubois)")
+        return info
 
 
 def encode_exr(depth: np.ndarray) -> bytes:

@@ -1,5 +1,6 @@
 // The localdepth web page: upload an image, show its depth (2D with a comparison slider, 3D point cloud),
-// download PNG16 / NPY / PLY. Every result comes from POST /v1/depth; three.js is bundled in ./vendor.
+// download PNG16 / NPY / PLY (POST /v1/depth; three.js is bundled in ./vendor), and what is rendered from the
+// depth: a 3D photo that plays here and downloads as MP4 (POST /v1/photo3d), a stereo view (POST /v1/stereo).
 // Several photos at once, with an any-view model, make a scene instead: POST /v1/scene answers a GLB with
 // the fused points and a frustum per camera, shown in the same 3D view.
 import {
@@ -37,8 +38,12 @@ const requestScene = (format) => post('/v1/scene', new URLSearchParams({ format 
 
 // Offer a response body as a file download.
 async function download(response, name) {
+  downloadBlob(await response.blob(), name);
+}
+
+function downloadBlob(blob, name) {
   const link = document.createElement('a');
-  link.href = URL.createObjectURL(await response.blob());
+  link.href = URL.createObjectURL(blob);
   link.download = name;
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
@@ -67,6 +72,44 @@ async function showDepth() {
 
 $('slider').addEventListener('input', (e) => $('compare').style.setProperty('--pos', `${e.target.value}%`));
 $('side').addEventListener('change', (e) => $('compare').classList.toggle('side', e.target.checked));
+
+// ---------------------------------------------------------------- rendered from the depth: 3D photo, stereo
+
+// A preview of the server's budgets' size: a few seconds at 480 px play at once and download as they are.
+const PHOTO3D = { format: 'mp4', seconds: '3', fps: '20', size: '480' };
+let photo3dBlob = null;
+let stereoBlob = null;
+const stem = () => (current.name || 'image').replace(/\.[^.]*$/, '');
+
+async function showPhoto3d() {
+  const response = await post('/v1/photo3d', new URLSearchParams({ ...PHOTO3D, path: $('photo3d-path').value }),
+                              'image', [current]);
+  const h = response.headers;
+  photo3dBlob = await response.blob();
+  const video = $('photo3d');
+  if (video.src.startsWith('blob:')) URL.revokeObjectURL(video.src);
+  video.src = URL.createObjectURL(photo3dBlob);
+  video.dataset.frames = h.get('X-Video-Frames');
+  $('photo3d-info').textContent = `${h.get('X-Video-Frames')} frames, ${h.get('X-Video-Size').replace(',', '×')}, ` +
+    `${h.get('X-Video-Path')}`;
+  await video.play().catch(() => { /* autoplay refused: the controls still work */ });
+}
+
+async function showStereo() {
+  const response = await post('/v1/stereo', new URLSearchParams({ format: $('stereo-format').value }), 'image',
+                              [current]);
+  stereoBlob = await response.blob();
+  await setPicture($('stereo'), stereoBlob);
+}
+
+$('photo3d-path').addEventListener('change', () => run([showPhoto3d]));
+$('stereo-format').addEventListener('change', () => run([showStereo]));
+$('download-photo3d').addEventListener('click', () => {
+  if (current && photo3dBlob) downloadBlob(photo3dBlob, `${stem()}_3d.mp4`);
+});
+$('download-stereo').addEventListener('click', () => {
+  if (current && stereoBlob) downloadBlob(stereoBlob, `${stem()}_${$('stereo-format').value === 'sbs' ? 'stereo' : 'anaglyph'}.png`);
+});
 
 // ---------------------------------------------------------------- 3D: point cloud
 
@@ -201,6 +244,7 @@ $('download-glb').addEventListener('click', async () => {
 function layout(sceneMode) {
   $('result').hidden = false;
   $('flat').hidden = sceneMode;
+  $('views3d').hidden = sceneMode;
   $('scene-downloads').hidden = !sceneMode;
   delete canvas.dataset.points;
   delete canvas.dataset.cameras;
@@ -245,7 +289,7 @@ async function open(files) {
   try {
     await setPicture($('photo'), file);
   } catch { /* the server may still decode formats the browser cannot show */ }
-  await run([showDepth, showCloud]);
+  await run([showDepth, showCloud, showPhoto3d, showStereo]);
 }
 
 $('file').addEventListener('change', (e) => {
@@ -263,7 +307,7 @@ drop.addEventListener('drop', (e) => {
 });
 $('cmap').addEventListener('change', () => run([showDepth]));
 $('model').addEventListener('change', () => {
-  if (!views) run([showDepth, showCloud]);
+  if (!views) run([showDepth, showCloud, showPhoto3d, showStereo]);
   else if (anyView.has($('model').value)) openScene(views);
   else setStatus(`${views.length} photos: a scene needs an any-view model (Depth Anything 3).`, true);
 });
