@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -385,7 +386,9 @@ def _reason(error: BaseException, limit: int = 160) -> str:
     refused connection in a paragraph of advice), shortened at a word boundary."""
     while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
         error = error.__cause__ or error.__context__
-    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
+        error = error.reason if isinstance(error.reason, BaseException) else OSError(str(error.reason))
+    text = next((" ".join(line.split()) for line in str(error).splitlines() if line.strip()), type(error).__name__)
     if type(error).__name__ not in text:
         text = f"{type(error).__name__}: {text}"
     if len(text) > limit:
@@ -473,7 +476,7 @@ def _pull_url(spec: ModelSpec, label: str) -> Path:
     except WeightsError:
         raise
     except Exception as e:
-        raise WeightsError(f"cannot download {label} from {spec.url} ({e}); {how_to_provide(spec)}") from None
+        raise WeightsError(f"cannot download {label} from {spec.url} ({_reason(e)}); {how_to_provide(spec)}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return dest
