@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import registry
@@ -25,18 +24,21 @@ def register(sub) -> None:
                    help="the photo the parity is measured on (default: a synthetic image)")
     p.add_argument("--input-size", type=int, metavar="N", help="network input size of the parity check")
     p.add_argument("--force", action="store_true", help="export again even when the cache has this model")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress of the export and its checks")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from ..conversion import Settings, Target, convert, copy_to
     from ..weights import resolve
+    from .common import status_from_args
 
     spec = registry.get(args.model)
     resolved = resolve(spec, args.weights)
-    converted = convert(spec, resolved, Target("onnx", args.quantize or "fp32"),
-                        settings=Settings(check_image=args.check_image, input_size=args.input_size),
-                        force=args.force, log=lambda line: print(f"localdepth: {line}", file=sys.stderr))
+    with status_from_args(args) as status:
+        converted = convert(spec, resolved, Target("onnx", args.quantize or "fp32"),
+                            settings=Settings(check_image=args.check_image, input_size=args.input_size),
+                            force=args.force, log=status)
     for line in converted.lines():
         print(line)
     print(f"{'reused' if converted.cached else 'cached'}: {converted.path}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import registry
@@ -33,6 +32,7 @@ def register(sub) -> None:
                    help="also evaluate fp32 and int8 on this dataset (as `localdepth eval --dataset`)")
     p.add_argument("--eval-limit", type=int, metavar="N", help="evaluate only the first N frames")
     p.add_argument("--output", "-o", type=Path, help="also copy the int8 model (model.xml/.bin, report.json) here")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress of the conversion, calibration and checks")
     p.set_defaults(func=main)
 
 
@@ -45,8 +45,10 @@ def main(args: argparse.Namespace) -> int:
     settings = Settings(calibration=args.calibration, calibration_count=args.count, check_images=args.check_images,
                         input_size=args.input_size,
                         model_type=None if args.model_type == "default" else args.model_type)
-    converted = convert(spec, resolved, Target("openvino", "int8"), settings=settings, force=True,
-                        log=lambda line: print(f"localdepth: {line}", file=sys.stderr))
+    from .common import status_from_args
+
+    with status_from_args(args) as status:
+        converted = convert(spec, resolved, Target("openvino", "int8"), settings=settings, force=True, log=status)
     for line in converted.lines():
         print(line)
     if args.eval_dataset:
