@@ -157,6 +157,17 @@ def test_the_released_architecture_of_the_entry_passes_the_checks(tiny_da_dir, t
         _load("depth-anything-v2-small", folder)
 
 
+def test_a_converted_model_made_from_another_entry_is_refused(tmp_path):
+    """A `quantize --output` folder says in its report which model it was converted from."""
+    folder = tmp_path / "da2b-int8"
+    folder.mkdir()
+    (folder / "model.xml").write_text("<net/>")
+    (folder / "report.json").write_text(json.dumps({"model": "depth-anything-v2-base", "precision": "int8"}))
+    with pytest.raises(WeightsError, match="converted from depth-anything-v2-base, not depth-anything-v2-small; "
+                                           "use --model depth-anything-v2-base"):
+        _load("depth-anything-v2-small", folder)
+
+
 # ----------------------------------------------------------------------------- memory bombs (issue 20, item 14)
 
 def test_a_config_with_a_million_layers_is_refused_before_building(tiny_da_dir, tmp_path):

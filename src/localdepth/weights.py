@@ -7,8 +7,9 @@ Resolution order for a registry entry:
 2. localdepth's own cache, ``$LOCALDEPTH_HOME/models/<name>/`` (filled by ``localdepth models add``
    and by downloads of URL entries and single-file Hub entries);
 3. for Hub entries, the Hugging Face cache (``$HF_HOME``), where ``huggingface_hub`` keeps them;
-4. a download: ``huggingface_hub.snapshot_download`` for Hub folders, ``hf_hub_download`` for
-   single-file Hub entries, HTTP for URL entries, with a progress bar and checksum verification.
+4. a download: ``huggingface_hub.snapshot_download`` for Hub folders and (restricted to their
+   file) single-file Hub entries, HTTP for URL entries, with a progress bar and checksum
+   verification. The Hub is asked once before anything downloads: unreachable, it costs one line.
 
 Hugging Face-format folders are read as safetensors only: a folder whose weights are a pickle
 (``pytorch_model.bin``) is refused in one line that says how to convert it. The single-file

@@ -13,7 +13,7 @@ def register(sub) -> None:
         "export", help="export a model to ONNX, checked against PyTorch",
         description="Export a model of the registry to ONNX with dynamic batch, height and width, print its "
                     "parity against PyTorch (max and mean error on one image, relative to the output range) and "
-                    "refuse to write it when the parity fails. The export is cached beside the weights, where "
+                    "refuse to write it when the parity fails. The export is cached (`localdepth models cache`), where "
                     "`--backend onnx` finds it. For OpenVINO int8, see `localdepth quantize`.")
     p.add_argument("--model", "-m", default=registry.DEFAULT_MODEL, help="registry name (default: %(default)s)")
     p.add_argument("--weights", metavar="PATH", help="a Hugging Face-format folder to export instead of the cache")

@@ -74,8 +74,9 @@ def main(args: argparse.Namespace) -> int:
     if not views:
         print("localdepth: error: no readable views; nothing written", file=sys.stderr)
         return 2 if not problems else 1
-    with status_from_args(args) as status:
-        report = reconstruct(estimator, views, args.output, settings, given_output=str(args.output), progress=status)
+    with status_from_args(args) as status:  # the stages on a terminal only: stderr stays for errors in logs
+        report = reconstruct(estimator, views, args.output, settings, given_output=str(args.output),
+                             progress=status if status.live else None)
     fusion = report["fusion"]
     units = "metres" if report["units"] == "m" else "relative units"
     print(f"{len(views)} views -> {args.output}: {fusion['points']:,} fused points ({units}, voxel "
