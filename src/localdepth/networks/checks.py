@@ -57,12 +57,25 @@ def check_description(spec: ModelSpec, config: dict, where: str) -> None:
         raise WeightsError(f"{where} holds a '{found}' network, not the '{spec.config_type}' of {spec.name}{hint}")
 
 
+def _layer_count(key: str, value) -> int | None:
+    """The number of layers a config entry asks for (``num_hidden_layers``, ``num_fov_head_layers``,
+    a backbone's ``depths`` per stage), or None for other entries."""
+    key = key.lower()
+    if not ("layers" in key or key in ("depth", "depths", "num_blocks")):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return sum(value)
+    return None
+
+
 def _check_ceilings(value, where: str, path: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             name = f"{path}.{key}" if path else str(key)
-            if "layers" in str(key).lower() and isinstance(item, int) and not isinstance(item, bool) \
-                    and item > MAX_CONFIG_LAYERS:
+            layers = _layer_count(str(key), item)
+            if layers is not None and layers > MAX_CONFIG_LAYERS:
                 raise WeightsError(f"{where}: config.json asks for {name} = {item}, more than the {MAX_CONFIG_LAYERS} "
                                    "layers any depth network here has (limits.py); refusing to build it")
             _check_ceilings(item, where, name)
@@ -83,15 +96,15 @@ def check_outputs(spec: ModelSpec, config, where: str) -> None:
         if metric != (spec.output == "depth"):
             raise WeightsError(f"{where} holds a {kind} depth network (depth_estimation_type '{kind}'), but {spec.name} "
                                f"predicts {spec.units}{_instead(spec, metric=metric)}")
+    if spec.predicts_camera and getattr(config, "use_fov_model", True) is False:
+        raise WeightsError(f"{where} has no field-of-view head (use_fov_model false), which {spec.name} needs "
+                           "for its camera and metres")
     if spec.max_depth is None or not spec.metric:
         return
     top = _max_depth_of(config)
     if top is not None and abs(float(top) - spec.max_depth) > 1e-6 * spec.max_depth:
         raise WeightsError(f"{where} predicts depth up to {float(top):g} m, but {spec.name} goes up to "
                            f"{spec.max_depth:g} m{_instead(spec, metric=True, max_depth=float(top))}")
-    if spec.predicts_camera and getattr(config, "use_fov_model", True) is False:
-        raise WeightsError(f"{where} has no field-of-view head (use_fov_model false), which {spec.name} needs "
-                           "for its camera and metres")
 
 
 def _max_depth_of(config) -> float | None:
