@@ -416,7 +416,7 @@ def test_models_add_writes_safetensors_once_and_loads_strictly(tiny, small, phot
     state = torch.load(path, weights_only=True)
     del state["head.scratch.output_conv1.bias"]
     torch.save(state, tmp_path / "short.pth")
-    with pytest.raises(WeightsError, match="missing 1 tensors .*output_conv1.bias"):
+    with pytest.raises(WeightsError, match="'head.scratch.output_conv1.bias' is missing"):
         load_vda(tmp_path / "short.pth")
     with pytest.raises(WeightsError, match="holds a vits checkpoint.*--model video-depth-anything-small"):
         load_vda(small[1], "video-depth-anything-base")
@@ -437,15 +437,15 @@ def test_single_file_hub_entry_is_downloaded_verified_and_converted(tiny, tmp_pa
     import huggingface_hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
-                        lambda repo, name, **kw: str(snapshot / name) if repo == spec.repo_id else None)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo, **kw: str(snapshot) if repo == spec.repo_id else None)
     stored = weights.pull(spec)
     assert stored == weights.model_dir(spec) / "video_depth_anything_vits.safetensors"
     assert weights.resolve(spec).path == stored
     # a blob whose content is not its address is refused before anything is stored
     bad = _fake_hub_cache(tmp_path / "hf2", spec.repo_id, {spec.files[0].filename: path.read_bytes()},
                           lie_about=spec.files[0].filename)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name, **kw: str(bad / name))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: str(bad))
     with pytest.raises(ChecksumError, match="checksum mismatch"):
         weights.pull(spec)
 

@@ -51,6 +51,56 @@ def test_unreachable_hub_fails_with_one_line(monkeypatch, tmp_path):
     assert "--weights" in lines[0]
 
 
+class _Unavailable:
+    """A Hub on 127.0.0.1 that answers 503 to everything and counts the requests."""
+
+    def __init__(self):
+        self.requests = []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                hub.requests.append(self.path)
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.mark.parametrize("name", ["video-depth-anything-small", "depth-anything-v2-small", "da3-small"])
+def test_an_unreachable_hub_fails_every_model_at_once_in_one_whole_line(name, tmp_path):
+    """Missing Video Depth Anything weights cost 24.5 s and six huggingface_hub retry lines, and
+    the message was cut mid-word; the folder models failed at once. Every kind of Hub entry (a
+    single file, a Transformers folder, a Depth Anything 3 folder) now asks the Hub once and
+    fails in one line that ends with what to do: with nothing listening, and with a Hub that
+    answers 503 (whose requests are counted: no retries with back-off)."""
+    spec = registry.get(name)
+    down = _Unavailable()
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    try:
+        for endpoint in ("http://127.0.0.1:9", down.url):  # nothing listens on the discard port
+            env["HF_ENDPOINT"] = endpoint
+            proc = subprocess.run([sys.executable, "-m", "localdepth", "models", "pull", name], capture_output=True,
+                                  text=True, env=env, timeout=300)
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+            assert lines[0].endswith(weights.how_to_provide(spec)), lines[0]
+            reason = lines[0].split(f"huggingface.co/{spec.repo_id} (", 1)[1].split("); run `", 1)[0]
+            assert reason in ("ConnectError: [Errno 111] Connection refused",) or "503" in reason, reason
+            assert not reason.endswith(("aga", "connec")) and (len(reason) <= 160 or reason.endswith(" …"))
+    finally:
+        down.server.shutdown()
+    assert 1 <= len(down.requests) <= 2, down.requests
+
+
 def test_checksum_refusal_leaves_nothing_in_the_cache(tmp_path, pydnet_file):
     wrong = tmp_path / "optimized_pydnet++.tflite"
     data = bytearray(pydnet_file.read_bytes())
@@ -173,8 +223,11 @@ class FakeHub:
 
         commit, hub = "a" * 40, self
 
+        def lfs(name: str) -> bool:
+            return name.endswith((".safetensors", ".pth"))
+
         def address(name: str, data: bytes) -> str:  # LFS files are named by sha256, git files by sha1
-            return hashlib.sha256(data).hexdigest() if name.endswith(".safetensors") else hashlib.sha1(data).hexdigest()
+            return hashlib.sha256(data).hexdigest() if lfs(name) else hashlib.sha1(data).hexdigest()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a):
@@ -196,7 +249,7 @@ class FakeHub:
                 if path.startswith(f"{api}/tree/"):
                     tree = [{"type": "file", "path": n, "size": len(d), "oid": hashlib.sha1(d).hexdigest(),
                              "lfs": {"oid": address(n, d), "size": len(d), "pointerSize": 134}
-                             if n.endswith(".safetensors") else None}
+                             if lfs(n) else None}
                             for n, d in files.items()]
                     return self.reply(json.dumps(tree).encode(), {"Content-Type": "application/json"})
                 name = path.partition(f"/{repo_id}/resolve/")[2].partition("/")[2]
@@ -246,6 +299,29 @@ def test_models_pull_from_a_hub_verifies_what_it_downloads(tmp_path, tiny_da_dir
     lines = [ln for ln in pull.stderr.splitlines() if ln.startswith("localdepth")]
     assert pull.returncode == 2 and len(lines) == 1 and "checksum mismatch" in lines[0], pull.stderr
     assert run.returncode == 2 and "no local weights for depth-anything-v2-small" in run.stderr, run.stderr
+
+
+def test_models_pull_of_a_single_file_entry_through_the_hub(tmp_path):
+    """A single-file Hub entry (Video Depth Anything's .pth) through huggingface_hub's real
+    snapshot download, restricted to that file: verified, converted to safetensors, usable offline."""
+    from test_weight_checks import tiny_vda_checkpoint
+
+    spec = registry.get("video-depth-anything-small")
+    pth = tiny_vda_checkpoint(tmp_path / spec.files[0].filename)
+    hub = FakeHub(spec.repo_id, {pth.name: pth.read_bytes(), "README.md": b"a card"})
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_HUB_CACHE")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), LOCALDEPTH_HOME=str(tmp_path / "ld"),
+               HF_HUB_DISABLE_XET="1")
+    try:
+        pull = subprocess.run([sys.executable, "-m", "localdepth", "models", "pull", spec.name],
+                              capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        hub.close()
+    assert pull.returncode == 0 and "weights ready" in pull.stdout, pull.stderr
+    stored = tmp_path / "ld" / "models" / spec.name / "video_depth_anything_vits.safetensors"
+    assert stored.is_file()
+    snapshot = next((tmp_path / "hf" / "hub").glob("models--*/snapshots/*"))
+    assert sorted(p.name for p in snapshot.iterdir()) == [pth.name]  # only the entry's file was fetched
 
 
 @pytest.fixture

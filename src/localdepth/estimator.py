@@ -439,7 +439,8 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
          backend: str = "auto", device: str = "auto", dtype: str = "auto",
          input_size: int | None = None, download: bool = True, compile: bool = False,
          cuda_graphs: bool = False, performance: str = "latency", threads: int | None = None,
-         on_loading: Callable[[str], None] | None = None) -> DepthEstimator:
+         on_loading: Callable[[str], None] | None = None,
+         progress: Callable[[str], None] | None = None) -> DepthEstimator:
     """Load a model by registry name (``depth-anything-v2-small`` or ``depth_anything_v2_small``).
 
     ``weights``: a Hugging Face-format folder, a weights file, or a converted model (``.onnx``,
@@ -454,7 +455,9 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
     requests in flight; for folders). ``threads``: CPU threads of ONNX Runtime, OpenVINO and LiteRT.
     ``on_loading``: called with one line (``loading NAME (cpu, fp32)…``) once the weights are found
     and the backend is chosen, before the network loads (or converts), the slow part (the CLI
-    shows it on a terminal).
+    shows it on a terminal). ``progress``: called with each long step of a first conversion
+    (exporting, checking parity, quantizing), one line each (default: a line on stderr; the CLI
+    passes a :class:`localdepth.progress.Status`).
     """
     spec = registry.get(name)
     if input_size is not None:
@@ -470,5 +473,5 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
     if on_loading is not None:
         on_loading(f"loading {spec.name} ({_placement(choice)})…")
     engine = open_backend(spec, resolved, choice, compile=compile, cuda_graphs=cuda_graphs,
-                          performance=performance, threads=threads)
+                          performance=performance, threads=threads, log=progress)
     return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)

@@ -141,3 +141,32 @@ SERVER_MAX_VIDEO_FRAMES = 240
 #: largest short side of what the server renders from a depth map (3D photo videos, stereo pairs,
 #: anaglyphs), pixels; a request's ``size`` is capped at it (a 25 MP upload is rendered smaller)
 SERVER_MAX_RENDER_SIZE = 720
+
+# ----------------------------------------------------------------------------- weights and networks
+
+#: most parameters of any network localdepth builds, whatever its registry entry: 2 billion (8 GB
+#: in fp32). The largest entry, Depth Anything 3 Giant, has 1.32 billion. Checked from the
+#: checkpoint's config or tensor shapes on a network built without memory (PyTorch's meta
+#: device), before anything is allocated.
+MAX_NETWORK_PARAMS = 2_000_000_000
+#: a checkpoint may describe a network at most this many times the size of its registry entry
+#: (``params_millions``): a fine-tuned variant passes, the next released size up (3.4 to 3.9 times
+#: for Depth Anything Small -> Base -> Large) and a 76 GB network made of empty tensors do not
+MAX_NETWORK_SIZE_RATIO = 1.5
+#: most layers a config may ask for in one stack (``num_hidden_layers`` and every other
+#: ``*layers`` count), and most items in one of its lists: checked on config.json before the
+#: network is built, because building a million-layer network takes minutes even without memory.
+#: The released networks have at most 40 blocks (Depth Anything 3 Giant).
+MAX_CONFIG_LAYERS = 64
+MAX_CONFIG_LIST_ITEMS = 256
+
+# ----------------------------------------------------------------------------- the conversion cache
+
+#: bytes the conversion cache (ONNX, OpenVINO IR, int8 models) may hold before the least
+#: recently used conversions are evicted: 5 GiB. A Depth Anything V2 Small's conversions take
+#: about 190 MB, a Large's about 3 GB (IR, compiled blobs and int8). Override with
+#: ``LOCALDEPTH_CONVERSION_CACHE_MB`` or ``localdepth models cache --budget MB``.
+CONVERSION_CACHE_MAX_BYTES = 5 * 1024 * MIB
+#: a staging folder of a conversion whose process is gone, or that is older than this (seconds),
+#: is left over from a killed conversion and removed
+STALE_STAGING_S = 24 * 3600

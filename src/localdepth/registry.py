@@ -170,6 +170,9 @@ class ModelSpec:
     #: model's own Transformers code), or ``dinov2`` (the official DINOv2 rule the Depth Anything
     #: code runs: bicubic with scale factor ``(n + 0.1) / N``; :mod:`localdepth.networks.dinov2`)
     position_embedding: Literal["transformers", "dinov2"] = "transformers"
+    #: the ``model_type`` a Transformers checkpoint of this entry names in its config.json (the
+    #: loader refuses another one, :mod:`localdepth.networks.checks`); None for other formats
+    config_type: str | None = None
 
     @property
     def source(self) -> str:
@@ -238,7 +241,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
             format="transformers", repo_id=f"depth-anything/Depth-Anything-V2-{cap}-hf",
             files=_HF_FILES, licence=licence, commercial_use=commercial,
             params_millions=params, download_mb=mb, output="disparity", preprocessing=_DA,
-            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER, **_DA2_REFERENCE,
+            aliases=(f"da2-{size}", f"da-v2-{size}"), paper=_DA2_PAPER, config_type="depth_anything", **_DA2_REFERENCE,
         ))
         for scene, max_depth, data in (("indoor", 20.0, "Hypersim"), ("outdoor", 80.0, "Virtual KITTI 2")):
             entries.append(ModelSpec(
@@ -248,7 +251,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
                 repo_id=f"depth-anything/Depth-Anything-V2-Metric-{scene.capitalize()}-{cap}-hf",
                 files=_HF_FILES, licence="apache-2.0", commercial_use=True,
                 params_millions=params, download_mb=mb, output="depth", max_depth=max_depth,
-                preprocessing=_DA, paper=_DA2_PAPER, **_DA2_REFERENCE,
+                preprocessing=_DA, paper=_DA2_PAPER, config_type="depth_anything", **_DA2_REFERENCE,
             ))
         entries.append(ModelSpec(
             name=f"depth-anything-v1-{size}", family="depth-anything-v1",
@@ -259,7 +262,7 @@ def _depth_anything_entries() -> list[ModelSpec]:
             aliases=(f"depth-anything-{size}",),
             paper="Yang et al., Depth Anything, CVPR 2024 (arXiv:2401.10891)",
             # run.py of the V1 repository resizes with align_corners=False; its DINOv2 is the official one
-            position_embedding="dinov2",
+            position_embedding="dinov2", config_type="depth_anything",
         ))
     order = ["depth-anything-v2-", "depth-anything-v2-metric-indoor", "depth-anything-v2-metric-outdoor",
              "depth-anything-v1"]
@@ -358,7 +361,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-large", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=343.0, download_mb=1370.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-large",), paper=midas_paper,
-            postprocessing=_MIDAS_POST,
+            postprocessing=_MIDAS_POST, config_type="dpt",
         ),
         ModelSpec(
             name="midas-dpt-hybrid", family="midas",
@@ -366,7 +369,7 @@ def _build_table() -> dict[str, ModelSpec]:
             format="transformers", repo_id="Intel/dpt-hybrid-midas", files=_HF_FILES,
             licence="apache-2.0", commercial_use=True, params_millions=123.0, download_mb=490.0,
             output="disparity", preprocessing=_MIDAS, aliases=("dpt-hybrid", "dpt-hybrid-midas"),
-            paper=midas_paper, postprocessing=_MIDAS_POST,
+            paper=midas_paper, postprocessing=_MIDAS_POST, config_type="dpt",
         ),
         ModelSpec(
             name="pydnet", family="pydnet",
@@ -421,7 +424,7 @@ def _depth_pro_entries() -> list[ModelSpec]:
         licence="apple-amlr", commercial_use=False, params_millions=952.0, download_mb=1904.0,
         output="depth", max_depth=1e4, preprocessing=_DEPTH_PRO,
         postprocessing=Postprocessing(interpolation="bilinear", inverse_range=(1e-4, 1e4)), predicts_camera=True,
-        aliases=("depthpro", "apple-depth-pro"),
+        aliases=("depthpro", "apple-depth-pro"), config_type="depth_pro",
         paper="Bochkovskii et al., Depth Pro: Sharp Monocular Metric Depth in Less Than a Second, ICLR 2025 "
               "(arXiv:2410.02073)",
     )]
@@ -439,7 +442,7 @@ def _zoedepth_entries() -> list[ModelSpec]:
         format="transformers", repo_id=f"Intel/zoedepth-{data}", files=_HF_FILES,
         licence="mit", commercial_use=True, params_millions=params, download_mb=mb,
         output="depth", max_depth=top, preprocessing=_ZOEDEPTH, postprocessing=post,
-        aliases=(f"zoe-{data}", f"zoed-{''.join(w[0] for w in data.split('-'))}"), paper=paper,
+        aliases=(f"zoe-{data}", f"zoed-{''.join(w[0] for w in data.split('-'))}"), paper=paper, config_type="zoedepth",
     ) for data, what, top, params, mb in rows]
 
 
@@ -457,7 +460,7 @@ def _prompt_depth_anything_entries() -> list[ModelSpec]:
         licence="apache-2.0", commercial_use=True, params_millions=params, download_mb=mb,
         output="depth", max_depth=None, preprocessing=_PROMPT_DA,
         postprocessing=Postprocessing(interpolation="bicubic"), prompt=PromptDepthInput(),
-        aliases=(f"promptda-{size}",), paper=paper,
+        aliases=(f"promptda-{size}",), paper=paper, config_type="prompt_depth_anything",
     ) for size, vit, extra, params, mb in rows]
 
 

@@ -45,9 +45,11 @@ class ItemOutcome:
 @dataclass
 class RunSummary:
     outcomes: list[ItemOutcome] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # processing the inputs, after the model was ready
     interrupted: bool = False
     engine: str = ""  # backend, precision and device, e.g. "openvino bf16 on cpu"
+    load_seconds: float = 0.0  # loading the model in this run (a first conversion included)
+    converted: bool = False  # the model was converted in this run
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -65,11 +67,17 @@ class RunSummary:
         return self.count("skipped")
 
     def line(self, outdir: Path) -> str:
+        """The time the user waited (loading the model included, said apart), and the rate of
+        the inputs once the model was ready."""
         rate = self.ok / self.seconds if self.seconds > 0 else 0.0
         head = "interrupted" if self.interrupted else "done"
         engine = f", {self.engine}" if self.engine else ""
-        return (f"{head}: {self.ok} ok, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f} s "
-                f"({rate:.2f} images/s{engine}) -> {outdir}")
+        loading = ""
+        if self.load_seconds >= 0.05:
+            what = "converting and loading the model" if self.converted else "loading the model"
+            loading = f"{self.load_seconds:.1f} s {what}; "
+        return (f"{head}: {self.ok} ok, {self.failed} failed, {self.skipped} skipped in "
+                f"{self.load_seconds + self.seconds:.1f} s ({loading}{rate:.2f} images/s{engine}) -> {outdir}")
 
 
 def _inference_failure(label: str, e: BaseException) -> str:
@@ -195,7 +203,10 @@ class Runner:
 
         summary = RunSummary()
         if self.estimator is None and any(self._needs_model(item) for item in items):
+            t0 = time.perf_counter()
             self.estimator = self._load()
+            summary.load_seconds = time.perf_counter() - t0
+            summary.converted = bool(getattr(self.estimator.backend, "converted_now", False))
             self.estimator.check_prompt(self.prompt_for is not None)
         if self.estimator is not None:  # the summary line names what ran: "openvino bf16 on cpu"
             backend = self.estimator.backend

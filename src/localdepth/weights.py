@@ -7,12 +7,17 @@ Resolution order for a registry entry:
 2. localdepth's own cache, ``$LOCALDEPTH_HOME/models/<name>/`` (filled by ``localdepth models add``
    and by downloads of URL entries and single-file Hub entries);
 3. for Hub entries, the Hugging Face cache (``$HF_HOME``), where ``huggingface_hub`` keeps them;
-4. a download: ``huggingface_hub.snapshot_download`` for Hub folders, ``hf_hub_download`` for
-   single-file Hub entries, HTTP for URL entries, with a progress bar and checksum verification.
+4. a download: ``huggingface_hub.snapshot_download`` for Hub folders and (restricted to their
+   file) single-file Hub entries, HTTP for URL entries, with a progress bar and checksum
+   verification. The Hub is asked once before anything downloads: unreachable, it costs one line.
 
-Pickled PyTorch checkpoints (``.pth``) are converted once to safetensors in localdepth's cache
-(``models add``, or after a download), read with ``weights_only=True`` only
-(:mod:`localdepth.checkpoints`); later runs load the safetensors file.
+Hugging Face-format folders are read as safetensors only: a folder whose weights are a pickle
+(``pytorch_model.bin``) is refused in one line that says how to convert it. The single-file
+entries whose published weights are a pickled checkpoint (``.pth``: Video Depth Anything) are
+converted once to safetensors in localdepth's cache (``models add``, or after a download), read
+with ``weights_only=True`` only (:mod:`localdepth.checkpoints`); later runs load the safetensors
+file. ``models add`` loads the network from what it is given (:mod:`localdepth.networks.checks`)
+before it replaces anything in the cache.
 
 ``HF_HUB_OFFLINE=1`` (or ``LOCALDEPTH_OFFLINE=1``) skips step 4. Files are checked before use:
 fixed sha256 from the registry where there is one; for Hub files, the Hub's own content
@@ -28,11 +33,13 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoints import PICKLE_SUFFIXES
 from .errors import ChecksumError, WeightsError
 from .registry import ModelSpec
 
@@ -136,8 +143,6 @@ def _verify_hub_file(path: Path, label: str) -> None:
 
 def converted_name(filename: str) -> str | None:
     """The safetensors conversion kept in the cache for a pickled checkpoint (None for other files)."""
-    from .checkpoints import PICKLE_SUFFIXES
-
     path = Path(filename)
     return path.with_suffix(".safetensors").name if path.suffix in PICKLE_SUFFIXES else None
 
@@ -151,7 +156,10 @@ def check_transformers_folder(folder: Path, label: str) -> None:
         json.loads(config.read_text())
     except (OSError, ValueError) as e:
         raise WeightsError(f"{label}: {config} is not valid JSON ({e}); the download is corrupt") from None
-    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    weights = sorted(folder.glob("*.safetensors"))
+    pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
+    if not weights and pickles:
+        raise WeightsError(pickle_refusal(folder, pickles[0], label))
     if not weights:
         raise WeightsError(f"{label}: {folder} has no model.safetensors")
     for w in weights:
@@ -159,6 +167,14 @@ def check_transformers_folder(folder: Path, label: str) -> None:
             raise WeightsError(f"{label}: {w} is empty; delete it and provide the weights again")
         if w.suffix == ".safetensors":
             _check_safetensors(w, label)
+
+
+def pickle_refusal(folder: Path, pickle: Path, label: str) -> str:
+    """One line: a folder's weights are a pickle, which is not loaded, and how to convert them."""
+    return (f"{label}: {folder} holds its weights as {pickle.name}, a pickled PyTorch checkpoint, which localdepth "
+            f"does not load (unpickling can run code); convert it to safetensors once, where you trust the file: "
+            f"python -c \"from transformers import AutoModelForDepthEstimation as M; "
+            f"M.from_pretrained('{folder}').save_pretrained('{folder}-safetensors')\", then use that folder")
 
 
 def _check_safetensors(path: Path, label: str) -> None:
@@ -274,6 +290,7 @@ def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeight
     if path.is_dir() and (path / "model.xml").is_file():
         path = path / "model.xml"  # a folder `localdepth quantize --output` wrote
     if path.is_file() and path.suffix in (".onnx", ".xml"):
+        _check_converted_from(spec, path, label)
         return ResolvedWeights(path, "argument")  # a converted model of this entry (ONNX, OpenVINO IR)
     if spec.layout == "folder":
         if not path.is_dir():
@@ -288,6 +305,17 @@ def _resolve_explicit(spec: ModelSpec, path: Path, label: str) -> ResolvedWeight
     # the registry's checksum is that of the published file, not of a conversion of it
     verify_file(path, wf.sha256 if path.suffix == Path(wf.filename).suffix else None, label)
     return ResolvedWeights(path, "argument")
+
+
+def _check_converted_from(spec: ModelSpec, path: Path, label: str) -> None:
+    """A converted model whose report (``localdepth quantize --output``) names another entry is
+    refused: it computes that entry's map, in that entry's units."""
+    try:
+        made_from = json.loads((path.parent / "report.json").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(made_from, str) and made_from and made_from != spec.name:
+        raise WeightsError(f"{label}: {path} was converted from {made_from}, not {spec.name}; use --model {made_from}")
 
 
 def _other_model_hint(path: Path) -> str:
@@ -350,9 +378,23 @@ def _pull_hub(spec: ModelSpec, label: str) -> Path:
 
 
 def _hub_error(spec: ModelSpec, label: str, error: Exception) -> WeightsError:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return WeightsError(
-        f"cannot download {label} from huggingface.co/{spec.repo_id} ({reason[:160]}); {how_to_provide(spec)}")
+    return WeightsError(f"cannot download {label} from huggingface.co/{spec.repo_id} ({_reason(error)}); "
+                        f"{how_to_provide(spec)}")
+
+
+def _reason(error: BaseException, limit: int = 160) -> str:
+    """Why a download failed, in a few words: the root cause's first line (huggingface_hub wraps a
+    refused connection in a paragraph of advice), shortened at a word boundary."""
+    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
+        error = error.__cause__ or error.__context__
+    if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
+        error = error.reason if isinstance(error.reason, BaseException) else OSError(str(error.reason))
+    text = next((" ".join(line.split()) for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    if type(error).__name__ not in text:
+        text = f"{type(error).__name__}: {text}"
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+    return text
 
 
 CACHE_HINT = ("localdepth's cache is $LOCALDEPTH_HOME (else the user cache folder): set LOCALDEPTH_HOME to a "
@@ -375,7 +417,7 @@ def _replacing(dest_dir: Path):
     be written (read-only, full, a path through a file) is one line (:func:`cache_error`)."""
     try:
         dest_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{dest_dir.name}."))
+        staging = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{dest_dir.name}.staging-{os.getpid()}-"))
     except OSError as e:
         raise cache_error(e, dest_dir) from None
     try:
@@ -391,23 +433,31 @@ def _replacing(dest_dir: Path):
 
 
 def _pull_hub_file(spec: ModelSpec, label: str) -> Path:
-    """A single-file Hub entry: ``hf_hub_download``, the content address checked, then (for a
-    pickled checkpoint) the safetensors conversion written once to localdepth's cache."""
-    from huggingface_hub import hf_hub_download
+    """A single-file Hub entry: ``snapshot_download`` of that one file, the content address
+    checked, then (for a pickled checkpoint) the safetensors conversion written once to
+    localdepth's cache. ``snapshot_download``, as for folders, asks the Hub once before it
+    downloads, so an unreachable Hub fails at once (``hf_hub_download`` retries for 24 s)."""
+    from huggingface_hub import snapshot_download
 
     wf = spec.files[0]
     try:
-        path = Path(hf_hub_download(spec.repo_id, wf.filename, revision=spec.revision, cache_dir=hf_cache_dir()))
+        folder = snapshot_download(spec.repo_id, revision=spec.revision, cache_dir=hf_cache_dir(),
+                                   allow_patterns=[wf.filename])
     except Exception as e:  # network errors come as several library-specific types
         raise _hub_error(spec, label, e) from None
+    path = Path(folder) / wf.filename
+    if not path.is_file():
+        raise WeightsError(f"cannot download {label}: huggingface.co/{spec.repo_id} has no {wf.filename}; "
+                           f"{how_to_provide(spec)}")
     _verify_hub_file(path, label)
     verify_file(path, wf.sha256, label)
     return _store_file(spec, path, label)
 
 
-def _store_file(spec: ModelSpec, source: Path, label: str) -> Path:
+def _store_file(spec: ModelSpec, source: Path, label: str, *, load: bool = False) -> Path:
     """Put a verified single weights file into localdepth's cache (atomically, replacing what
-    was there): a pickled checkpoint as its safetensors conversion, anything else as is."""
+    was there): a pickled checkpoint as its safetensors conversion, anything else as is.
+    ``load``: also load the network from it (:func:`check_loads`) before anything is replaced."""
     from .checkpoints import convert_to_safetensors, read_state_dict
 
     wf = spec.files[0]
@@ -424,6 +474,8 @@ def _store_file(spec: ModelSpec, source: Path, label: str) -> Path:
             target = staging / wf.filename
             shutil.copy2(source, target)
             verify_file(target, wf.sha256, label)
+        if load:
+            check_loads(spec, target)
     return model_dir(spec) / target.name
 
 
@@ -444,7 +496,7 @@ def _pull_url(spec: ModelSpec, label: str) -> Path:
     except WeightsError:
         raise
     except Exception as e:
-        raise WeightsError(f"cannot download {label} from {spec.url} ({e}); {how_to_provide(spec)}") from None
+        raise WeightsError(f"cannot download {label} from {spec.url} ({_reason(e)}); {how_to_provide(spec)}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return dest
@@ -462,16 +514,37 @@ def _http_download(url: str, out, expected_size: int | None, desc: str) -> None:
 
 
 def add(spec: ModelSpec, source: str | os.PathLike) -> Path:
-    """Copy user-provided weights into localdepth's cache after verifying them."""
+    """Copy user-provided weights into localdepth's cache after verifying them: their checksum
+    where the registry has one, and for networks PyTorch runs, by loading the network from the
+    copy (:func:`check_loads`). Nothing in the cache changes when they fail. Conversions of
+    earlier weights stay in the conversion cache (:mod:`localdepth.conversion.cache`)."""
+    from .conversion.cache import adopt_legacy
+
     label = f"weights for {spec.name}"
     source = Path(source).expanduser()
     resolved = _resolve_explicit(spec, source, label)
+    if resolved.path.suffix in (".onnx", ".xml"):
+        raise WeightsError(f"{label}: {resolved.path} is a converted model; `models add` takes the model's own weights "
+                           f"(pass a converted model with --weights instead)")
+    adopt_legacy(spec.name)  # conversions an earlier version kept inside the weights folder
     if spec.layout != "folder":
-        return _store_file(spec, resolved.path, label)
+        return _store_file(spec, resolved.path, label, load=True)
     with _replacing(model_dir(spec)) as staging:
         for p in resolved.path.iterdir():
-            if p.is_file() and (p.suffix in {".json", ".safetensors", ".bin"}):
+            if p.is_file() and (p.suffix in {".json", ".safetensors"}):
                 shutil.copy2(p, staging / p.name)
         check_transformers_folder(staging, label)
+        check_loads(spec, staging)
         _write_manifest(staging)
     return model_dir(spec)
+
+
+def check_loads(spec: ModelSpec, path: Path) -> None:
+    """Load ``spec``'s network from ``path`` once, on the CPU, and let it go: the checks of
+    :mod:`localdepth.networks.checks` (architecture, size, relative or metric, every weight).
+    Formats PyTorch does not run (TFLite) are checked by their checksum alone."""
+    from .networks import LOADERS, load_network
+
+    if spec.format not in LOADERS:
+        return
+    load_network(spec, path, device="cpu")

@@ -74,9 +74,11 @@ def open_backend(spec: ModelSpec, weights: ResolvedWeights, choice: Choice, *, c
     if choice.conversion is not None:
         from ..conversion import Target, ensure
 
-        log = log or (lambda line: print(f"localdepth: {line} (once; cached)", file=sys.stderr))
+        log = log or (lambda line: print(f"localdepth: {line}", file=sys.stderr))
         converted = ensure(spec, weights, Target(*choice.conversion), log=log)
         path = converted.path
+        if not converted.cached:
+            log(f"loading the converted model (converted in {converted.seconds:.0f} s, once: it is cached for later runs)")
     if choice.backend == "torch":
         from .torch_backend import TorchBackend
 
@@ -106,6 +108,7 @@ def open_backend(spec: ModelSpec, weights: ResolvedWeights, choice: Choice, *, c
 
         return TFLiteBackend(path, threads=threads)
     engine.conversion = converted.report if converted is not None else None
+    engine.converted_now = converted is not None and not converted.cached
     return engine
 
 

@@ -73,6 +73,8 @@ class Backend(ABC):
     parallel_requests: int = 1
     #: the report of the conversion this backend runs (:mod:`localdepth.conversion`), if any
     conversion: dict | None = None
+    #: that conversion was made while this backend loaded (not found in the cache)
+    converted_now: bool = False
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -43,15 +43,25 @@ def loading_line(args: argparse.Namespace):
     return lambda line: print(f"localdepth: {line}", file=sys.stderr, flush=True)
 
 
+def status_from_args(args: argparse.Namespace):
+    """The status line of a command's long steps (:class:`localdepth.progress.Status`): live on a
+    terminal, a line per step in logs, nothing with ``--quiet``."""
+    from ..progress import Status
+
+    return Status.for_command(quiet=getattr(args, "quiet", False))
+
+
 def load_from_args(args: argparse.Namespace, name: str | None = None, *, performance: str = "latency"):
     """The model the arguments name; ``performance="throughput"`` for many inputs (OpenVINO keeps
-    several requests in flight)."""
+    several requests in flight). Its loading, and a first conversion step by step, show on the
+    status line (:func:`status_from_args`)."""
     from ..estimator import load
 
-    estimator = load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
-                     dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
-                     cuda_graphs=getattr(args, "cuda_graphs", False), performance=performance,
-                     on_loading=loading_line(args))
+    with status_from_args(args) as status:
+        estimator = load(name or args.model, weights=args.weights, backend=args.backend, device=args.device,
+                         dtype=args.dtype, input_size=args.input_size, compile=getattr(args, "compile", False),
+                         cuda_graphs=getattr(args, "cuda_graphs", False), performance=performance,
+                         on_loading=status if status.live else None, progress=status)
     # a camera the user gave also sets the metres of focal-dependent models (Depth Anything 3 Metric)
     estimator.camera = {k: getattr(args, k) for k in ("intrinsics", "fov") if getattr(args, k, None) is not None}
     wanted = [f.strip().lower() for f in str(getattr(args, "format", None) or "").split(",")]

@@ -4,7 +4,6 @@ checked against PyTorch."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import registry
@@ -19,7 +18,7 @@ def register(sub) -> None:
                     "refuse to write it when the parity fails; or (--format coreml) to a Core ML ML Program "
                     "(.mlpackage, fp16 by default) for apps, with the image normalisation inside, the network sizes "
                     "of the common aspect ratios as its input sizes and a JSON file beside it (sizes, "
-                    "normalisation, output kind and units). The export is cached beside the weights, where "
+                    "normalisation, output kind and units). The export is cached (`localdepth models cache`), where "
                     "`--backend onnx` finds it. For OpenVINO int8, see `localdepth quantize`.")
     p.add_argument("--model", "-m", default=registry.DEFAULT_MODEL, help="registry name (default: %(default)s)")
     p.add_argument("--weights", metavar="PATH", help="a Hugging Face-format folder to export instead of the cache")
@@ -35,12 +34,14 @@ def register(sub) -> None:
                    help="the photo the parity is measured on (default: a synthetic image)")
     p.add_argument("--input-size", type=int, metavar="N", help="ONNX: network input size of the parity check")
     p.add_argument("--force", action="store_true", help="export again even when the cache has this model")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress of the export and its checks")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from ..conversion import Settings, Target, check_copy_target, convert, copy_to
     from ..weights import resolve
+    from .common import status_from_args
 
     if args.format == "coreml" and (args.quantize or args.input_size):
         raise LocalDepthError("--quantize and --input-size apply to ONNX; a Core ML package is fp16 (or "
@@ -64,9 +65,10 @@ def main(args: argparse.Namespace) -> int:
             check_outputs([("--output", path) for path in package_paths(args.output)], inputs)
         else:
             check_copy_target(args.output, target, inputs)
-    converted = convert(spec, resolved, target,
-                        settings=Settings(check_image=args.check_image, input_size=args.input_size),
-                        force=args.force, log=lambda line: print(f"localdepth: {line}", file=sys.stderr))
+    with status_from_args(args) as status:
+        converted = convert(spec, resolved, target,
+                            settings=Settings(check_image=args.check_image, input_size=args.input_size),
+                            force=args.force, log=status)
     for line in converted.lines():
         print(line)
     print(f"{'reused' if converted.cached else 'cached'}: {converted.path}")

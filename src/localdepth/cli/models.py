@@ -6,11 +6,13 @@ import argparse
 import json
 
 from .. import registry, weights
+from ..limits import CONVERSION_CACHE_MAX_BYTES
 
 
 def register(sub) -> None:
     p = sub.add_parser("models", help="list known models; pull or add their weights",
-                       description="List the registry; `models pull NAME` downloads, `models add NAME PATH` imports.")
+                       description="List the registry; `models pull NAME` downloads, `models add NAME PATH` imports, "
+                                   "`models cache` shows and clears the conversion cache.")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown (the README's model table)")
     p.add_argument("--family", metavar="NAME",
@@ -23,6 +25,18 @@ def register(sub) -> None:
     add.add_argument("path", help="a Hugging Face-format folder, or the model's weights file")
     info = actions.add_parser("info", help="everything the registry knows about one model")
     info.add_argument("name")
+    cache = actions.add_parser(
+        "cache", help="show or clear the conversion cache (ONNX, OpenVINO, int8)",
+        description="The converted models (ONNX, OpenVINO IR, int8) localdepth made and keeps, keyed by the weights' "
+                    "content: each entry's size and last use, and the total against the budget (default "
+                    f"{CONVERSION_CACHE_MAX_BYTES / 2**30:g} GiB, or LOCALDEPTH_CONVERSION_CACHE_MB); beyond it the "
+                    "least recently used are removed after each new conversion. Leftovers of killed conversions "
+                    "are removed here too.")
+    cache.add_argument("name", nargs="?", help="only this model's conversions")
+    cache.add_argument("--clear", action="store_true", help="remove the conversions (of NAME, or all)")
+    cache.add_argument("--budget", metavar="MB",
+                       help="remove the least recently used conversions until at most MB MiB remain")
+    cache.add_argument("--json", action="store_true", help="print the entries as JSON")
     p.set_defaults(func=main)
 
 
@@ -105,6 +119,8 @@ def main(args: argparse.Namespace) -> int:
         path = weights.add(spec, args.path)
         print(f"{spec.name}: verified and added to {path}")
         return 0
+    if args.action == "cache":
+        return _cache(args)
     if args.action == "info":
         spec = registry.get(args.name)
         row = _row(spec)
@@ -122,4 +138,46 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         _print_table(rows)
+    return 0
+
+
+def _mib(count: int) -> str:
+    return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+
+def _cache(args: argparse.Namespace) -> int:
+    """``localdepth models cache [NAME] [--clear] [--budget MB] [--json]``."""
+    import time
+
+    from ..conversion import cache
+
+    name = registry.get(args.name).name if args.name else None
+    limit = cache.budget()
+    leftovers = cache.clean_stale()
+    if leftovers:
+        print(f"removed {len(leftovers)} leftover(s) of killed conversions")
+    if args.clear:
+        gone = cache.clear(name)
+        print(f"removed {len(gone)} conversion(s) ({_mib(sum(e.bytes for e in gone))})"
+              + (f" of {name}" if name else "") + f" from {cache.root()}")
+        return 0
+    if args.budget is not None:
+        limit = cache.parse_budget(args.budget, "--budget")
+        gone = cache.evict(limit)
+        print(f"removed {len(gone)} least recently used conversion(s) ({_mib(sum(e.bytes for e in gone))})")
+    entries = cache.entries(name)
+    total = sum(e.bytes for e in cache.entries())
+    if args.json:
+        print(json.dumps({"root": str(cache.root()), "budget_bytes": limit, "total_bytes": total,
+                          "entries": [e.as_dict() for e in entries]}, indent=2))
+        return 0
+    print(f"conversion cache: {cache.root()} (budget {_mib(limit)}; {cache.BUDGET_ENV} or --budget MB)")
+    if entries:
+        rows = [(e.model, e.weights_id, e.name, _mib(e.bytes),
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))) for e in entries]
+        headers = ("model", "weights", "conversion", "size", "last used")
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        for row in (headers, *rows):
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(f"total: {len(cache.entries())} conversion(s), {_mib(total)} of {_mib(limit)}")
     return 0

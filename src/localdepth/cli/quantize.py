@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import registry
@@ -35,6 +34,7 @@ def register(sub) -> None:
     p.add_argument("--output", "-o", type=Path,
                    help="also copy the int8 model (model.xml/.bin, report.json) to this folder, as one set: it "
                         "replaces the folder whole (a new or empty folder, or one holding such a set)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress of the conversion, calibration and checks")
     p.set_defaults(func=main)
 
 
@@ -50,8 +50,10 @@ def main(args: argparse.Namespace) -> int:
     settings = Settings(calibration=args.calibration, calibration_count=args.count, check_images=args.check_images,
                         input_size=args.input_size,
                         model_type=None if args.model_type == "default" else args.model_type)
-    converted = convert(spec, resolved, Target("openvino", "int8"), settings=settings, force=True,
-                        log=lambda line: print(f"localdepth: {line}", file=sys.stderr))
+    from .common import status_from_args
+
+    with status_from_args(args) as status:
+        converted = convert(spec, resolved, Target("openvino", "int8"), settings=settings, force=True, log=status)
     for line in converted.lines():
         print(line)
     if args.eval_dataset:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..scene.fuse import DEFAULT_CONF_PERCENTILE, DEFAULT_MAX_POINTS
 from ..scene.views import DEFAULT_MAX_VIEWS, MAX_SCENE_PIXELS, MAX_VIEWS
-from .common import add_model_args, add_url_args, load_from_args, url_limits_from_args
+from .common import add_model_args, add_url_args, load_from_args, status_from_args, url_limits_from_args
 
 EXAMPLES = """examples:
   localdepth scene photos/ --model da3-base --output scene/
@@ -45,6 +45,7 @@ def register(sub) -> None:
     f.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, metavar="N",
                    help=f"at most N fused points (default: {DEFAULT_MAX_POINTS:,})")
     add_url_args(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress of the loading and the scene's stages")
     add_model_args(p, default_model="da3-base")
     p.set_defaults(func=main)
 
@@ -77,7 +78,9 @@ def main(args: argparse.Namespace) -> int:
     if not views:
         print("localdepth: error: no readable views; nothing written", file=sys.stderr)
         return 2 if not problems else 1
-    report = reconstruct(estimator, views, args.output, settings, given_output=str(args.output))
+    with status_from_args(args) as status:  # the stages on a terminal only: stderr stays for errors in logs
+        report = reconstruct(estimator, views, args.output, settings, given_output=str(args.output),
+                             progress=status if status.live else None)
     fusion = report["fusion"]
     units = "metres" if report["units"] == "m" else "relative units"
     print(f"{len(views)} views -> {args.output}: {fusion['points']:,} fused points ({units}, voxel "

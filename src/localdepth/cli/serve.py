@@ -95,6 +95,7 @@ def register(sub) -> None:
 
 def _loaders(args: argparse.Namespace) -> list:
     from ..estimator import load
+    from ..weights import resolve
 
     specs = args.model or [registry.DEFAULT_MODEL]
     if args.weights and len(specs) > 1:
@@ -106,6 +107,7 @@ def _loaders(args: argparse.Namespace) -> list:
         if spec.name in names:
             raise LocalDepthError(f"model {spec.name} is given twice")
         names.add(spec.name)
+        resolve(spec, weights or args.weights)  # missing, corrupt or pickled weights: one line, before the server
         loaders.append(functools.partial(load, spec.name, weights=weights or args.weights, backend=args.backend,
                                          device=args.device, dtype=args.dtype, input_size=args.input_size))
     return loaders

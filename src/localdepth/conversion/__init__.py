@@ -16,14 +16,16 @@ conversion of the same runtime, through this same interface. Every result is com
 its source before it is cached, and one over tolerance is refused (Core ML packages are read
 back on Linux, where coremltools cannot run them, and compared on macOS).
 
-Cache layout, beside the weights::
+Cache layout (:mod:`.cache`: budget, least-recently-used eviction, leftovers of killed runs)::
 
-    <model_dir>/converted/<weights id>/<runtime>-<precision>-<options id>/
+    $LOCALDEPTH_HOME/converted/<model>/<weights id>/<runtime>-<precision>-<options id>/
         model.onnx | model.xml + model.bin | model.safetensors + config.json | model.mlpackage/ + model.json,
         report.json, compiled/ (OpenVINO's blob cache)
 
 *weights id* hashes the weight files' contents; *options id* hashes the converter settings
 that shape the result (opset, quantization scheme), so different settings never share a slot.
+The cache lies apart from the weights: ``localdepth models add`` of the same weights finds
+their conversions again, and other weights get their own (old ones leave by the budget).
 The calibration images of an int8 model are recorded in ``report.json``, not in the key:
 ``localdepth quantize`` replaces the int8 model of these weights, and ``--dtype int8`` uses
 whichever is there (making one from the built-in calibration set when there is none).
@@ -38,7 +40,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ from pathlib import Path
 
 from ..errors import LocalDepthError
 from ..registry import ModelSpec
-from ..weights import ResolvedWeights, cache_error, model_dir, sha256_of
+from ..weights import ResolvedWeights, cache_error, sha256_of
+from . import cache
 
 #: runtime -> module that converts to it; each defines PRECISIONS, OPTIONS, MODEL_FILE and make(job, folder)
 CONVERTERS = {"onnx": "localdepth.conversion.onnx", "openvino": "localdepth.conversion.openvino",
@@ -169,7 +171,7 @@ def options_identity(target: Target) -> str:
 
 def converted_root(spec: ModelSpec, weights: ResolvedWeights) -> Path:
     """The folder that holds every conversion of these weights."""
-    return model_dir(spec) / "converted" / weights_identity(weights)
+    return cache.root() / spec.name / weights_identity(weights)
 
 
 def slot(spec: ModelSpec, weights: ResolvedWeights, target: Target) -> Path:
@@ -178,8 +180,10 @@ def slot(spec: ModelSpec, weights: ResolvedWeights, target: Target) -> Path:
 
 
 def find(spec: ModelSpec, weights: ResolvedWeights, target: Target) -> Converted | None:
-    """The cached conversion, or None. Only complete slots count (model file and report)."""
-    if not (model_dir(spec) / "converted").is_dir():
+    """The cached conversion, or None. Only complete slots count (model file and report).
+    A conversion found is marked as used now (for the cache's least-recently-used eviction)."""
+    cache.adopt_legacy(spec.name)
+    if not (cache.root() / spec.name).is_dir():
         return None  # nothing was ever converted: no need to hash the weights
     folder = slot(spec, weights, target)
     model = folder / _check_target(target).MODEL_FILE
@@ -190,6 +194,7 @@ def find(spec: ModelSpec, weights: ResolvedWeights, target: Target) -> Converted
         saved = json.loads(report.read_text())
     except ValueError:
         return None
+    cache.touch(folder)
     return Converted(target, model, saved, cached=True)
 
 
@@ -217,11 +222,11 @@ def convert(spec: ModelSpec, weights: ResolvedWeights, target: Target, *, settin
         if found is not None:
             return found
     folder = slot(spec, weights, target)
+    cache.clean_stale()
     job = Job(spec, weights, target, settings or Settings(), log)
     t0 = time.perf_counter()
     try:  # a cache that cannot be written (read-only, full, a path through a file) is one line
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        staging = cache.staging(folder.parent, folder.name)
     except OSError as e:
         raise cache_error(e, folder.parent) from None
     try:
@@ -232,11 +237,16 @@ def convert(spec: ModelSpec, weights: ResolvedWeights, target: Target, *, settin
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **report}
         try:
             (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+            cache.touch(staging)
             _install(staging, folder)
         except OSError as e:
             raise cache_error(e, folder) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    evicted = cache.evict(keep=(folder,))
+    if evicted:
+        log(f"conversion cache over its budget: removed the {len(evicted)} least recently used "
+            f"({sum(e.bytes for e in evicted) / 2**20:.0f} MiB; `localdepth models cache`)")
     return Converted(target, folder / module.MODEL_FILE, report, cached=False, seconds=time.perf_counter() - t0)
 
 
@@ -244,7 +254,7 @@ def _install(staging: Path, folder: Path) -> None:
     """Put a finished conversion in its slot in one rename (a previous one is moved aside first)."""
     old = None
     if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+        old = cache.aside(folder)
         os.replace(folder, old)
     os.replace(staging, folder)
     if old is not None:
@@ -302,7 +312,8 @@ def copy_to(converted: Converted, output: Path, *, inputs=()) -> Path:
     from ..writers import as_storage_error, atomic_path, replace_folder
 
     output = Path(output)
-    files = sorted(p for p in converted.folder.iterdir() if p.is_file())
+    # the cache's own bookkeeping (.last-used) stays in the cache
+    files = sorted(p for p in converted.folder.iterdir() if p.is_file() and not p.name.startswith("."))
     check_copy_target(output, converted.target, [*inputs, ("the cache folder", converted.folder),
                                                  *(("the cached model", p) for p in files)],
                       extra_names=[p.name for p in files])

@@ -100,13 +100,14 @@ def make(job, folder: Path) -> dict:
     target = folder / MODEL_FILE
     lines = []
     if precision == "fp32":
-        job.log(f"exporting {job.spec.name} to ONNX (opset {OPSET}, dynamic batch/height/width) ...")
+        job.log(f"exporting {job.spec.name} to ONNX (opset {OPSET}, dynamic batch/height/width)")
         export_graph(job.source.exported, job.source.output_names, target)
     else:
         fp32 = job.ensure(Target("onnx", "fp32"))
         lines += fp32.lines()
-        job.log(f"making the ONNX {precision} model ...")
+        job.log(f"making the ONNX {precision} model")
         derive(fp32.path, precision, target)
+    job.log(f"checking the ONNX {precision} model against PyTorch on {job.source.check[1].split(' (')[0]}")
     p = parity(target, precision, job.source)
     if not p.ok:
         raise ConversionError(f"refusing to cache the ONNX {precision} model: {p.line()}")

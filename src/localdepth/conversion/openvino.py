@@ -91,9 +91,10 @@ def make(job, folder: Path) -> dict:
     if precision == "fp32":
         if job.spec.format == "tflite":
             raise ConversionError(f"{job.spec.name} needs no conversion: OpenVINO reads its TFLite file directly")
-        job.log(f"converting {job.spec.name} to OpenVINO IR (dynamic batch/height/width) ...")
+        job.log(f"converting {job.spec.name} to OpenVINO IR (dynamic batch/height/width)")
         model = convert_exported(job.source.exported, job.source.output_names)
         x, label = job.source.check
+        job.log(f"checking the OpenVINO fp32 model against PyTorch on {_short(label)}")
         compiled = openvino_core().compile_model(model, "CPU", openvino_config("fp32"))
         p = Parity.of("openvino fp32 vs PyTorch fp32", label, x, run(compiled, x), job.source.reference(x)["depth"],
                       TOLERANCES["fp32"])
@@ -115,13 +116,14 @@ def _quantize(job, target: Path) -> dict:
 
     settings = job.settings
     model, lines = _fp32_model(job)
+    job.log("reading the calibration and check images")
     calibration = image_set(settings.calibration, settings.calibration_count or DEFAULT_CALIBRATION)
     check = image_set(settings.check_images, DEFAULT_CHECK, check=True)
     pre = job.spec.preprocessing
     cal_inputs = [preprocess(rgb, pre, settings.input_size)[None] for rgb in calibration.images]
     check_inputs = [preprocess(rgb, pre, settings.input_size)[None] for rgb in check.images]
     job.log(f"quantizing {job.spec.name} to int8 with NNCF on {calibration.count} calibration images "
-            f"({'the built-in synthetic set' if calibration.source == 'synthetic' else calibration.source}) ...")
+            f"({'the built-in synthetic set' if calibration.source == 'synthetic' else calibration.source})")
     kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if settings.model_type == "transformer" else {}
     try:
         with quiet():
@@ -134,6 +136,7 @@ def _quantize(job, target: Path) -> dict:
     reference = core.compile_model(model, "CPU", openvino_config("fp32"))
     compiled = core.compile_model(quantized, "CPU", openvino_config("int8"))
     measured = {}
+    job.log(f"measuring the int8 deviation from fp32 on {len(cal_inputs) + len(check_inputs)} images")
     for name, inputs in (("calibration", cal_inputs), ("check", check_inputs)):
         measured[name] = pooled([deviation(run(compiled, x), run(reference, x)) for x in inputs])
     tol = TOLERANCES["int8"]
@@ -150,6 +153,11 @@ def _quantize(job, target: Path) -> dict:
             "deviation": measured, "nncf_model_type": settings.model_type or "default",
             "inference_precision": openvino_config("int8")["INFERENCE_PRECISION_HINT"],
             "lines": [*lines, line], "versions": {"openvino": openvino.__version__, "nncf": nncf.__version__}}
+
+
+def _short(label: str) -> str:
+    """The check image's name, without the advice a synthetic one carries."""
+    return label.split(" (")[0]
 
 
 def _dev(d: dict) -> str:

@@ -55,15 +55,38 @@ class TransformersDepth(torch.nn.Module):
 
 
 def load(spec: ModelSpec, path: Path, *, device: str = "cpu", dtype=torch.float32) -> TransformersDepth:
-    from transformers import AutoModelForDepthEstimation
+    """Load a Hugging Face-format folder as ``spec``'s network, checked before anything is
+    allocated (:mod:`.checks`): the config against the entry, the size of the network it describes
+    (built on the meta device), then every weight (safetensors only; nothing is unpickled)."""
+    from transformers import AutoConfig, AutoModelForDepthEstimation
     from transformers.utils import logging as hf_logging
 
+    from . import checks
+
     hf_logging.disable_progress_bar()  # loading a local folder needs no progress bar
+    path = Path(path)
+    where = str(path)
+    checks.check_description(spec, _read_config(path), where)
     try:
-        model = AutoModelForDepthEstimation.from_pretrained(str(path), dtype=dtype)
+        config = AutoConfig.from_pretrained(str(path))
+        checks.check_outputs(spec, config, where)
+        with torch.device("meta"):  # the network the config describes, without memory
+            skeleton = AutoModelForDepthEstimation.from_config(config)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise BackendError(f"cannot build the network {path}/config.json describes: {_first_line(e)[:200]}") from None
+    checks.check_size(spec, checks.count_parameters(skeleton), where)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report becomes one line below
+    try:
+        model, info = AutoModelForDepthEstimation.from_pretrained(
+            str(path), dtype=dtype, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True)
     except (OSError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BackendError(f"cannot load the model in {path}: {first[:200]}") from None
+        raise BackendError(f"cannot load the model in {path}: {_first_line(e)[:200]}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    checks.check_weights(spec, where, skeleton.state_dict(), missing=info["missing_keys"],
+                         unexpected=info["unexpected_keys"], mismatched=info["mismatched_keys"],
+                         unread=lambda: checks.unread_weights(skeleton, _example_inputs(spec)))
     from .dpt import needs_input_grid, use_input_grid
 
     if needs_input_grid(model):
@@ -73,3 +96,27 @@ def load(spec: ModelSpec, path: Path, *, device: str = "cpu", dtype=torch.float3
 
         use_reference_interpolation(model)
     return TransformersDepth(model.eval().to(device), flip_average=spec.postprocessing.flip_average)
+
+
+def _read_config(folder: Path) -> dict:
+    import json
+
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise BackendError(f"cannot read {folder}/config.json: {_first_line(e)[:200]}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _example_inputs(spec: ModelSpec) -> dict:
+    """Meta-device inputs of the entry's shape, for tracing which weights a forward pass reads."""
+    pre = spec.preprocessing
+    h, w = pre.fixed_hw or (pre.multiple_of * 4, pre.multiple_of * 5)
+    inputs = {"pixel_values": torch.zeros(1, 3, h, w, device="meta")}
+    if spec.prompt is not None:
+        inputs["prompt_depth"] = torch.zeros(1, 1, 16, 16, device="meta")
+    return inputs

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsError
-from ..registry import ModelSpec
+from ..registry import MODELS, ModelSpec
 from .dinov2 import VIT_SIZES, DinoVisionTransformer, ViTConfig
 from .dpt_head import DPTHead
 
@@ -327,12 +327,14 @@ def load(spec: ModelSpec, path: Path, *, device: str = "cpu", dtype=torch.float3
     """Build the network a checkpoint describes and load it strictly.
 
     ``path``: the released ``.pth`` (read with ``weights_only=True``) or its safetensors
-    conversion. A checkpoint of a released size other than the entry's is refused (the
-    entry's licence and name would be wrong); other shapes (small test models) are built as
-    described.
+    conversion. The network is first built on the meta device (no memory) and checked
+    (:mod:`.checks`): its size against the entry and the ceiling, then every tensor's name and
+    shape, so a small file of empty tensors that describes a huge network allocates nothing. A
+    checkpoint of a released size other than the entry's is refused (the entry's licence and name
+    would be wrong); other shapes (small test models) are built as described.
     """
     from ..checkpoints import read_state_dict
-    from ..registry import MODELS
+    from . import checks
 
     state = read_state_dict(path)
     try:
@@ -344,17 +346,16 @@ def load(spec: ModelSpec, path: Path, *, device: str = "cpu", dtype=torch.float3
         right = [s.name for s in MODELS.values() if s.family == spec.family and s.architecture == size]
         hint = f"use --model {right[0]}" if right else "use the entry of that size"
         raise WeightsError(f"{path} holds a {size} checkpoint, not the {spec.architecture} of {spec.name}; {hint}")
-    network = VideoDepthAnything(config)
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        expected, given = set(network.state_dict()), set(state)
-        missing, unknown = sorted(expected - given), sorted(given - expected)
-        parts = [f"missing {len(missing)} tensors (e.g. {missing[0]})"] if missing else []
-        parts += [f"{len(unknown)} unknown tensors (e.g. {unknown[0]})"] if unknown else []
-        reason = "; ".join(parts) or next((line.strip() for line in str(e).splitlines() if "size mismatch" in line),
-                                          str(e).strip().splitlines()[0])
-        raise WeightsError(f"{path} does not match the Video Depth Anything architecture: {reason[:200]}") from None
+    with torch.device("meta"):
+        network = VideoDepthAnything(config)
+    checks.check_size(spec, checks.count_parameters(network), str(path))
+    expected = network.state_dict()
+    checks.check_weights(spec, str(path), expected, missing=set(expected) - set(state),
+                         unexpected=set(state) - set(expected),
+                         mismatched=[(k, state[k].shape, v.shape) for k, v in expected.items()
+                                     if k in state and state[k].shape != v.shape])
+    network = network.to_empty(device="cpu")
+    network.load_state_dict(state, strict=True)
     network = network.to(device=device, dtype=dtype)
     network.head.scratch.output_conv2.float()  # the last convolutions stay float32 (see DPTHead.finish)
     return network

@@ -159,12 +159,14 @@ def predict_scene(estimator, images: list[np.ndarray], settings: SceneSettings |
 
 
 def reconstruct(estimator, views: list[View], output: str | Path, settings: SceneSettings | None = None,
-                *, given_output: str | None = None) -> dict:
+                *, given_output: str | None = None, progress=None) -> dict:
     """Predict every view together and write the scene (see the module). Returns ``scene.json``'s content.
 
     ``given_output``: the output folder as the user wrote it, for the ``image`` path of video frames
-    in ``cameras.json`` (default: ``output``).
+    in ``cameras.json`` (default: ``output``). ``progress``: called with the name of each stage as
+    it starts (a :class:`localdepth.progress.Status`).
     """
+    progress = progress or (lambda step: None)
     settings = (settings or SceneSettings()).check()
     output = Path(output)
     if not views:
@@ -173,6 +175,7 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
     check_outputs(_planned_files(views, output), [("the input", v.file) for v in views])
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    progress(f"predicting depth and cameras of {len(views)} views together")
     results = estimator.predict_views([v.image for v in views], sources=[v.given for v in views])
     timings["predict_ms"] = (time.perf_counter() - t0) * 1000.0
     _check_results(results, estimator, len(views))
@@ -183,6 +186,7 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
         raise storage_error(e, marker) from None
 
     t0 = time.perf_counter()
+    progress(f"writing {len(views)} depth maps, confidences and views")
     model_info = estimator.describe()
     cameras, names, samples, entries = [], [], [], []
     for i, (view, result) in enumerate(zip(views, results)):
@@ -210,6 +214,7 @@ def reconstruct(estimator, views: list[View], output: str | Path, settings: Scen
     timings["views_ms"] = (time.perf_counter() - t0) * 1000.0
 
     t0 = time.perf_counter()
+    progress("fusing the points; writing points.ply, scene.glb and colmap/")
     cloud = fuse(samples, conf_percentile=settings.conf_percentile, voxel_size=settings.voxel_size,
                  max_points=settings.max_points)
     del samples

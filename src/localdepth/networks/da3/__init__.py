@@ -122,6 +122,9 @@ def load(spec: ModelSpec, path: Path, *, device: str = "cpu", dtype=torch.float3
         raise BackendError(f"cannot read {weights}: {first[:200]}") from None
     with torch.device("meta"):
         network = DepthAnything3Network(architecture(model_name), model_name)
+    from ..checks import check_size, count_parameters
+
+    check_size(spec, count_parameters(network), str(weights))  # a row of the table: the entry's own size
     network = network.to_empty(device="cpu")
     load_checkpoint(network, state, label=str(weights))
     network.backbone.to(dtype)
