@@ -315,7 +315,6 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "amplitude": Range(0, 1, lo_open=True),
     "focus": _POSITIVE,
     "stereo_budget": Range(0, 20, lo_open=True),
-    "budget": Range(0, 20, lo_open=True),
     "controlnet_size": Range(64, 8192, integer=True),
     "max_video_seconds": Range(0, 600, lo_open=True),
     "max_video_fps": Range(0, 240, lo_open=True),

@@ -560,7 +560,8 @@ def create_app(estimators: Iterable | Mapping, settings: ServerSettings | None =
     ):
         batcher = state.pick(model)
         try:
-            check_options({"budget": budget, "size": size}, label=str)
+            # the query's `budget` is the CLI's --stereo-budget (option names are one namespace: `models cache --budget`)
+            check_options({"stereo_budget": budget, "size": size}, label=lambda name: {"stereo_budget": "budget"}.get(name, name))
         except InvalidValueError as e:
             raise HTTPError(400, str(e)) from None
         size = min(size or settings.max_render_size, settings.max_render_size)
