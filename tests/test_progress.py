@@ -67,7 +67,8 @@ def test_the_summary_counts_the_time_spent_converting(tiny_da_dir, fast_export, 
     assert loading >= 1.5 and total >= loading and total <= waited + 0.05, (line, waited)
     again = main(["run", str(_photo(tmp_path)), "--weights", str(tiny_da_dir), "--backend", "onnx", "--device", "cpu",
                   "--input-size", "56", "--outdir", str(tmp_path / "again"), "-q"])
-    assert again == 0 and "s loading the model;" in capsys.readouterr().err  # cached: no conversion this time
+    # cached: no conversion this time (loading the tiny model itself may take under the 0.05 s the line shows)
+    assert again == 0 and "converting" not in capsys.readouterr().err
 
 
 def _steps(text: str) -> list[str]:
