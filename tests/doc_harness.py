@@ -444,11 +444,27 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-class Runner:
-    """Runs one document's commands, in order, in ``sandbox``."""
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    """``os.environ`` with ``values`` (a command's ``NAME=value`` prefix) for the block."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
-    def __init__(self, sandbox: Path, env: dict[str, str], bin_dir: Path, curl_home: Path):
-        self.sandbox, self.env, self.bin_dir, self.curl_home = sandbox, env, bin_dir, curl_home
+
+class Runner:
+    """Runs one document's commands, in order, in ``sandbox``, in the environment and working
+    folder the caller set for the whole document (the sandbox, the isolated caches)."""
+
+    def __init__(self, sandbox: Path, bin_dir: Path, curl_home: Path):
+        self.sandbox, self.bin_dir, self.curl_home = sandbox, bin_dir, curl_home
         self.server: _Server | None = None
 
     # -- the three ways a command runs
@@ -456,24 +472,16 @@ class Runner:
     def in_process(self, env: dict, argv: list[str]) -> tuple[int, str]:
         from localdepth.cli.main import main
 
-        saved_env, saved_cwd = dict(os.environ), os.getcwd()
         buffer = io.StringIO()
-        os.environ.update({**self.env, **env})
-        os.chdir(self.sandbox)
-        try:
-            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-                try:
-                    code = main(argv)
-                except SystemExit as e:  # argparse: --help (0) or a usage error (2)
-                    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-        finally:
-            os.chdir(saved_cwd)
-            os.environ.clear()
-            os.environ.update(saved_env)
+        with environment(env), contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         return int(code or 0), buffer.getvalue()
 
     def in_bash(self, text: str, timeout: float) -> tuple[int, str]:
-        env = {**os.environ, **self.env, "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        env = {**os.environ, "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
                "CURL_HOME": str(self.curl_home)}
         try:
             proc = subprocess.run(["bash", "-c", f"set -eo pipefail\n{text}"], cwd=self.sandbox, env=env,
@@ -522,6 +530,8 @@ class _Server:
         import uvicorn
 
         self.runner, self.argv = runner, argv
+        self.env = environment(env)  # a NAME=value prefix lasts as long as the server
+        self.env.__enter__()
         self.instances: list = []
         self.output = io.StringIO()
         self.result: list[int] = []
@@ -537,13 +547,12 @@ class _Server:
         uvicorn.Server = Recorded
         port = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--port"), "8000")
         self.base = f"http://127.0.0.1:{port}"
-        self.thread = threading.Thread(target=self._main, args=(env,), name="localdepth-serve", daemon=True)
+        self.thread = threading.Thread(target=self._main, name="localdepth-serve", daemon=True)
         self.thread.start()
 
-    def _main(self, env: dict) -> None:
+    def _main(self) -> None:
         from localdepth.cli.main import main
 
-        os.environ.update({**self.runner.env, **env})
         try:
             self.result.append(main(self.argv))
         except BaseException as e:  # noqa: BLE001 - reported by wait_ready
@@ -572,6 +581,7 @@ class _Server:
             server.should_exit = True
         self.thread.join(60)
         uvicorn.Server = original
+        self.env.__exit__(None, None, None)
 
 
 def write_shims(bin_dir: Path) -> None:

@@ -339,12 +339,9 @@ def _steps(doc: str):
     return [s for _, s in sorted(steps, key=lambda x: x[0])]
 
 
-def _run_snippet(snippet: h.Snippet, runner: h.Runner) -> h.Outcome:
+def _run_snippet(snippet: h.Snippet) -> h.Outcome:
     t0, cpu0 = time.perf_counter(), time.process_time()
     out = io.StringIO()
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    os.environ.update(runner.env)
-    os.chdir(runner.sandbox)
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -352,10 +349,6 @@ def _run_snippet(snippet: h.Snippet, runner: h.Runner) -> h.Outcome:
     except Exception:  # noqa: BLE001 - the report shows it
         out.write(traceback.format_exc(limit=4))
         code = 1
-    finally:
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
     command = h.DocCommand(snippet.doc, snippet.line, "python snippet: " + snippet.code.strip().splitlines()[0])
     return h.Outcome(command, command.text, code, out.getvalue(), time.perf_counter() - t0, time.process_time() - cpu0)
 
@@ -370,8 +363,12 @@ def test_documented_commands_run(doc, model_home, files_server, tmp_path, monkey
     (tmp_path / "shared").symlink_to(SHARED, target_is_directory=True)
     sandbox = tmp_path / re.sub(r"\W+", "-", Path(doc).stem).strip("-")
     sandbox.mkdir()
-    home = model_home
-    monkeypatch.setenv("LOCALDEPTH_HOME", str(home))  # the inputs made from a model's map read its cache
+    # the page's environment, for every command (in process, in the server's thread, through bash)
+    monkeypatch.chdir(sandbox)
+    for key, value in {"LOCALDEPTH_HOME": str(model_home), "HF_HOME": str(model_home / "hf"), "HF_HUB_OFFLINE": "1",
+                       "LOCALDEPTH_SHARED": str(SHARED), "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("LOCALDEPTH_AUTO_OPENVINO", raising=False)  # --backend auto as on a user's machine
     h.make_inputs(sandbox, SHARED, INPUTS)
     _repository_files(sandbox)
     bin_dir = tmp_path / "bin"
@@ -382,17 +379,14 @@ def test_documented_commands_run(doc, model_home, files_server, tmp_path, monkey
     port = free_port()
     files_port, state = files_server
     state["root"] = str(sandbox / "www")
-    env = {"LOCALDEPTH_HOME": str(home), "HF_HOME": str(home / "hf"), "HF_HUB_OFFLINE": "1",
-           "LOCALDEPTH_SHARED": str(SHARED), "OMP_NUM_THREADS": "1"}
-    monkeypatch.delenv("LOCALDEPTH_AUTO_OPENVINO", raising=False)  # --backend auto as a user's machine has it
-    runner = h.Runner(sandbox, env, bin_dir, curl_home)
+    runner = h.Runner(sandbox, bin_dir, curl_home)
     outcomes, skipped = [], []
     fill = {"port": str(port), "files_port": str(files_port), "shared": str(SHARED)}
     with h.tiny_da3():
         try:
             for step in _steps(doc):
                 if isinstance(step, h.Snippet):
-                    outcomes.append(_run_snippet(step, runner))
+                    outcomes.append(_run_snippet(step))
                     continue
                 why = skip_reason(step.text)
                 if why:
