@@ -58,7 +58,8 @@ def fidelity_rows(photo: Path, input_size: int) -> list[str]:
             expected = model.infer_image(bgr, input_size)
             with tempfile.TemporaryDirectory() as tmp:
                 folder = official_code.save_as_hf(model, Path(tmp), kind)
-                est = localdepth.load(name, weights=folder, device="cpu", input_size=input_size)
+                # PyTorch: the network itself is compared (auto would pick OpenVINO on x86 CPUs)
+                est = localdepth.load(name, weights=folder, backend="torch", device="cpu", input_size=input_size)
             x = est.preprocess(localdepth.images.load_image(photo))[None]
             embeddings = est.backend.model.model.backbone.embeddings
             for rule in ("transformers", "dinov2"):

@@ -143,9 +143,11 @@ def rss_over_a_long_clip(args, vda_weights: Path) -> None:
     for k, mib in samples:
         print(f"| {k} | {mib:.0f} |")
     later = [mib for k, mib in samples if k > 100]
-    print(f"\nafter frame 100: min {min(later):.0f} MiB, max {max(later):.0f} MiB "
-          f"(spread {max(later) - min(later):.0f} MiB); {summary.temporal['windows']} windows in "
-          f"{time.perf_counter() - t0:.0f} s")
+    first = 100 if later else 0  # a short run (--rss-frames 100 or fewer): every sample
+    later = later or [mib for _, mib in samples]
+    print(f"\nafter frame {first}: min {min(later):.0f} MiB, "
+          f"max {max(later):.0f} MiB (spread {max(later) - min(later):.0f} MiB); {summary.temporal['windows']} "
+          f"windows in {time.perf_counter() - t0:.0f} s")
 
 
 def main() -> None:

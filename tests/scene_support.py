@@ -25,13 +25,17 @@ ANY_VIEW = SimpleNamespace(predicts=("confidence", "intrinsics", "camera_from_wo
 
 
 class GroundTruthViews:
-    """An any-view "model" that answers with the living room's ground truth for its frames."""
+    """An any-view "model" that answers with the living room's ground truth for its frames.
+
+    ``relative_scale``: answer as a relative model does (Depth Anything 3's any-view models): the
+    same scene scaled by this factor, depth and camera translations alike, not in metres."""
 
     name = "gt-livingroom"
     spec = ANY_VIEW
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, relative_scale: float | None = None):
         self.folder = folder
+        self.relative_scale = relative_scale
         self.trajectory = read_trajectory(folder / "trajectory.log")
         self.calls: list[int] = []
 
@@ -46,11 +50,15 @@ class GroundTruthViews:
             depth = cv2.imread(str(self.folder / "depth" / f"{frame}.png"), cv2.IMREAD_UNCHANGED) / 1000.0
             assert depth.shape == image.shape[:2]
             confidence = np.where(depth > 0, 2.0, 1.0).astype(np.float32)  # the filter keeps every valid pixel
+            pose = geometry.invert_pose(self.trajectory.world_from_camera[int(frame)])
+            if self.relative_scale:
+                depth = depth * self.relative_scale
+                pose[:3, 3] *= self.relative_scale
             results.append(DepthResult(
                 map=depth.astype(np.float32), kind="depth", model=self.name, input_size=depth.shape,
                 source=source, confidence=confidence,
                 intrinsics=geometry.from_matrix(LIVINGROOM_K, 640, 480, source="model"),
-                camera_from_world=geometry.invert_pose(self.trajectory.world_from_camera[int(frame)])))
+                camera_from_world=pose, metric=not self.relative_scale))
         return results
 
 

@@ -35,15 +35,21 @@ def _o3d():
 
 
 def metric_depth_or_refuse(depth: np.ndarray, kind: str, *, relative: bool = False,
-                           aligned: bool = False, metric: bool | None = None) -> tuple[np.ndarray, str]:
-    """The depth to build geometry from, and its units ("m" or "arbitrary").
+                           aligned: bool = False, metric: bool | None = None,
+                           scene: bool = False) -> tuple[np.ndarray, str]:
+    """The depth to build geometry from, and its units ("m", "scene" or "arbitrary").
 
     A metric map (``metric``, by default ``kind == "depth"``) or an aligned one is used as is.
+    ``scene``: the map is a view of the scene whose camera and pose it is placed with (a
+    ``localdepth scene`` map with that scene's ``cameras.json``): a relative depth map is then in
+    the scene's units, the one scale its cameras and fused points share, and is used as is.
     A relative map has no scale: it is refused unless ``relative`` is set, and then a relative
     depth map is used as is and a disparity map through its :func:`pseudo_depth`, in arbitrary units.
     """
     if (kind == "depth" if metric is None else metric) or aligned:
         return np.asarray(depth, dtype=np.float32), "m"
+    if scene and kind == "depth":
+        return np.asarray(depth, dtype=np.float32), "scene"
     if not relative:
         what = ("depth with unknown scale, so the cloud would be in arbitrary units" if kind == "depth" else
                 "inverse depth with unknown scale and shift, so a point cloud from it would be distorted")
@@ -206,15 +212,18 @@ def export(depth: np.ndarray, kind: str, K: np.ndarray, image: np.ndarray | None
            pointcloud: str | Path | None = None, mesh: str | Path | None = None, relative: bool = False,
            aligned: bool = False, voxel_size: float | None = None, estimate_normals: bool = False,
            max_depth: float | None = None, edge_threshold: float = 0.05, metric: bool | None = None,
-           camera_from_world: np.ndarray | None = None) -> dict:
+           camera_from_world: np.ndarray | None = None, scene: bool = False) -> dict:
     """Write a point cloud and/or a mesh for one map; returns the sidecar entry.
 
     Refuses relative maps unless ``relative`` or ``aligned`` (see :func:`metric_depth_or_refuse`).
     ``camera_from_world``: the camera's pose; the geometry is then in world coordinates.
+    ``scene``: the map is a view of the scene that pose comes from (see :func:`metric_depth_or_refuse`).
     """
-    z, units = metric_depth_or_refuse(depth, kind, relative=relative, aligned=aligned, metric=metric)
+    z, units = metric_depth_or_refuse(depth, kind, relative=relative, aligned=aligned, metric=metric, scene=scene)
     report: dict = {"units": units, "frame": "camera" if camera_from_world is None else "world"}
-    if units != "m" and kind == "depth":
+    if units == "scene":
+        report["note"] = "a view of a scene: in the scene's units (relative; the scale its cameras and points share)"
+    elif units != "m" and kind == "depth":
         report["note"] = "built from a relative depth map: arbitrary units (the scale is unknown), shapes are right"
     elif units != "m":
         report["note"] = ("built from a relative disparity map: arbitrary units, pseudo-depth (shapes are only "

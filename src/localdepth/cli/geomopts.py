@@ -93,13 +93,14 @@ def align_from_args(args: argparse.Namespace, source: np.ndarray, kind: str):
 def export_geometry(args: argparse.Namespace, depth: np.ndarray, kind: str, image: np.ndarray | None,
                     image_path=None, *, aligned: bool = False, pointcloud: Path | None = None,
                     mesh: Path | None = None, predicted=None, camera=None, camera_from_world=None,
-                    metric: bool | None = None) -> dict:
+                    metric: bool | None = None, scene: bool = False) -> dict:
     """Write ``pointcloud``/``mesh`` for one map; returns the sidecar entries (intrinsics included).
 
     ``predicted``: the camera the model predicted, used when the user gave none and EXIF has none.
     ``camera``: a camera to use as given (e.g. a scene's ``cameras.json``), with its pose
     ``camera_from_world``: the geometry is then in that world frame.
     ``metric``: the map is in metres (default: ``kind == "depth"``).
+    ``scene``: the map is a view of the scene ``camera_from_world`` comes from: in the scene's units.
     """
     from ..pointcloud import export
 
@@ -109,7 +110,7 @@ def export_geometry(args: argparse.Namespace, depth: np.ndarray, kind: str, imag
                     aligned=aligned, voxel_size=getattr(args, "voxel_size", None),
                     estimate_normals=getattr(args, "normals", False), max_depth=getattr(args, "max_depth", None),
                     edge_threshold=getattr(args, "edge_threshold", 0.05), metric=metric,
-                    camera_from_world=camera_from_world)
+                    camera_from_world=camera_from_world, scene=scene)
     return {"intrinsics": cam.as_dict(), "intrinsics_source": cam.origin, "geometry": report}
 
 

@@ -18,7 +18,8 @@ def register(sub) -> None:
         description="Back-project a depth map through a pinhole camera (--intrinsics, --fov, the image's EXIF, "
                     "the camera the model predicted (in the map's sidecar), or a 60 degree default) with Open3D. "
                     "Relative maps need alignment (--points/--reference) "
-                    "or --relative (arbitrary units).")
+                    "or --relative (arbitrary units), but for a scene's own maps with its --cameras (the scene's "
+                    "units).")
     p.add_argument("map", type=Path, metavar="MAP", help="depth map (.npy, .pfm, or .png with sidecar)")
     p.add_argument("--image", help="RGB image for colours and EXIF: a file or an http(s):// URL (default: the "
                                    "photo the map's sidecar names, relative to the sidecar's folder)")
@@ -74,6 +75,7 @@ def main(args: argparse.Namespace) -> int:
     from ..geometry import camera_from_dict
 
     predicted = camera = pose = None
+    in_scene = False
     if meta.get("predicted_intrinsics"):  # the camera the model predicted (Depth Pro's field of view...)
         try:  # kept as predicted: checked only if it is the camera used (a given one wins)
             predicted = camera_from_dict(meta["predicted_intrinsics"], depth.shape[1], depth.shape[0], check=False)
@@ -84,18 +86,27 @@ def main(args: argparse.Namespace) -> int:
         if args.intrinsics or args.fov is not None:
             raise LocalDepthError("give either --cameras or --intrinsics/--fov, not both")
         camera, pose, report["view"] = scene_view(args.cameras, args.view, args.map, meta, depth.shape)
+        in_scene = is_view_of(args.cameras, args.map, meta)
+        if not (in_scene or aligned or args.relative or is_metric(kind, meta)):
+            named = (meta.get("scene") or {}).get("cameras")
+            raise LocalDepthError(
+                f"{args.map} is a relative map but not a view of {args.cameras} ("
+                + (f"its sidecar names {named}" if named else "no `localdepth scene` sidecar")
+                + "), so its scale is not the scene's: align it first (--points/--reference), "
+                  "or pass --relative to accept arbitrary units")
     elif made_with and not (args.intrinsics or args.fov is not None) and not wants_alignment(args):
         # the metres of this map were made with this camera (Depth Pro, DA3 Metric: given, EXIF, the model's):
         # the points use it too, unless the user gives another
         camera = camera_from_dict(made_with, depth.shape[1], depth.shape[0])
     report.update(export_geometry(args, depth, kind, image, image_path, aligned=aligned, pointcloud=args.output,
                                   mesh=args.mesh, predicted=predicted, camera=camera, camera_from_world=pose,
-                                  metric=is_metric(kind, meta)))
+                                  metric=is_metric(kind, meta), scene=in_scene))
     report["source"] = str(args.map)
     report["image"] = str(args.image or image_path) if (args.image or image_path) else None
     atomic_write_bytes(report_path, (json.dumps(report, indent=2) + "\n").encode())
     geo = report["geometry"]
-    units = "metres" if geo["units"] == "m" else "ARBITRARY UNITS (relative map, no scale)"
+    units = {"m": "metres", "scene": "the scene's units (relative; its cameras' scale)"}.get(
+        geo["units"], "ARBITRARY UNITS (relative map, no scale)")
     parts = []
     if "pointcloud" in geo:
         parts.append(f"{geo['pointcloud']['points']} points -> {args.output}")
@@ -105,6 +116,21 @@ def main(args: argparse.Namespace) -> int:
     print(f"{'; '.join(parts)} ({units}; camera fx={cam['fx']:.1f} fy={cam['fy']:.1f} cx={cam['cx']:.1f} "
           f"cy={cam['cy']:.1f} from {cam['source']})", file=sys.stderr)
     return 0
+
+
+def is_view_of(cameras_json: Path, map_path: Path, meta: dict) -> bool:
+    """Is the map one of the views of the scene ``cameras_json`` describes? ``localdepth scene``
+    names its ``cameras.json`` in each map's sidecar (``scene.cameras``, relative to the map), so a
+    map of that scene shares the scale of its cameras even when the scale is relative."""
+    import os
+
+    named = (meta.get("scene") or {}).get("cameras")
+    if not named:
+        return False
+    try:
+        return os.path.samefile(Path(map_path).parent / named, cameras_json)
+    except OSError:
+        return False
 
 
 def scene_view(cameras_json: Path, which: str | None, map_path: Path, meta: dict, shape: tuple[int, int]):

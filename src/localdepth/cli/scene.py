@@ -12,8 +12,8 @@ from .common import add_model_args, add_url_args, load_from_args, status_from_ar
 
 EXAMPLES = """examples:
   localdepth scene photos/ --model da3-base --output scene/
-  localdepth scene walk.mp4 --stride 10 --max-views 32 --output scene/
-  localdepth scene a.jpg b.jpg c.jpg --model da3-metric-large --output room/     metres
+  localdepth scene walk.mp4 --stride 10 --max-views 32 --output walk/
+  localdepth scene a.jpg b.jpg c.jpg --model da3-small --output room/
 
 outputs (under --output): depth/<stem>.npy, conf/<stem>.npy, images/, cameras.json, points.ply,
 scene.glb, colmap/{cameras,images,points3D}.txt, scene.json. See docs/scene.md.
