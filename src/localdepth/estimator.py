@@ -104,6 +104,35 @@ class DepthEstimator:
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         return preprocess(rgb, self.spec.preprocessing, self.input_size)
 
+    @property
+    def device_pipeline(self) -> bool:
+        """Pre- and postprocessing run on the backend's device (PyTorch on CUDA): the decoded image
+        goes to the device, and only the map at its size comes back (:mod:`localdepth.preprocess_torch`)."""
+        return bool(getattr(self.backend, "device_pipeline", False))
+
+    def prepare(self, rgb: np.ndarray):
+        """What a decoding thread makes of a decoded image for :meth:`network_batch`: its network
+        input (NumPy), or, on the device pipeline, the image itself as a host tensor, in pinned
+        memory on CUDA so that its copy to the GPU runs asynchronously."""
+        if not self.device_pipeline:
+            return self.preprocess(rgb)
+        from .preprocess_torch import image_tensor
+
+        return image_tensor(rgb, pin=self.backend.device.startswith("cuda"))
+
+    def network_batch(self, images: Sequence[np.ndarray], prepared: Sequence | None = None):
+        """One network batch from same-size ``images`` (``prepared``: their :meth:`prepare` outputs, if
+        made already): ``np.stack`` of the network inputs, or on the device pipeline a tensor
+        ``(N, 3, h, w)`` on the device in the model's dtype, channels-last (8-bit pixels copied
+        asynchronously, then resized and normalised there)."""
+        prepared = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
+        if not self.device_pipeline:
+            return np.stack(prepared)
+        from .preprocess_torch import preprocess_batch
+
+        device = [x.to(self.backend.device, non_blocking=True) for x in prepared]
+        return preprocess_batch(device, self.spec.preprocessing, self.input_size, dtype=self.backend.torch_dtype)
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed batch -> maps of the model's kind at network resolution.
 
@@ -192,7 +221,7 @@ class DepthEstimator:
         results: list[DepthResult | None] = [None] * len(images)
         for group in self._groups(images, batch_size, prompts):
             t0 = time.perf_counter()
-            batch = np.stack([self.preprocess(images[i]) for i in group])
+            batch = self.network_batch([images[i] for i in group])
             pre_ms = _ms(t0) / len(group)
             conditioning = {} if prompts is None else {"prompt_depth": np.stack([prompts[i] for i in group])}
             group_results = self.predict_prepared(
@@ -226,7 +255,11 @@ class DepthEstimator:
         self.check_prompt("prompt_depth" in conditioning)
         sources = list(sources) if sources is not None else [None] * len(images)
         t0 = time.perf_counter()
-        input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
+        input_size = tuple(int(v) for v in (batch.shape[2:4] if self.spec.preprocessing.layout == "nchw"
+                                            else batch.shape[1:3]))
+        if not isinstance(batch, np.ndarray):  # a device batch: everything stays there until the maps
+            out = self.backend.run_tensor(batch, **conditioning)
+            return self.device_results(out, images, [input_size] * len(images), sources, t0, keep_image, conditioning)
         if self.backend.parallel_requests > 1:  # several requests in flight: wait for this one later
             future = self.backend.submit(batch, **conditioning)
 
@@ -248,19 +281,66 @@ class DepthEstimator:
 
         return results
 
+    def device_results(self, out: dict, images: Sequence[np.ndarray], input_sizes: Sequence[tuple[int, int]],
+                       sources: Sequence[str | None], t0: float, keep_image: bool,
+                       conditioning: dict | None = None) -> Callable[[], list[DepthResult]]:
+        """The device pipeline's end: the network's device outputs ``out`` (launched, maybe not
+        finished) resized to each image's size on the device (as :func:`to_original_size` does), their
+        copies back started; returns a function that waits for them and makes the results. Only the
+        maps at the images' sizes (and the small camera outputs) cross to the host."""
+        from . import preprocess_torch as pt
+
+        pre, post = self.spec.preprocessing, self.spec.postprocessing
+        maps, confidences, scale_notes = [], [], []
+        for j, image in enumerate(images):
+            h, w = image.shape[:2]
+            raw = out["depth"][j]
+            note = None
+            if self.spec.metric_focal:
+                scale, note = self._focal_scale(h, w, input_sizes[j], sources[j])
+                raw = raw.float() * scale
+            scale_notes.append(note)
+            maps.append(pt.to_original_size(raw, h, w, self.spec.output, post, pre))
+            if "confidence" in out:
+                confidences.append(pt.resize_to_image(out["confidence"][j], h, w, post, pre))
+        small = [k for k in ("intrinsics", "camera_from_world", "field_of_view") if k in out]
+        host, copied = pt.to_host(maps + confidences + [out[k].float() for k in small])
+
+        def results() -> list[DepthResult]:
+            copied.synchronize()
+            infer_ms = _ms(t0) / len(images)
+            n = len(images)
+            arrays = {k: host[2 * n + i if confidences else n + i].numpy().astype(np.float64)
+                      for i, k in enumerate(small)} if small else {}
+            net = NetworkOutput(depth=None, **arrays)  # type: ignore[arg-type]  # maps given below
+            return [self._result(net, j, image, input_sizes[j], sources[j], infer_ms, keep_image, conditioning,
+                                 resized=(host[j].numpy(), host[n + j].numpy() if confidences else None,
+                                          scale_notes[j]))
+                    for j, image in enumerate(images)]
+
+        return results
+
     def _result(self, out: NetworkOutput, j: int, image: np.ndarray, input_size: tuple[int, int],
-                source: str | None, infer_ms: float, keep_image: bool, conditioning: dict | None = None) -> DepthResult:
-        """The ``j``-th network output at ``image``'s resolution (``input_size``: the network grid)."""
+                source: str | None, infer_ms: float, keep_image: bool, conditioning: dict | None = None,
+                resized: tuple | None = None) -> DepthResult:
+        """The ``j``-th network output at ``image``'s resolution (``input_size``: the network grid).
+        ``resized``: ``(map, confidence, metric scale note)`` already at the image's size (the device
+        pipeline); otherwise they are made here from ``out``."""
         t0 = time.perf_counter()
         pre, post = self.spec.preprocessing, self.spec.postprocessing
         h, w = image.shape[:2]
-        raw = out.depth[j]
         notes = network_input_note(h, w, pre, self.input_size)
-        if self.spec.metric_focal:
-            scale, notes["metric_scale"] = self._focal_scale(h, w, input_size, source)
-            raw = raw * np.float32(scale)
-        depth = to_original_size(raw, h, w, self.spec.output, post, pre)
-        confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
+        if resized is not None:
+            depth, confidence, scale_note = resized
+            if scale_note is not None:
+                notes["metric_scale"] = scale_note
+        else:
+            raw = out.depth[j]
+            if self.spec.metric_focal:
+                scale, notes["metric_scale"] = self._focal_scale(h, w, input_size, source)
+                raw = raw * np.float32(scale)
+            depth = to_original_size(raw, h, w, self.spec.output, post, pre)
+            confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
         if out.field_of_view is not None:
             camera = fov_to_intrinsics(out.field_of_view[j], h, w)
             notes["predicted_field_of_view_deg"] = float(out.field_of_view[j])
