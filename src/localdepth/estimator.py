@@ -287,7 +287,10 @@ class DepthEstimator:
         """The device pipeline's end: the network's device outputs ``out`` (launched, maybe not
         finished) resized to each image's size on the device (as :func:`to_original_size` does), their
         copies back started; returns a function that waits for them and makes the results. Only the
-        maps at the images' sizes (and the small camera outputs) cross to the host."""
+        maps at the images' sizes (and the small camera outputs) cross to the host. ``out``'s values
+        are batched tensors, or lists of one tensor per image."""
+        import torch
+
         from . import preprocess_torch as pt
 
         pre, post = self.spec.preprocessing, self.spec.postprocessing
@@ -304,7 +307,8 @@ class DepthEstimator:
             if "confidence" in out:
                 confidences.append(pt.resize_to_image(out["confidence"][j], h, w, post, pre))
         small = [k for k in ("intrinsics", "camera_from_world", "field_of_view") if k in out]
-        host, copied = pt.to_host(maps + confidences + [out[k].float() for k in small])
+        stacked = [torch.stack(list(out[k])) if isinstance(out[k], (list, tuple)) else out[k] for k in small]
+        host, copied = pt.to_host(maps + confidences + [v.float() for v in stacked])
 
         def results() -> list[DepthResult]:
             copied.synchronize()

@@ -215,14 +215,18 @@ class Runner:
         backend = self.estimator.backend
         if backend.max_batch:
             limit = min(limit, backend.max_batch)
-        if self.auto_batch and self.estimator.device_pipeline and hasattr(backend, "free_memory"):
-            if key not in self._memory_limits:
-                free = backend.free_memory()
-                hw = key[0]
-                self._memory_limits[key] = limit if free is None else \
-                    batch_size_for_memory(free, backend.activation_bytes((1, 3, *hw)), cap=limit)
-            limit = min(limit, self._memory_limits[key])
-        return limit
+        if self.auto_batch and key not in self._memory_limits:
+            free = self._device_memory()
+            self._memory_limits[key] = limit if free is None else \
+                batch_size_for_memory(free, backend.activation_bytes((1, 3, *key[0])), cap=limit)
+        return min(limit, self._memory_limits.get(key, limit))
+
+    def _device_memory(self) -> int | None:
+        """Free memory of the device the GPU pipeline runs on; None off it (CPU: batches of one)."""
+        backend = self.estimator.backend
+        if not self.estimator.device_pipeline or not hasattr(backend, "free_memory"):
+            return None
+        return backend.free_memory()
 
     def _bucket_key(self, d: _Decoded):
         """Images share a batch when they share a network input size (and prompt size)."""
@@ -256,9 +260,8 @@ class Runner:
         if self.estimator is not None:  # the summary line names what ran: "openvino bf16 on cpu"
             backend = self.estimator.backend
             summary.engine = f"{backend.name} {backend.dtype} on {backend.device}"
-            if self.auto_batch:  # GPU: up to AUTO_BATCH_MAX a batch, as memory allows; elsewhere one image
-                gpu = self.estimator.device_pipeline and str(backend.device).startswith("cuda")
-                self._set_batch_size(AUTO_BATCH_MAX if gpu else 1)
+            if self.auto_batch:  # GPU: up to AUTO_BATCH_MAX a batch, as its free memory allows; elsewhere one image
+                self._set_batch_size(AUTO_BATCH_MAX if self._device_memory() is not None else 1)
         start = time.perf_counter()
         bar = tqdm(total=len(items), unit="img", disable=not self.progress or len(items) < 2,
                    dynamic_ncols=True, file=sys.stderr)

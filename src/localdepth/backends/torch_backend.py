@@ -20,6 +20,7 @@ eager model unless ``compile`` is asked for.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,6 +95,10 @@ class TorchBackend(Backend):
             self.model = self.model.to(memory_format=torch.channels_last)
         if cuda_graphs and not self._cuda:
             raise BackendError("--cuda-graphs needs a CUDA device; use --device cuda or drop it")
+        if cuda_graphs and not compile and not getattr(self.model, "capturable", True):
+            print(f"localdepth: warning: {spec.name} reads values on the host during its forward pass, which a "
+                  "CUDA graph cannot capture; running it without --cuda-graphs", file=sys.stderr)
+            cuda_graphs = False
         #: pre- and postprocessing on the device, only maps at the images' sizes copied back; not for
         #: entries whose raw output needs the CPU's failure filling (depth-like outputs, PyDNet++)
         self.device_pipeline = (self._cuda if device_pipeline is None else bool(device_pipeline)) \
@@ -102,17 +107,17 @@ class TorchBackend(Backend):
             self.parallel_requests = 2  # the next batch is queued on the GPU while this one's maps come back
         self.compiled = bool(compile)
         self.cuda_graphs = bool(cuda_graphs)
-        self._forward = self._eager_forward
+        #: every output of the network for a batch without conditioning: eager, compiled or replayed
+        self._outputs = self._eager_outputs
         self._buckets = None
         if compile:
             # inductor; with CUDA graphs, its "reduce-overhead" mode replays the compiled kernels through them
             backend = "inductor" if compile is True else compile
             mode = "reduce-overhead" if cuda_graphs and backend == "inductor" else None
-            self._buckets = _CompiledBuckets(self._eager_forward, backend=backend, mode=mode, max_buckets=max_buckets)
-            self._forward = self._buckets
-        self._graphs = _CudaGraphs(self._eager_forward) if cuda_graphs and not compile else None
-        #: the network returns more than depth (confidence, a camera): run() returns those too
-        self._extra_outputs = bool(getattr(self.model, "extra_outputs", False))
+            self._buckets = _CompiledBuckets(self._eager_outputs, backend=backend, mode=mode, max_buckets=max_buckets)
+            self._outputs = self._buckets
+        elif cuda_graphs:
+            self._outputs = _CudaGraphs(self._eager_outputs)
 
     @property
     def torch_dtype(self):
@@ -146,10 +151,10 @@ class TorchBackend(Backend):
         with torch.inference_mode():
             x = x.to(self.device, self._torch_dtype, non_blocking=True)
             extra = {k: self._to_device(v) if isinstance(v, np.ndarray) else v for k, v in conditioning.items()}
-            if extra or self._extra_outputs:  # every output, eagerly (graph replay keeps depth only)
+            if extra:  # conditioned (a prompt depth, views of one scene): eagerly
                 out = self._eager_outputs(self._layout(x), **extra)
             else:
-                out = {"depth": self.forward(x)}
+                out = self._outputs(self._layout(x))
             return {k: v for k, v in out.items() if v is not None}
 
     def _to_device(self, array: np.ndarray):
@@ -162,10 +167,7 @@ class TorchBackend(Backend):
 
     def forward(self, pixel_values):
         """Tensor in, tensor out: ``(N, 3, h, w)`` -> depth ``(N, h', w')`` on the backend's device."""
-        pixel_values = self._layout(pixel_values)
-        if self._graphs is not None:
-            return self._graphs(pixel_values)
-        return self._forward(pixel_values)
+        return self._outputs(self._layout(pixel_values))["depth"]
 
     def _layout(self, x):
         """channels_last for image batches on CUDA; clips ``(B, T, 3, h, w)`` stay as they are."""
@@ -185,7 +187,8 @@ class TorchBackend(Backend):
             base = torch.cuda.memory_allocated(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             with torch.inference_mode():
-                self._eager_forward(self._layout(torch.zeros((1, *key[1:]), device=self.device, dtype=self._torch_dtype)))
+                self._eager_outputs(self._layout(torch.zeros((1, *key[1:]), device=self.device,
+                                                             dtype=self._torch_dtype)))
             torch.cuda.synchronize(self.device)
             cache[key] = max(1, torch.cuda.max_memory_allocated(self.device) - base)
         return cache[key]
@@ -214,9 +217,6 @@ class TorchBackend(Backend):
     def _eager_outputs(self, pixel_values, **conditioning) -> dict:
         return self.model(pixel_values, **conditioning)
 
-    def _eager_forward(self, pixel_values):
-        return self.model(pixel_values)["depth"]
-
     def describe(self) -> dict:
         info = super().describe()
         if self.compiled:
@@ -229,7 +229,7 @@ class TorchBackend(Backend):
         import torch
 
         self.model = None
-        self._graphs = None
+        self._outputs = None
         self._buckets = None
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -270,6 +270,9 @@ class _CompiledBuckets:
     sizes in the position-embedding resampling). Dynamo's recompile limit is raised to
     ``max_buckets`` so that a folder of up to that many sizes is compiled once per size; shapes beyond
     it run eagerly rather than each compiling (or silently falling back after 8, Dynamo's default).
+    A batch smaller than one already compiled for its image size (the last, partly full batch of a
+    bucket) is padded to that batch and the padding's outputs dropped: the images of a batch do not
+    interact, and the padding costs less than a compilation.
     ``compilations`` counts the graphs made (Dynamo's ``unique_graphs`` counter, read around each call).
     """
 
@@ -280,6 +283,7 @@ class _CompiledBuckets:
         self.fn = fn
         self.max_buckets = max_buckets
         self.shapes: set[tuple] = set()
+        self.padded = _PadToKnownBatch(self._call)
         self.compilations = 0
         config = torch._dynamo.config
         for limit in ("recompile_limit", "cache_size_limit"):
@@ -288,6 +292,9 @@ class _CompiledBuckets:
         self.compiled = torch.compile(fn, backend=backend, mode=mode, dynamic=False)
 
     def __call__(self, x):
+        return self.padded(x)
+
+    def _call(self, x):
         from torch._dynamo.utils import counters
 
         key = (tuple(x.shape), x.dtype, x.device)
@@ -298,6 +305,41 @@ class _CompiledBuckets:
         out = self.compiled(x)
         self.compilations += counters["stats"]["unique_graphs"] - before
         return out
+
+
+class _PadToKnownBatch:
+    """Calls ``fn`` with batches padded (zeros) to the smallest batch size already run for the same
+    image shape, when there is a larger one, and returns the outputs of the real rows: a compiled or
+    captured graph is then reused for the last, partly full batch of a bucket instead of making a
+    new one. The networks treat the rows of a batch independently (the any-view model's views of
+    one scene run eagerly, never through here)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.batches: dict[tuple, set[int]] = {}
+
+    def __call__(self, x):
+        import torch
+        from torch.utils._pytree import tree_map
+
+        n, rest = int(x.shape[0]), (tuple(x.shape[1:]), x.dtype)
+        known = self.batches.setdefault(rest, set())
+        larger = [b for b in known if b > n]
+        if n in known or not larger:
+            known.add(n)
+            return self.fn(x)
+        b = min(larger)
+        padding = x.new_zeros((b - n, *x.shape[1:]))
+        out = self.fn(torch.cat([x, padding]).contiguous(memory_format=_memory_format_of(x)))
+        return tree_map(lambda t: t[:n] if isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == b else t, out)
+
+
+def _memory_format_of(x):
+    import torch
+
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 class _CudaGraphs:
@@ -313,8 +355,12 @@ class _CudaGraphs:
         self.fn = fn
         self.max_graphs = max_graphs
         self._graphs: dict[tuple, tuple] = {}
+        self.padded = _PadToKnownBatch(self._replay)
 
     def __call__(self, x):
+        return self.padded(x)
+
+    def _replay(self, x):
         import torch
         from torch.utils._pytree import tree_map
 
