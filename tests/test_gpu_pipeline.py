@@ -329,6 +329,15 @@ def test_compiled_matches_eager_and_never_recompiles_a_known_size(tiny_da_dir, t
     assert compiled.backend.compilations == 3
 
 
+def test_serve_takes_the_accelerator_options():
+    from localdepth.cli.main import build_parser
+    from localdepth.cli.serve import _loaders
+
+    args = build_parser().parse_args(["serve", "--model", "depth-anything-v2-small", "--compile", "--cuda-graphs"])
+    loader = _loaders(args)[0]
+    assert loader.keywords["compile"] is True and loader.keywords["cuda_graphs"] is True
+
+
 def test_compile_option_reaches_the_backend_from_the_cli(tiny_da_dir, tmp_path):
     """``--compile`` runs through the same buckets from ``localdepth run`` (sidecar says so)."""
     from localdepth.cli.main import main
@@ -339,6 +348,36 @@ def test_compile_option_reaches_the_backend_from_the_cli(tiny_da_dir, tmp_path):
     assert code == 0
     sidecar = json.loads((tmp_path / "out" / "im00.json").read_text())
     assert sidecar["model"]["compile"] is True
+
+
+def test_batch_stages_send_decoded_images_to_gpu_actors(tiny_da_dir, tmp_path):
+    """``localdepth batch`` with GPUs per actor: the decoding tasks send the 8-bit image, the actor
+    runs the device path (CPU tensors here) and sends maps at the image's size, which the writing
+    tasks take as they are. The stages run in this process, without Ray, against the CPU stages."""
+    pd = pytest.importorskip("pandas")
+    from localdepth.distributed.outputs import OutputTarget
+    from localdepth.distributed.pipeline import BatchConfig, InferenceActor, decode_stage, write_stage
+
+    folder = _folder(tmp_path, [(40, 40), (40, 80), (40, 40)])
+    rows = pd.DataFrame({"index": [0, 1, 2], "input": [str(p) for p in sorted(folder.iterdir())],
+                         "rel": ["a", "b", "c"], "error": ["", "", ""]})
+    written = {}
+    for gpu in (False, True):
+        cfg = BatchConfig(model="depth-anything-v2-small", weights=str(tiny_da_dir), device="auto", input_size=28,
+                          formats=("npy",), gpus_per_worker=1.0 if gpu else 0.0, batch_size=None if gpu else 1)
+        target = OutputTarget(str(tmp_path / f"out{gpu}"), cfg.options)
+        decoded = decode_stage(rows, cfg, target)
+        sent = [np.load(__import__("io").BytesIO(t)) for t in decoded["tensor"]]
+        assert all(t.dtype == (np.uint8 if gpu else np.float32) for t in sent)
+        actor = InferenceActor(cfg)
+        if gpu:
+            actor.estimator.backend.device_pipeline = True
+        manifest = write_stage(actor(decoded), cfg, target)
+        assert list(manifest["status"]) == ["ok"] * 3
+        written[gpu] = [np.load(tmp_path / f"out{gpu}" / f"{rel}.npy") for rel in "abc"]
+    for a, b in zip(written[False], written[True]):
+        assert a.shape == b.shape
+        _close(a, b, FAMILY_TOLERANCE)
 
 
 # ----------------------------------------------------------------------------- SDPA in every attention
