@@ -7,8 +7,6 @@
 """
 
 from .errors import LocalDepthError
-from .estimator import DepthEstimator, NonCommercialLicenceWarning, load
-from .postprocess import DepthResult
 from .registry import DEFAULT_MODEL, MODELS
 
 __version__ = "0.1.0"
@@ -17,3 +15,18 @@ __all__ = [
     "DEFAULT_MODEL", "MODELS", "DepthEstimator", "DepthResult", "LocalDepthError",
     "NonCommercialLicenceWarning", "__version__", "load",
 ]
+
+#: imported on first use, so that parts that need neither (the networks, backends and the GPU
+#: benchmark's model-only rows) import without the image libraries (Pillow, OpenCV)
+_LAZY = {"DepthEstimator": "estimator", "NonCommercialLicenceWarning": "estimator", "load": "estimator",
+         "DepthResult": "postprocess"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'localdepth' has no attribute {name!r}")

@@ -215,6 +215,7 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "e2e_images": _COUNT,
     "rounds": _COUNT,
     "folder_images": Range(0, None, integer=True),
+    "time_budget": _POSITIVE,
     # int8 calibration (quantize)
     "count": Range(1, 100_000, integer=True),
     "eval_limit": _COUNT,

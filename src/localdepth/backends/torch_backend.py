@@ -285,6 +285,9 @@ class _CompiledBuckets:
         self.shapes: set[tuple] = set()
         self.padded = _PadToKnownBatch(self._call)
         self.compilations = 0
+        #: inductor's CUDA graphs reuse their output memory at the next replay: each call starts a new
+        #: step (the caller has already queued what reads the last outputs)
+        self.new_step = mode == "reduce-overhead"
         config = torch._dynamo.config
         for limit in ("recompile_limit", "cache_size_limit"):
             if hasattr(config, limit):
@@ -301,6 +304,10 @@ class _CompiledBuckets:
         if key not in self.shapes and len(self.shapes) >= self.max_buckets:
             return self.fn(x)
         self.shapes.add(key)
+        if self.new_step:
+            import torch
+
+            torch.compiler.cudagraph_mark_step_begin()
         before = counters["stats"]["unique_graphs"]
         out = self.compiled(x)
         self.compilations += counters["stats"]["unique_graphs"] - before
