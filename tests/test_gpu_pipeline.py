@@ -105,14 +105,14 @@ def test_gpu_final_resize_on_cpu_tensors_matches_the_cpu_path(name):
 
 def test_area_shrink_is_opencv_inter_area():
     """Depth Anything 3 shrinks by area averaging: integer and fractional factors, float images.
-    Measured: max 1.2e-7 (float rounding)."""
+    Measured: max 5.1e-7 (float rounding, values in [0, 1]); tolerance 5e-6."""
     import cv2
 
     image = np.random.default_rng(4).random((97, 131, 3), dtype=np.float32)
     for h, w in ((48, 65), (31, 50), (97, 40), (1, 1)):
         expected = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         got = pt._area_shrink(torch.from_numpy(image).permute(2, 0, 1)[None], h, w)[0].permute(1, 2, 0).numpy()
-        np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=1e-5)
+        np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=5e-6)
 
 
 # ----------------------------------------------------------------------------- every family through the device path
@@ -142,11 +142,31 @@ def _close(a, b, rel):
     assert np.abs(a[finite] - b[finite]).max() <= rel * scale, np.abs(a[finite] - b[finite]).max() / scale
 
 
-# Measured (device path on CPU tensors vs the NumPy path, the same tiny networks): max 3e-5 of the
-# map's largest value for DA, Depth Pro, ZoeDepth, DA3 and VDA; Prompt DA 4e-4 (its 8-bit Pillow
-# rounding reaches the network). Tolerance 2e-3: the network input differences of the tests above,
-# through a random network.
+# Measured (device path on CPU tensors vs the NumPy path, the same tiny networks; the same with 1 and
+# 2 threads, ATEN_CPU_CAPABILITY=avx2 + ONEDNN_MAX_CPU_ISA=AVX2, and ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16),
+# max difference over the map's largest value: VDA, metric DA, ZoeDepth, MiDaS, DA V1/V2 and the batch
+# stages <= 5.9e-6, DA3 (views) 1.9e-5, Depth Pro 1.3e-4, Prompt DA 4.6e-4 (its 8-bit Pillow rounding
+# reaches the network). Tolerance 2e-3: about 4x the worst.
 FAMILY_TOLERANCE = 2e-3
+
+
+def test_fp16_network_agrees_with_fp32_on_the_cpu(tiny_da_dir):
+    """fp16, the GPU default, computed by PyTorch's CPU kernels (the backend keeps the CPU on fp32 and
+    bf16; the network itself is cast here): the map within a measured tolerance of fp32. Measured on
+    4 images at batch 1 and 2: mean 2.9e-4, max 1.4e-3 of the map's range (1 and 2 threads, AVX2
+    and AVX512_CORE_BF16 kernels); the released Small architecture on the 6 shared photos at 518: mean
+    2.6e-4, max 2.0e-3 (bf16: mean 2.1e-3, max 1.5e-2). Tolerance: mean 2e-3, max 1e-2."""
+    from localdepth.networks import load_network
+
+    spec = registry.get("depth-anything-v2-small")
+    nets = {d: load_network(spec, tiny_da_dir, dtype=d) for d in (torch.float32, torch.float16)}
+    for batch in (1, 2):
+        for seed in range(3):
+            x = pt.preprocess_batch([pt.image_tensor(rng_image(60, 80, seed=seed))] * batch, spec.preprocessing, 56)
+            with torch.inference_mode():
+                a, b = (nets[d](x.to(d))["depth"].float().numpy() for d in (torch.float32, torch.float16))
+            diff = np.abs(a - b) / (a.max() - a.min())
+            assert diff.mean() <= 2e-3 and diff.max() <= 1e-2, (diff.mean(), diff.max())
 
 
 @pytest.mark.parametrize("fixture,name", [
@@ -305,11 +325,12 @@ def test_automatic_batches_respect_a_memory_budget(tiny_da_dir, tmp_path):
 
 def test_compiled_matches_eager_and_never_recompiles_a_known_size(tiny_da_dir, tmp_path):
     """``torch.compile`` with the aot_eager backend (inductor's C++ compile of this tiny network took
-    98 s on the loaded 2-core VM; the GPU script runs inductor): maps equal to eager within 1e-5 of
-    their range (measured 0 to 2e-7), and one graph per (network size, batch): a folder of two sizes
-    at batch 2, with a last, partly full batch of each, compiles twice."""
-    est = localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, backend="torch", device="cpu",
-                          input_size=28)
+    98 s on the loaded 2-core VM; the GPU tests and the GPU script run inductor): maps equal to eager's
+    (both on the device path, CPU tensors) within 5e-6 of their range (measured 5.5e-7 at batch 1 and
+    2, with 1 and 2 threads, AVX2 and AVX512_CORE_BF16 kernels), and one graph per (network size,
+    batch): a folder of two sizes at batch 2, with a last, partly full batch of each, compiles twice."""
+    est = _on_device_path(localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, backend="torch",
+                                          device="cpu", input_size=28))
     compiled = localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, backend="torch", device="cpu",
                                input_size=28, compile="aot_eager")
     _on_device_path(compiled)
@@ -322,7 +343,7 @@ def test_compiled_matches_eager_and_never_recompiles_a_known_size(tiny_da_dir, t
     assert compiled.backend.compilations == 2
     for f in sorted((tmp_path / "eager").glob("*.npy")):
         a, b = np.load(f), np.load(tmp_path / "compiled" / f.name)
-        assert np.abs(a - b).max() <= 1e-5 * (a.max() - a.min())
+        assert np.abs(a - b).max() <= 5e-6 * (a.max() - a.min())
     compiled.predict([rng_image(41, 41, seed=30)])  # a new image of a known network size (batch 1 < 2: padded)
     assert compiled.backend.compilations == 2
     compiled.predict([rng_image(40, 120, seed=31)])  # a new network size: one more graph
@@ -466,10 +487,11 @@ def test_gpu_preprocessing_on_the_gpu_matches_the_cpu_path():
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("options", [{}, {"cuda_graphs": True}, {"compile": True}, {"compile": True, "cuda_graphs": True}])
+@pytest.mark.parametrize("options", [{}, {"cuda_graphs": True}, {"compile": True, "cuda_graphs": True}])
 def test_gpu_run_matches_the_cpu_in_fp16(tiny_da_dir, tmp_path, options):
     """A folder through ``localdepth run`` on the GPU pipeline (fp16, automatic batches, each
-    accelerator option) against the CPU in fp32: mean within 2 % of the map's range."""
+    accelerator option) against the CPU in fp32: mean within 5e-3 of the map's range (fp16 on the CPU
+    measured 2.9e-4, test_fp16_network_agrees_with_fp32_on_the_cpu; not yet measured on a GPU)."""
     folder = _folder(tmp_path, [(40, 40), (40, 80)] * 3)
     items = expand_inputs([str(folder)])
     cpu = localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, backend="torch", device="cpu", input_size=56)
@@ -480,7 +502,7 @@ def test_gpu_run_matches_the_cpu_in_fp16(tiny_da_dir, tmp_path, options):
     assert summary.ok == 6
     for f in (tmp_path / "cpu").glob("*.npy"):
         a, b = np.load(f), np.load(tmp_path / "gpu" / f.name)
-        assert np.abs(a - b).mean() < 0.02 * (a.max() - a.min())
+        assert np.abs(a - b).mean() < 5e-3 * (a.max() - a.min())
     if options.get("compile"):
         assert gpu.backend.compilations >= 2
 
