@@ -124,7 +124,7 @@ class _VideoModelInput:
 
     @property
     def on_device(self) -> bool:
-        return self.estimator.device_pipeline
+        return bool(getattr(self.estimator, "device_pipeline", False))
 
     def prepare(self, frame: Frame):
         """The frame's network input ``(3, h, w)``: NumPy, or a device tensor on the GPU pipeline."""
