@@ -256,7 +256,9 @@ def test_video_depth_anything_windows_and_streaming_through_the_device_path(tmp_
             _close(a, b, FAMILY_TOLERANCE)
 
 
-def test_midas_through_the_device_path(tmp_path):
+@pytest.fixture
+def tiny_dpt(tmp_path):
+    """A tiny DPT of the Intel/dpt-large design (plain ViT/16), random weights (MiDaS 3.0)."""
     from transformers import DPTConfig, DPTForDepthEstimation
 
     torch.manual_seed(5)
@@ -264,7 +266,11 @@ def test_midas_through_the_device_path(tmp_path):
                        image_size=384, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
                        neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, initializer_range=0.1)
     DPTForDepthEstimation(config).eval().save_pretrained(tmp_path / "dpt")
-    cpu, dev = _both("midas-dpt-large", tmp_path / "dpt", [rng_image(60, 80, seed=12)], input_size=64)
+    return tmp_path / "dpt"
+
+
+def test_midas_through_the_device_path(tiny_dpt):
+    cpu, dev = _both("midas-dpt-large", tiny_dpt, [rng_image(60, 80, seed=12)], input_size=64)
     _close(cpu[0].map, dev[0].map, FAMILY_TOLERANCE)
 
 
@@ -445,15 +451,20 @@ def _sdpa_per_attention(network, *args, **kwargs) -> list[int]:
 
 
 @pytest.mark.parametrize("fixture,name,size", [
-    ("tiny_da_dir", "depth-anything-v2-small", 56), ("tiny_depth_pro_dir", "depth-pro", 1536),
-    ("tiny_zoedepth_dir", "zoedepth-nyu", 64), ("tiny_any_view", "da3-small", 56)])
+    ("tiny_da_dir", "depth-anything-v2-small", 56), ("tiny_da_dir", "depth-anything-v1-small", 56),
+    ("tiny_dpt", "midas-dpt-large", 64), ("tiny_depth_pro_dir", "depth-pro", 1536),
+    ("tiny_zoedepth_dir", "zoedepth-nyu", 64), ("tiny_prompt_da_dir", "prompt-depth-anything-vits", 56),
+    ("tiny_any_view", "da3-small", 56)])
 def test_every_attention_runs_through_sdpa(request, fixture, name, size):
     """Transformers' models load with ``attn_implementation="sdpa"`` (their default, checked here in
     every attention layer, backbones included) and localdepth's own networks call SDPA directly."""
     folder = request.getfixturevalue(fixture)
-    est = localdepth.load(name, weights=folder, backend="torch", device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = localdepth.load(name, weights=folder, backend="torch", device="cpu")
     network = est.backend.model
-    per_module = _sdpa_per_attention(network, torch.randn(1, 3, size, size))
+    extra = {"prompt_depth": torch.rand(1, 1, 12, 16) + 0.5} if name.startswith("prompt") else {}
+    per_module = _sdpa_per_attention(network, torch.randn(1, 3, size, size), **extra)
     assert per_module and all(n >= 1 for n in per_module), per_module
     for m in network.modules():
         config = getattr(m, "config", None)
