@@ -128,7 +128,7 @@ def _both(name, folder, images, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = localdepth.load(name, weights=folder, backend="torch", device="cpu", **kwargs)
-    cpu = est.predict(images, **({} if name.startswith("prompt") else {}))
+    cpu = est.predict(images)
     _on_device_path(est)
     dev = est.predict(images)
     return cpu, dev

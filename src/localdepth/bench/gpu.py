@@ -376,7 +376,7 @@ class _State:
                 x = torch.randn(batch, 3, *self.net_hw, device=self.device).to(backend.torch_dtype)
                 x = x.contiguous(memory_format=torch.channels_last)
 
-                def call():
+                def call(x=x):
                     with torch.inference_mode():
                         backend.forward(x)
 
@@ -450,7 +450,7 @@ class _State:
             outdir = self.work / f"pipeline-{dtype}"
             outdir.mkdir(exist_ok=True)
 
-            def one_pass():
+            def one_pass(pipe=pipe, outdir=outdir):
                 t0 = time.perf_counter()
                 for f in files:
                     out = pipe(str(f))
@@ -466,7 +466,6 @@ class _State:
             self._row("transformers pipeline", dtype, kind="folder", images=len(files), images_per_s=rate, batch=1,
                       peak_gpu_mb=peak.mb)
             _log(f"  pipeline {dtype}: {rate:.1f} images/s")
-            del pipe
 
     def official(self) -> None:
         """The official ``infer_image`` (fp32) over the folder, and its forward alone at batch 1."""
@@ -559,7 +558,6 @@ class _State:
         params = sum(p.numel() for p in model.parameters())
         self._other("depth-pro", "1536x1536, batch 1, eager", seconds, dtype=self.half, peak_gpu_mb=peak.mb,
                     params_millions=params / 1e6)
-        del network, model
 
     def da3(self) -> None:
         """Depth Anything 3 Small (any-view) at 504 px: one view, and 8 views of one scene together."""
@@ -585,11 +583,10 @@ class _State:
         for views in (1, 8):
             x = torch.randn(views, 3, h, w, device=self.device)
             with torch.inference_mode(), _PeakGpu(self.device) as peak:
-                seconds = time_model(lambda: net(x, same_scene=views > 1), self.device,
+                seconds = time_model(lambda x=x, views=views: net(x, same_scene=views > 1), self.device,
                                      max(3, self.config.runs // 2), self.config.warmup)
             self._other("da3-small", f"{h}x{w}, {views} view{'s' if views > 1 else ''} together", seconds,
                         frames=views, dtype="bf16" if dtype == torch.bfloat16 else "fp16", peak_gpu_mb=peak.mb)
-        del net
 
     def vda(self) -> None:
         """Video Depth Anything Small streaming at 518 x 924 (16:9): frames per second once its cache is full."""
@@ -614,7 +611,6 @@ class _State:
                 seconds = time_model(lambda: net.stream_step(x, state), self.device, max(3, self.config.runs), 0)
         self._other("video-depth-anything-small", f"{h}x{w}, streaming, one frame at a time", seconds,
                     dtype=self.half, peak_gpu_mb=peak.mb, cache_entries=len(state.entries))
-        del net, state
 
 
 def depth_pro_model(*, tiny: bool = False, device: str = "cpu", dtype=None):
@@ -625,14 +621,14 @@ def depth_pro_model(*, tiny: bool = False, device: str = "cpu", dtype=None):
     from transformers import DepthProConfig, DepthProForDepthEstimation
 
     if tiny:
-        dino = dict(model_type="dinov2", hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2,
-                    patch_size=16, image_size=384)
+        dino = {"model_type": "dinov2", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "mlp_ratio": 2, "patch_size": 16, "image_size": 384}
         config = DepthProConfig(fusion_hidden_size=16, intermediate_hook_ids=[1, 0], intermediate_feature_dims=[8, 8],
                                 scaled_images_feature_dims=[16, 16, 8], use_fov_model=True,
                                 image_model_config=dino, patch_model_config=dino, fov_model_config=dino)
     else:
-        dino = dict(model_type="dinov2", hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, mlp_ratio=4,
-                    patch_size=16, image_size=384, layerscale_value=1.0)
+        dino = {"model_type": "dinov2", "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                "mlp_ratio": 4, "patch_size": 16, "image_size": 384, "layerscale_value": 1.0}
         config = DepthProConfig(use_fov_model=True, image_model_config=dino, patch_model_config=dino,
                                 fov_model_config=dict(dino))
     with torch.device(device):
