@@ -53,7 +53,7 @@ GPU_TARGETS = (
 #: seconds each part is expected to take on one H100 (the time guard skips a part that would not fit)
 ESTIMATES_S = {"matmul": 10, "weights": 20, "eager": 30, "pipelines": 40, "folder eager": 20, "deviation": 15,
                "depth-pro": 30, "compiled + CUDA graphs": 120, "da3": 25, "vda": 25, "official": 25,
-               "compiled": 100, "folder compiled": 60, "folder compiled + CUDA graphs": 90}
+               "compiled": 150, "folder compiled": 90, "folder compiled + CUDA graphs": 120}
 
 
 @dataclass
@@ -182,8 +182,10 @@ def card_slug(report: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def run_gpu_bench(config: GpuBenchConfig) -> dict:
-    """Run the GPU suite (see the module docstring); returns the report."""
+def run_gpu_bench(config: GpuBenchConfig, on_part=None) -> dict:
+    """Run the GPU suite (see the module docstring); returns the report. ``on_part(report)`` is called
+    after each part with the report so far (the command line writes it each time, so that a run
+    stopped from outside keeps what it measured)."""
     import torch
 
     from .machine import load_average, machine_info
@@ -224,6 +226,10 @@ def run_gpu_bench(config: GpuBenchConfig) -> dict:
         finally:
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
+        if on_part is not None:
+            report["targets"] = target_verdicts(report)
+            report["seconds"] = guard.elapsed_s
+            on_part(report)
     state.close()
     report["targets"] = target_verdicts(report)
     report["seconds"] = guard.elapsed_s

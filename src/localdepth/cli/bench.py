@@ -101,11 +101,16 @@ def main_gpu(args: argparse.Namespace) -> int:
         config.time_budget_s = args.time_budget
     config.command = _command()
     config.notes = list(args.note)
-    report = run_gpu_bench(config)
-    json_path, md_path = args.json, args.markdown
-    if args.out_dir is not None:
+
+    def paths(report: dict):
+        if args.out_dir is None:
+            return args.json, args.markdown
         stem = f"gpu-{card_slug(report)}-{registry.get(config.model).name}"
-        json_path, md_path = args.out_dir / f"{stem}.json", args.out_dir / f"{stem}.md"
+        return args.out_dir / f"{stem}.json", args.out_dir / f"{stem}.md"
+
+    # written after every part too: a run stopped from outside (benchmarks/gpu.sh's timeout) keeps its rows
+    report = run_gpu_bench(config, on_part=lambda partial: write(partial, *paths(partial)))
+    json_path, md_path = paths(report)
     write(report, json_path, md_path)
     print(gpu_markdown(report))
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)

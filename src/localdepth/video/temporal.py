@@ -24,7 +24,7 @@ predicts one):
 On the GPU pipeline (:attr:`~localdepth.estimator.DepthEstimator.device_pipeline`) each frame's
 8-bit pixels go to the device and are resized there; the window's inputs (and the previous window's
 keyframe inputs) stay on the device, and each map comes back at the frame's size once its window
-is done. So the device holds at most one window and its keyframes (42 network inputs: about 2.5 MB
+is done. So the device holds at most one window and its keyframes (42 network inputs: about 2.9 MB
 each at 518x924 in fp16) beside the network's activations for one window, and the streaming
 state's bounded cache (:class:`~localdepth.networks.vda.StreamState`); the host holds the maps still
 to be aligned and blended, as on the CPU path.
