@@ -267,7 +267,7 @@ class _CompiledBuckets:
     folder's images, times the batch size), never recompiled for a shape already seen.
 
     ``dynamic=False`` keeps each graph specialised to its shape (the fastest kernels; no symbolic
-    sizes in the position-embedding resampling). Dynamo's recompile limit is raised to
+    sizes in the position-embedding resampling). Dynamo's recompile limit is raised by
     ``max_buckets`` so that a folder of up to that many sizes is compiled once per size; shapes beyond
     it run eagerly rather than each compiling (or silently falling back after 8, Dynamo's default).
     A batch smaller than one already compiled for its image size (the last, partly full batch of a
@@ -288,10 +288,13 @@ class _CompiledBuckets:
         #: inductor's CUDA graphs reuse their output memory at the next replay: each call starts a new
         #: step (the caller has already queued what reads the last outputs)
         self.new_step = mode == "reduce-overhead"
+        # Dynamo counts the graphs of one function's code across every backend made in this process
+        # (each guards on its own model): each backend adds room for its buckets
         config = torch._dynamo.config
-        for limit in ("recompile_limit", "cache_size_limit"):
+        per_code = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # older name
+        for limit in (per_code, "accumulated_recompile_limit"):
             if hasattr(config, limit):
-                setattr(config, limit, max(getattr(config, limit), max_buckets))
+                setattr(config, limit, getattr(config, limit) + max_buckets)
         self.compiled = torch.compile(fn, backend=backend, mode=mode, dynamic=False)
 
     def __call__(self, x):
