@@ -4,7 +4,8 @@
 
 rewrites the block between ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` in
 README.md (tests/test_bench.py checks that the README holds exactly what this makes of the
-committed report).
+committed report). A GPU suite's report (``docs/bench/gpu-<card>-<model>.json``, written by
+``bash benchmarks/gpu.sh``) rewrites the GPU block, ``<!-- gpu-bench-table:start -->`` to its end.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from localdepth.bench.report import readme_table, replace_readme_block
+from localdepth.bench.report import (GPU_COMMAND, gpu_readme_table, readme_table, replace_gpu_readme_block,
+                                     replace_readme_block)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,8 +26,14 @@ def main() -> None:
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args()
     report = json.loads(args.report.read_text())
-    args.readme.write_text(replace_readme_block(args.readme.read_text(), readme_table(report)))
-    print(f"rewrote the performance table of {args.readme} from {args.report}")
+    text = args.readme.read_text()
+    if report.get("suite") == "gpu":
+        text = replace_gpu_readme_block(text, gpu_readme_table(report, GPU_COMMAND))
+    else:
+        text = replace_readme_block(text, readme_table(report))
+    args.readme.write_text(text)
+    print(f"rewrote the {'GPU ' if report.get('suite') == 'gpu' else ''}performance table of {args.readme} "
+          f"from {args.report}")
 
 
 if __name__ == "__main__":

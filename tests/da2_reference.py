@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED
+from localdepth.bench.official import official_to_transformers
 
 REFERENCE = SHARED / "reference" / "depth-anything-v2"
 PACKAGES = {"relative": REFERENCE / "depth_anything_v2", "metric": REFERENCE / "metric_depth" / "depth_anything_v2"}
@@ -30,24 +31,11 @@ HEAD_HIDDEN = 32  # fixed in the official head (``head_features_2``)
 
 
 def _torchvision_stand_in() -> dict[str, types.ModuleType]:
-    """The official dpt.py imports ``torchvision.transforms.Compose`` and nothing else from it."""
-    if importlib.util.find_spec("torchvision") is not None:
-        return {}
+    """The official dpt.py imports ``torchvision.transforms.Compose`` and nothing else (the stand-in
+    is the benchmark's, which imports the same code from a folder the user names)."""
+    from localdepth.bench.official import torchvision_stand_in
 
-    class Compose:
-        def __init__(self, transforms):
-            self.transforms = transforms
-
-        def __call__(self, sample):
-            for t in self.transforms:
-                sample = t(sample)
-            return sample
-
-    tv = types.ModuleType("torchvision")
-    transforms = types.ModuleType("torchvision.transforms")
-    transforms.Compose = Compose
-    tv.transforms = transforms
-    return {"torchvision": tv, "torchvision.transforms": transforms}
+    return torchvision_stand_in()
 
 
 _LOADED: dict[str, types.ModuleType] = {}
@@ -146,7 +134,7 @@ def _spread_last_layer(model, kind: str) -> None:
 def to_transformers(model, kind: str = "relative", max_depth: float = 20.0):
     """The same weights as a Transformers ``DepthAnythingForDepthEstimation`` (the renaming of
     Transformers' own conversion script, ``convert_depth_anything_to_hf.py``, with Transformers 5's
-    attention names ``q_proj/k_proj/v_proj/o_proj``)."""
+    attention names ``q_proj/k_proj/v_proj/o_proj``; the benchmark's copy of that rule)."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     layer_idx = model.intermediate_layer_idx[model.encoder]
@@ -161,58 +149,12 @@ def to_transformers(model, kind: str = "relative", max_depth: float = 20.0):
         depth_estimation_type=kind,
         max_depth=int(max_depth) if kind == "metric" else 1,  # Transformers types it as int; 1: no scaling
     )
-    ours = {}
-    for key, value in model.state_dict().items():
-        ours.update(_rename(key, value))
+    ours = official_to_transformers(model.state_dict())
     hf = DepthAnythingForDepthEstimation(config).eval()
     missing, unexpected = hf.load_state_dict(ours, strict=False)
     assert not unexpected, unexpected
     assert not missing, missing
     return hf
-
-
-def _rename(key: str, value) -> dict:
-    rules = [
-        ("pretrained.cls_token", "backbone.embeddings.cls_token"),
-        ("pretrained.mask_token", "backbone.embeddings.mask_token"),
-        ("pretrained.pos_embed", "backbone.embeddings.position_embeddings"),
-        ("pretrained.patch_embed.proj.", "backbone.embeddings.patch_embeddings.projection."),
-        ("pretrained.norm.", "backbone.layernorm."),
-        ("depth_head.scratch.output_conv1.", "head.conv1."),
-        ("depth_head.scratch.output_conv2.0.", "head.conv2."),
-        ("depth_head.scratch.output_conv2.2.", "head.conv3."),
-    ]
-    for old, new in rules:
-        if key.startswith(old):
-            return {new + key[len(old):]: value}
-    parts = key.split(".")
-    if key.startswith("pretrained.blocks."):
-        i, rest = parts[2], ".".join(parts[3:])
-        prefix = f"backbone.encoder.layer.{i}."
-        if rest.startswith("attn.qkv."):
-            q, k, v = value.chunk(3, dim=0)
-            leaf = parts[-1]
-            return {f"{prefix}attention.{n}.{leaf}": t for n, t in zip(("q_proj", "k_proj", "v_proj"), (q, k, v))}
-        block = {"ls1.gamma": "layer_scale1.lambda1", "ls2.gamma": "layer_scale2.lambda1",
-                 "attn.proj.weight": "attention.o_proj.weight", "attn.proj.bias": "attention.o_proj.bias"}
-        return {prefix + block.get(rest, rest): value}
-    if key.startswith("depth_head.projects."):
-        return {f"neck.reassemble_stage.layers.{parts[2]}.projection.{parts[3]}": value}
-    if key.startswith("depth_head.resize_layers."):
-        return {f"neck.reassemble_stage.layers.{parts[2]}.resize.{parts[3]}": value}
-    if key.startswith("depth_head.scratch.layer") and "_rn" in key:
-        i = int(parts[2][len("layer"):-len("_rn")]) - 1
-        return {f"neck.convs.{i}.{parts[3]}": value}
-    if key.startswith("depth_head.scratch.refinenet"):
-        j = 4 - int(parts[2][len("refinenet"):])  # refinenet1..4 -> fusion layers 3..0
-        rest = ".".join(parts[3:])
-        for old, new in (("out_conv", "projection"), ("resConfUnit1.conv1", "residual_layer1.convolution1"),
-                         ("resConfUnit1.conv2", "residual_layer1.convolution2"),
-                         ("resConfUnit2.conv1", "residual_layer2.convolution1"),
-                         ("resConfUnit2.conv2", "residual_layer2.convolution2")):
-            if rest.startswith(old):
-                return {f"neck.fusion_stage.layers.{j}.{new}{rest[len(old):]}": value}
-    raise KeyError(f"no Transformers name for {key}")
 
 
 def save_as_hf(model, folder: Path, kind: str = "relative", max_depth: float = 20.0) -> Path:

@@ -18,7 +18,7 @@ DA1 = registry.get("depth-anything-v1-base")
 DA2_METRIC = registry.get("depth-anything-v2-metric-outdoor-large")
 DA3_MONO = registry.get("da3-mono-large")
 DA3_METRIC = registry.get("da3-metric-large")
-DA3_ANY_VIEW = registry.get("da3-small")
+DA3_ANY_VIEW = DA3 = registry.get("da3-small")
 ZOE = registry.get("zoedepth-nyu")
 ALL = frozenset({"torch", "tflite", "onnx", "openvino"})
 CPU_BF16 = Host(runtimes=ALL, cpu_bf16=True)
@@ -26,6 +26,7 @@ CPU_OLD = Host(runtimes=ALL, cpu_bf16=False)
 NO_EXTRAS = Host(runtimes=frozenset({"torch", "tflite"}), cpu_bf16=True)
 ONNX_ONLY = Host(runtimes=frozenset({"torch", "tflite", "onnx"}))
 GPU = Host(runtimes=ALL, accelerator="cuda", cpu_bf16=True)
+GPU_BF16 = Host(runtimes=ALL, accelerator="cuda", cpu_bf16=True, gpu_bf16=True)
 ARM = Host(runtimes=ALL, x86=False)
 OPENVINO_OFF = Host(runtimes=ALL, cpu_bf16=True, auto_openvino=False)
 # Apple silicon: PyTorch sees MPS; MLX installed or not. A Linux x86 machine with MLX's CPU build.
@@ -55,6 +56,11 @@ LINUX_MLX = Host(runtimes=ALL | {"mlx"}, cpu_bf16=True)
     (DA, {"device": "cuda:1", "dtype": "bf16"}, GPU, Choice("torch", "cuda:1", "bf16")),
     (DA, {"device": "cpu"}, GPU, Choice("openvino", "cpu", "bf16", ("openvino", "fp32"))),
     (DA, {"torch_options": True}, CPU_BF16, Choice("torch", "auto", "fp32")),
+    # bf16 where the reference needs its range (Depth Anything 3's autocast) and the card has it
+    (DA, {}, GPU_BF16, Choice("torch", "auto", "fp16")),
+    (DA3, {}, GPU_BF16, Choice("torch", "auto", "bf16")),
+    (DA3, {}, GPU, Choice("torch", "auto", "fp16")),
+    (DA3, {"dtype": "fp16"}, GPU_BF16, Choice("torch", "auto", "fp16")),
     # TFLite: LiteRT by default; OpenVINO reads the file itself (no conversion) when asked
     (PYDNET, {}, CPU_BF16, Choice("tflite", "cpu", "fp32")),
     (PYDNET, {}, GPU, Choice("tflite", "cpu", "fp32")),

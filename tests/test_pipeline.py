@@ -101,7 +101,7 @@ def test_memory_stays_bounded_over_many_files(small_estimator, tmp_path):
                  progress=False, workers=2)
     summary = run.run(items)
     assert summary.ok == 120
-    bound = run.decode_window + run.write_window + run.batch_size
+    bound = run.decode_window + run.bucket_window + run.write_window + run.batch_size
     assert 0 < run.peak_in_flight <= bound < 120
 
 

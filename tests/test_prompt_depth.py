@@ -3,7 +3,6 @@ second multipart field, with a synthetic phone-LiDAR map; refused in one line wh
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import subprocess

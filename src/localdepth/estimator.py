@@ -105,6 +105,35 @@ class DepthEstimator:
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         return preprocess(rgb, self.spec.preprocessing, self.input_size)
 
+    @property
+    def device_pipeline(self) -> bool:
+        """Pre- and postprocessing run on the backend's device (PyTorch on CUDA): the decoded image
+        goes to the device, and only the map at its size comes back (:mod:`localdepth.preprocess_torch`)."""
+        return bool(getattr(self.backend, "device_pipeline", False))
+
+    def prepare(self, rgb: np.ndarray):
+        """What a decoding thread makes of a decoded image for :meth:`network_batch`: its network
+        input (NumPy), or, on the device pipeline, the image itself as a host tensor, in pinned
+        memory on CUDA so that its copy to the GPU runs asynchronously."""
+        if not self.device_pipeline:
+            return self.preprocess(rgb)
+        from .preprocess_torch import image_tensor
+
+        return image_tensor(rgb, pin=self.backend.device.startswith("cuda"))
+
+    def network_batch(self, images: Sequence[np.ndarray], prepared: Sequence | None = None):
+        """One network batch from same-size ``images`` (``prepared``: their :meth:`prepare` outputs, if
+        made already): ``np.stack`` of the network inputs, or on the device pipeline a tensor
+        ``(N, 3, h, w)`` on the device in the model's dtype, channels-last (8-bit pixels copied
+        asynchronously, then resized and normalised there)."""
+        prepared = list(prepared) if prepared is not None else [self.prepare(image) for image in images]
+        if not self.device_pipeline:
+            return np.stack(prepared)
+        from .preprocess_torch import preprocess_batch
+
+        device = [x.to(self.backend.device, non_blocking=True) for x in prepared]
+        return preprocess_batch(device, self.spec.preprocessing, self.input_size, dtype=self.backend.torch_dtype)
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Preprocessed batch -> maps of the model's kind at network resolution.
 
@@ -204,7 +233,7 @@ class DepthEstimator:
         results: list[DepthResult | None] = [None] * len(images)
         for group in self._groups(images, batch_size, prompts):
             t0 = time.perf_counter()
-            batch = np.stack([self.preprocess(images[i]) for i in group])
+            batch = self.network_batch([images[i] for i in group])
             pre_ms = _ms(t0) / len(group)
             conditioning = {} if prompts is None else {"prompt_depth": np.stack([prompts[i] for i in group])}
             group_results = self.predict_prepared(
@@ -241,7 +270,12 @@ class DepthEstimator:
         sources = list(sources) if sources is not None else [None] * len(images)
         cameras = list(cameras) if cameras is not None else [None] * len(images)
         t0 = time.perf_counter()
-        input_size = tuple(batch.shape[2:4] if self.spec.preprocessing.layout == "nchw" else batch.shape[1:3])
+        input_size = tuple(int(v) for v in (batch.shape[2:4] if self.spec.preprocessing.layout == "nchw"
+                                            else batch.shape[1:3]))
+        if not isinstance(batch, np.ndarray):  # a device batch: everything stays there until the maps
+            out = self.backend.run_tensor(batch, **conditioning)
+            return self.device_results(out, images, [input_size] * len(images), sources, t0, keep_image, conditioning,
+                                       cameras)
         if self.backend.parallel_requests > 1:  # several requests in flight: wait for this one later
             future = self.backend.submit(batch, **conditioning)
 
@@ -263,17 +297,70 @@ class DepthEstimator:
 
         return results
 
+    def device_results(self, out: dict, images: Sequence[np.ndarray], input_sizes: Sequence[tuple[int, int]],
+                       sources: Sequence[str | None], t0: float, keep_image: bool,
+                       conditioning: dict | None = None,
+                       cameras: Sequence[dict | None] | None = None) -> Callable[[], list[DepthResult]]:
+        """The device pipeline's end: the network's device outputs ``out`` (launched, maybe not
+        finished) resized to each image's size on the device (as :func:`to_original_size` does), their
+        copies back started; returns a function that waits for them and makes the results. Only the
+        maps at the images' sizes (and the small camera outputs) cross to the host. ``out``'s values
+        are batched tensors, or lists of one tensor per image."""
+        import torch
+
+        from . import preprocess_torch as pt
+
+        pre, post = self.spec.preprocessing, self.spec.postprocessing
+        cameras = list(cameras) if cameras is not None else [None] * len(images)
+        # Depth Pro's metres depend on the camera used, which may be its own prediction: its field of
+        # view (one number per image) is read back first, the maps stay on the device
+        fovs = None
+        if "field_of_view" in out and self.spec.metric:
+            fov = out["field_of_view"]
+            fovs = (torch.stack(list(fov)) if isinstance(fov, (list, tuple)) else fov).float().cpu().numpy()
+        maps, confidences, scale_notes = [], [], []
+        for j, image in enumerate(images):
+            h, w = image.shape[:2]
+            raw = out["depth"][j]
+            fov_camera = None if fovs is None else fov_to_intrinsics(fovs[j], h, w)
+            scale, note = self._metric_scale(h, w, input_sizes[j], sources[j], fov_camera, cameras[j])
+            if note is not None:
+                raw = raw.float() * scale
+            scale_notes.append(note)
+            maps.append(pt.to_original_size(raw, h, w, self.spec.output, post, pre))
+            if "confidence" in out:
+                confidences.append(pt.resize_to_image(out["confidence"][j], h, w, post, pre))
+        small = [k for k in ("intrinsics", "camera_from_world", "field_of_view") if k in out]
+        stacked = [torch.stack(list(out[k])) if isinstance(out[k], (list, tuple)) else out[k] for k in small]
+        host, copied = pt.to_host(maps + confidences + [v.float() for v in stacked])
+
+        def results() -> list[DepthResult]:
+            copied.synchronize()
+            infer_ms = _ms(t0) / len(images)
+            n = len(images)
+            arrays = {k: host[2 * n + i if confidences else n + i].numpy().astype(np.float64)
+                      for i, k in enumerate(small)} if small else {}
+            net = NetworkOutput(depth=None, **arrays)  # type: ignore[arg-type]  # maps given below
+            return [self._result(net, j, image, input_sizes[j], sources[j], infer_ms, keep_image, conditioning,
+                                 cameras[j], resized=(host[j].numpy(), host[n + j].numpy() if confidences else None,
+                                          scale_notes[j]))
+                    for j, image in enumerate(images)]
+
+        return results
+
     def _result(self, out: NetworkOutput, j: int, image: np.ndarray, input_size: tuple[int, int],
                 source: str | None, infer_ms: float, keep_image: bool, conditioning: dict | None = None,
-                given: dict | None = None) -> DepthResult:
+                given: dict | None = None, resized: tuple | None = None) -> DepthResult:
         """The ``j``-th network output at ``image``'s resolution (``input_size``: the network grid).
+        ``given``: the camera the user gave for this image (see :meth:`metric_camera`). ``resized``:
+        ``(map, confidence, metric scale note)`` already at the image's size (the device pipeline);
+        otherwise they are made here from ``out``.
 
         The predicted camera is kept as predicted (it may be unusable: :attr:`Intrinsics.problem`);
         only a camera that is used is checked (:meth:`metric_camera`, and geometry later)."""
         t0 = time.perf_counter()
         pre, post = self.spec.preprocessing, self.spec.postprocessing
         h, w = image.shape[:2]
-        raw = out.depth[j]
         notes = network_input_note(h, w, pre, self.input_size)
         if out.field_of_view is not None:
             camera = fov_to_intrinsics(out.field_of_view[j], h, w)
@@ -282,14 +369,19 @@ class DepthEstimator:
             camera = intrinsics_to_original(out.intrinsics[j], input_size, h, w)
         else:
             camera = None
-        if self.spec.metric_focal:
-            scale, notes["metric_scale"] = self._focal_scale(h, w, input_size, source, given)
-            raw = raw * np.float32(scale)
-        elif out.field_of_view is not None and self.spec.metric:
-            scale, notes["metric_scale"] = self._field_of_view_scale(camera, source, given)
-            raw = raw * np.float32(scale)
-        depth = to_original_size(raw, h, w, self.spec.output, post, pre)
-        confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
+        if resized is not None:
+            depth, confidence, scale_note = resized
+            if scale_note is not None:
+                notes["metric_scale"] = scale_note
+        else:
+            raw = out.depth[j]
+            scale, scale_note = self._metric_scale(h, w, input_size, source,
+                                                   camera if out.field_of_view is not None else None, given)
+            if scale_note is not None:
+                notes["metric_scale"] = scale_note
+                raw = raw * np.float32(scale)
+            depth = to_original_size(raw, h, w, self.spec.output, post, pre)
+            confidence = None if out.confidence is None else resize_to_image(out.confidence[j], h, w, post, pre)
         if conditioning and "prompt_depth" in conditioning:
             prompt = conditioning["prompt_depth"][j, 0]
             notes["prompt_depth"] = {"shape": [int(v) for v in prompt.shape], "units": self.spec.prompt.units,
@@ -323,6 +415,17 @@ class DepthEstimator:
                                       predicted=predicted)
         except ValueError as e:
             raise CameraError(str(e)) from None
+
+    def _metric_scale(self, height: int, width: int, input_size: tuple[int, int], source: str | None,
+                      fov_camera, given: dict | None) -> tuple[float, dict | None]:
+        """The factor that makes the raw map metres with the camera of the intrinsics rule, and the
+        sidecar's note of it; ``(1, None)`` where the camera does not matter. ``fov_camera``: the camera
+        of a predicted field of view (Depth Pro), else None."""
+        if self.spec.metric_focal:
+            return self._focal_scale(height, width, input_size, source, given)
+        if fov_camera is not None and self.spec.metric:
+            return self._field_of_view_scale(fov_camera, source, given)
+        return 1.0, None
 
     def _focal_scale(self, height: int, width: int, input_size: tuple[int, int],
                      source: str | None, given: dict | None = None) -> tuple[float, dict]:

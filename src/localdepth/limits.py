@@ -70,6 +70,16 @@ NETWORK_MAX_PIXELS = 2_000_000
 #: Anything's lower-bound resize ask for 518 x 2,590,000 pixels.
 NETWORK_MAX_ASPECT = 4.0
 
+# ----------------------------------------------------------------------------- batches on a GPU
+
+#: largest batch `localdepth run` forms by itself on a GPU when no ``--batch-size`` is given (it
+#: takes fewer where the free memory says so: :func:`localdepth.runner.batch_size_for_memory`). The
+#: decoded images of about two batches are held on the host, so this also bounds host memory.
+AUTO_BATCH_MAX = 16
+#: share of the free GPU memory that the activations of one automatic batch may take (the rest is
+#: headroom for the allocator's fragmentation, the maps coming back and a second batch in flight)
+AUTO_BATCH_MEMORY_FRACTION = 0.4
+
 # ----------------------------------------------------------------------------- the HTTP server
 
 #: largest upload (the encoded image), bytes; streamed bodies are cut off there too

@@ -20,6 +20,11 @@ Memory: the backbone's activations grow linearly with the number of views (its c
 attention runs through PyTorch SDPA, whose CPU and CUDA kernels do not store the attention
 matrix) and the head decodes :data:`~localdepth.networks.da3.heads.HEAD_CHUNK` views at a time.
 One call takes at most ``max_views`` views (:data:`MAX_VIEWS` by default); more is refused.
+
+On the GPU pipeline (:attr:`~localdepth.estimator.DepthEstimator.device_pipeline`) each view's 8-bit
+pixels go to the device and are resized there, and each map comes back at its view's size: the
+device holds the views' network inputs, the network's activations and the maps being resized, as
+on the CPU path, never the decoded images of all views.
 """
 
 from __future__ import annotations
@@ -122,29 +127,45 @@ def predict_views(estimator, images: Sequence, *, sources: Sequence[str | None] 
         raise LocalDepthError(f"view {i} ({sources[i] or 'array'}): {reason}; give the views without it "
                               "(`localdepth scene` and the server leave such views out themselves)")
     t0 = time.perf_counter()
-    inputs = [estimator.preprocess(img) for img in decoded]
-    grids = [x.shape[1:] for x in inputs]
+    if estimator.device_pipeline:  # each view resized on the device; the stack stays there
+        inputs = [estimator.network_batch([img])[0] for img in decoded]
+    else:
+        inputs = [estimator.preprocess(img) for img in decoded]
+    grids = [tuple(int(v) for v in x.shape[1:]) for x in inputs]
     th, tw = min(g[0] for g in grids), min(g[1] for g in grids)
     corners = [_centre_crop_box(g[0], g[1], th, tw) for g in grids]
-    batch = np.stack([x[:, top:top + th, left:left + tw] for x, (top, left) in zip(inputs, corners)])
+    crops = [x[:, top:top + th, left:left + tw] for x, (top, left) in zip(inputs, corners)]
     pre_ms = (time.perf_counter() - t0) * 1000 / len(items)
 
     t0 = time.perf_counter()
-    out = estimator.run_network(batch, same_scene=True, reference_strategy=reference_strategy)
-    infer_ms = (time.perf_counter() - t0) * 1000 / len(items)
+    if estimator.device_pipeline:
+        import torch
 
-    results = []
-    for j, (image, grid, (top, left)) in enumerate(zip(decoded, grids, corners)):
-        if (top, left, th, tw) != (0, 0, *grid):  # put the crop back on the view's full grid
-            _uncrop(out, j, grid, (top, left, th, tw))
-        result = estimator._result(out, j, image, tuple(grid), sources[j], infer_ms, keep_image)
+        out = estimator.backend.run_tensor(torch.stack(crops), same_scene=True,
+                                           reference_strategy=reference_strategy)
+        out = {k: list(v) for k, v in out.items()}  # per view, to put each crop back on its grid
+        for j, (grid, (top, left)) in enumerate(zip(grids, corners)):
+            if (top, left, th, tw) != (0, 0, *grid):
+                _uncrop_tensors(out, j, grid, (top, left, th, tw))
+        finish = estimator.device_results(out, decoded, grids, sources, t0, keep_image)
+        results = finish()
+        infer_ms = None
+    else:
+        out = estimator.run_network(np.stack(crops), same_scene=True, reference_strategy=reference_strategy)
+        infer_ms = (time.perf_counter() - t0) * 1000 / len(items)
+        results = []
+        for j, (image, grid, (top, left)) in enumerate(zip(decoded, grids, corners)):
+            if (top, left, th, tw) != (0, 0, *grid):  # put the crop back on the view's full grid
+                _uncrop(out, j, grid, (top, left, th, tw))
+            results.append(estimator._result(out, j, image, tuple(grid), sources[j], infer_ms, keep_image))
+
+    for j, (result, grid, (top, left)) in enumerate(zip(results, grids, corners)):
         result.timings = {"decode": decode_ms, "preprocess": pre_ms, **result.timings}
         result.notes["views"] = {"count": len(items), "index": j, "reference_strategy": reference_strategy,
                                  "world_frame": "the reference view's camera (OpenCV axes)"}
         if (top, left, th, tw) != (0, 0, *grid):
             result.notes["views"]["cropped"] = {"network_grid": list(grid), "kept": [top, left, th, tw],
                                                 "note": "centre crop to the smallest view; no depth outside it"}
-        results.append(result)
     return results
 
 
@@ -163,6 +184,27 @@ def _uncrop(out, j: int, grid: tuple[int, int], box: tuple[int, int, int, int]) 
         out.intrinsics = out.intrinsics.copy()
         out.intrinsics[j, 0, 2] += left
         out.intrinsics[j, 1, 2] += top
+
+
+def _uncrop_tensors(out: dict, j: int, grid: tuple[int, int], box: tuple[int, int, int, int]) -> None:
+    """:func:`_uncrop` for the device pipeline's per-view lists of device tensors."""
+    import torch
+
+    top, left, h, w = box
+    depth = out["depth"][j]
+    full = torch.full(grid, float("nan"), dtype=depth.dtype, device=depth.device)
+    full[top:top + h, left:left + w] = depth
+    out["depth"][j] = full
+    if "confidence" in out:
+        conf = out["confidence"][j]
+        full = torch.zeros(grid, dtype=conf.dtype, device=conf.device)
+        full[top:top + h, left:left + w] = conf
+        out["confidence"][j] = full
+    if "intrinsics" in out:
+        K = out["intrinsics"][j].clone()
+        K[0, 2] += left
+        K[1, 2] += top
+        out["intrinsics"][j] = K
 
 
 def _replace_row(stack, j: int, row: np.ndarray):

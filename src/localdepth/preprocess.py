@@ -10,13 +10,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from .images import to_float
 from .registry import Preprocessing, PromptDepthInput
 
-_INTERPOLATION = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
+
+def _interpolation(name: str) -> int:
+    import cv2  # imported where pixels are resized: size planning needs no OpenCV
+
+    return {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}[name]
+
+
+def to_float(rgb: np.ndarray) -> np.ndarray:
+    from .images import to_float as images_to_float
+
+    return images_to_float(rgb)
 
 
 def _round_to_multiple(x: float, multiple: int, min_val: int) -> int:
@@ -109,6 +117,8 @@ def _nearest_multiple(x: int, multiple: int) -> int:
 
 def _resize_auto(image: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bicubic when a side grows, area otherwise (the Depth Anything 3 reference's choice)."""
+    import cv2
+
     if image.shape[:2] == (h, w):
         return image
     grows = h > image.shape[0] or w > image.shape[1]
@@ -186,7 +196,9 @@ def resize(x: np.ndarray, height: int, width: int, interpolation: str = "bilinea
         if interpolation != "bilinear":
             raise ValueError("align_corners applies to bilinear resizing only")
         return _bilinear_align_corners(x, height, width)
-    return cv2.resize(x, (width, height), interpolation=_INTERPOLATION[interpolation])
+    import cv2
+
+    return cv2.resize(x, (width, height), interpolation=_interpolation(interpolation))
 
 
 def _bilinear_align_corners(x: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -227,6 +239,8 @@ def preprocess(rgb: np.ndarray, pre: Preprocessing, input_size: int | None = Non
     Pillow's resize works on the 8-bit image, as Transformers' PIL processors do. Depth Anything 3
     resizes the 8-bit image twice, then scales to [0, 1], as its reference does.
     """
+    import cv2
+
     h, w = network_size(rgb.shape[0], rgb.shape[1], pre, input_size)
     if pre.resize == "upper_bound":
         x = to_float(_resize_upper_bound(rgb, pre, input_size, (h, w)))

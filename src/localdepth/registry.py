@@ -173,6 +173,9 @@ class ModelSpec:
     #: the ``model_type`` a Transformers checkpoint of this entry names in its config.json (the
     #: loader refuses another one, :mod:`localdepth.networks.checks`); None for other formats
     config_type: str | None = None
+    #: the half precision ``--dtype auto`` runs on CUDA: fp16, or bf16 where the reference runs in
+    #: bf16 for its range (Depth Anything 3's ``autocast``: bf16 where the card has it, else fp16)
+    half_precision: Literal["fp16", "bf16"] = "fp16"
 
     @property
     def source(self) -> str:
@@ -344,7 +347,7 @@ def _depth_anything_3_entries() -> list[ModelSpec]:
             files=_HF_FILES, licence=licence, commercial_use=licence != _NC, params_millions=params,
             download_mb=round(params * 4.0, -1),  # fp32 safetensors
             output="depth", relative_depth=not metric, metric_focal=300.0 if metric else None,
-            preprocessing=_DA3, architecture=model_name,
+            preprocessing=_DA3, architecture=model_name, half_precision="bf16",
             predicts_camera=any_view, predicts=("confidence", "views") if any_view else (),
             aliases=tuple(sorted({model_name, name.replace("da3-", "depth-anything-3-")} - {name})), paper=_DA3_PAPER,
         ))

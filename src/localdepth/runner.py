@@ -6,7 +6,14 @@ By default the stages overlap (``pipeline=True``): a thread pool decodes and pre
 next images while the backend infers the current batch, and another writes finished results
 in the background. Both run through bounded windows of futures, so memory holds at most a
 few batches whatever the number of inputs. Batches are the same as in the sequential path
-(``pipeline=False``), so both write the same files. On Ctrl-C, queued work is cancelled and
+(``pipeline=False``), so both write the same files.
+
+Batches are formed by network input size (:class:`SizeBuckets`): images that share one (and the
+size of their prompt depth) wait in a bucket until it is full, so a folder of mixed photos still
+runs in full batches and a compiled model sees a few shapes, not one per image. On the GPU pipeline
+(:attr:`DepthEstimator.device_pipeline`) the decoding threads leave each image in pinned host
+memory and the estimator resizes it on the device; with no ``batch_size`` given, each bucket's batch
+size follows from the free GPU memory (:func:`batch_size_for_memory`). On Ctrl-C, queued work is cancelled and
 writes already under way finish; every file is written atomically, so none is half-written.
 """
 
@@ -28,7 +35,7 @@ import numpy as np
 from .errors import CameraError, LocalDepthError, StorageError
 from .estimator import DepthEstimator
 from .inputs import InputItem
-from .limits import MAX_IMAGE_PIXELS
+from .limits import AUTO_BATCH_MAX, AUTO_BATCH_MEMORY_FRACTION, MAX_IMAGE_PIXELS
 from .safety import check_outputs, one_line, quoted
 from .writers import WriteOptions, is_complete, needs_image, output_paths, write_result
 
@@ -117,6 +124,52 @@ class _Decoded:
             result.notes["prompt_depth"]["file"] = self.prompt_label
 
 
+def batch_size_for_memory(free_bytes: int, per_image_bytes: int, cap: int = AUTO_BATCH_MAX,
+                          fraction: float = AUTO_BATCH_MEMORY_FRACTION) -> int:
+    """The largest batch whose activations (``per_image_bytes`` each, the model's estimate at one
+    network size) fit in ``fraction`` of ``free_bytes``, within ``[1, cap]``: one image always runs
+    (a full GPU then fails that batch alone, as any error does). A pure function."""
+    if per_image_bytes <= 0:
+        return max(1, cap)
+    return max(1, min(cap, int(free_bytes * fraction) // int(per_image_bytes)))
+
+
+class SizeBuckets:
+    """Groups items by a key (the network input size, and the prompt's) into batches.
+
+    :meth:`add` returns the batches that are ready: a bucket once it holds ``limit(key)`` items, or,
+    when more than ``hold`` items wait in all, the bucket holding the oldest one (partly full), so
+    memory stays bounded whatever the mix of sizes. :meth:`flush` returns the rest, oldest first.
+    The batches depend only on the order of the items and their keys, so the sequential and the
+    pipelined runner form the same ones.
+    """
+
+    def __init__(self, limit: Callable[[object], int], hold: int):
+        self.limit = limit
+        self.hold = max(1, hold)
+        self._buckets: dict[object, list] = {}  # insertion order: the bucket of the oldest item first
+        self._waiting = 0
+
+    def add(self, item, key) -> list[list]:
+        bucket = self._buckets.setdefault(key, [])
+        bucket.append(item)
+        self._waiting += 1
+        ready = []
+        if len(bucket) >= max(1, self.limit(key)):
+            ready.append(self._pop(key))
+        while self._waiting > self.hold:
+            ready.append(self._pop(next(iter(self._buckets))))
+        return ready
+
+    def flush(self) -> list[list]:
+        return [self._pop(key) for key in list(self._buckets)]
+
+    def _pop(self, key) -> list:
+        bucket = self._buckets.pop(key)
+        self._waiting -= len(bucket)
+        return bucket
+
+
 def plan(item: InputItem, outdir: Path, options: WriteOptions) -> dict[str, Path]:
     """Output paths of one item; refuses to overwrite the input itself."""
     paths = output_paths(outdir, item.rel, options.formats)
@@ -151,12 +204,13 @@ class Runner:
     the stages one after the other; ``workers`` is the number of decoding threads (default:
     up to 4, one per CPU). ``url_limits`` bounds URL inputs (:class:`localdepth.fetch.FetchLimits`).
     ``prompt_for(item) -> (metres (H, W), label)`` gives each input's prompt depth, for models
-    that take one.
+    that take one. ``batch_size=None``: on the GPU pipeline, each size bucket's batch follows from
+    the free GPU memory (at most :data:`~localdepth.limits.AUTO_BATCH_MAX`); elsewhere 1.
     """
 
     def __init__(self, estimator: DepthEstimator | Callable[[], DepthEstimator], outdir: Path,
                  options: WriteOptions, *,
-                 batch_size: int = 1, skip_existing: bool = False, progress: bool = True,
+                 batch_size: int | None = 1, skip_existing: bool = False, progress: bool = True,
                  on_error: Callable[[str], None] | None = None, pipeline: bool = True,
                  workers: int | None = None, url_limits=None, max_pixels: int | None = MAX_IMAGE_PIXELS,
                  prompt_for: Callable[[InputItem], tuple[np.ndarray, str]] | None = None):
@@ -169,7 +223,7 @@ class Runner:
         self.prompt_for = prompt_for
         self.outdir = Path(outdir)
         self.options = options
-        self.batch_size = max(1, batch_size)
+        self.auto_batch = batch_size is None
         self.skip_existing = skip_existing
         self.progress = progress
         self.on_error = on_error or (lambda line: print(f"localdepth: error: {one_line(line)}", file=sys.stderr))
@@ -177,11 +231,44 @@ class Runner:
         self.pipeline = pipeline
         self.max_pixels = max_pixels  # larger images are refused before decoding
         self.workers = max(1, workers or min(4, os.cpu_count() or 1))
-        #: inputs decoded ahead of inference, and results waiting to be written, at most
-        self.decode_window = 2 * self.batch_size + self.workers
-        self.write_window = 2 * self.batch_size + 2
+        self._set_batch_size(1 if batch_size is None else max(1, batch_size))
+        self._memory_limits: dict = {}
         #: most inputs held in memory at once during the last run (decoded, not yet written)
         self.peak_in_flight = 0
+
+    def _set_batch_size(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        #: inputs decoded ahead of inference, waiting in size buckets, and results waiting to be written, at most
+        self.decode_window = 2 * self.batch_size + self.workers
+        self.bucket_window = 2 * self.batch_size
+        self.write_window = 2 * self.batch_size + 2
+
+    def _batch_limit(self, key) -> int:
+        """The batch size of one size bucket: the given one, within the backend's largest batch;
+        automatic: what the free GPU memory allows at that network size."""
+        limit = self.batch_size
+        backend = self.estimator.backend
+        if backend.max_batch:
+            limit = min(limit, backend.max_batch)
+        if self.auto_batch and key not in self._memory_limits:
+            free = self._device_memory()
+            self._memory_limits[key] = limit if free is None else \
+                batch_size_for_memory(free, backend.activation_bytes((1, 3, *key[0])), cap=limit)
+        return min(limit, self._memory_limits.get(key, limit))
+
+    def _device_memory(self) -> int | None:
+        """Free memory of the device the GPU pipeline runs on; None off it (CPU: batches of one)."""
+        backend = self.estimator.backend
+        if not self.estimator.device_pipeline or not hasattr(backend, "free_memory"):
+            return None
+        return backend.free_memory()
+
+    def _bucket_key(self, d: _Decoded):
+        """Images share a batch when they share a network input size (and prompt size)."""
+        return self.estimator.network_size(*d.image.shape[:2]), _shape(d.prompt)
+
+    def _buckets(self) -> SizeBuckets:
+        return SizeBuckets(self._batch_limit, self.bucket_window)
 
     @cached_property
     def model_info(self) -> dict:
@@ -211,6 +298,8 @@ class Runner:
         if self.estimator is not None:  # the summary line names what ran: "openvino bf16 on cpu"
             backend = self.estimator.backend
             summary.engine = f"{backend.name} {backend.dtype} on {backend.device}"
+            if self.auto_batch:  # GPU: up to AUTO_BATCH_MAX a batch, as its free memory allows; elsewhere one image
+                self._set_batch_size(AUTO_BATCH_MAX if self._device_memory() is not None else 1)
         start = time.perf_counter()
         bar = tqdm(total=len(items), unit="img", disable=not self.progress or len(items) < 2,
                    dynamic_ncols=True, file=sys.stderr)
@@ -235,18 +324,17 @@ class Runner:
         return summary
 
     def _outcomes(self, items: list[InputItem]) -> Iterator[ItemOutcome]:
-        pending: list[_Decoded] = []
+        buckets = None
         for item in items:
             outcome, decoded = self._prepare(item)
             if outcome is not None:
                 yield outcome
                 continue
-            pending.append(decoded)
-            if len(pending) >= self.batch_size:
-                yield from self._predict_and_write(pending)
-                pending = []
-        if pending:
-            yield from self._predict_and_write(pending)
+            buckets = buckets or self._buckets()
+            for group in buckets.add(decoded, self._bucket_key(decoded)):
+                yield from self._predict_and_write(group)
+        for group in buckets.flush() if buckets else []:
+            yield from self._predict_and_write(group)
 
     def _prepare(self, item: InputItem) -> tuple[ItemOutcome | None, _Decoded | None]:
         if item.error:
@@ -269,7 +357,7 @@ class Runner:
         try:
             prompts = None if self.prompt_for is None else [d.prompt[0] for d in batch]
             results = self.estimator.predict_decoded(
-                [d.image for d in batch], batch_size=self.batch_size,
+                [d.image for d in batch], batch_size=len(batch),
                 sources=[d.item.label for d in batch], keep_image=self.keep_image, prompt_depths=prompts)
         except Exception as e:
             if len(batch) == 1:
@@ -299,7 +387,7 @@ class Runner:
             return outcome, None
         try:
             t0 = time.perf_counter()
-            decoded.network_input = self.estimator.preprocess(decoded.image)
+            decoded.network_input = self.estimator.prepare(decoded.image)
             decoded.preprocess_ms = (time.perf_counter() - t0) * 1000
         except Exception as e:
             return ItemOutcome(item, "failed", f"{quoted(item.label)}: cannot preprocess ({_short(e)})"), None
@@ -347,6 +435,7 @@ class Runner:
                         continue
                     writes.append(writers.submit(self._write, d, result))
 
+        buckets = self._buckets()
         try:
             while True:
                 while len(ahead) < self.decode_window and (item := next(queue, None)) is not None:
@@ -355,22 +444,18 @@ class Runner:
                 self.peak_in_flight = max(self.peak_in_flight, in_flight)
                 if not ahead:
                     break
-                batch: list[_Decoded] = []
-                while ahead and len(batch) < self.batch_size:
-                    outcome, decoded = ahead.popleft().result()
-                    if outcome is not None:
-                        in_flight -= 1
-                        yield outcome
-                    else:
-                        batch.append(decoded)
-                    if len(batch) < self.batch_size and (item := next(queue, None)) is not None:
-                        ahead.append(decoders.submit(self._prepare_input, item))
-                        in_flight += 1
-                        self.peak_in_flight = max(self.peak_in_flight, in_flight)
-                for group in self._groups(batch):
+                outcome, decoded = ahead.popleft().result()
+                if outcome is not None:
+                    in_flight -= 1
+                    yield outcome
+                    continue
+                for group in buckets.add(decoded, self._bucket_key(decoded)):
                     inferring.append((group, self._submit_group(group)))
-                yield from finished_inference(requests - 1)
+                    yield from finished_inference(requests - 1)
                 yield from finished_writes(self.write_window)
+            for group in buckets.flush():
+                inferring.append((group, self._submit_group(group)))
+                yield from finished_inference(requests - 1)
             yield from finished_inference(0)
             yield from finished_writes(0)
         finally:
@@ -381,29 +466,13 @@ class Runner:
             # writes that were under way when the run stopped (Ctrl-C) did finish: report them
             self._late_outcomes = [f.result() for f in writes if f.done() and not f.cancelled()]
 
-    def _groups(self, batch: list[_Decoded]) -> Iterator[list[_Decoded]]:
-        """Same-size runs of ``batch``, as :meth:`DepthEstimator.predict_decoded` groups them."""
-        if not batch:  # every input of this round failed or was skipped: the model may not be loaded
-            return
-        limit = self.batch_size
-        if self.estimator.backend.max_batch:
-            limit = min(limit, self.estimator.backend.max_batch)
-        group: list[_Decoded] = []
-        for d in batch:
-            if group and (d.network_input.shape != group[0].network_input.shape or len(group) >= limit
-                          or _shape(d.prompt) != _shape(group[0].prompt)):
-                yield group
-                group = []
-            group.append(d)
-        if group:
-            yield group
-
     def _submit_group(self, group: list[_Decoded]):
         """Start inferring ``group``; returns a function that waits for its results (or raises)."""
         conditioning = {} if self.prompt_for is None else {"prompt_depth": np.stack([d.prompt for d in group])}
         try:
+            images = [d.image for d in group]
             return self.estimator.submit_prepared(
-                [d.image for d in group], np.stack([d.network_input for d in group]),
+                images, self.estimator.network_batch(images, [d.network_input for d in group]),
                 sources=[d.item.label for d in group], keep_image=self.keep_image, **conditioning)
         except Exception as e:
             def failed(error=e):

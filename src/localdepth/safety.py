@@ -281,6 +281,7 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "e2e_images": _COUNT,
     "rounds": _COUNT,
     "folder_images": Range(0, None, integer=True),
+    "time_budget": _POSITIVE,
     # int8 calibration (quantize)
     "count": Range(1, 100_000, integer=True),
     "eval_limit": _COUNT,
@@ -382,7 +383,7 @@ def check_camera(fx: float, fy: float, cx: float, cy: float, width: int = 0, hei
                                     f"sizes from the centre of the {width}x{height} image")
 
 
-def check_pose(pose, where: str) -> np.ndarray:
+def check_pose(pose, where: str) -> "numpy.ndarray":  # noqa: F821 - numpy is imported where it is used
     """A camera pose read from a file, as ``(4, 4)`` float64, once it is a rigid transform
     ``[[R, t], [0, 0, 0, 1]]``: finite, ``R`` orthonormal with determinant +1 and the last row
     0 0 0 1 within :data:`~localdepth.limits.POSE_RIGIDITY_TOLERANCE`, coordinates within

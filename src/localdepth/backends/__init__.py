@@ -25,11 +25,13 @@ def host_facts() -> Host:
 
     runtimes = installed_runtimes()
     accelerator = None
+    gpu_bf16 = False
     if "torch" in runtimes:
         import torch
 
         if torch.cuda.is_available():
             accelerator = "cuda"
+            gpu_bf16 = bool(torch.cuda.is_bf16_supported())
         elif hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
             accelerator = "mps"
     onnx_cuda = False
@@ -39,7 +41,7 @@ def host_facts() -> Host:
         onnx_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     auto_openvino = os.environ.get("LOCALDEPTH_AUTO_OPENVINO", "").strip().lower() not in ("0", "false", "no", "off")
     return Host(runtimes=runtimes, accelerator=accelerator, x86=is_x86(), apple_silicon=is_apple_silicon(),
-                cpu_bf16=cpu_has_bf16(), onnx_cuda=onnx_cuda, auto_openvino=auto_openvino)
+                cpu_bf16=cpu_has_bf16(), onnx_cuda=onnx_cuda, auto_openvino=auto_openvino, gpu_bf16=gpu_bf16)
 
 
 def create_backend(spec: ModelSpec, weights: ResolvedWeights, *, backend: str = "auto",

@@ -32,8 +32,9 @@ and ``auto`` elsewhere: MLX's Linux CPU build).
 ``LOCALDEPTH_AUTO_OPENVINO=0`` keeps ``auto`` off OpenVINO (``--backend openvino`` still works);
 the test suite sets it, as its references are PyTorch's.
 
-``--dtype auto``: torch and onnx use fp16 on CUDA, fp32 elsewhere (MPS included); openvino uses bf16
-where the CPU computes bf16 natively (AVX-512 BF16 or AMX), fp32 elsewhere; mlx uses fp16 on the
+``--dtype auto``: torch and onnx use fp16 on CUDA (torch: bf16 for entries whose reference runs in
+bf16, ``spec.half_precision``, on cards that compute it), fp32 elsewhere (MPS included); openvino uses
+bf16 where the CPU computes bf16 natively (AVX-512 BF16 or AMX), fp32 elsewhere; mlx uses fp16 on the
 GPU and fp32 on the CPU; tflite is fp32.
 """
 
@@ -82,6 +83,7 @@ class Host:
     apple_silicon: bool = False  # macOS on arm64: MLX runs on its GPU
     cpu_bf16: bool = False  # native bf16 arithmetic (AVX-512 BF16, AMX)
     onnx_cuda: bool = False  # ONNX Runtime has its CUDA provider
+    gpu_bf16: bool = False  # the CUDA card computes bf16 (Ampere and later)
     auto_openvino: bool = True  # False: LOCALDEPTH_AUTO_OPENVINO=0
 
 
@@ -116,7 +118,7 @@ def choose(spec: ModelSpec, *, weights: str = "native", backend: str = "auto", d
     if backend == "auto":
         backend = _auto(spec, weights, device, dtype, host, torch_options, on_gpu)
     _check(spec, weights, backend, device, dtype, host, torch_options)
-    precision = _precision(backend, dtype, device, host)
+    precision = _precision(backend, dtype, device, host, spec.half_precision)
     conversion = None
     if weights == "native" and backend == "onnx":
         conversion = ("onnx", precision)
@@ -213,13 +215,15 @@ def _check(spec, weights, backend, device, dtype, host, torch_options) -> None:
         raise BackendError(f"the {backend} backend runs {hint}, not {dtype}")
 
 
-def _precision(backend: str, dtype: str, device: str, host: Host) -> str:
+def _precision(backend: str, dtype: str, device: str, host: Host, half: str = "fp16") -> str:
     if dtype != "auto":
         return dtype
     if backend == "openvino":
         return "bf16" if host.cpu_bf16 else "fp32"
     if backend == "torch":
-        return "fp16" if device.startswith("cuda") or (device == "auto" and host.accelerator == "cuda") else "fp32"
+        if not (device.startswith("cuda") or (device == "auto" and host.accelerator == "cuda")):
+            return "fp32"
+        return "bf16" if half == "bf16" and host.gpu_bf16 else "fp16"
     if backend == "onnx":  # ONNX Runtime's own device: CUDA where its CUDA provider is installed
         return "fp16" if device.startswith("cuda") or (device == "auto" and host.onnx_cuda) else "fp32"
     if backend == "mlx":

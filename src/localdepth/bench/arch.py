@@ -62,8 +62,10 @@ def _random_da3_folder(spec: ModelSpec, folder: Path, seed: int) -> Path:
 
 def random_weights_folder(spec: ModelSpec, folder: Path, seed: int = 0) -> Path | None:
     """Save a randomly initialised ``spec`` (released architecture) with its image processor in
-    ``folder`` (reused when already there). None when the architecture is not known here."""
+    ``folder`` (reused when already there). None when the architecture is not known here. The image
+    processor (for the Transformers pipeline rows) needs Pillow; without it the folder has none."""
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        _save_processor(spec, folder)
         return folder
     if spec.format == "da3":
         return _random_da3_folder(spec, folder, seed)
@@ -72,12 +74,6 @@ def random_weights_folder(spec: ModelSpec, folder: Path, seed: int = 0) -> Path 
         return None
     import torch
     from transformers import DepthAnythingForDepthEstimation
-
-    try:  # Transformers 5 without torchvision: the PIL processor
-        from transformers import DPTImageProcessorPil as DPTImageProcessor
-    except ImportError:
-        from transformers import DPTImageProcessor
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -85,13 +81,30 @@ def random_weights_folder(spec: ModelSpec, folder: Path, seed: int = 0) -> Path 
     model = DepthAnythingForDepthEstimation(config).eval()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
-    pre = spec.preprocessing
-    DPTImageProcessor(
-        do_resize=True, size={"height": pre.input_size, "width": pre.input_size}, keep_aspect_ratio=True,
-        ensure_multiple_of=pre.multiple_of, resample=3, do_rescale=True, do_normalize=True,
-        image_mean=list(pre.mean), image_std=list(pre.std), do_pad=False,
-    ).save_pretrained(folder)
+    _save_processor(spec, folder)
     return folder
+
+
+def _save_processor(spec: ModelSpec, folder: Path) -> None:
+    """The entry's image processor configuration beside the weights (once; skipped without Pillow)."""
+    if spec.format != "transformers" or (folder / "preprocessor_config.json").is_file():
+        return
+    try:  # Transformers 5 without torchvision: the PIL processor
+        from transformers import DPTImageProcessorPil as DPTImageProcessor
+    except ImportError:
+        try:
+            from transformers import DPTImageProcessor
+        except ImportError:
+            return
+    pre = spec.preprocessing
+    try:
+        DPTImageProcessor(
+            do_resize=True, size={"height": pre.input_size, "width": pre.input_size}, keep_aspect_ratio=True,
+            ensure_multiple_of=pre.multiple_of, resample=3, do_rescale=True, do_normalize=True,
+            image_mean=list(pre.mean), image_std=list(pre.std), do_pad=False,
+        ).save_pretrained(folder)
+    except ImportError:  # the processor class exists, but Pillow does not
+        return
 
 
 def count_flops(folder: Path, height: int, width: int) -> int:

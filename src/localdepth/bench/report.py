@@ -165,9 +165,142 @@ def _load(v) -> str:
 
 
 def write(report: dict, json_path: Path | None, md_path: Path | None) -> None:
-    from ..writers import atomic_write_bytes
+    """The report as JSON and Markdown (either may be None), each written atomically."""
+    text = gpu_markdown(report) if report.get("suite") == "gpu" else markdown(report)
+    for path, data in ((json_path, json.dumps(report, indent=2) + "\n"), (md_path, text)):
+        if path is not None:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(data)  # no localdepth.writers here: the GPU suite runs without the image libraries
+            tmp.replace(path)
 
-    if json_path is not None:
-        atomic_write_bytes(Path(json_path), (json.dumps(report, indent=2) + "\n").encode())
-    if md_path is not None:
-        atomic_write_bytes(Path(md_path), markdown(report).encode())
+
+# ----------------------------------------------------------------------------- the GPU suite
+
+#: the command that measures the GPU table (tests/test_gpu_bench.py runs its dry run)
+GPU_COMMAND = "bash benchmarks/gpu.sh"
+GPU_README_START = "<!-- gpu-bench-table:start -->"
+GPU_README_END = "<!-- gpu-bench-table:end -->"
+
+_VARIANTS = ("transformers pipeline", "official infer_image", "eager", "compiled", "compiled + CUDA graphs")
+
+
+def _where(report: dict) -> str:
+    m = report["machine"]
+    gpu = m.get("gpu")
+    card = f"{gpu['name']} ({gpu['memory_gb']} GB, CUDA {gpu['cuda']})" if gpu else f"no GPU ({m['cpu']})"
+    libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers") if m.get(k))
+    return f"{card}; {libs}"
+
+
+def gpu_table(report: dict) -> list[str]:
+    """One row per variant of the main model: batch-1 latency, throughput per batch, fraction of the
+    bf16 matmul, the folder end to end against the pipeline, peak memory."""
+    results = report["results"]
+    batches = sorted({r["batch"] for r in results if r["kind"] == "model"})
+    head = ["variant", "dtype", "batch 1 ms (model)"] + [f"img/s b{b}" for b in batches] + \
+        ["× bf16 matmul (b ≥ 32)", "folder img/s", "× pipeline fp16", "peak GPU MB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    keys = sorted({(r["variant"], r["dtype"]) for r in results},
+                  key=lambda k: (_VARIANTS.index(k[0]) if k[0] in _VARIANTS else 99, k[1] != "fp32", k[1]))
+    for variant, dtype in keys:
+        rows = [r for r in results if (r["variant"], r["dtype"]) == (variant, dtype)]
+        model = {r["batch"]: r for r in rows if r["kind"] == "model"}
+        folder = next((r for r in rows if r["kind"] == "folder"), None)
+        fractions = [r["bf16_fraction"] for b, r in model.items() if b >= 32 and r.get("bf16_fraction")]
+        peaks = [r["peak_gpu_mb"] for r in rows if r.get("peak_gpu_mb")]
+        cells = [variant, dtype, _f(model[1]["model_ms_per_image"], ".2f") if 1 in model else "–"]
+        cells += [_f(model[b]["images_per_s"], ".0f") if b in model else "–" for b in batches]
+        cells += [_f(max(fractions), ".0%") if fractions else "–",
+                  _f(folder["images_per_s"], ".1f") if folder else "–",
+                  _f(folder.get("folder_vs_pipeline_fp16")) if folder else "–",
+                  _f(max(peaks), ".0f") if peaks else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def gpu_other_lines(report: dict) -> list[str]:
+    rows = report.get("other_models") or []
+    if not rows:
+        return []
+    lines = ["| model | what | dtype | ms | per second | peak GPU MB |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['what']} | {r.get('dtype', '')} | {r['ms']:.1f} | {r['per_s']:.1f} "
+                     f"| {_f(r.get('peak_gpu_mb'), '.0f')} |")
+    return lines
+
+
+def gpu_target_lines(report: dict) -> list[str]:
+    lines = []
+    for t in report.get("targets", []):
+        op = t["op"].replace(">=", "≥").replace("<=", "≤")
+        value = "not measured" if t["value"] is None else format(t["value"], ".3g")
+        verdict = {True: "met", False: "missed", None: "no verdict (not a GPU run)"}[t["met"]]
+        if t["value"] is None:
+            verdict = "not measured in this run"
+        lines.append(f"{t['target']}: {value}; target {op} {t['bound']:g}: {verdict}")
+    return lines
+
+
+def gpu_markdown(report: dict) -> str:
+    """The GPU suite's report as Markdown (docs/bench/gpu-<card>-<model>.md)."""
+    models = report.get("models", {})
+    lines = [f"Measured {report['date']} with `{report['command']}`", "",
+             f"- Machine: {_where(report)}; {report['machine']['cpu']}, {report['machine']['logical_cpus']} CPUs",
+             f"- Device: {report['device']}; half precision: {report.get('half')}" + (" (quick: a dry run, tiny sizes; "
+                                                                                  "numbers mean nothing)" if report.get("quick") else "")]
+    mm = [f"{d} {report[f'matmul_{d}_flops'] / 1e12:.1f} TFLOP/s" for d in ("bf16", "fp16", "fp32")
+          if report.get(f"matmul_{d}_flops")]
+    if mm:
+        lines.append(f"- Measured matmul throughput ({report.get('matmul_n')}²): " + ", ".join(mm))
+    for name, info in models.items():
+        flops = info.get("flops_per_image")
+        lines.append(f"- {name}: {info['weights']}; input {info['size']} px, network input "
+                     f"{info['network_input'][0]}×{info['network_input'][1]}"
+                     + (f", {flops / 1e9:.1f} GFLOPs per image" if flops else ""))
+    dev = report.get("deviation_half_vs_fp32")
+    if dev:
+        lines.append(f"- {dev['dtype']} vs fp32 on {dev['photos']} photos: mean {dev['mean_of_range']:.1e}, max "
+                     f"{dev['max_of_range']:.1e} of each map's range (worst photo)")
+    lines += [f"- Note: {n}" for n in report.get("notes", [])]
+    lines += ["", *gpu_table(report), ""]
+    other = gpu_other_lines(report)
+    if other:
+        lines += ["Other models (random weights of their released architectures, built on the device):", "", *other, ""]
+    targets = gpu_target_lines(report)
+    if targets:
+        lines += ["Against the GPU targets (same run):", "", *[f"- {t}" for t in targets], ""]
+    for s in report.get("skipped", []):
+        lines.append(f"Skipped {s['part']}: {s['why']}")
+    lines += ["", "model: the backend's forward on a device batch (synchronised; median of the runs); folder: JPEG "
+              "files → decode → the network → `.npy` written, end to end (localdepth: `localdepth run`'s runner on "
+              "the GPU pipeline with automatic batches; the pipeline and the official code: one image per call); "
+              "× bf16 matmul: FLOPs × images/s ÷ the measured bf16 matmul throughput."
+              f" The run took {report.get('seconds', 0):.0f} s of a {report.get('time_budget_s', 0):.0f} s budget."]
+    return "\n".join(lines) + "\n"
+
+
+def gpu_readme_table(report: dict | None, command: str) -> str:
+    """The README's GPU block: the table of a GPU report, or, with none, what is measured and the command."""
+    if report is None:
+        return ("Not measured yet: no GPU was lent to the sessions that built this, so the GPU path is\n"
+                "tested on the CPU (the same code on CPU tensors) and by GPU tests that have not run yet. On one\n"
+                "NVIDIA GPU, in under 8 minutes and installing nothing, this command runs the GPU tests and\n"
+                "measures Depth Anything V2 Small (localdepth eager, compiled, compiled + CUDA graphs; the\n"
+                "Transformers pipeline in fp32 and fp16; the official `infer_image`), Depth Pro, Depth Anything 3\n"
+                "and Video Depth Anything on random weights of their released architectures, writes\n"
+                "`docs/bench/gpu-<card>-<model>.json` and `.md`, and puts the table here (`--dry-run` checks it\n"
+                "on any CPU):\n\n```\n" + command + "\n```\n")
+    lines = [f"Measured {report['date']} on {_where(report)}, with", "", "```", command, "```", "",
+             *gpu_table(report), ""]
+    other = gpu_other_lines(report)
+    if other:
+        lines += [*other, ""]
+    lines += [f"- {t}" for t in gpu_target_lines(report)]
+    return "\n".join(lines) + "\n"
+
+
+def replace_gpu_readme_block(text: str, block: str) -> str:
+    start, end = text.index(GPU_README_START), text.index(GPU_README_END)
+    return text[:start + len(GPU_README_START)] + "\n" + block + text[end:]

@@ -37,7 +37,9 @@ def register(sub) -> None:
                    help="GPUs per actor; fractions share a GPU (0.5 = two actors per GPU; default: 0)")
     g.add_argument("--cpus-per-worker", type=float, metavar="C",
                    help="CPUs reserved per actor (default: 1, less on a small cluster so decoding can run)")
-    g.add_argument("--batch-size", "-b", type=int, default=1, help="images per forward pass (same-size images)")
+    g.add_argument("--batch-size", "-b", type=int, default=None,
+                   help="images per forward pass (same-size images; default: with --gpus-per-worker, as many as "
+                        "the actor's free GPU memory allows, at most 16; else 1)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_model_args(p)
     p.set_defaults(func=main)

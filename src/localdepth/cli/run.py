@@ -24,7 +24,9 @@ def register(sub) -> None:
     p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="another input (repeatable)")
     add_outdir_arg(p, default="depth_out", type=Path, help="output folder (default: ./depth_out)")
     add_format_args(p)
-    p.add_argument("--batch-size", "-b", type=int, default=1, help="images per forward pass (same-size images)")
+    p.add_argument("--batch-size", "-b", type=int, default=None,
+                   help="images per forward pass (images of one network size; default: on a GPU, as many as its "
+                        "free memory allows, at most 16; elsewhere 1)")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs are all there (resume)")
     add_limit_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -31,6 +31,9 @@ def register(sub) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     g.add_argument("--dtype", default="auto", choices=DTYPES, help="precision (default: auto; see `localdepth run --help`)")
     g.add_argument("--input-size", type=int, metavar="N", help="network input size (default: the model's)")
+    g.add_argument("--compile", action="store_true", help="PyTorch: torch.compile, one graph per network input size")
+    g.add_argument("--cuda-graphs", action="store_true",
+                   help="PyTorch on CUDA: replay a CUDA graph per input shape (low latency for one image at a time)")
     n = p.add_argument_group("network and security")
     n.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; any other address needs --token)")
@@ -109,7 +112,8 @@ def _loaders(args: argparse.Namespace) -> list:
         names.add(spec.name)
         resolve(spec, weights or args.weights)  # missing, corrupt or pickled weights: one line, before the server
         loaders.append(functools.partial(load, spec.name, weights=weights or args.weights, backend=args.backend,
-                                         device=args.device, dtype=args.dtype, input_size=args.input_size))
+                                         device=args.device, dtype=args.dtype, input_size=args.input_size,
+                                         compile=args.compile, cuda_graphs=args.cuda_graphs))
     return loaders
 
 

@@ -14,6 +14,13 @@ retry never leaves a half file or a duplicate.
 
 Arrays travel between stages as ``.npy`` bytes: an Arrow binary column holds any shape, and an
 empty value for rows that have none (skipped, failed), which ragged tensor columns cannot.
+
+With GPUs for the actors (``--gpus-per-worker``), the decoding tasks send the decoded 8-bit image
+instead of the network input (a quarter of the bytes), and each actor resizes and normalises on its
+GPU, runs the network and resizes the map back there (the GPU pipeline of ``localdepth run``,
+:attr:`~localdepth.estimator.DepthEstimator.device_pipeline`); the writing tasks get maps at the
+image's size. Without ``--batch-size``, the actors then batch same-size images as their free GPU
+memory allows (:func:`localdepth.runner.batch_size_for_memory`).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from ..fetch import is_url as is_http_url
 from ..images import load_image
 from ..limits import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from ..postprocess import DepthResult, to_original_size
-from ..preprocess import network_input_note, preprocess
+from ..preprocess import network_input_note, network_size, preprocess
 from ..runner import _short
 from ..safety import is_loopback_host, one_line, quoted
 from ..weights import resolve
@@ -165,7 +172,7 @@ class BatchConfig:
     formats: tuple[str, ...] = ("npy", "color")
     cmap: str = "Spectral_r"
     grayscale: bool = False
-    batch_size: int = 1
+    batch_size: int | None = 1  # None: 1 on CPUs; on GPU actors, as their free memory allows
     workers: int = 1
     gpus_per_worker: float = 0.0
     cpus_per_worker: float | None = None  # None: 1, or less when the cluster is small (see plan_resources)
@@ -179,6 +186,20 @@ class BatchConfig:
     def options(self) -> WriteOptions:
         return WriteOptions(formats=self.formats, cmap=self.cmap, grayscale=self.grayscale,
                             stereo_budget=self.stereo_budget, controlnet_size=self.controlnet_size)
+
+    @property
+    def on_gpu(self) -> bool:
+        """The actors have GPUs: images go to them decoded, and are preprocessed there."""
+        return self.gpus_per_worker > 0 and not str(self.device).startswith("cpu")
+
+    @property
+    def rows_per_call(self) -> int:
+        """Rows handed to an actor at once (Ray's batch): the batch size, or the automatic cap on GPUs."""
+        from ..limits import AUTO_BATCH_MAX
+
+        if self.batch_size is not None:
+            return max(1, self.batch_size)
+        return AUTO_BATCH_MAX if self.on_gpu else 1
 
 
 def _pack(array: np.ndarray | None) -> bytes:
@@ -229,11 +250,15 @@ def decode_stage(rows, cfg: BatchConfig, target: OutputTarget):
                     data = _read_bytes(src, cfg.url_limits) if is_url(src) else src
                     rgb = load_image(data, max_pixels=cfg.max_pixels)
                     dec_ms = _ms(t0)
-                    t0 = time.perf_counter()
-                    tensor = preprocess(rgb, spec.preprocessing, cfg.input_size)
-                    pre_ms = _ms(t0)
                     hw = rgb.shape[:2]
-                    net_hw = tensor.shape[1:3] if nchw else tensor.shape[0:2]  # what the network sees
+                    if cfg.on_gpu:  # the actor preprocesses on its GPU
+                        tensor = rgb
+                        net_hw = network_size(hw[0], hw[1], spec.preprocessing, cfg.input_size)
+                    else:
+                        t0 = time.perf_counter()
+                        tensor = preprocess(rgb, spec.preprocessing, cfg.input_size)
+                        pre_ms = _ms(t0)
+                        net_hw = tensor.shape[1:3] if nchw else tensor.shape[0:2]  # what the network sees
                     image = rgb if keep_image else None
             except Exception as e:  # one bad input must not stop the others
                 error = _short(e)
@@ -275,6 +300,7 @@ class InferenceActor:
         errors = list(rows["error"])
         pending = [i for i, s in enumerate(status) if s == "pending"]
         tensors = {i: _unpack(rows["tensor"].iat[i]) for i in pending}
+        self._rows = rows
         for group in self._groups(pending, tensors):
             self._infer(group, tensors, rows, raw, infer_ms, status, errors)
         self._maybe_crash()
@@ -286,23 +312,40 @@ class InferenceActor:
         return rows.drop(columns=["tensor"])
 
     def _groups(self, pending: list[int], tensors: dict[int, np.ndarray]):
-        """Consecutive same-size tensors, up to the batch size (as DepthEstimator.predict_decoded)."""
-        limit = max(1, self.cfg.batch_size)
-        if self.estimator.backend.max_batch:
-            limit = min(limit, self.estimator.backend.max_batch)
-        group: list[int] = []
+        """Same-size inputs, up to the batch size (as the runner's size buckets): the network input's
+        shape, or for decoded images (GPU actors) the network size the decoding task planned."""
+        from ..runner import SizeBuckets
+
+        rows = self._rows
+        key = (lambda i: tensors[i].shape) if not self.cfg.on_gpu else \
+            (lambda i: (int(rows["input_h"].iat[i]), int(rows["input_w"].iat[i])))
+        buckets = SizeBuckets(self._limit, hold=max(1, len(pending)))
         for i in pending:
-            if group and (tensors[i].shape != tensors[group[0]].shape or len(group) >= limit):
-                yield group
-                group = []
-            group.append(i)
-        if group:
-            yield group
+            yield from buckets.add(i, key(i))
+        yield from buckets.flush()
+
+    def _limit(self, key) -> int:
+        """The batch size for one input size: the given one, or on a GPU what its free memory allows."""
+        from ..runner import batch_size_for_memory
+
+        limit = self.cfg.rows_per_call
+        backend = self.estimator.backend
+        if backend.max_batch:
+            limit = min(limit, backend.max_batch)
+        if self.cfg.batch_size is None and self.estimator.device_pipeline:
+            free = backend.free_memory()
+            if free is not None and len(key) == 2:
+                limit = batch_size_for_memory(free, backend.activation_bytes((1, 3, *key)), cap=limit)
+        return limit
 
     def _infer(self, group, tensors, rows, raw, infer_ms, status, errors) -> None:
         try:
             t0 = time.perf_counter()
-            out = self.estimator.infer(np.stack([tensors[i] for i in group]))
+            if self.cfg.on_gpu:  # decoded images: preprocessed, inferred and resized back on the GPU
+                results = self.estimator.predict_decoded([tensors[i] for i in group], batch_size=len(group))
+                out = [r.map for r in results]
+            else:
+                out = self.estimator.infer(np.stack([tensors[i] for i in group]))
             ms = _ms(t0) / len(group)
         except Exception as e:
             if len(group) > 1:  # one image that breaks the batch fails alone
@@ -343,8 +386,10 @@ def write_stage(rows, cfg: BatchConfig, target: OutputTarget):
         if status == "pending":
             try:
                 t0 = time.perf_counter()
-                depth = to_original_size(_unpack(r.raw), int(r.height), int(r.width), spec.output,
-                                         spec.postprocessing, spec.preprocessing)
+                depth = _unpack(r.raw)
+                if depth.shape != (int(r.height), int(r.width)):  # GPU actors send maps at the image's size
+                    depth = to_original_size(depth, int(r.height), int(r.width), spec.output,
+                                             spec.postprocessing, spec.preprocessing)
                 post_ms = _ms(t0)
                 result = DepthResult(
                     map=depth, kind=spec.output, model=spec.name, input_size=(int(r.input_h), int(r.input_w)),
@@ -543,7 +588,7 @@ def _run_batch(sources: list[Source], outdir: str, cfg: BatchConfig, *, manifest
                         # decoding one image at a time beside the model instead of in parallel
                         memory=DECODE_MEMORY)
     ds = ds.map_batches(
-        InferenceActor, batch_format="pandas", batch_size=max(1, cfg.batch_size),
+        InferenceActor, batch_format="pandas", batch_size=cfg.rows_per_call,
         fn_constructor_kwargs={"cfg": cfg, "cpus": actor_cpus}, compute=ray.data.ActorPoolStrategy(size=cfg.workers),
         num_cpus=actor_cpus, num_gpus=cfg.gpus_per_worker or None,
         # No max_restarts/max_task_retries here: Ray Data's actor pools default to -1 for both (a

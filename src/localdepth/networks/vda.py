@@ -289,11 +289,16 @@ class VideoDepthAnything(nn.Module):
         self.pretrained = DinoVisionTransformer(config.vit)
         self.head = TemporalDPTHead(config.vit.embed_dim, config.features, config.out_channels, config.num_frames)
 
-    def _depth(self, x: torch.Tensor, frames: int, cached: list | None = None):
-        """``(B*T, 3, h, w)`` -> depth ``(B*T, h, w)`` and the temporal states."""
+    def encode(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The encoder's features of frames ``(N, 3, h, w)`` (the DINOv2 layers the head reads)."""
+        return self.pretrained.get_intermediate_layers(x, self.config.layers)
+
+    def _depth(self, x: torch.Tensor, frames: int, cached: list | None = None, encoder=None):
+        """``(B*T, 3, h, w)`` -> depth ``(B*T, h, w)`` and the temporal states. ``encoder``: what
+        computes :meth:`encode` (a CUDA graph replay of it when streaming with CUDA graphs)."""
         height, width = x.shape[-2:]
         patch = self.config.vit.patch_size
-        features = self.pretrained.get_intermediate_layers(x, self.config.layers)
+        features = (encoder or self.encode)(x)
         depth, states = self.head(features, height // patch, width // patch, frames, cached)
         depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=True)
         return F.relu(depth).squeeze(1), states
@@ -310,9 +315,10 @@ class VideoDepthAnything(nn.Module):
     def new_stream(self) -> StreamState:
         return StreamState(self.config.num_frames)
 
-    def stream_step(self, pixel_values: torch.Tensor, state: StreamState) -> torch.Tensor:
-        """One frame ``(1, 3, h, w)`` of a stream -> its depth ``(1, h, w)``; updates ``state``."""
-        depth, states = self._depth(pixel_values, 1, state.context())
+    def stream_step(self, pixel_values: torch.Tensor, state: StreamState, encoder=None) -> torch.Tensor:
+        """One frame ``(1, 3, h, w)`` of a stream -> its depth ``(1, h, w)``; updates ``state``.
+        ``encoder``: as for :meth:`_depth`."""
+        depth, states = self._depth(pixel_values, 1, state.context(), encoder)
         state.push(states)
         return depth
 

@@ -21,6 +21,14 @@ predicts one):
   temporal state (the reference ``video_depth_stream.py``), for webcams and pipes; records the
   latency of every frame.
 
+On the GPU pipeline (:attr:`~localdepth.estimator.DepthEstimator.device_pipeline`) each frame's
+8-bit pixels go to the device and are resized there; the window's inputs (and the previous window's
+keyframe inputs) stay on the device, and each map comes back at the frame's size once its window
+is done. So the device holds at most one window and its keyframes (42 network inputs: about 2.9 MB
+each at 518x924 in fp16) beside the network's activations for one window, and the streaming
+state's bounded cache (:class:`~localdepth.networks.vda.StreamState`); the host holds the maps still
+to be aligned and blended, as on the CPU path.
+
 Video models take the reference's input size rule for wide frames: above an aspect ratio of
 1.78 the input size shrinks to ``input_size * 1.777 / ratio`` (rounded to a multiple of 14) so
 the longer side stays about that of 16:9 (:func:`video_input_size`).
@@ -114,8 +122,44 @@ class _VideoModelInput:
             self.input_size = video_input_size(h, w, self.estimator.input_size or pre.input_size, pre.multiple_of)
         return (h, w) == self.size
 
-    def prepare(self, frame: Frame) -> np.ndarray:
+    @property
+    def on_device(self) -> bool:
+        return bool(getattr(self.estimator, "device_pipeline", False))
+
+    def prepare(self, frame: Frame):
+        """The frame's network input ``(3, h, w)``: NumPy, or a device tensor on the GPU pipeline."""
+        if self.on_device:
+            from ..preprocess_torch import image_tensor, preprocess_image
+
+            backend = self.estimator.backend
+            pixels = image_tensor(frame.rgb, pin=backend.device.startswith("cuda")).to(backend.device, non_blocking=True)
+            return preprocess_image(pixels, self.estimator.spec.preprocessing, self.input_size).to(backend.torch_dtype)
         return preprocess(frame.rgb, self.estimator.spec.preprocessing, self.input_size)
+
+    def stack(self, inputs: list):
+        if self.on_device:
+            import torch
+
+            return torch.stack(inputs)
+        return np.stack(inputs)
+
+    def infer_window(self, inputs) -> list[np.ndarray]:
+        """One clip ``(T, 3, h, w)`` -> its ``T`` maps at the frame's size (on the host)."""
+        if not self.on_device:
+            return [self.to_frame(d) for d in self.estimator.run_network(inputs[None]).depth[0]]
+        depth = self.estimator.backend.run_tensor(inputs[None])["depth"][0]
+        return self.maps_to_host(list(depth))
+
+    def maps_to_host(self, maps: list) -> list[np.ndarray]:
+        """Device maps at network resolution -> NumPy maps at the frame's size (resized there)."""
+        from .. import preprocess_torch as pt
+
+        spec = self.estimator.spec
+        resized = [pt.to_original_size(d, *self.size, self.estimator.kind, spec.postprocessing, spec.preprocessing)
+                   for d in maps]
+        host, copied = pt.to_host(resized)
+        copied.synchronize()
+        return [h.numpy() for h in host]
 
     def size_error(self, frame: Frame) -> ValueError:
         h, w = frame.rgb.shape[:2]
@@ -166,12 +210,11 @@ class WindowedDepth:
         state.pending.clear()
 
     def _window(self, buffer, state: _AlignmentState, net: _VideoModelInput):
-        inputs = np.stack([x for _, x in buffer])
+        inputs = net.stack([x for _, x in buffer])
         if state.keyframe_inputs is not None:
             inputs[: self.overlap] = state.keyframe_inputs
-        depth = self.estimator.run_network(inputs[None]).depth[0]
-        maps = [net.to_frame(d) for d in depth]
-        state.keyframe_inputs = inputs[list(self.keyframes)].copy()
+        maps = net.infer_window(inputs)
+        state.keyframe_inputs = inputs[list(self.keyframes)]  # a copy (advanced indexing), NumPy or tensor
         self.windows += 1
         frames = [f for f, _ in buffer]
         align_len = self.overlap - self.interp
@@ -213,7 +256,7 @@ class _AlignmentState:
 
     def __init__(self):
         self.started = False
-        self.keyframe_inputs: np.ndarray | None = None  # the previous window's inputs at KEYFRAMES
+        self.keyframe_inputs = None  # the previous window's inputs at KEYFRAMES (NumPy, or device tensors)
         self.references: list[np.ndarray] = []  # aligned maps of the keyframes the next fit targets
         self.pending: list[tuple[Frame | None, np.ndarray]] = []  # maps the next window blends into
 
@@ -241,7 +284,10 @@ class StreamingDepth:
                 self.on_failure(frame, net.size_error(frame))
                 continue
             t0 = time.perf_counter()
-            depth = net.to_frame(self.stream.step(net.prepare(frame)[None])[0])
+            if net.on_device:
+                depth = net.maps_to_host([self.stream.step_tensor(net.prepare(frame)[None])[0]])[0]
+            else:
+                depth = net.to_frame(self.stream.step(net.prepare(frame)[None])[0])
             self.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
             self.frames += 1
             yield frame, depth, None

@@ -48,6 +48,9 @@ class DepthAnything3Network(nn.Module):
         self.backbone = Backbone(arch)
         head = DualDPT if arch.head == "dualdpt" else DPT
         self.head = head(arch.head_dim_in, arch.head_features, arch.head_out_channels)
+        #: a CUDA graph can capture the forward pass: not for the single-view networks, whose sky fill
+        #: reads pixel counts on the host
+        self.capturable = arch.head == "dualdpt"
         if arch.camera:
             self.cam_enc = CameraEnc(arch.embed_dim)
             self.cam_dec = CameraDec(arch.head_dim_in)
