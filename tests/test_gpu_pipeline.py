@@ -356,11 +356,13 @@ def test_compiled_matches_eager_and_never_recompiles_a_known_size(tiny_da_dir, t
     assert compiled.backend.compilations == 3
 
 
-def test_serve_takes_the_accelerator_options():
+def test_serve_takes_the_accelerator_options(tiny_da_dir):
     from localdepth.cli.main import build_parser
     from localdepth.cli.serve import _loaders
 
-    args = build_parser().parse_args(["serve", "--model", "depth-anything-v2-small", "--compile", "--cuda-graphs"])
+    # the weights are resolved before the server starts (a missing model is one line then): give some
+    args = build_parser().parse_args(["serve", "--model", "depth-anything-v2-small", "--weights", str(tiny_da_dir),
+                                      "--compile", "--cuda-graphs"])
     loader = _loaders(args)[0]
     assert loader.keywords["compile"] is True and loader.keywords["cuda_graphs"] is True
 

@@ -100,6 +100,7 @@ def test_an_operation_falling_back_to_the_cpu_is_said_once_in_one_line(tiny_da_d
     backend = est.backend
     backend.device = "mps"  # as on a Mac; tensors stay on the CPU here
     monkeypatch.setattr(backend, "_to_device", lambda a: torch.from_numpy(np.ascontiguousarray(a)))
+    monkeypatch.setattr(backend, "_on_device", lambda x: x)
     lines: list[str] = []
     monkeypatch.setattr(torch_backend, "_fallbacks_noticed", set())
     monkeypatch.setattr(torch_backend, "mps_fallback_notice",

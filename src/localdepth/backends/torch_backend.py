@@ -198,7 +198,7 @@ class TorchBackend(Backend):
         import torch
 
         with self._guard(), torch.inference_mode():
-            x = x.to(self.device, self._torch_dtype, non_blocking=True)
+            x = self._on_device(x)
             extra = {k: self._to_device(v) if isinstance(v, np.ndarray) else v for k, v in conditioning.items()}
             if extra:  # conditioned (a prompt depth, views of one scene): eagerly
                 out = self._eager_outputs(self._layout(x), **extra)
@@ -206,13 +206,17 @@ class TorchBackend(Backend):
                 out = self._outputs(self._layout(x))
             return {k: v for k, v in out.items() if v is not None}
 
+    def _on_device(self, x):
+        """A tensor moved to the backend's device and dtype (asynchronously from pinned memory)."""
+        return x.to(self.device, self._torch_dtype, non_blocking=True)
+
     def _to_device(self, array: np.ndarray):
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(array))
         if self._cuda:
             x = x.pin_memory()
-        return x.to(self.device, self._torch_dtype, non_blocking=True)
+        return self._on_device(x)
 
     def forward(self, pixel_values):
         """Tensor in, tensor out: ``(N, 3, h, w)`` -> depth ``(N, h', w')`` on the backend's device."""
