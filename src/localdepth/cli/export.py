@@ -16,7 +16,10 @@ def register(sub) -> None:
                     "parity against PyTorch (max and mean error on one image, relative to the output range) and "
                     "refuse to write it when the parity fails. The export is cached beside the weights, where "
                     "`--backend onnx` finds it. For OpenVINO int8, see `localdepth quantize`.")
-    p.add_argument("--model", "-m", default=registry.DEFAULT_MODEL, help="registry name (default: %(default)s)")
+    p.add_argument("--model", "-m", default=None,
+                   help=f"registry name (default: {registry.DEFAULT_MODEL}, or the model a fine-tuned --weights "
+                        "folder was trained from)")
+    p.set_defaults(default_model=registry.DEFAULT_MODEL)
     p.add_argument("--weights", metavar="PATH", help="a Hugging Face-format folder to export instead of the cache")
     p.add_argument("--output", "-o", type=Path, help="where to write the .onnx file (default: only the cache)")
     p.add_argument("--quantize", choices=("int8", "fp16"),
