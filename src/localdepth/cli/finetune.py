@@ -81,6 +81,7 @@ def config_from_args(args: argparse.Namespace):
     from ..errors import LocalDepthError
     from ..training import FinetuneConfig
     from ..training.outputs import RUN
+    from ..weights import model_for_weights
 
     given = {f.name: getattr(args, f.name) for f in fields(FinetuneConfig)
              if getattr(args, f.name, None) is not None and f.name != "outdir"}
@@ -91,6 +92,8 @@ def config_from_args(args: argparse.Namespace):
             raise LocalDepthError(f"--resume: {args.outdir} holds no run to continue ({RUN} is missing)")
         recorded = json.loads(recorded_path.read_text())
         return FinetuneConfig(**{**recorded, **given, "resume": True})
+    if "model" not in given and model_for_weights(given.get("weights")):
+        given["model"] = model_for_weights(given["weights"])  # a fine-tune of a fine-tune
     missing = [flag for flag, name in (("--model", "model"), ("--data", "data")) if name not in given]
     if missing:
         raise LocalDepthError(f"finetune needs {' and '.join(missing)} (or --resume to continue a run in --outdir)")

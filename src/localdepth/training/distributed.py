@@ -89,8 +89,8 @@ def _worker_loop(config: dict) -> None:
     cfg.device = device
     trainer = Trainer(cfg, Workers(device))
     result = trainer.run()
-    if trainer.group.rank == 0:
-        ray.train.report({"step": result["step"], "interrupted": result["interrupted"]})
+    # a collective: every worker reports (the driver reads rank 0's)
+    ray.train.report({"step": result["step"], "interrupted": result["interrupted"]})
 
 
 def run_on_ray(cfg) -> dict:

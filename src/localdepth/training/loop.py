@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import __version__, registry
 from ..errors import LocalDepthError
 from . import losses, outputs
 from .data import Augment, Cursor, FrameLoader, Item, draw, open_training_data, split_by_scene
@@ -150,6 +150,7 @@ class Trainer:
         if cfg.workers < 1 or cfg.batch_size < 1 or cfg.accumulate < 1:
             raise LocalDepthError("--workers, --batch-size and --accumulate must be 1 or more")
         train_mode = _train_mode(cfg)
+        mode = recipe_mode(registry.get(cfg.model))  # a model this recipe cannot train: said before loading
         # the module that trains is the one inference runs: the ordinary loader, on PyTorch
         self.estimator = load(cfg.model, weights=cfg.weights, backend="torch", device=cfg.device, dtype="fp32",
                               input_size=cfg.input_size)
@@ -157,7 +158,6 @@ class Trainer:
         self.module = self.estimator.backend.model
         self.device = self.estimator.backend.device
         self.precision = _precision(cfg.dtype, self.device)
-        mode = recipe_mode(self.spec)
         self.max_depth = float(self.module.config.max_depth) if mode == "metric" else None
 
         self.train_set, self.val_set, self.split = self._data()

@@ -70,7 +70,7 @@ def normalise(d: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.T
     t = _masked_median(d, mask)
     centred = torch.where(mask, d - t[:, None, None], torch.zeros_like(d))
     s = centred.abs().flatten(1).sum(1) / _count(mask).clamp(min=1)
-    return centred / (s[:, None, None] + eps)
+    return centred / s.clamp(min=eps)[:, None, None]  # a flat map stays flat (0), not infinite
 
 
 def _mean_abs(pred_n: torch.Tensor, target_n: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

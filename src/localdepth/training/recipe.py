@@ -37,7 +37,9 @@ from ..registry import ModelSpec
 
 #: the registry families this recipe trains (Transformers' ``DepthAnythingForDepthEstimation``)
 FAMILIES = ("depth-anything-v2", "depth-anything-v2-metric", "depth-anything-v1")
-LORA_TARGETS = ("query", "key", "value")
+#: the query, key and value projections of every encoder block (PEFT matches the whole module name;
+#: Transformers 5 names them q_proj/k_proj/v_proj, Transformers 4 attention.query/key/value)
+LORA_TARGETS = r".*backbone\.encoder\.layer\.\d+\.attention\.(attention\.)?(query|key|value|q_proj|k_proj|v_proj)"
 
 
 @dataclass
@@ -98,7 +100,7 @@ def prepare(module: torch.nn.Module, recipe: Recipe, probe_size: int = 28) -> li
         from peft import LoraConfig, get_peft_model
 
         config = LoraConfig(r=recipe.lora_rank, lora_alpha=recipe.lora_alpha or recipe.lora_rank, lora_dropout=0.0,
-                            target_modules=list(LORA_TARGETS), bias="none")
+                            target_modules=LORA_TARGETS, bias="none")
         module.model = get_peft_model(model, config)  # freezes every base parameter
     else:
         for p in model.parameters():
