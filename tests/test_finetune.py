@@ -14,13 +14,10 @@ real scene's depth is.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -28,86 +25,31 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import RGBD, _lift_relative_head, _rescale_output, save_tiny_depth_anything
+from finetune_support import METRIC, RELATIVE, SIZE, held_abs_rel, labelled_views, teacher_and_student
 from localdepth.cli.main import main
-from localdepth.images import load_image
-
-SIZE = 70  # network input and view size: 5 x 5 patches of 14
-METRIC = "depth-anything-v2-metric-indoor-small"
-RELATIVE = "depth-anything-v2-small"
-HELD = (0, 4, 7, 12)  # photos whose views validate; the other 11 train
 
 
-def _photos(shared_images: Path) -> list[Path]:
-    return (sorted(shared_images.glob("*.jpg")) + [RGBD / "tum" / "color.png"]
-            + sorted((RGBD / "livingroom" / "color").glob("*.jpg")) + sorted((RGBD / "kitti" / "rgb").glob("*.png")))
+def _finetune(*args: str) -> int:
+    return main(["finetune", "-q", "--input-size", str(SIZE), *args])
 
 
-def _teacher_and_student(root: Path, mode: str) -> tuple[Path, Path]:
-    """A tiny random teacher whose output spreads over its range (metric: sigmoid inputs 0 +- 1.5,
-    1 to 19 m; relative: the conftest lift, disparity 4 +- 1), and the student: the same network
-    with its head (conv1, conv2, conv3) drawn again from another seed."""
-    from transformers import DepthAnythingForDepthEstimation
-
-    teacher = save_tiny_depth_anything(root / "teacher", mode, 20, seed=1)
-    if mode == "metric":
-        model = DepthAnythingForDepthEstimation.from_pretrained(str(teacher))
-        x = torch.randn(1, 3, SIZE, 98, generator=torch.Generator().manual_seed(0))
-        _rescale_output(model.head.conv3, lambda: model(pixel_values=x), 0.0, 1.5)
-        model.save_pretrained(teacher)
-    model = DepthAnythingForDepthEstimation.from_pretrained(str(teacher))
-    torch.manual_seed(123)
-    for conv in model.head.modules():
-        if isinstance(conv, torch.nn.Conv2d):
-            torch.nn.init.normal_(conv.weight, std=model.config.initializer_range)
-            torch.nn.init.zeros_(conv.bias)
-    if mode == "relative":
-        _lift_relative_head(model)  # a dead ReLU head could not learn anything
-    student = root / "student"
-    model.save_pretrained(student)
-    shutil.copy(teacher / "preprocessor_config.json", student)
-    return teacher, student
-
-
-def _labelled_views(root: Path, shared_images: Path, teacher: Path, mode: str) -> None:
-    """Three square views (left, centre, right) of each photo at SIZE px, the teacher's depth of each
-    as .npy (relative: 1 / disparity, 0 where the disparity is 0), and manifests train.csv / held.csv."""
-    import localdepth
-
-    est = localdepth.load(METRIC if mode == "metric" else RELATIVE, weights=teacher, backend="torch",
-                          input_size=SIZE)
-    (root / "views").mkdir()
-    rows: dict[str, list[str]] = {"train": [], "held": []}
-    for i, photo in enumerate(_photos(shared_images)):
-        full = load_image(photo)
-        h, w = full.shape[:2]
-        side = min(h, w)
-        for k, f in enumerate((0.0, 0.5, 1.0)):
-            top, left = int((h - side) * f), int((w - side) * f)
-            rgb = cv2.resize(full[top:top + side, left:left + side], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-            stem = f"p{i:02d}_{k}"
-            cv2.imwrite(str(root / "views" / f"{stem}.png"), rgb[:, :, ::-1])
-            out = est.predict(rgb).map
-            depth = out if mode == "metric" else np.where(out > 0, 1.0 / np.maximum(out, 1e-9), 0.0)
-            np.save(root / "views" / f"{stem}.npy", depth.astype(np.float32))
-            rows["held" if i in HELD else "train"].append(f"views/{stem}.png,views/{stem}.npy,1,photo{i:02d}")
-    for name, lines in rows.items():
-        (root / f"{name}.csv").write_text("rgb,depth,depth_scale,scene\n" + "\n".join(lines) + "\n")
+def _log(outdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (outdir / "train.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
 def metric_data(tmp_path_factory, shared_images):
     root = tmp_path_factory.mktemp("metric-data")
-    teacher, student = _teacher_and_student(root, "metric")
-    _labelled_views(root, shared_images, teacher, "metric")
+    teacher, student = teacher_and_student(root, "metric")
+    labelled_views(root, shared_images, teacher, "metric")
     return root
 
 
 @pytest.fixture(scope="module")
 def relative_data(tmp_path_factory, shared_images):
     root = tmp_path_factory.mktemp("relative-data")
-    teacher, student = _teacher_and_student(root, "relative")
-    _labelled_views(root, shared_images, teacher, "relative")
+    teacher, student = teacher_and_student(root, "relative")
+    labelled_views(root, shared_images, teacher, "relative")
     return root
 
 
@@ -119,28 +61,8 @@ def _log(outdir: Path) -> list[dict]:
     return [json.loads(line) for line in (outdir / "train.jsonl").read_text().splitlines()]
 
 
-def _held_abs_rel(weights: Path, data: Path, model: str) -> float:
-    """AbsRel of ``weights`` against the teacher's labels of the held views, computed here, apart from
-    the trainer's own validation (metric: as predicted; relative: after the usual scale-and-shift
-    fit in disparity, by the evaluator's alignment)."""
-    import localdepth
-    from localdepth.evaluation.evaluate import align_prediction
-    from localdepth.evaluation.metrics import compute_metrics
-
-    est = localdepth.load(model, weights=weights, backend="torch", input_size=SIZE)
-    errors = []
-    for row in csv.DictReader((data / "held.csv").open()):
-        gt = np.load(data / row["depth"])
-        pred = est.predict(load_image(data / row["rgb"])).map
-        valid = gt > 0
-        depth, _ = align_prediction(pred, est.kind, gt, valid, "none" if est.metric else "scale-shift-disparity")
-        depth = np.clip(np.nan_to_num(depth, nan=1e-3), 1e-3, gt[valid].max())
-        errors.append(compute_metrics(depth, gt, valid)["abs_rel"])
-    return float(np.mean(errors))
-
-
 def _check_known_answer(outdir: Path, data: Path, model: str) -> None:
-    before, after = _held_abs_rel(data / "student", data, model), _held_abs_rel(outdir, data, model)
+    before, after = held_abs_rel(data / "student", data, model), held_abs_rel(outdir, data, model)
     assert after <= 0.5 * before, f"held-out AbsRel {before:.4f} -> {after:.4f}: it did not fall by half"
     record = json.loads((outdir / "finetune.json").read_text())
     val = record["validation"]  # the trainer's own validation (the evaluator) agrees
@@ -339,7 +261,8 @@ def test_lora_trains_only_adapters_and_the_saved_folder_runs_like_any_model(rela
     sidecar = json.loads((tmp_path / "maps" / "p00_0.json").read_text())
     assert sidecar["model"]["model"] == base and sidecar["model"]["fine_tuned_from"] == base
     assert sidecar["model"]["licence"] == "cc-by-nc-4.0"
-    assert "fine-tuned from depth-anything-v2-base" in capfd.readouterr().err  # the licence warning
+    err = capfd.readouterr().err  # the licence warning names the base and its licence
+    assert "fine-tuned from depth-anything-v2-base, which keep its licence (cc-by-nc-4.0)" in err
 
     record = json.loads((out / "finetune.json").read_text())
     assert record["model"] == base and record["licence"] == "cc-by-nc-4.0" and record["commercial_use"] is False

@@ -45,7 +45,7 @@ def warn_licence(spec: ModelSpec, fine_tuned_from: str | None = None) -> None:
     what = ("the licence of these weights could not be verified (see `localdepth models info`)"
             if spec.licence == "unverified" else f"weights are licensed {spec.licence}")
     if fine_tuned_from:
-        what = f"weights fine-tuned from {fine_tuned_from}, whose {what.removeprefix('weights ')}"
+        what = f"weights fine-tuned from {fine_tuned_from}, which keep its licence ({spec.licence})"
     warnings.warn(f"{spec.name}: {what}: not for commercial use", NonCommercialLicenceWarning, stacklevel=3)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -97,11 +98,16 @@ def prepare(module: torch.nn.Module, recipe: Recipe, probe_size: int = 28) -> li
     adapters where asked, and return the optimiser's parameter groups."""
     model = hf_model(module)
     if recipe.train == "lora":
-        from peft import LoraConfig, get_peft_model
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            raise LocalDepthError("--lora needs PEFT: pip install 'localdepth[train]'") from None
 
         config = LoraConfig(r=recipe.lora_rank, lora_alpha=recipe.lora_alpha or recipe.lora_rank, lora_dropout=0.0,
                             target_modules=LORA_TARGETS, bias="none")
-        module.model = get_peft_model(model, config)  # freezes every base parameter
+        with warnings.catch_warnings():  # PEFT asks Transformers 5 about checkpointing by a deprecated name
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+            module.model = get_peft_model(model, config)  # freezes every base parameter
     else:
         for p in model.parameters():
             p.requires_grad_(True)
