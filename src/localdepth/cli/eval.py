@@ -17,7 +17,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "eval", help="evaluate models against ground-truth depth (AbsRel, RMSE, δ1…)",
         description="Evaluate one or more models on RGB-D data. Datasets: folder:PATH (TUM/Open3D/KITTI-style "
-                    "layouts or a manifest.csv), manifest:FILE.csv, nyu:FILE.mat, kitti:SPLIT.txt, diode:ROOT. "
+                    "layouts or a manifest.csv), manifest:FILE.csv, nyu:FILE.mat, kitti:SPLIT.txt, diode:ROOT, "
+                    "stray:CAPTURE (a Stray Scanner phone capture). "
                     "Table figures are means over images of per-image metrics (pooled figures are in the JSON).")
     p.add_argument("--model", "-m", action="append", required=True, metavar="NAME[=WEIGHTS]",
                    help="registry name, optionally =weights path; repeat to compare; 'gt' = the ground truth "

@@ -18,7 +18,7 @@ A dataset is named ``KIND:PATH`` on the command line:
 
     Frames pair by file stem. ``--depth-scale`` overrides the scale. Depth 0 = missing.
 ``manifest:FILE.csv`` (or ``folder:FILE.csv``)
-    CSV with a header: ``rgb,depth,depth_scale`` and optional ``fx,fy,cx,cy``; paths relative
+    CSV with a header: ``rgb,depth,depth_scale`` and optional ``fx,fy,cx,cy`` and ``scene``; paths relative
     to the CSV's folder; ``depth`` is a 16-bit PNG (``metres = value / depth_scale``) or a
     ``.npy`` in metres (``depth_scale`` 1).
 ``nyu:nyu_depth_v2_labeled.mat``
@@ -317,7 +317,10 @@ def _video_frame(video: Path, index: int) -> Callable[[], np.ndarray]:
     """Frame ``index`` (0-based) of ``video``, decoded when called (seeking near it first)."""
 
     def read() -> np.ndarray:
-        from ..video.readers import Position, Selection, VideoFileReader
+        try:
+            from ..video.readers import Position, Selection, VideoFileReader
+        except ImportError:
+            raise LocalDepthError(f"{video.name}: reading a video needs PyAV: pip install 'localdepth[video]'") from None
 
         reader = VideoFileReader(video, Selection(start=Position(float(index), "f"), max_frames=1))
         try:
