@@ -13,7 +13,8 @@ shared photos (3 views each); 4 photos are held out. Two tasks:
   projection of the encoder taken out again (what a new domain asks of a pretrained encoder;
   LoRA's own ground).
 
-Each row fine-tunes the student for ``--steps`` steps (batch 4, ``--lr``, no augmentation) and
+Each row fine-tunes the student for ``--steps`` steps (batch 4, ``--lr``, and ``--low-lr`` for the
+shifted encoder too, no augmentation) and
 reports the held-out AbsRel against the teacher before and after (lower is better), and the
 time. The tiny widths make the figures fast to get, not the absolute numbers of a real model.
 """
@@ -74,6 +75,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--lr", default="2e-3")
+    ap.add_argument("--low-lr", default="2e-4", help="the shifted-encoder task again at this rate (it starts close)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     from conftest import IMAGES
@@ -97,22 +99,23 @@ def main(argv=None) -> int:
         def row(task, **info):
             rows.append({"task": task, **info})
             r = rows[-1]
-            print(f"{task:16s} {info.get('photos', ''):>3} {info.get('train', ''):6s} AbsRel {r['before']:.4f} -> "
+            print(f"{task:16s} {info['photos']:>3} {info['train']:6s} lr {info['lr']:6s} AbsRel {r['before']:.4f} -> "
                   f"{r['after']:.4f}  ({r['seconds']} s)", flush=True)
 
         for n in (1, 3, len(photos)):
-            row("new head", photos=n, train="full",
+            row("new head", photos=n, train="full", lr=args.lr,
                 **run(root, student, root / f"data-{n}", args.steps, args.lr, subset(n)))
         modes = {"full": (), "head": ("--freeze-encoder",), "last-2": ("--unfreeze-last", "2"), "lora-8": ("--lora", "8")}
-        for task, base in (("new head", student), ("shifted encoder", shifted)):
+        for task, base, lr in (("new head", student, args.lr), ("shifted encoder", shifted, args.lr),
+                                ("shifted encoder", shifted, args.low_lr)):
             for mode, extra in modes.items():
                 if task == "new head" and mode == "full":
                     continue  # the last data row
-                row(task, photos=len(photos), train=mode,
-                    **run(root, base, root / f"{task[:3]}-{mode}", args.steps, args.lr, subset(len(photos)), *extra))
+                row(task, photos=len(photos), train=mode, lr=lr,
+                    **run(root, base, root / f"{task[:3]}-{mode}-{lr}", args.steps, lr, subset(len(photos)), *extra))
     if args.json:
         args.json.write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                                         "steps": args.steps, "lr": args.lr, "rows": rows}, indent=2) + "\n")
+                                         "steps": args.steps, "rows": rows}, indent=2) + "\n")
     return 0
 
 

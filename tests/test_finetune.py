@@ -432,6 +432,20 @@ def test_split_by_scene_sparse_lidar_and_refusals(tmp_path, rgbd_dir, capfd):
     assert record["method"] == "by scene" and val
     assert not {s.scene for s in train} & {s.scene for s in val}
     assert {s.scene for s in val} == set(record["val_scenes"])
+    # NYU Depth v2's labeled file names each frame's scene (MATLAB v7.3: a cell array of char references)
+    import h5py
+
+    with h5py.File(tmp_path / "nyu.mat", "w") as f:
+        f["images"] = np.zeros((4, 3, 8, 6), np.uint8)
+        f["depths"] = np.ones((4, 8, 6), np.float32)
+        refs = [f.create_dataset(f"#refs#/{k}", data=np.array([ord(c) for c in name], np.uint16)[:, None]).ref
+                for k, name in enumerate(("bedroom_0001", "bedroom_0001", "kitchen_0002", "office_0003"))]
+        f.create_dataset("scenes", data=np.array(refs, dtype=h5py.ref_dtype)[None, :])
+    nyu = open_dataset(f"nyu:{tmp_path / 'nyu.mat'}")
+    assert [s.scene for s in nyu.samples] == ["bedroom_0001", "bedroom_0001", "kitchen_0002", "office_0003"]
+    train, val, record = split_by_scene(nyu.samples, 0.5, seed=0)
+    assert {s.scene for s in val}.isdisjoint({s.scene for s in train}) and len(record["val_scenes"]) >= 1
+
     # one sequence: a contiguous block at its end
     living = open_dataset(f"folder:{rgbd_dir / 'livingroom'}")
     train, val, record = split_by_scene(living.samples, 0.2)
