@@ -292,7 +292,7 @@ def test_lora_trains_only_adapters_and_the_saved_folder_runs_like_any_model(rela
     from localdepth.cli.serve import _loaders
 
     for command in (["batch", str(photo), "--outdir", str(tmp_path / "b")], ["quantize"], ["export"],
-                    ["video", str(photo)], ["scene", str(photo)]):
+                    ["video", str(photo)]):
         args = build_parser().parse_args([*command, "--weights", str(out)])
         check_args(args)
         assert args.model == base, command
