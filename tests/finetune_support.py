@@ -83,7 +83,7 @@ def labelled_views(root: Path, shared_images: Path, teacher: Path, mode: str) ->
         (root / f"{name}.csv").write_text("rgb,depth,depth_scale,scene\n" + "\n".join(lines) + "\n")
 
 
-def held_abs_rel(weights: Path, data: Path, model: str) -> float:
+def held_abs_rel(weights: Path, data: Path, model: str, trained: bool = False) -> float:
     """AbsRel of ``weights`` against the teacher's labels of the held views, computed here, apart from
     the trainer's own validation (metric: as predicted; relative: after the usual scale-and-shift
     fit in disparity, by the evaluator's alignment)."""
@@ -97,7 +97,10 @@ def held_abs_rel(weights: Path, data: Path, model: str) -> float:
         gt = np.load(data / row["depth"])
         pred = est.predict(load_image(data / row["rgb"])).map
         valid = gt > 0
-        depth, _ = align_prediction(pred, est.kind, gt, valid, "none" if est.metric else "scale-shift-disparity")
+        depth, fit = align_prediction(pred, est.kind, gt, valid, "none" if est.metric else "scale-shift-disparity")
+        # a trained disparity map runs the right way (larger = closer): a negative fitted scale would mean
+        # the network learnt depth, which an affine fit over a narrow range would otherwise hide
+        assert not trained or fit is None or fit.scale > 0, f"{row['rgb']}: fitted scale {fit.scale:.3g}"
         depth = np.clip(np.nan_to_num(depth, nan=1e-3), 1e-3, gt[valid].max())
         errors.append(compute_metrics(depth, gt, valid)["abs_rel"])
     return float(np.mean(errors))
