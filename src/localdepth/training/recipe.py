@@ -35,6 +35,7 @@ import torch
 
 from ..errors import LocalDepthError
 from ..registry import ModelSpec
+from .losses import GRADIENT_WEIGHT, SILOG_LAMBDA
 
 #: the registry families this recipe trains (Transformers' ``DepthAnythingForDepthEstimation``)
 FAMILIES = ("depth-anything-v2", "depth-anything-v2-metric", "depth-anything-v1")
@@ -57,8 +58,8 @@ class Recipe:
     unfreeze_last: int = 0
     lora_rank: int = 0
     lora_alpha: float = 0.0
-    silog_lambda: float = 0.5
-    gradient_weight: float = 2.0
+    silog_lambda: float = SILOG_LAMBDA
+    gradient_weight: float = GRADIENT_WEIGHT
 
     def as_dict(self) -> dict:
         d = asdict(self)
