@@ -207,6 +207,17 @@ def test_ctrl_c_saves_and_resume_continues_bit_exactly(metric_data, tmp_path, mo
     err += capfd.readouterr().err
     assert err.count("broken: skipped") == 1 and err.count("nodepth: skipped") == 1  # once, stop or not
 
+    # under Ray the driver's Ctrl-C reaches the workers as checkpoints/STOP: the same stop, from the file
+    def driver_asks_after_step_1(self, entry):
+        write(self, entry)
+        if entry.get("step") == 1 and "loss" in entry:
+            (tmp_path / "by-file" / outputs.STOP).touch()
+
+    monkeypatch.setattr(outputs.TrainLog, "write", driver_asks_after_step_1)
+    assert _finetune(*common, "--outdir", str(tmp_path / "by-file")) == 130
+    assert _checkpoint(tmp_path / "by-file")["step"] == 1
+    monkeypatch.setattr(outputs.TrainLog, "write", write)
+
     _assert_same_state(_checkpoint(straight), _checkpoint(stopped))
     assert (straight / "model.safetensors").read_bytes() == (stopped / "model.safetensors").read_bytes()
     assert [e["loss"] for e in _log(straight)] == [e["loss"] for e in _log(stopped)]
