@@ -35,13 +35,17 @@ class NonCommercialLicenceWarning(UserWarning):
 _warned_licences: set[str] = set()
 
 
-def warn_licence(spec: ModelSpec) -> None:
-    """Warn once per process when a model's weights are not licensed for commercial use."""
-    if spec.commercial_use or spec.name in _warned_licences:
+def warn_licence(spec: ModelSpec, fine_tuned_from: str | None = None) -> None:
+    """Warn once per process when a model's weights are not licensed for commercial use
+    (``fine_tuned_from``: the weights are a fine-tune of that entry, which set their licence)."""
+    key = f"{spec.name}<-{fine_tuned_from}" if fine_tuned_from else spec.name
+    if spec.commercial_use or key in _warned_licences:
         return
-    _warned_licences.add(spec.name)
+    _warned_licences.add(key)
     what = ("the licence of these weights could not be verified (see `localdepth models info`)"
             if spec.licence == "unverified" else f"weights are licensed {spec.licence}")
+    if fine_tuned_from:
+        what = f"weights fine-tuned from {fine_tuned_from}, which keep its licence ({spec.licence})"
     warnings.warn(f"{spec.name}: {what}: not for commercial use", NonCommercialLicenceWarning, stacklevel=3)
 
 
@@ -75,11 +79,13 @@ class DepthEstimator:
     """
 
     def __init__(self, spec: ModelSpec, backend: Backend, *, input_size: int | None = None,
-                 weights_path: Path | None = None):
+                 weights_path: Path | None = None, fine_tuned_from: str | None = None):
         self.spec = spec
         self.backend = backend
         self.input_size = input_size
         self.weights_path = weights_path
+        #: the registry entry these weights were fine-tuned from (``localdepth finetune``), if any
+        self.fine_tuned_from = fine_tuned_from
         #: the camera the user gave (``{"intrinsics": "fx,fy,cx,cy"}`` or ``{"fov": degrees}``), for
         #: models whose metres depend on the focal length (Depth Pro, Depth Anything 3 Metric); else
         #: EXIF, the model's own, the default, by :func:`localdepth.geometry.resolve_intrinsics`.
@@ -489,7 +495,10 @@ class DepthEstimator:
         spec = self.spec
         return {
             "model": spec.name, "family": spec.family, "source": spec.source, "licence": spec.licence,
-            "kind": spec.output, "metric": spec.metric, "max_depth": spec.max_depth, **self.backend.describe(),
+            "kind": spec.output, "metric": spec.metric, "max_depth": spec.max_depth,
+            **({"fine_tuned_from": self.fine_tuned_from, "commercial_use": spec.commercial_use}
+               if self.fine_tuned_from else {}),
+            **self.backend.describe(),
         }
 
     def close(self) -> None:
@@ -538,7 +547,7 @@ def _placement(choice) -> str:
     return f"{device}, {choice.precision}" + ("" if choice.backend == "torch" else f", {choice.backend}")
 
 
-def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | None = None,
+def load(name: str | None = None, *, weights: str | os.PathLike | None = None,
          backend: str = "auto", device: str = "auto", dtype: str = "auto",
          input_size: int | None = None, download: bool = True, compile: bool = False,
          cuda_graphs: bool = False, performance: str = "latency", threads: int | None = None,
@@ -546,8 +555,11 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
          progress: Callable[[str], None] | None = None) -> DepthEstimator:
     """Load a model by registry name (``depth-anything-v2-small`` or ``depth_anything_v2_small``).
 
+    ``name`` None: the entry a fine-tuned ``weights`` folder was trained from (its ``finetune.json``),
+    else :data:`~localdepth.registry.DEFAULT_MODEL`.
     ``weights``: a Hugging Face-format folder, a weights file, or a converted model (``.onnx``,
-    OpenVINO ``.xml``) to use instead of the cache.
+    OpenVINO ``.xml``) to use instead of the cache. Fine-tuned weights keep their base model's
+    licence (:func:`localdepth.registry.as_fine_tuned`).
     ``backend``: ``auto``, ``torch``, ``onnx``, ``openvino``, ``tflite`` or ``mlx``; ``auto`` follows the
     table in :mod:`localdepth.backends.choice` (MLX on Apple silicon, OpenVINO on x86 CPUs where it is installed,
     PyTorch on GPUs). ``device``: ``auto``, ``cpu``, ``cuda``, ``mps``.
@@ -562,7 +574,9 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
     (exporting, checking parity, quantizing), one line each (default: a line on stderr; the CLI
     passes a :class:`localdepth.progress.Status`).
     """
-    spec = registry.get(name)
+    from .weights import finetune_record, model_for_weights
+
+    spec = registry.get(name or model_for_weights(weights) or registry.DEFAULT_MODEL)
     if input_size is not None:
         pre = spec.preprocessing
         if pre.resize == "fixed":
@@ -570,11 +584,15 @@ def load(name: str = registry.DEFAULT_MODEL, *, weights: str | os.PathLike | Non
         if input_size < pre.multiple_of:
             raise LocalDepthError(f"--input-size must be at least {pre.multiple_of} for {spec.name}")
     resolved = resolve(spec, weights, download=download)
-    warn_licence(spec)
+    record = finetune_record(resolved.path)
+    if record is not None:
+        spec = registry.as_fine_tuned(spec, record, str(resolved.path))
+    warn_licence(spec, record["model"] if record else None)
     choice = choose_backend(spec, resolved, backend=backend, device=device, dtype=dtype,
                             compile=compile, cuda_graphs=cuda_graphs)
     if on_loading is not None:
         on_loading(f"loading {spec.name} ({_placement(choice)})…")
     engine = open_backend(spec, resolved, choice, compile=compile, cuda_graphs=cuda_graphs,
                           performance=performance, threads=threads, log=progress)
-    return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path)
+    return DepthEstimator(spec, engine, input_size=input_size, weights_path=resolved.path,
+                          fine_tuned_from=record["model"] if record else None)

@@ -9,10 +9,10 @@ underscores, any case, a few aliases, and the Hugging Face repo id of an entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from .errors import ModelNotFoundError
+from .errors import ModelNotFoundError, WeightsError
 from .limits import NETWORK_MAX_ASPECT, NETWORK_MAX_PIXELS
 
 OutputKind = Literal["disparity", "depth"]
@@ -501,6 +501,26 @@ def get(name: str) -> ModelSpec:
     close = difflib.get_close_matches(key, list(_INDEX), n=3, cutoff=0.6)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise ModelNotFoundError(f"unknown model '{name}'{hint}; `localdepth models` lists the known ones")
+
+
+def as_fine_tuned(spec: ModelSpec, record: dict, where: str) -> ModelSpec:
+    """``spec`` running weights that ``localdepth finetune`` trained from ``record["model"]``.
+
+    The weights keep their base model's licence: a fine-tune of a model that is not for commercial
+    use is not for commercial use either, whichever entry runs it (the stricter of the two wins).
+    Weights whose output differs from ``spec``'s (a metric fine-tune run as a relative model) are
+    refused in one line that names the entry to use.
+    """
+    base = get(record["model"])
+    if (base.output, base.metric) != (spec.output, spec.metric):
+        raise WeightsError(f"{where} holds a fine-tune of {base.name} ({base.units}), not weights for {spec.name} "
+                           f"({spec.units}); use --model {base.name} or leave --model out")
+    recorded = (str(record.get("licence") or base.licence), bool(record.get("commercial_use", base.commercial_use)))
+    terms = [recorded, (base.licence, base.commercial_use), (spec.licence, spec.commercial_use)]
+    restricted = [licence for licence, commercial in terms if not commercial]
+    if restricted:
+        return replace(spec, licence=restricted[0], commercial_use=False)
+    return replace(spec, licence=recorded[0], commercial_use=True)
 
 
 def names() -> list[str]:

@@ -321,6 +321,12 @@ NUMERIC_OPTIONS: dict[str, Range] = {
     "max_video_fps": Range(0, 240, lo_open=True),
     "max_video_frames": Range(1, 100_000, integer=True),
     "max_render_size": Range(16, 8192, integer=True),
+    # fine-tuning
+    "steps": _COUNT, "epochs": _POSITIVE, "accumulate": Range(1, 1024, integer=True), "lr": Range(0, 1, lo_open=True),
+    "warmup_steps": Range(0, None, integer=True), "clip_grad": _NON_NEGATIVE, "val_every": _COUNT,
+    "val_fraction": Range(0, 1, hi_open=True), "val_limit": _COUNT, "save_every": _COUNT,
+    "unfreeze_last": _COUNT, "lora": Range(1, 1024, integer=True), "lora_alpha": _POSITIVE,
+    "seed": Range(0, 2**32 - 1, integer=True), "loader_threads": Range(1, 64, integer=True),
     # scenes (several views) and pose evaluation
     "max_views": Range(1, 64, integer=True),
     "max_scene_views": Range(1, 64, integer=True),

@@ -513,6 +513,40 @@ def _http_download(url: str, out, expected_size: int | None, desc: str) -> None:
                 bar.update(len(chunk))
 
 
+#: what ``localdepth finetune`` writes beside the weights it saves: the base model, its licence, the
+#: data, the recipe and the validation figures (:mod:`localdepth.training.outputs`)
+FINETUNE_SIDECAR = "finetune.json"
+
+
+def finetune_record(path: str | os.PathLike | None) -> dict | None:
+    """The ``finetune.json`` of a weights folder (or of the folder holding a weights file), or None.
+
+    A fine-tune knows the registry entry it was trained from (``model``) and carries that entry's
+    licence (``licence``, ``commercial_use``): the loader runs the weights as that entry and keeps
+    the licence (:func:`localdepth.estimator.load`)."""
+    if path is None:
+        return None
+    folder = Path(path).expanduser()
+    if folder.is_file():
+        folder = folder.parent
+    sidecar = folder / FINETUNE_SIDECAR
+    if not sidecar.is_file():
+        return None
+    try:
+        record = json.loads(sidecar.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("model"), str):
+            raise ValueError("no 'model' entry")
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{sidecar}: not a readable fine-tuning record ({e}); delete it or write it again") from None
+    return record
+
+
+def model_for_weights(path: str | os.PathLike | None) -> str | None:
+    """The registry entry a fine-tuned weights folder was trained from (None: not a fine-tune)."""
+    record = finetune_record(path) if path is not None and Path(path).expanduser().exists() else None
+    return record["model"] if record else None
+
+
 def add(spec: ModelSpec, source: str | os.PathLike) -> Path:
     """Copy user-provided weights into localdepth's cache after verifying them: their checksum
     where the registry has one, and for networks PyTorch runs, by loading the network from the

@@ -14,8 +14,11 @@ from ..writers import FORMATS, colormap_lut, parse_formats
 
 def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None = registry.DEFAULT_MODEL) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("--model", "-m", default=default_model,
-                   help=f"registry name, '-' or '_' (default: {default_model}); see `localdepth models`")
+    # None until check_args: a fine-tuned --weights folder names its own model (model_from_args)
+    g.add_argument("--model", "-m", default=None,
+                   help=f"registry name, '-' or '_' (default: {default_model}, or the model a fine-tuned --weights "
+                        "folder was trained from); see `localdepth models`")
+    parser.set_defaults(default_model=default_model)
     g.add_argument("--weights", metavar="PATH",
                    help="weights to use instead of the cache: a Hugging Face-format folder, a weights file, "
                         "or a converted model (.onnx, OpenVINO model.xml or its folder)")
@@ -33,6 +36,14 @@ def add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None
     g.add_argument("--input-size", type=int, metavar="N",
                    help="network input size (short side for Depth Anything V1/V2, long side for Depth Anything 3; "
                         "default: the model's)")
+
+
+def model_from_args(args: argparse.Namespace) -> str | None:
+    """``--model``, else the registry entry a fine-tuned ``--weights`` folder was trained from
+    (its ``finetune.json``), else the command's default."""
+    from ..weights import model_for_weights
+
+    return args.model or model_for_weights(getattr(args, "weights", None)) or getattr(args, "default_model", None)
 
 
 def loading_line(args: argparse.Namespace):

@@ -18,7 +18,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "eval", help="evaluate models against ground-truth depth (AbsRel, RMSE, δ1…)",
         description="Evaluate one or more models on RGB-D data. Datasets: folder:PATH (the layouts below, in the "
-                    "folder or any folder under it), manifest:FILE.csv, nyu:FILE.mat, kitti:SPLIT.txt, diode:ROOT. "
+                    "folder or any folder under it), manifest:FILE.csv, nyu:FILE.mat, kitti:SPLIT.txt, diode:ROOT, "
+                    "stray:CAPTURE (a Stray Scanner phone capture). "
                     "Table figures are means over images of per-image metrics (pooled figures are in the JSON).",
         epilog="folder:PATH layouts (--depth-scale, --crop and --max-depth override theirs):\n"
                + folder_layouts_text()

@@ -20,7 +20,10 @@ def register(sub) -> None:
                     "of the common aspect ratios as its input sizes and a JSON file beside it (sizes, "
                     "normalisation, output kind and units). The export is cached (`localdepth models cache`), where "
                     "`--backend onnx` finds it. For OpenVINO int8, see `localdepth quantize`.")
-    p.add_argument("--model", "-m", default=registry.DEFAULT_MODEL, help="registry name (default: %(default)s)")
+    p.add_argument("--model", "-m", default=None,
+                   help=f"registry name (default: {registry.DEFAULT_MODEL}, or the model a fine-tuned --weights "
+                        "folder was trained from)")
+    p.set_defaults(default_model=registry.DEFAULT_MODEL)
     p.add_argument("--weights", metavar="PATH", help="a Hugging Face-format folder to export instead of the cache")
     p.add_argument("--format", choices=("onnx", "coreml"), default="onnx",
                    help="onnx (default) or coreml (an .mlpackage; running it needs macOS)")

@@ -13,7 +13,7 @@ from ..safety import one_line
 
 #: subcommand modules in this package; each defines ``register(subparsers)``
 COMMANDS = ("run", "models", "export", "quantize", "bench", "align", "pointcloud", "eval", "video", "serve", "batch",
-            "scene", "evalposes", "photo3d")
+            "scene", "evalposes", "photo3d", "finetune")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,11 +44,17 @@ def check_args(args: argparse.Namespace) -> None:
     """Distrust the command line once, before any command runs: every numeric option finite and in
     range (:data:`localdepth.safety.NUMERIC_OPTIONS`), ``--intrinsics`` four finite numbers, an
     ``--outdir`` that is not an existing file, and every optional extra the command will use
-    installed (:mod:`localdepth.extras`), before any input is read or model loaded."""
+    installed (:mod:`localdepth.extras`), before any input is read or model loaded. A ``--model``
+    left out becomes the command's default, or the model a fine-tuned ``--weights`` folder was
+    trained from."""
     from ..extras import check_command
     from ..safety import check_intrinsics_text, check_options, check_outdir
 
     check_options(vars(args))
+    if getattr(args, "default_model", None) and getattr(args, "model", "") is None:
+        from .common import model_from_args
+
+        args.model = model_from_args(args)
     if getattr(args, "intrinsics", None):
         check_intrinsics_text(args.intrinsics)
     if getattr(args, "outdir", None) is not None:

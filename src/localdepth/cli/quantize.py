@@ -17,7 +17,10 @@ def register(sub) -> None:
                     "on held-out check images, and with --eval-dataset the AbsRel and δ1 of fp32 and int8 on "
                     "that dataset. The result replaces the cached int8 model of these weights, which "
                     "`--backend openvino --dtype int8` then runs. Needs `pip install 'localdepth[openvino]'`.")
-    p.add_argument("--model", "-m", default=registry.DEFAULT_MODEL, help="registry name (default: %(default)s)")
+    p.add_argument("--model", "-m", default=None,
+                   help=f"registry name (default: {registry.DEFAULT_MODEL}, or the model a fine-tuned --weights "
+                        "folder was trained from)")
+    p.set_defaults(default_model=registry.DEFAULT_MODEL)
     p.add_argument("--weights", metavar="PATH", help="weights to quantize instead of the cache")
     p.add_argument("--calibration", metavar="FOLDER", help="calibration images (default: built-in synthetic scenes)")
     p.add_argument("--count", type=int, metavar="N",

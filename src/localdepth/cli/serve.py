@@ -100,7 +100,9 @@ def _loaders(args: argparse.Namespace) -> list:
     from ..estimator import load
     from ..weights import resolve
 
-    specs = args.model or [registry.DEFAULT_MODEL]
+    from ..weights import model_for_weights
+
+    specs = args.model or [model_for_weights(args.weights) or registry.DEFAULT_MODEL]
     if args.weights and len(specs) > 1:
         raise LocalDepthError("--weights needs a single --model; use --model NAME=PATH for several")
     loaders, names = [], set()

@@ -12,7 +12,7 @@ A dataset is named ``KIND:PATH`` on the command line:
     ``rgb_00005.jpg`` and ``sync_depth_00005.png`` share ``5``; ``00005`` and ``5`` are the same
     number). ``--depth-scale``, ``--crop`` and ``--max-depth`` override a layout's. Depth 0 = missing.
 ``manifest:FILE.csv`` (or ``folder:FILE.csv``)
-    CSV with a header: ``rgb,depth,depth_scale`` and optional ``fx,fy,cx,cy``; paths relative
+    CSV with a header: ``rgb,depth,depth_scale`` and optional ``fx,fy,cx,cy`` and ``scene``; paths relative
     to the CSV's folder; ``depth`` is a 16-bit PNG (``metres = value / depth_scale``) or a
     ``.npy`` in metres (``depth_scale`` 1).
 ``nyu:nyu_depth_v2_labeled.mat``
@@ -29,6 +29,16 @@ A dataset is named ``KIND:PATH`` on the command line:
 ``diode:ROOT``
     DIODE (``*_depth.npy`` in metres, ``*_depth_mask.npy``, ``*.png`` beside them), any depth
     of folders below ROOT (``val/indoors``…). 0.6..350 m.
+``stray:CAPTURE``
+    A Stray Scanner export (an iPhone or iPad LiDAR capture): ``rgb.mp4`` (or frames in ``rgb/`` or
+    ``color/``), ``depth/NNNNNN.png`` (16-bit millimetres, 256x192), ``confidence/NNNNNN.png``
+    (0, 1, 2: ARKit's low, medium, high), ``camera_matrix.csv`` (3x3, pixels of the RGB frames) and
+    ``odometry.csv``. Frame ``N`` of the video pairs with ``depth/N``; pixels below
+    :data:`STRAY_MIN_CONFIDENCE` are not valid. ``CAPTURE`` may also be a folder of captures.
+
+Every sample names its *scene* (the sequence it belongs to: a subfolder, a KITTI drive, a NYU
+scene, a DIODE scan, a Stray capture; a manifest's ``scene`` column), so that training can hold
+whole scenes out for validation (:mod:`localdepth.training.data`).
 """
 
 from __future__ import annotations
@@ -59,6 +69,9 @@ class Sample:
     min_depth: float = 1e-3
     max_depth: float | None = None
     rgb_path: str | None = None
+    #: the scene or sequence the frame belongs to (frames of one scene are alike: a validation split
+    #: holds whole scenes out)
+    scene: str = ""
 
 
 @dataclass
@@ -167,11 +180,14 @@ def pair_files(rgbs: dict[str, Path], depths: dict[str, Path]) -> list[tuple[Pat
 
 
 def _pairs(rgb_dir: Path, depth_dir: Path, prefix: str, scale: float, **kw) -> list[Sample]:
-    return _paired(_images(rgb_dir), _images(depth_dir), prefix, scale, **kw)
+    return _paired(_images(rgb_dir), _images(depth_dir), prefix, scale, prefix.rstrip("/") or rgb_dir.parent.name,
+                   **kw)
 
 
-def _paired(rgbs: dict[str, Path], depths: dict[str, Path], prefix: str, scale: float, **kw) -> list[Sample]:
-    return [Sample(f"{prefix}{rgb.stem}", _rgb_loader(rgb), _depth_loader(depth, scale), rgb_path=str(rgb), **kw)
+def _paired(rgbs: dict[str, Path], depths: dict[str, Path], prefix: str, scale: float, scene: str,
+            **kw) -> list[Sample]:
+    return [Sample(f"{prefix}{rgb.stem}", _rgb_loader(rgb), _depth_loader(depth, scale), rgb_path=str(rgb),
+                   scene=scene, **kw)
             for rgb, depth in pair_files(rgbs, depths)]
 
 
@@ -186,7 +202,7 @@ def _detect(folder: Path, root: Path, depth_scale: float | None) -> list[Sample]
     if (folder / "color.png").is_file() and (folder / "depth.png").is_file():
         return [Sample(prefix.rstrip("/") or folder.name, _rgb_loader(folder / "color.png"),
                        _depth_loader(folder / "depth.png", depth_scale or 5000.0), rgb_path=str(folder / "color.png"),
-                       max_depth=10.0)]
+                       max_depth=10.0, scene=prefix.rstrip("/") or folder.name)]
     if (folder / "color").is_dir() and (folder / "depth").is_dir():
         return _pairs(folder / "color", folder / "depth", prefix, depth_scale or 1000.0,
                       intrinsics=_open3d_intrinsics(folder), max_depth=10.0)
@@ -194,14 +210,15 @@ def _detect(folder: Path, root: Path, depth_scale: float | None) -> list[Sample]
         if (folder / name).is_dir() and (folder / "depth").is_dir():
             depths = _images(folder / "depth")
             if _nyu_named(depths):  # NYU Depth v2 as BTS/AdaBins export it: millimetres, Eigen crop
-                return _paired(_images(folder / name), depths, prefix, depth_scale or 1000.0, crop="eigen",
-                               max_depth=10.0)
+                return _paired(_images(folder / name), depths, prefix, depth_scale or 1000.0,
+                               prefix.rstrip("/") or folder.name, crop="eigen", max_depth=10.0)
             return _pairs(folder / name, folder / "depth", prefix, depth_scale or 256.0, crop="garg", max_depth=80.0)
     here = _images(folder)
     if _nyu_named(here):  # the same export with both halves in one folder
         depths = {stem: p for stem, p in here.items() if stem.lower().startswith("sync_depth_")}
         rgbs = {stem: p for stem, p in here.items() if stem not in depths and p.suffix.lower() != ".npy"}
-        found = _paired(rgbs, depths, prefix, depth_scale or 1000.0, crop="eigen", max_depth=10.0)
+        found = _paired(rgbs, depths, prefix, depth_scale or 1000.0, prefix.rstrip("/") or folder.name, crop="eigen",
+                        max_depth=10.0)
         if found:
             return found
     samples: list[Sample] = []
@@ -211,7 +228,8 @@ def _detect(folder: Path, root: Path, depth_scale: float | None) -> list[Sample]
 
 
 def read_manifest(path: Path, prefix: str = "", depth_scale: float | None = None) -> list[Sample]:
-    """Samples from a ``manifest.csv`` (see the module docstring)."""
+    """Samples from a ``manifest.csv`` (see the module docstring). The scene of a row is its ``scene``
+    column where there is one, else the folder of its RGB file."""
     base = path.parent
     samples = []
     with path.open(newline="") as f:
@@ -228,8 +246,9 @@ def read_manifest(path: Path, prefix: str = "", depth_scale: float | None = None
                     intr["source"] = path.name
             except (ValueError, TypeError) as e:
                 raise LocalDepthError(f"{path}:{i}: bad row ({e})") from None
+            scene = (row.get("scene") or "").strip() or Path(row["rgb"].strip()).parent.as_posix()
             samples.append(Sample(f"{prefix}{rgb.stem}", _rgb_loader(rgb), _depth_loader(depth, scale),
-                                  intrinsics=intr, rgb_path=str(rgb)))
+                                  intrinsics=intr, rgb_path=str(rgb), scene=f"{prefix}{scene}"))
     return samples
 
 
@@ -275,9 +294,19 @@ def nyu_dataset(path: Path, split: Path | None = None) -> Dataset:
 
     samples = [Sample(f"{i:04d}", rgb(i), depth(i), crop="eigen", min_depth=NYU_RANGE[0], max_depth=NYU_RANGE[1],
                       intrinsics={"fx": 518.8579, "fy": 519.4696, "cx": 325.5824, "cy": 253.7362, "width": 640,
-                                  "height": 480, "source": "NYU Depth v2 toolbox"})
+                                  "height": 480, "source": "NYU Depth v2 toolbox"}, scene=_nyu_scene(f, i))
                for i in indices]
     return Dataset(f"nyu:{path.name}", samples, f"NYU Depth v2 labeled, {len(samples)} frames")
+
+
+def _nyu_scene(f, i: int) -> str:
+    """The scene name of frame ``i`` (1-based: ``bedroom_0001``), from the file's ``scenes`` cell
+    array of strings (MATLAB v7.3: references to uint16 character arrays); "" when absent."""
+    try:
+        ref = np.asarray(f["scenes"]).ravel()[i - 1]
+        return "".join(chr(int(c)) for c in np.asarray(f[ref]).ravel())
+    except Exception:  # a file without scene names (or another layout) still evaluates
+        return ""
 
 
 # ----------------------------------------------------------------------------- KITTI
@@ -312,8 +341,15 @@ def kitti_dataset(split: Path, root: Path | None = None) -> Dataset:
             raise LocalDepthError(f"{split}:{lineno}: expected 'RGB DEPTH [FOCAL]' or 'FOLDER FRAME l|r'")
         samples.append(Sample(Path(parts[0]).stem if len(parts) != 3 or parts[2] not in ("l", "r") else f"{parts[0]}/{parts[1]}",
                               _rgb_loader(rgb), _depth_loader(gt, 256.0), intrinsics=intr, crop="garg",
-                              min_depth=KITTI_RANGE[0], max_depth=KITTI_RANGE[1], rgb_path=str(rgb)))
+                              min_depth=KITTI_RANGE[0], max_depth=KITTI_RANGE[1], rgb_path=str(rgb),
+                              scene=_kitti_drive(parts[0])))
     return Dataset(f"kitti:{split.name}", samples, f"KITTI split {split.name}, {len(samples)} frames")
+
+
+def _kitti_drive(path: str) -> str:
+    """The drive a KITTI path belongs to (``2011_09_26_drive_0002_sync``), else its folder."""
+    parts = Path(path).parts
+    return next((p for p in reversed(parts) if "_drive_" in p), Path(path).parent.as_posix())
 
 
 # ----------------------------------------------------------------------------- DIODE
@@ -328,15 +364,101 @@ def diode_dataset(root: Path) -> Dataset:
         rgb = d.with_name(f"{stem}.png")
         mask = d.with_name(f"{stem}_depth_mask.npy")
         valid = (lambda m=mask: read_depth_values(m) > 0) if mask.is_file() else None
-        samples.append(Sample(d.parent.relative_to(root).joinpath(stem).as_posix(), _rgb_loader(rgb),
+        rel = d.parent.relative_to(root)
+        samples.append(Sample(rel.joinpath(stem).as_posix(), _rgb_loader(rgb),
                               _depth_loader(d, 1.0), valid=valid, min_depth=DIODE_RANGE[0],
-                              max_depth=DIODE_RANGE[1], rgb_path=str(rgb)))
+                              max_depth=DIODE_RANGE[1], rgb_path=str(rgb),
+                              scene=(rel.parent if rel.name.startswith("scan_") else rel).as_posix()))
     return Dataset(f"diode:{root.name}", samples, f"DIODE, {len(samples)} frames")
+
+
+# ----------------------------------------------------------------------------- Stray Scanner
+
+#: ARKit's confidence levels are 0 (low), 1 (medium), 2 (high); only high-confidence LiDAR depth is used
+STRAY_MIN_CONFIDENCE = 2
+
+
+def _is_stray_capture(folder: Path) -> bool:
+    return (folder / "depth").is_dir() and (folder / "camera_matrix.csv").is_file()
+
+
+def _stray_camera(folder: Path) -> dict | None:
+    try:
+        rows = [[float(v) for v in line.split(",")] for line in (folder / "camera_matrix.csv").read_text().split("\n")
+                if line.strip()]
+        return {"fx": rows[0][0], "fy": rows[1][1], "cx": rows[0][2], "cy": rows[1][2], "source": "camera_matrix.csv"}
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _video_frame(video: Path, index: int) -> Callable[[], np.ndarray]:
+    """Frame ``index`` (0-based) of ``video``, decoded when called (seeking near it first)."""
+
+    def read() -> np.ndarray:
+        try:
+            from ..video.readers import Position, Selection, VideoFileReader
+        except ImportError:
+            raise LocalDepthError(f"{video.name}: reading a video needs PyAV: pip install 'localdepth[video]'") from None
+
+        reader = VideoFileReader(video, Selection(start=Position(float(index), "f"), max_frames=1))
+        try:
+            for frame in reader:
+                if frame.index == index:
+                    return frame.rgb
+        finally:
+            reader.close()
+        raise LocalDepthError(f"{video.name}: has no frame {index}")
+
+    return read
+
+
+def _stray_confidence(path: Path) -> Callable[[], np.ndarray]:
+    def read() -> np.ndarray:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise LocalDepthError(f"{path}: cannot read the confidence image")
+        return raw >= STRAY_MIN_CONFIDENCE
+
+    return read
+
+
+def _stray_capture(folder: Path, root: Path) -> list[Sample]:
+    scene = folder.relative_to(root).as_posix() if folder != root else folder.name
+    depths = _images(folder / "depth")
+    frames_dir = next((folder / d for d in ("rgb", "color") if (folder / d).is_dir()), None)
+    frames = _images(frames_dir) if frames_dir else {}
+    video = folder / "rgb.mp4"
+    if not frames and not video.is_file():
+        raise LocalDepthError(f"{folder}: a Stray Scanner capture needs rgb.mp4 or a folder rgb/ of frames")
+    camera = _stray_camera(folder)
+    samples = []
+    for stem in sorted(depths, key=natural_key):
+        if frames and stem not in frames:
+            continue
+        if not frames and not stem.isdigit():
+            continue
+        rgb = _rgb_loader(frames[stem]) if frames else _video_frame(video, int(stem))
+        conf = folder / "confidence" / f"{stem}.png"
+        samples.append(Sample(f"{scene}/{stem}", rgb, _depth_loader(depths[stem], 1000.0), intrinsics=camera,
+                              valid=_stray_confidence(conf) if conf.is_file() else None,
+                              rgb_path=str(frames[stem]) if frames else None, scene=scene))
+    return samples
+
+
+def stray_dataset(path: Path) -> Dataset:
+    """A Stray Scanner capture, or a folder of them (see the module docstring)."""
+    captures = [path] if _is_stray_capture(path) else sorted(
+        (p for p in path.iterdir() if p.is_dir() and _is_stray_capture(p)), key=natural_key)
+    samples: list[Sample] = []
+    for capture in captures:
+        samples += _stray_capture(capture, path)
+    return Dataset(f"stray:{path.name}", samples,
+                   f"Stray Scanner, {len(captures)} capture(s), {len(samples)} frames")
 
 
 # ----------------------------------------------------------------------------- entry point
 
-KINDS = ("folder", "manifest", "nyu", "kitti", "diode")
+KINDS = ("folder", "manifest", "nyu", "kitti", "diode", "stray")
 
 
 def open_dataset(spec: str, *, depth_scale: float | None = None, split: str | Path | None = None,
@@ -358,6 +480,8 @@ def open_dataset(spec: str, *, depth_scale: float | None = None, split: str | Pa
         ds = nyu_dataset(path, Path(split) if split else None)
     elif kind == "kitti":
         ds = kitti_dataset(path, Path(data_root) if data_root else None)
+    elif kind == "stray":
+        ds = stray_dataset(path)
     else:
         ds = diode_dataset(path)
     if not ds.samples:
