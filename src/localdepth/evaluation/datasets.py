@@ -414,10 +414,7 @@ def _video_frame(video: Path, index: int) -> Callable[[], np.ndarray]:
 
 def _stray_confidence(path: Path) -> Callable[[], np.ndarray]:
     def read() -> np.ndarray:
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise LocalDepthError(f"{path}: cannot read the confidence image")
-        return raw >= STRAY_MIN_CONFIDENCE
+        return read_depth_values(path) >= STRAY_MIN_CONFIDENCE  # through the decoding gate, as every file
 
     return read
 
