@@ -135,3 +135,19 @@ def test_a_library_that_cannot_load_is_said_with_the_system_fix(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "libusb" in lines[0] and "apt-get install" in lines[0]
+
+
+def test_finetune_and_photo3d_without_their_extras(monkeypatch, capsys, photo, tmp_path):
+    """LoRA needs PEFT, several workers Ray Train, an MP4 3D photo PyAV: said before any data or model is read."""
+    data = f"folder:{tmp_path / 'scans'}"
+    blocked(monkeypatch, "peft")
+    line = one_error(capsys, cli(["finetune", "--model", "depth-anything-v2-small", "--weights", ABSENT, "--data",
+                                  data, "--lora", "8", "--outdir", str(tmp_path / "ft")]))
+    assert "peft" in line and "localdepth[train]" in line and not (tmp_path / "ft").exists()
+    blocked(monkeypatch, "ray.train")
+    line = one_error(capsys, cli(["finetune", "--model", "depth-anything-v2-small", "--weights", ABSENT, "--data",
+                                  data, "--workers", "2", "--outdir", str(tmp_path / "ft")]))
+    assert "ray.train" in line and "localdepth[distributed]" in line and not (tmp_path / "ft").exists()
+    blocked(monkeypatch, "av")
+    line = one_error(capsys, cli(["photo3d", str(photo), "--weights", ABSENT, "-o", str(tmp_path / "p.mp4")]))
+    assert "av" in line and "localdepth[video]" in line and not (tmp_path / "p.mp4").exists()

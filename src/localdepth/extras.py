@@ -40,6 +40,9 @@ EXTRAS = {
     "server": Extra("the server", ("fastapi", "uvicorn", "multipart", "prometheus_client"), "server"),
     "ray": Extra("localdepth batch", ("ray", "ray.data", "pyarrow", "pandas"), "distributed"),
     "nyu": Extra("the NYU .mat dataset", ("h5py", "scipy.io"), "geometry"),
+    "peft": Extra("LoRA adapters (finetune --lora)", ("peft",), "train"),
+    "ray_train": Extra("training on Ray (finetune --workers/--ray-address)", ("ray", "ray.train", "ray.train.torch"),
+                       "distributed"),
 }
 
 
@@ -76,8 +79,16 @@ def needed(args) -> list[str]:
         want.append("server")
     if command == "batch":
         want.append("ray")
-    if command == "eval" and str(getattr(args, "dataset", "") or "").lower().startswith("nyu:"):
+    datasets = [getattr(args, name, None) for name in ("dataset", "data", "val")]
+    if command in ("eval", "finetune") and any(str(d or "").lower().startswith("nyu:") for d in datasets):
         want.append("nyu")
+    if command == "finetune":
+        if getattr(args, "lora", None):
+            want.append("peft")
+        if (getattr(args, "workers", None) or 1) > 1 or getattr(args, "ray_address", None):
+            want.append("ray_train")
+    if command == "photo3d" and _suffix(getattr(args, "output", None)) not in (".gif", ".webp"):
+        want.append("av")  # an MP4
     return want
 
 
