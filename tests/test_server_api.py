@@ -515,12 +515,15 @@ def test_serve_command_loads_each_repeated_model_with_its_weights(tmp_path, monk
     from localdepth.errors import LocalDepthError
 
     monkeypatch.delenv("LOCALDEPTH_TOKEN", raising=False)
+    checked = []  # serve resolves (finds and checks) each model's weights before it starts
+    monkeypatch.setattr("localdepth.weights.resolve", lambda spec, weights=None: checked.append((spec.name, weights)))
     parser = build_parser()
     args = parser.parse_args(["serve", "--model", "da2-small", "--model", f"pydnet={tmp_path / 'p.tflite'}",
                               "--device", "cpu"])
     loaders = _loaders(args)
     assert [(f.args, f.keywords["weights"], f.keywords["device"]) for f in loaders] == [
         (("depth-anything-v2-small",), None, "cpu"), (("pydnet",), str(tmp_path / "p.tflite"), "cpu")]
+    assert checked == [("depth-anything-v2-small", None), ("pydnet", str(tmp_path / "p.tflite"))]
     assert args.host == "127.0.0.1" and args.token is None and args.cors_origin == []
     with pytest.raises(LocalDepthError, match="given twice"):
         _loaders(parser.parse_args(["serve", "--model", "pydnet", "--model", "pydnet++"]))

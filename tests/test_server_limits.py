@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import io
 import logging
+import os
 import socket
 import time
+import warnings
 
 import httpx
 import numpy as np
@@ -441,11 +443,13 @@ def test_a_scene_over_the_whole_pixel_budget_is_refused_and_a_smaller_one_waits(
 # ----------------------------------------------------------------------------- issue 20, item 22: serve without a token
 
 @pytest.fixture
-def fake_uvicorn_run(monkeypatch):
+def fake_uvicorn_run(monkeypatch, pydnet_file):
     """`localdepth serve` up to uvicorn's run, which only records the app it was given."""
     import uvicorn
 
     started = {}
+    # serve checks its weights before starting: the real PyDNet++ file stands in for a pulled model
+    monkeypatch.setenv("LOCALDEPTH_TEST_PYDNET", str(pydnet_file))
 
     def run(self, sockets=None):
         started["app"] = self.config.app
@@ -460,7 +464,9 @@ def fake_uvicorn_run(monkeypatch):
 def _serve(args, capsys):
     from localdepth.cli.main import main
 
-    code = main(["serve", "--model", "pydnet", *args])
+    with warnings.catch_warnings():  # python-multipart's rename notice, shown once per process under pytest only
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        code = main(["serve", "--model", "pydnet", "--weights", os.environ["LOCALDEPTH_TEST_PYDNET"], *args])
     return code, capsys.readouterr().err.strip().splitlines()
 
 
