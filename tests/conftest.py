@@ -27,6 +27,14 @@ def _need(path: Path) -> Path:
     return path
 
 
+def pytest_configure(config) -> None:
+    """With LOCALDEPTH_TOLERANCE_LOG set, every numeric check records what it measured, under the
+    conditions tests/tolerance.py describes (benchmarks/tolerance_matrix.py); otherwise nothing."""
+    import tolerance
+
+    tolerance.install()
+
+
 def pytest_report_header(config) -> list[str]:
     """Say up front whether the real data was found, so its tests never skip unnoticed."""
     if SHARED.is_dir():
