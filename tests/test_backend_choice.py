@@ -107,3 +107,21 @@ def test_cli_without_the_extra_says_how_to_install(tiny_da_dir, photo, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0] == "localdepth: error: the OpenVINO backend needs openvino: pip install 'localdepth[openvino]'"
+
+
+def test_native_bf16_needs_the_cpu_flag_and_onednn_allowed_to_use_it(monkeypatch):
+    """The machine fact behind `--dtype auto` on OpenVINO: an AVX-512 BF16 or AMX flag, unless
+    oneDNN is capped below AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA), where OpenVINO cannot compile bf16."""
+    from localdepth import runtimes
+
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})  # a Zen 4
+    assert runtimes.cpu_has_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not runtimes.cpu_has_bf16() and runtimes.openvino_config("int8")["INFERENCE_PRECISION_HINT"] == "f32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")
+    assert runtimes.cpu_has_bf16()
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert not runtimes.cpu_has_bf16()
