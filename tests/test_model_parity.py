@@ -49,7 +49,8 @@ def test_metric_model_output_equals_transformers(tiny_metric_dir):
 # Transformers image processor pick the same network size, so the outputs are comparable. They
 # still differ by design: Transformers resizes the input with PIL, the position embeddings by its
 # own rule and the map with bicubic; localdepth follows the official code in all three. Measured
-# Pearson 0.988 / 0.994 / 0.995 (it was 0.992 / 0.997 / 0.999 with Transformers' rules).
+# Pearson 0.988 / 0.994 / 0.995 (it was 0.992 / 0.997 / 0.999 with Transformers' rules), the same
+# under every condition of docs/testing.md: a bound of 0.96 keeps a 3x margin on 1 - r.
 @pytest.mark.parametrize("name", ["demo01.jpg", "demo04.jpg", "demo11.jpg"])
 def test_pipeline_correlates_with_transformers_pipeline(tiny_da_dir, tiny_estimator, shared_images, name):
     from PIL import Image
@@ -62,7 +63,7 @@ def test_pipeline_correlates_with_transformers_pipeline(tiny_da_dir, tiny_estima
     height, width = load_image(path).shape[:2]
     assert ours.map.shape == (height, width) == reference.shape
     assert ours.map.dtype == np.float32 and ours.kind == "disparity"
-    correlated(ours.map, reference, 0.98, "Pearson r with transformers.pipeline")
+    correlated(ours.map, reference, 0.96, "Pearson r with transformers.pipeline")
 
 
 def test_small_images_follow_the_reference_lower_bound_resize(tiny_estimator, shared_images):

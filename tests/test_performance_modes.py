@@ -42,10 +42,10 @@ CASES = [
 ]
 MODES = ("latency", "throughput")
 INPUT_SIZE = 70
-# measured (max |throughput - latency| / range, over the three images, 1 and 2 threads):
-# 0 for torch, onnx and tflite (the same calls); OpenVINO up to 2.4e-7 fp32 and 1e-6 int8 (a
-# stream of one thread against a request of two: other kernels). Broken streams gave zeros.
-TOLERANCE = 1e-5
+# measured (max |mode - latency| / range over the three images; docs/testing.md, Tolerances): 0
+# for ONNX Runtime, OpenVINO and LiteRT; PyTorch 5.9e-6 (metric head; the runner's batch of two
+# against predict's batch of one: other kernels). Broken OpenVINO streams gave all-zero maps.
+TOLERANCE = 5e-5
 
 
 @pytest.fixture(scope="module")

@@ -121,5 +121,6 @@ def test_matches_transformers_processor_with_the_model_card_values():
     ours = preprocess(smooth, DA)
     theirs = np.asarray(proc(images=smooth, return_tensors="np")["pixel_values"][0])
     assert ours.shape == theirs.shape == (3, 518, 686)
-    # measured 0.046 mean absolute difference; with the channels swapped it is 1.03
-    within(np.abs(ours - theirs).mean(), 0.1, "mean difference")
+    # measured 0.046 mean absolute difference (every condition of docs/testing.md: PIL against
+    # OpenCV); with the channels swapped it is 1.03
+    within(np.abs(ours - theirs).mean(), 0.15, "mean difference")

@@ -371,7 +371,8 @@ def test_align_recovers_the_first_frames_units():
     for k, (a, b) in enumerate([(1.0, 0.0), (2.0, 3.0), (0.5, -0.2), (3.0, 1.0)]):
         noisy = a * (base + 0.01 * rng.standard_normal(base.shape)) + b
         out = stab(noisy.astype(np.float32))
-        within(np.abs(out - base).mean(), 0.02, "mean difference after alignment", at=f"step {k}")
+        # measured 8.2e-3 (the added noise, 1 % of the values, after the fit)
+        within(np.abs(out - base).mean(), 0.03, "mean difference after alignment", at=f"step {k}")
     assert Stabilizer("off")(base * 2).max() == pytest.approx(base.max() * 2)
 
 
