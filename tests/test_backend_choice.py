@@ -206,3 +206,20 @@ def test_a_broken_mlx_install_fails_in_one_line_too(monkeypatch):
     with pytest.raises(BackendError) as info:
         import_mlx()
     assert "\n" not in str(info.value) and "pip install 'localdepth[mlx]'" in str(info.value)
+
+def test_native_bf16_needs_the_cpu_flag_and_onednn_allowed_to_use_it(monkeypatch):
+    """The machine fact behind `--dtype auto` on OpenVINO: an AVX-512 BF16 or AMX flag, unless
+    oneDNN is capped below AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA), where OpenVINO cannot compile bf16."""
+    from localdepth import runtimes
+
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})  # a Zen 4
+    assert runtimes.cpu_has_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not runtimes.cpu_has_bf16() and runtimes.openvino_config("int8")["INFERENCE_PRECISION_HINT"] == "f32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_bf16")
+    assert runtimes.cpu_has_bf16()
+    monkeypatch.setattr(runtimes, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert not runtimes.cpu_has_bf16()

@@ -208,7 +208,8 @@ def test_predict_views_needs_an_any_view_model_and_bounds_the_views(tiny_da3, ti
         tiny_metric[0].predict_views(views)
     # views are predicted together: a view's depth depends on the others, unlike predict()
     alone = est.predict(views[0])
-    assert not np.allclose(alone.map, results[0].map)
+    # measured 1.7e-4 of the map's maximum: the views change each other's depth (float noise: below 1e-6)
+    assert np.abs(alone.map - results[0].map).max() > 1e-5 * np.abs(results[0].map).max()
 
 
 # ----------------------------------------------------------------------------- server, eval, video

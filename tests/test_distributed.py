@@ -25,6 +25,7 @@ from localdepth.distributed.pipeline import (CRASH_AFTER_ENV, CRASH_MARKER_ENV, 
                                              plan_resources, require_ray)
 from localdepth.errors import LocalDepthError  # noqa: E402
 from localdepth.writers import WriteOptions  # noqa: E402
+from tolerance import within  # noqa: E402
 
 PHOTOS = ("demo01.jpg", "demo04.jpg", "demo08.jpg", "demo11.jpg", "demo17.jpg", "demo18.jpg")
 
@@ -256,8 +257,11 @@ def test_torch_model_and_side_format_match_the_runner(tmp_path, shared_images, t
         stem = Path(name).stem
         a, b = np.load(tmp_path / "run" / f"{stem}.npy"), np.load(tmp_path / "batch" / f"{stem}.npy")
         # same weights and inputs: identical here with OMP_NUM_THREADS=1, but torch on CPU may use
-        # other thread counts in the Ray actor than in this process, which moves the last bits of sums
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+        # other thread counts (or batches) in the Ray actor than in this process, which moves the
+        # last bits of sums. Measured: 0 at 1 and 2 threads; 2.7e-5 where this process ran each
+        # image in a batch of two (docs/testing.md, Tolerances), above the rtol 1e-4 / atol 1e-5
+        # this check had on pixels near zero: bounded relative to the map's range instead.
+        within(np.abs(b - a).max() / np.ptp(a), 1e-4, "max |batch - run| / range")
         side = np.asarray(Image.open(tmp_path / "batch" / f"{stem}_side.png"))
         assert side.shape == (a.shape[0], 2 * a.shape[1], 3)
 

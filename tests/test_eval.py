@@ -18,6 +18,8 @@ from localdepth.evaluation.datasets import Dataset, Sample
 from localdepth.evaluation.evaluate import Predictor, align_prediction
 from localdepth.evaluation.metrics import Aggregate
 
+from tolerance import at_least, within
+
 
 def test_metric_definitions_on_known_errors():
     gt = np.array([[1.0, 2.0], [4.0, 0.0]])  # 0 = missing, not scored
@@ -274,7 +276,9 @@ def test_cli_eval_pydnet_and_ground_truth_on_the_shared_frames(rgbd_dir, pydnet_
     gt, pyd = report["models"]["gt"], report["models"]["pydnet"]
     assert gt["mean"]["abs_rel"] == pytest.approx(0, abs=1e-5) and gt["mean"]["d1"] == 1.0
     # a real, weak indoor network: clearly better than chance, clearly worse than the oracle
-    assert 0.05 < pyd["mean"]["abs_rel"] < 0.5 and 0.4 < pyd["mean"]["d1"] < 0.99
+    assert pyd["mean"]["abs_rel"] > 0.05 and pyd["mean"]["d1"] < 0.99
+    within(pyd["mean"]["abs_rel"], 0.5, "PyDNet++ AbsRel")
+    at_least(pyd["mean"]["d1"], 0.4, "PyDNet++ δ1")
     assert pyd["images"] == 9 and len(pyd["per_image"]) == 9
     assert all(row["fit"]["space"] == "disparity" for row in pyd["per_image"])
     pic = cv2.imread(str(out / "error_maps" / "pydnet" / "tum.png"))

@@ -14,6 +14,7 @@ import localdepth
 from localdepth.images import load_image
 
 from conftest import RGBD
+from tolerance import at_least, correlated, within
 
 
 # At 518x518 the ViT runs on its own 37x37 position table, so localdepth's network (which resizes
@@ -48,7 +49,8 @@ def test_metric_model_output_equals_transformers(tiny_metric_dir):
 # Transformers image processor pick the same network size, so the outputs are comparable. They
 # still differ by design: Transformers resizes the input with PIL, the position embeddings by its
 # own rule and the map with bicubic; localdepth follows the official code in all three. Measured
-# Pearson 0.988 / 0.994 / 0.995 (it was 0.992 / 0.997 / 0.999 with Transformers' rules).
+# Pearson 0.988 / 0.994 / 0.995 (it was 0.992 / 0.997 / 0.999 with Transformers' rules), the same
+# under every condition of docs/testing.md: a bound of 0.96 keeps a 3x margin on 1 - r.
 @pytest.mark.parametrize("name", ["demo01.jpg", "demo04.jpg", "demo11.jpg"])
 def test_pipeline_correlates_with_transformers_pipeline(tiny_da_dir, tiny_estimator, shared_images, name):
     from PIL import Image
@@ -61,8 +63,7 @@ def test_pipeline_correlates_with_transformers_pipeline(tiny_da_dir, tiny_estima
     height, width = load_image(path).shape[:2]
     assert ours.map.shape == (height, width) == reference.shape
     assert ours.map.dtype == np.float32 and ours.kind == "disparity"
-    pearson = np.corrcoef(ours.map.ravel(), reference.ravel())[0, 1]
-    assert pearson >= 0.98, f"Pearson {pearson:.4f} with transformers.pipeline"
+    correlated(ours.map, reference, 0.96, "Pearson r with transformers.pipeline")
 
 
 def test_small_images_follow_the_reference_lower_bound_resize(tiny_estimator, shared_images):
@@ -110,7 +111,7 @@ def test_pydnet_is_disparity_like_on_real_rgbd(pydnet_file, rgbd_dir, color, dep
     assert result.map.shape == gt.shape and result.kind == "disparity"
     valid = gt > 0
     rho = spearmanr(result.map[valid], 1.0 / gt[valid]).statistic
-    assert rho > 0.25, f"Spearman {rho:.3f} with 1/GT on {color}"
+    at_least(rho, 0.25, "Spearman rho with 1/GT", at=color)
 
 
 def test_pydnet_input_path_matches_the_graph_run_by_hand(pydnet_file, shared_images):
@@ -133,7 +134,8 @@ def test_pydnet_input_path_matches_the_graph_run_by_hand(pydnet_file, shared_ima
     estimator = _pydnet(pydnet_file)
     x = estimator.preprocess(rgb)
     blocks = rgb.astype(np.float64).reshape(448, 2, 640, 2, 3).mean(axis=(1, 3)) / 255.0
-    assert x.shape == (448, 640, 3) and np.abs(x - blocks).max() <= 1e-6  # measured 1.5e-7
+    assert x.shape == (448, 640, 3)
+    within(np.abs(x - blocks).max(), 1e-6, "max input difference")  # measured 1.5e-7
     graph = Interpreter(model_path=str(pydnet_file))
     graph.allocate_tensors()
     graph.set_tensor(graph.get_input_details()[0]["index"], x[None].astype(np.float32))
@@ -183,7 +185,7 @@ def test_bf16_on_cpu_stays_close_to_fp32(tiny_da_dir, tiny_estimator):
     image = np.random.default_rng(1).integers(0, 256, (100, 130, 3), dtype=np.uint8)
     a, b = tiny_estimator.predict(image).map, bf16.predict(image).map
     assert b.dtype == np.float32
-    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+    correlated(a, b, 0.98, "bf16 vs fp32 Pearson r")
 
 
 def test_metric_model_writes_millimetre_png16(tmp_path, tiny_metric_dir):
@@ -220,7 +222,7 @@ def test_cuda_reduced_precision_matches_cpu(tiny_da_dir, tiny_estimator, dtype):
     gpu = localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, device="cuda", dtype=dtype)
     image = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     a, b = tiny_estimator.predict(image).map, gpu.predict(image).map
-    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+    correlated(a, b, 0.98, "CUDA vs CPU Pearson r")
 
 
 # --------------------------------------------------------------------------- MiDaS DPT
@@ -274,7 +276,7 @@ def test_midas_input_path_and_output_match_the_reference_steps(tiny_dpt_dir, sha
     # measured: 4.9e-7 (OpenCV's and PyTorch's bicubic input resize differ in rounding);
     # fed BGR it is 0.16, with a bilinear input resize 0.011
     error = np.abs(result.map - expected).mean() / np.abs(expected).mean()
-    assert error <= 2e-6, f"{error:.2e}"
+    within(error, 2e-6, "mean error / mean")
 
 
 def test_midas_network_equals_transformers_on_a_square_input(tiny_dpt_dir):

@@ -17,6 +17,8 @@ from localdepth import geometry as g
 from localdepth.errors import LocalDepthError
 from localdepth.evaluation import poses
 
+from tolerance import within
+
 Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
 
 
@@ -92,8 +94,9 @@ def test_similar_trajectory_has_zero_error_and_the_inverse_scale():
     predicted = poses.Trajectory(poses.apply_similarity(truth.world_from_camera, S), truth.names)
     report = poses.evaluate_trajectory(predicted, truth)
     assert report["alignment"]["scale"] == pytest.approx(5.0, rel=1e-10)
-    assert report["ate"]["max"] < 1e-10
-    assert report["rpe"]["translation"]["max"] < 1e-10 and report["rpe"]["rotation_deg"]["max"] < 1e-8
+    within(report["ate"]["max"], 1e-10, "ATE max")
+    within(report["rpe"]["translation"]["max"], 1e-10, "RPE translation max")
+    within(report["rpe"]["rotation_deg"]["max"], 1e-8, "RPE rotation max (deg)")
 
 
 def test_ate_of_isotropic_noise_is_sigma_sqrt3():
@@ -115,7 +118,7 @@ def test_rpe_of_one_turned_camera_in_closed_form():
     Rz = Rotation.from_rotvec([0, 0, math.radians(theta)]).as_matrix()  # about camera k's optical axis
     turned[k, :3, :3] = truth[k, :3, :3] @ Rz  # same centre: the alignment is the identity
     report = poses.evaluate_trajectory(poses.Trajectory(turned, [""] * n), poses.Trajectory(truth, [""] * n))
-    assert report["ate"]["max"] < 1e-12
+    within(report["ate"]["max"], 1e-12, "ATE max")
     rot = report["rpe"]["rotation_deg"]
     assert rot["max"] == pytest.approx(theta, rel=1e-9)
     assert rot["mean"] == pytest.approx(2 * theta / (n - 1), rel=1e-9)  # pairs (k-1, k) and (k, k+1)
@@ -151,8 +154,8 @@ def test_odometry_agrees_with_the_trajectory_up_to_a_similarity(rgbd_dir):
     folder = rgbd_dir / "livingroom"
     report = poses.evaluate_trajectory(poses.read_trajectory(folder / "odometry.log"),
                                        poses.read_trajectory(folder / "trajectory.log"))
-    assert report["ate"]["rmse"] < 0.005  # measured 0.43 mm: both trace the same 7 cm of motion
-    assert report["rpe"]["rotation_deg"]["max"] < 0.5  # measured 0.065 degrees
+    within(report["ate"]["rmse"], 0.005, "ATE RMSE (m)")  # measured 0.43 mm: both trace the same 7 cm of motion
+    within(report["rpe"]["rotation_deg"]["max"], 0.5, "RPE rotation max (deg)")  # measured 0.065 degrees
     # pairing poses out of order is caught by the errors
     shuffled = poses.read_trajectory(folder / "odometry.log")
     shuffled.world_from_camera = shuffled.world_from_camera[[4, 0, 3, 1, 2]]
@@ -171,7 +174,8 @@ def test_eval_poses_cli(rgbd_dir, tmp_path, capsys):
     assert main(["eval-poses", str(tmp_path / "cameras.json"), str(rgbd_dir / "livingroom" / "trajectory.log"),
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["poses"] == 5 and report["ate"]["max"] < 1e-9
+    assert report["poses"] == 5
+    within(report["ate"]["max"], 1e-9, "ATE max")
     # three of the five views against every other ground-truth pose
     (tmp_path / "three.json").write_text(json.dumps({"model": "gt", "views": views[::2]}))
     assert main(["eval-poses", str(tmp_path / "three.json"), str(rgbd_dir / "livingroom" / "trajectory.log"),
@@ -186,7 +190,8 @@ def test_eval_poses_cli(rgbd_dir, tmp_path, capsys):
     assert main(["eval-poses", str(tmp_path / "picked.json"), str(rgbd_dir / "livingroom" / "trajectory.log"),
                  "--match", "frame", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["poses"] == 3 and report["ate"]["max"] < 1e-9
+    assert report["poses"] == 3
+    within(report["ate"]["max"], 1e-9, "ATE max")
     # by order, the same file pairs the wrong poses: a large error
     (tmp_path / "five.json").write_text(json.dumps({"model": "gt", "views": picked + picked[:2]}))
     assert main(["eval-poses", str(tmp_path / "five.json"), str(rgbd_dir / "livingroom" / "trajectory.log"),

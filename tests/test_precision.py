@@ -8,6 +8,8 @@ import pytest
 import localdepth
 from localdepth.errors import BackendError
 
+from tolerance import within
+
 
 def _cuda() -> bool:
     import torch
@@ -22,7 +24,7 @@ def test_bf16_on_cpu_stays_close_to_fp32(tiny_da_dir):
     assert bf16_est.backend.dtype == "bf16"
     bf16 = bf16_est.predict(image)
     assert bf16.map.dtype == np.float32
-    assert np.abs(bf16.map - fp32.map).mean() < 0.05 * np.abs(fp32.map).max()
+    within(np.abs(bf16.map - fp32.map).mean() / np.abs(fp32.map).max(), 0.05, "bf16: mean error / max")
 
 
 def test_accelerator_options_are_checked(tiny_da_dir):
@@ -48,7 +50,7 @@ def test_cuda_half_precision_and_graphs_match_fp32(tiny_da_dir, dtype):
     out_eager = eager.backend.infer(x)
     out_graph_1, out_graph_2 = graphs.backend.infer(x), graphs.backend.infer(x[::-1].copy())
     scale = np.abs(ref).max()
-    assert np.abs(out_eager - ref).mean() < 0.02 * scale
+    within(np.abs(out_eager - ref).mean() / scale, 0.02, "mean error / max")
     np.testing.assert_allclose(out_graph_1, out_eager, rtol=0, atol=1e-2 * scale)
     np.testing.assert_allclose(out_graph_2, out_eager[::-1], rtol=0, atol=1e-2 * scale)
 

@@ -8,6 +8,8 @@ import pytest
 from localdepth import registry
 from localdepth.preprocess import network_size, preprocess
 
+from tolerance import within
+
 DA = registry.get("depth-anything-v2-small").preprocessing
 MIDAS = registry.get("midas-dpt-large").preprocessing
 PYDNET = registry.get("pydnet").preprocessing
@@ -91,7 +93,8 @@ def test_resize_is_bicubic_and_normalised_with_the_card_values(family, pre, hw, 
     # measured: mean 1e-6 / max 9e-6 scaled up, mean 2.8e-5 / max 4.3e-4 scaled down (OpenCV keeps
     # float32 coefficients); bilinear instead of bicubic differs by 0.1 to 0.24 on average here
     difference = np.abs(ours - expected)
-    assert difference.mean() <= 5e-5 and difference.max() <= 4e-3
+    within(difference.mean(), 5e-5, "mean difference")
+    within(difference.max(), 4e-3, "max difference")
 
 
 def test_pydnet_resize_is_area_averaging():
@@ -118,5 +121,6 @@ def test_matches_transformers_processor_with_the_model_card_values():
     ours = preprocess(smooth, DA)
     theirs = np.asarray(proc(images=smooth, return_tensors="np")["pixel_values"][0])
     assert ours.shape == theirs.shape == (3, 518, 686)
-    # measured 0.046 mean absolute difference; with the channels swapped it is 1.03
-    assert np.abs(ours - theirs).mean() <= 0.1
+    # measured 0.046 mean absolute difference (every condition of docs/testing.md: PIL against
+    # OpenCV); with the channels swapped it is 1.03
+    within(np.abs(ours - theirs).mean(), 0.15, "mean difference")

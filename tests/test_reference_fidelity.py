@@ -22,6 +22,7 @@ import localdepth
 from localdepth.images import load_image
 
 import da2_reference as official_code
+from tolerance import within
 
 PIPELINE_TOLERANCE = 1e-5  # 8x the largest measured (1.2e-6); the target is 1e-4
 NETWORK_TOLERANCE = 2.5e-6  # 10x the largest measured (2.47e-7)
@@ -70,7 +71,8 @@ def test_pipeline_matches_official_infer_image(pair, shared_images, monkeypatch,
     assert ours.map.shape == official.shape == rgb.shape[:2]
     assert ours.kind == ("depth" if kind == "metric" else "disparity")
     error = mean_relative_error(ours.map, official)
-    assert error <= PIPELINE_TOLERANCE, f"{kind} {name} @ {input_size}: {error:.2e} from the official infer_image"
+    within(error, PIPELINE_TOLERANCE, "mean relative error from the official infer_image",
+           at=f"{kind} {name} @ {input_size}")
 
 
 @pytest.mark.parametrize("hw", [(182, 252), (266, 126)])
@@ -83,7 +85,7 @@ def test_network_matches_official_forward_on_the_same_tensor(pair, hw):
     ours = est.infer(x.numpy())
     assert ours.shape == official.shape == (2, *hw)
     error = mean_relative_error(ours, official)
-    assert error <= NETWORK_TOLERANCE, f"{kind} network at {hw}: {error:.2e}"
+    within(error, NETWORK_TOLERANCE, "mean relative error of the network", at=f"{kind} at {hw}")
 
 
 @pytest.mark.parametrize(("name", "input_size", "form"), [*CASES, ("demo17.jpg", 518, "photo")])
@@ -101,4 +103,5 @@ def test_preprocessing_matches_official_image2tensor(tiny_estimator, shared_imag
     assert ours.shape == tuple(official.shape[1:])
     # the official code resizes in float64, localdepth in float32: measured max 2.1e-4, mean 2e-6
     difference = np.abs(ours - official[0].numpy())
-    assert difference.max() <= 2e-3 and difference.mean() <= 2e-5
+    within(difference.max(), 2e-3, "max input difference")
+    within(difference.mean(), 2e-5, "mean input difference")

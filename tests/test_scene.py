@@ -30,6 +30,7 @@ from localdepth import geometry  # noqa: E402
 from localdepth.errors import LocalDepthError  # noqa: E402
 from localdepth.evaluation.poses import read_trajectory  # noqa: E402
 from scene_support import LIVINGROOM_K, GroundTruthViews, PlaneViews  # noqa: E402
+from tolerance import within  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +155,10 @@ def test_colmap_text_parses_back(five_view_scene):
             cam_pts = geometry.transform_points(point["xyz"], np.asarray(views[iid - 1]["camera_from_world"]))
             (u, v), _ = geometry.project(cam_pts, LIVINGROOM_K)
             errors.append(np.hypot(u + 0.5 - x, v + 0.5 - y))
-    # the fused point is a voxel mean (voxel ~1 sampled pixel): its reprojection stays within a few pixels
-    assert np.median(errors) < 1.5 and np.max(errors) < 6.0
+    # the fused point is a voxel mean (voxel ~1 sampled pixel): its reprojection stays within a few
+    # pixels (measured: median 0.36, max 2.7, under every condition of docs/testing.md)
+    within(np.median(errors), 1.5, "median reprojection error (px)")
+    within(np.max(errors), 9.0, "max reprojection error (px)")
 
 
 def test_colmap_model_loads_in_pycolmap(five_view_scene):
@@ -174,7 +177,7 @@ def test_colmap_model_loads_in_pycolmap(five_view_scene):
         # COLMAP's projection of our pixel (0, 0) at any depth is its (0.5, 0.5)
         ray = np.linalg.inv(LIVINGROOM_K) @ [0.0, 0.0, 1.0]
         np.testing.assert_allclose(camera.img_from_cam(ray * 2.0), [0.5, 0.5], atol=1e-9)
-    assert recon.compute_mean_reprojection_error() < 2.0
+    within(recon.compute_mean_reprojection_error(), 2.0, "COLMAP mean reprojection error (px)")
 
 
 def test_glb_holds_the_points_and_a_frustum_per_camera(five_view_scene):
@@ -215,7 +218,8 @@ def test_cameras_json_round_trips_through_pointcloud(five_view_scene, livingroom
     assert len(placed) == int((np.load(view0) > 0).sum())  # every valid pixel of the map
     distance, _ = fused.query(placed[::7])
     # measured: median 4.0 mm, 90th percentile 6.8 mm (voxel 7.1 mm; sensor noise and pose error)
-    assert np.median(distance) < 0.01 and np.percentile(distance, 90) < 0.02, np.percentile(distance, (50, 90))
+    within(np.median(distance), 0.015, "median distance to the fused cloud (m)")
+    within(np.percentile(distance, 90), 0.02, "90th percentile distance to the fused cloud (m)")
     report = json.loads((tmp_path / "v0.ply.json").read_text())
     assert report["view"]["index"] == 0 and report["intrinsics_source"] == "given"
     assert report["geometry"]["frame"] == "world" and voxel < 0.01

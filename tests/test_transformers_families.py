@@ -40,6 +40,7 @@ from localdepth.cli.main import main as cli  # noqa: E402
 from localdepth.depthfile import read_prompt_depth  # noqa: E402
 from localdepth.images import load_image  # noqa: E402
 from localdepth.preprocess import preprocess  # noqa: E402
+from tolerance import within  # noqa: E402
 
 PHOTO = "demo08.jpg"  # 640 x 425: upsampled by every family here
 
@@ -116,7 +117,7 @@ def zoe(tiny_zoedepth_dir, photo):
 def test_zoedepth_input_equals_transformers_processor(zoe):
     ours = zoe.est.preprocess(zoe.rgb)
     assert ours.shape == zoe.pixel_values.shape  # padding, then the aspect-preserving resize to multiples of 32
-    assert input_error(ours, zoe.pixel_values) < ZOE_INPUT_ATOL
+    within(input_error(ours, zoe.pixel_values), ZOE_INPUT_ATOL, "max input difference")
 
 
 def test_zoedepth_map_matches_transformers_post_processing(zoe):
@@ -124,7 +125,8 @@ def test_zoedepth_map_matches_transformers_post_processing(zoe):
     assert r.kind == "depth" and r.units == "m" and r.map.shape == zoe.rgb.shape[:2] == zoe.reference.shape
     assert r.input_size == zoe.pixel_values.shape[1:]
     pearson, rel = compare(r.map, zoe.reference)
-    assert pearson >= 0.999 and rel < ZOE_MAP_REL, (pearson, rel)
+    within(1 - pearson, 1e-3, "1 - Pearson r")
+    within(rel, ZOE_MAP_REL, "mean relative error")
 
 
 def test_zoedepth_map_check_catches_a_missing_flip_average_and_a_mirrored_output(zoe):
@@ -170,7 +172,7 @@ def pda(tiny_prompt_da_dir, photo, tmp_path_factory):
 
 def test_prompt_depth_anything_inputs_equal_transformers_processor(pda):
     ours = pda.est.preprocess(pda.rgb)
-    assert input_error(ours, pda.pixel_values) < PDA_INPUT_ATOL
+    within(input_error(ours, pda.pixel_values), PDA_INPUT_ATOL, "max input difference")
     prompt = pda.est.preprocess_prompt(read_prompt_depth(pda.lidar_png, 0.001))
     assert prompt.shape == pda.prompt.shape == (1, 24, 32)  # the prompt keeps its own resolution, in metres
     np.testing.assert_allclose(prompt, pda.prompt, rtol=1e-6)
@@ -180,7 +182,8 @@ def test_prompt_depth_anything_map_matches_transformers_post_processing(pda):
     r = pda.result
     assert r.kind == "depth" and r.units == "m" and r.map.shape == pda.rgb.shape[:2] == pda.reference.shape
     pearson, rel = compare(r.map, pda.reference)
-    assert pearson >= 0.999 and rel < PDA_MAP_REL, (pearson, rel)
+    within(1 - pearson, 1e-3, "1 - Pearson r")
+    within(rel, PDA_MAP_REL, "mean relative error")
     # the network maps its output back to the prompt's range in metres (bicubic may overshoot a little)
     lo, hi = pda.lidar_mm.min() / 1000, pda.lidar_mm.max() / 1000
     assert lo - 0.1 * (hi - lo) <= r.map.min() and r.map.max() <= hi + 0.1 * (hi - lo)
@@ -257,7 +260,7 @@ def depth_pro(tiny_depth_pro_dir, photo):
 def test_depth_pro_input_equals_transformers_processor(depth_pro):
     ours = depth_pro.est.preprocess(depth_pro.rgb)
     assert ours.shape == (3, 1536, 1536)
-    assert input_error(ours, depth_pro.pixel_values) < DP_INPUT_ATOL
+    within(input_error(ours, depth_pro.pixel_values), DP_INPUT_ATOL, "max input difference")
 
 
 def test_depth_pro_map_and_camera_match_transformers_post_processing(depth_pro):
@@ -265,7 +268,8 @@ def test_depth_pro_map_and_camera_match_transformers_post_processing(depth_pro):
     h, w = depth_pro.rgb.shape[:2]
     assert r.kind == "depth" and r.units == "m" and r.map.shape == (h, w) == depth_pro.reference.shape
     pearson, rel = compare(r.map, depth_pro.reference)
-    assert pearson >= 0.999 and rel < DP_MAP_REL, (pearson, rel)
+    within(1 - pearson, 1e-3, "1 - Pearson r")
+    within(rel, DP_MAP_REL, "mean relative error")
     cam = r.intrinsics
     assert cam.origin == "model" and (cam.width, cam.height) == (w, h)
     assert cam.fx == pytest.approx(depth_pro.focal, rel=1e-5) and cam.fy == cam.fx  # square pixels of the photo
@@ -313,7 +317,7 @@ def test_depth_pro_field_of_view_reaches_the_point_cloud(depth_pro, tiny_depth_p
     np.testing.assert_allclose(points, expected, rtol=1e-5, atol=1e-6)
     # and they land back on the pixel grid through the predicted camera, not the 60-degree default
     uv, _ = geometry.project(points, K)
-    assert np.abs(uv - np.round(uv)).max() < 1e-3
+    within(np.abs(uv - np.round(uv)).max(), 1e-3, "max distance to the pixel grid (px)")
     default = geometry.default_intrinsics(640, 425).K
     assert np.abs(geometry.project(points, default)[0] - uv).max() > 10
     # `localdepth pointcloud` on that map: the model's camera comes from the map's sidecar

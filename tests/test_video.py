@@ -25,6 +25,7 @@ from localdepth.video import (  # noqa: E402
     VideoFileReader, WebcamReader, process_clip,
 )
 from localdepth.video.writers import read_exr  # noqa: E402
+from tolerance import within  # noqa: E402
 
 N_FRAMES, FPS, SIZE = 48, 24, (256, 192)
 
@@ -388,7 +389,8 @@ def test_align_recovers_the_first_frames_units():
     for k, (a, b) in enumerate([(1.0, 0.0), (2.0, 3.0), (0.5, -0.2), (3.0, 1.0)]):
         noisy = a * (base + 0.01 * rng.standard_normal(base.shape)) + b
         out = stab(noisy.astype(np.float32))
-        assert np.abs(out - base).mean() < 0.02, k
+        # measured 8.2e-3 (the added noise, 1 % of the values, after the fit)
+        within(np.abs(out - base).mean(), 0.03, "mean difference after alignment", at=f"step {k}")
     assert Stabilizer("off")(base * 2).max() == pytest.approx(base.max() * 2)
 
 
@@ -418,7 +420,7 @@ def test_metric_model_writes_millimetres(shared_images, tiny_metric_dir, tmp_pat
     for i in range(3):
         depth = np.load(tmp_path / "out" / f"{i}.npz")["depth"]
         png = cv2.imread(str(tmp_path / "out" / f"{i}.png"), cv2.IMREAD_UNCHANGED)
-        assert np.abs(png * 0.001 - depth).max() <= 0.0005 + 1e-6
+        within(np.abs(png * 0.001 - depth).max(), 0.0005 + 1e-6, "png16 max error (m)")
 
 
 # ----------------------------------------------------------------------------- timing and completeness

@@ -25,6 +25,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import vda_reference as ref  # noqa: E402
+from tolerance import correlated, within  # noqa: E402
 
 import localdepth  # noqa: E402
 from localdepth import registry, weights  # noqa: E402
@@ -113,8 +114,7 @@ def test_full_size_small_window_matches_the_official_network(small, photo):
         got = ours(x)["depth"]
         alone = ours(x[0])["depth"]  # the same frames as 32 independent images
     assert got.shape == want.shape == (1, 32, 42, 56)
-    err = float((got - want).abs().max() / want.abs().max())
-    assert err < 1e-4, err
+    within(float((got - want).abs().max() / want.abs().max()), 1e-4, "max error / max depth")
     # the comparison exercises the temporal attention: without it the maps are far apart
     assert float((alone - want[0]).abs().max() / want.abs().max()) > 1e-2
 
@@ -142,7 +142,7 @@ def test_streaming_matches_the_official_streaming_model(small, photo, tmp_path):
     assert "latency per frame" in summary.line()
     for k, (g, w) in enumerate(zip(got, want)):
         assert g.shape == w.shape == (FRAME_SIZE[1], FRAME_SIZE[0])
-        assert float(np.abs(g - w).max() / np.abs(w).max()) < 1e-4, k
+        within(float(np.abs(g - w).max() / np.abs(w).max()), 1e-4, "max error / max depth", at=f"frame {k}")
 
 
 def test_a_pipe_on_standard_input_streams_with_its_latency(tiny, photo, tmp_path):
@@ -181,7 +181,12 @@ def test_images_are_independent_clips_of_one_frame(tiny, photo):
     with torch.no_grad():
         both = est.backend.model(x)["depth"]
         first = est.backend.model(x[:1, None])["depth"][:, 0]
-    torch.testing.assert_close(both[:1], first, rtol=1e-5, atol=1e-6)
+    # not bit for bit: oneDNN picks its convolution kernels by batch size (the head's first stride-2
+    # convolution, resize_layers.3, is the first layer to differ: 6e-7), and the motion modules and
+    # fusions amplify that. Measured (max |difference| / max depth): 6.8e-6 with AMX and without,
+    # 1.1e-5 with oneDNN at AVX2, 7.6e-6 with ATen at AVX2; the batches are both within 5e-6 of
+    # float64. It was 1e-6 absolute (1.5e-7 of the max), a bound only some CPUs' kernels met.
+    within(float((both[:1] - first).abs().max() / first.abs().max()), 1e-4, "max |batch - alone| / max depth")
     result = est.predict(frames[0])
     assert result.map.shape == frames[0].shape[:2] and result.kind == "disparity"
 
@@ -211,8 +216,9 @@ def test_video_command_matches_official_infer_video_depth(tiny, photo, tmp_path)
     for i in range(70):
         got = np.load(out / f"{i:03d}.npz")["depth"]
         assert got.shape == want[i].shape
-        assert pearson(got, want[i]) >= 0.9999, i
-        assert float(np.abs(got - want[i]).max() / np.abs(want[i]).max()) < 1e-3, i
+        correlated(got, want[i], 0.9999, at=f"frame {i}")
+        within(float(np.abs(got - want[i]).max() / np.abs(want[i]).max()), 1e-3, "max error / max depth",
+               at=f"frame {i}")
 
 
 def test_metric_windows_and_the_wide_frame_rule_match_the_official_code(photo, tmp_path):
@@ -230,7 +236,7 @@ def test_metric_windows_and_the_wide_frame_rule_match_the_official_code(photo, t
     got = [d for _, d, _ in predictor(as_frames(rgbs))]
     assert len(got) == 40 and predictor.scales == [1.0]  # two windows, the second not rescaled
     for i, (g, w) in enumerate(zip(got, want)):
-        assert float(np.abs(g - w).max() / np.abs(w).max()) < 1e-4, i
+        within(float(np.abs(g - w).max() / np.abs(w).max()), 1e-4, "max error / max depth", at=f"frame {i}")
 
 
 def test_video_model_output_goes_through_the_writers_with_audio_and_stacked_stabilisation(tiny, photo, tmp_path):
@@ -352,10 +358,11 @@ def test_window_logic_matches_the_official_on_a_long_clip_in_bounded_memory():
     assert [i for i, _ in got] == list(range(n))
     assert predictor.windows == len(range(0, n, 22))
     for i, depth in got:
-        assert pearson(depth, want[i]) >= 0.9999, i
+        correlated(depth, want[i], 0.9999, at=f"frame {i}")
         # float32 arithmetic (the official fit sums in float32): measured at most 6.6e-6 of the
         # map's maximum; a wrong keyframe or blend is off by about half of it
-        assert float(np.abs(depth - want[i]).max() / np.abs(want[i]).max()) < 5e-5, i
+        within(float(np.abs(depth - want[i]).max() / np.abs(want[i]).max()), 5e-5, "max error / max depth",
+               at=f"frame {i}")
     # one window (32) plus what is waiting to be blended (8) and handed out: not the clip
     assert peak <= 32 + 10, peak
 

@@ -86,8 +86,19 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+#: oneDNN's instruction-set caps (``ONEDNN_MAX_CPU_ISA``) that still allow native bf16
+_ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+                     "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2",
+                     "ALL", "DEFAULT")
+
+
 def cpu_has_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX-512 BF16 or AMX), so bf16 pays off."""
+    """True where the CPU computes bf16 natively (AVX-512 BF16 or AMX), so bf16 pays off, and
+    oneDNN (inside PyTorch and OpenVINO) may use it: ``ONEDNN_MAX_CPU_ISA`` below
+    ``AVX512_CORE_BF16`` turns it off (OpenVINO then cannot compile bf16 layers at all)."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if cap and cap not in _ONEDNN_BF16_ISAS:
+        return False
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 

@@ -23,7 +23,8 @@ Cache layout (:mod:`.cache`: budget, least-recently-used eviction, leftovers of 
         report.json, compiled/ (OpenVINO's blob cache)
 
 *weights id* hashes the weight files' contents; *options id* hashes the converter settings
-that shape the result (opset, quantization scheme), so different settings never share a slot.
+that shape the result (opset, quantization scheme) and :data:`GRAPH_REVISION`, so different
+settings, or graphs made by an older localdepth, never share a slot.
 The cache lies apart from the weights: ``localdepth models add`` of the same weights finds
 their conversions again, and other weights get their own (old ones leave by the budget).
 The calibration images of an int8 model are recorded in ``report.json``, not in the key:
@@ -164,9 +165,17 @@ def _check_target(target: Target):
     return module
 
 
+#: what the converted graphs compute, beyond the converter settings: part of every options id, so
+#: that conversions cached before a change of the graphs are made again, not reused. 2: DINOv2
+#: position embeddings kept as stored on the pretrained grid (a 518x518 input), and TFLite
+#: weights dequantized once for OpenVINO (issue 19).
+GRAPH_REVISION = 2
+
+
 def options_identity(target: Target) -> str:
     options = _check_target(target).OPTIONS[target.precision]
-    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    keyed = {"options": options, "graph_revision": GRAPH_REVISION}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def converted_root(spec: ModelSpec, weights: ResolvedWeights) -> Path:
@@ -232,7 +241,8 @@ def convert(spec: ModelSpec, weights: ResolvedWeights, target: Target, *, settin
     try:
         report = module.make(job, staging)
         report = {"model": spec.name, "runtime": target.runtime, "precision": target.precision,
-                  "options": module.OPTIONS[target.precision], "weights_id": weights_identity(weights),
+                  "options": module.OPTIONS[target.precision], "graph_revision": GRAPH_REVISION,
+                  "weights_id": weights_identity(weights),
                   "seconds": round(time.perf_counter() - t0, 1),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **report}
         try:

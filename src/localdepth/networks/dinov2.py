@@ -20,7 +20,9 @@ has ``n_h x n_w`` cells, but the sampling positions follow the scale factor, not
 sizes (:func:`resize_position_embedding`). Transformers' port resizes to ``size=(n_h, n_w)``,
 which samples the embedding table at slightly different positions; with the same weights the
 two disagree by about 1% of the depth map (measured in tests/test_reference_fidelity.py). Both
-rules cost one bicubic resize of a 37x37 table per forward pass.
+rules cost one bicubic resize of a 37x37 table per forward pass. On the table's own 37x37 grid
+(a 518x518 input) the official code uses the table as it is, and so does every graph exported
+from here (tests/test_conversion_grids.py).
 :func:`use_reference_interpolation` swaps the rule on one loaded Transformers model; the
 registry entry's ``position_embedding = "dinov2"`` asks for it.
 """
@@ -45,23 +47,27 @@ NORM_EPS = 1e-6
 
 # ----------------------------------------------------------------------------- position embeddings
 
-def resize_position_embedding(pos_embed: torch.Tensor, rows: int, cols: int, *, always: bool = False) -> torch.Tensor:
+def resize_position_embedding(pos_embed: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """Position embeddings ``(1, 1 + side * side, dim)`` (class token first) -> the same for a
     ``rows x cols`` patch grid, by the official rule, in ``pos_embed``'s dtype.
 
-    The stored table is returned as is on its own grid (as the official code does) unless
-    ``always``. The resize runs in float32 as the official code does (bicubic in half precision
-    shifts the embeddings).
+    On the table's own grid the official code returns the table as is: the resize is not the
+    identity there (its sampling positions follow the scale factor ``(side + 0.1) / side``), so
+    a graph that always resized would disagree with it at 518 x 518 (37 x 37 patches) by up to
+    3 % of the depth map's range at its worst pixel. Eager runs test the grid in Python; traced
+    and exported graphs, whose grid is symbolic, select the identity with a tensor condition
+    (:func:`grid_matrices`). The resize runs in float32 as the official code does (bicubic in
+    half precision shifts the embeddings).
     """
     side = math.isqrt(pos_embed.shape[1] - 1)
-    if rows == side and cols == side and not always:
-        return pos_embed
     dim = pos_embed.shape[-1]
     table = pos_embed[0, 1:].reshape(side, side, dim).float()
-    if torch.compiler.is_compiling():  # torch.export / torch.compile: keep the grid size symbolic
-        grid = torch.einsum("ia,abd,jb->ijd", bicubic_matrix(rows, side, table.device), table,
-                            bicubic_matrix(cols, side, table.device))
-    else:  # the official call itself (the matrices do 8x the arithmetic of its 4-tap kernel)
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # torch.export / compile / trace: grid symbolic
+        row_weights, col_weights = grid_matrices(rows, cols, side, table.device)
+        grid = torch.einsum("ia,abd,jb->ijd", row_weights, table, col_weights)
+    else:  # the official code itself (the matrices do 8x the arithmetic of its 4-tap kernel)
+        if rows == side and cols == side:
+            return pos_embed
         scale = ((rows + OFFSET) / side, (cols + OFFSET) / side)
         # the same memory layout as Transformers' own call (a channels-last view): the same kernel, the same cost
         grid = F.interpolate(table[None].permute(0, 3, 1, 2), scale_factor=scale, mode="bicubic",
@@ -73,8 +79,23 @@ def reference_interpolate_pos_encoding(self, embeddings: torch.Tensor, height, w
     """Drop-in for ``Dinov2Embeddings.interpolate_pos_encoding`` (``self`` is the embeddings module):
     position embeddings ``(1, 1 + n_h * n_w, dim)`` for a ``height x width`` input."""
     patch_h, patch_w = self.patch_embeddings.patch_size
-    return resize_position_embedding(self.position_embeddings, height // patch_h, width // patch_w,
-                                     always=torch.jit.is_tracing())
+    return resize_position_embedding(self.position_embeddings, height // patch_h, width // patch_w)
+
+
+def grid_matrices(rows, cols, side: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, side)`` and ``(cols, side)`` weights such that ``R @ table @ C.T`` is the official
+    rule for a ``rows x cols`` grid: :func:`bicubic_matrix` on each axis, or identities (the
+    table unchanged, exactly) when the grid is the table's own ``side x side``. The condition is
+    a tensor, not a Python ``if``, so that an export keeps both cases for every grid."""
+    row_weights, col_weights = bicubic_matrix(rows, side, device), bicubic_matrix(cols, side, device)
+    cells = torch.arange(side, dtype=torch.float32, device=device)
+    row_steps = torch.arange(row_weights.shape[0], dtype=torch.float32, device=device)
+    col_steps = torch.arange(col_weights.shape[0], dtype=torch.float32, device=device)
+    own_grid = (row_steps[-1:] + 1.0 == side) & (col_steps[-1:] + 1.0 == side)  # (1,): rows == cols == side
+    row_identity = (row_steps[:, None] == cells).float()
+    col_identity = (col_steps[:, None] == cells).float()
+    return (torch.where(own_grid, row_identity, row_weights),
+            torch.where(own_grid, col_identity, col_weights))
 
 
 def bicubic_matrix(count, side: int, device=None) -> torch.Tensor:
