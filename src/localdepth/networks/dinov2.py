@@ -91,7 +91,9 @@ def grid_matrices(rows, cols, side: int, device=None) -> tuple[torch.Tensor, tor
     cells = torch.arange(side, dtype=torch.float32, device=device)
     row_steps = torch.arange(row_weights.shape[0], dtype=torch.float32, device=device)
     col_steps = torch.arange(col_weights.shape[0], dtype=torch.float32, device=device)
-    own_grid = (row_steps[-1:] + 1.0 == side) & (col_steps[-1:] + 1.0 == side)  # (1,): rows == cols == side
+    # (1,): rows == cols == side, written as arithmetic and one comparison (Core ML's converter
+    # has no boolean `and`)
+    own_grid = (row_steps[-1:] + 1.0 - side).abs() + (col_steps[-1:] + 1.0 - side).abs() == 0
     row_identity = (row_steps[:, None] == cells).float()
     col_identity = (col_steps[:, None] == cells).float()
     return (torch.where(own_grid, row_identity, row_weights),
