@@ -54,13 +54,14 @@ _KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABIL
 
 #: the test files with numeric checks (the others check files, codes and messages)
 DEFAULT_FILES = [
-    "test_align.py", "test_bench.py", "test_conversion_grids.py", "test_da3_outputs.py", "test_da3_parity.py",
-    "test_distributed.py", "test_eval.py", "test_geometry.py", "test_images.py", "test_model_parity.py",
-    "test_network_outputs.py", "test_onnx.py", "test_openvino.py", "test_performance_modes.py",
-    "test_pointcloud.py", "test_poses.py", "test_postprocess.py", "test_precision.py", "test_preprocess.py",
-    "test_prompt_depth.py", "test_reference_fidelity.py", "test_scene.py", "test_scene_da3.py",
-    "test_server_api.py", "test_server_load.py", "test_transformers_families.py", "test_video.py",
-    "test_video_depth_anything.py", "test_writers.py",
+    "test_align.py", "test_bench.py", "test_comfyui_nodes.py", "test_conversion_grids.py", "test_coreml.py",
+    "test_da3_outputs.py", "test_da3_parity.py", "test_distributed.py", "test_eval.py", "test_finetune.py",
+    "test_geometry.py", "test_gpu_bench.py", "test_gpu_pipeline.py", "test_images.py", "test_mlx.py",
+    "test_model_parity.py", "test_network_outputs.py", "test_onnx.py", "test_openvino.py",
+    "test_performance_modes.py", "test_photo3d.py", "test_pointcloud.py", "test_poses.py", "test_postprocess.py",
+    "test_precision.py", "test_preprocess.py", "test_prompt_depth.py", "test_reference_fidelity.py",
+    "test_render.py", "test_scene.py", "test_scene_da3.py", "test_server_api.py", "test_server_load.py",
+    "test_transformers_families.py", "test_video.py", "test_video_depth_anything.py", "test_writers.py",
 ]
 
 START, END = "<!-- tolerances:start -->", "<!-- tolerances:end -->"
