@@ -9,11 +9,11 @@ the official code elsewhere).
 
 Tolerances are mean relative errors, ``mean|mlx - torch| / mean|torch|``, measured with
 tests' inputs (full-size Small at 70x70 and 98x140, the tiny relative and metric models at
-126x126 and 154x210, batch 1 and 2) under 1 and 2 threads, ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16,
-ONEDNN_MAX_CPU_ISA=AVX2 and ATEN_CPU_CAPABILITY=avx2 (Intel Xeon with AMX): worst fp32 5.1e-7
-(the bound is the issue's 1e-5), fp16 4.5e-4 (bound 2e-3), bf16 4.3e-3 (bound 2e-2); every
-condition gave the same worst values to two digits. Video Depth Anything (clips and streaming)
-measured 8e-7 and Depth Anything 3 Mono 1e-8 in fp32.
+126x126 and 154x210, batch 1 and 2) under every condition of docs/testing.md (Tolerances) on an
+Intel Xeon with AMX: worst fp32 5.1e-7, 1.2e-6 through the estimator (the bound is the issue's
+1e-5), fp16 4.4e-4 (bound 2e-3), bf16 4.1e-3 (bound 2e-2). Video Depth Anything (clips and
+streaming) measured 8.7e-7 and Depth Anything 3 Mono 1.1e-7 in fp32. MLX's own kernels follow
+none of the conditions' variables; the PyTorch reference does.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def test_every_weight_is_placed_the_same_as_pytorch(pairs):
     mlx_net = load(folder)
     before = _mlx(mlx_net, x)
     conv = mlx_net.head.scratch.refinenet4.resConfUnit2.conv1
-    conv.weight = conv.weight * 1.5
+    conv.weight = conv.weight * 1.5  # measured: the map moves by 1.1e-2 of its mean
     at_least(mean_relative_error(_mlx(mlx_net, x), before), 1e-4, "change from one scaled tensor: mean / mean")
 
 
@@ -206,8 +206,8 @@ def test_conversion_is_cached_and_keyed_by_the_weights_content(tiny_da_dir, tmp_
     assert find(DA2, ResolvedWeights(changed, "argument"), Target("mlx", "fp32")) is None
     other = localdepth.load("depth-anything-v2-small", weights=changed, backend="mlx")
     assert other.backend.conversion["weights_id"] != cached.report["weights_id"]
-    image = rng_image(56, 70)
-    assert not np.allclose(other.predict(image).map, first.predict(image).map)
+    image = rng_image(56, 70)  # measured: the changed bias moves the map by 0.25 of its mean
+    at_least(mean_relative_error(other.predict(image).map, first.predict(image).map), 1e-3, "changed weights' change")
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])

@@ -57,7 +57,7 @@ def test_photo3d_writes_every_frame_and_its_sidecar_last(tiny_da_dir, photo, tmp
     frames = video_frames(out)
     assert len(frames) == 6 and frames[0].shape == (48, 64, 3)  # 96x72 -> short side 48
     moved = np.abs(frames[0].astype(int) - frames[3].astype(int)).mean()
-    at_least(moved, 0.5, "frame 0 vs 3 (levels): the camera moved")
+    at_least(moved, 0.5, "frame 0 vs 3 (levels): the camera moved")  # measured 5.1
     meta = json.loads((tmp_path / "photo_3d.json").read_text())
     assert meta["path"] == "circle" and meta["frames"] == 6 and meta["output"]["frames"] == 6
     assert meta["source"]["model"] == "depth-anything-v2-small" and meta["depth_units"] == "relative"

@@ -108,13 +108,16 @@ def test_a_near_square_hides_the_far_plane_and_what_it_uncovers_is_filled_with_b
     expected = np.zeros((H, W), bool)
     expected[40:80, int(60 + near_shift):int(100 + near_shift)] = True
     red = is_red(out)
-    at_least(red[expected].mean(), 0.99, "share of the moved square that is red")
-    within((red & ~expected).sum(), 2 * 40, "red pixels outside the square")  # a column of mixed edge pixels a side
+    # 12 of its 1600 pixels are not red (3 at each corner), the same under every condition of docs/testing.md
+    within(1 - red[expected].mean(), 0.03, "share of the moved square that is not red")
+    # at most a column of mixed edge pixels on each side (measured 8, at the corners)
+    within((red & ~expected).sum(), 2 * 40, "red pixels outside the square")
     # the strip it uncovers: the background moved less, so f t (1 - 1/4) = 7.5 px open on its right
     strip = np.zeros((H, W), bool)
     strip[42:78, int(100 + near_shift) + 1:int(100 + far_shift) - 1] = True
     assert strip.sum() > 0
     assert not is_red(out[strip]).any(), "the square was stretched into the uncovered background"
+    # the plane's green is 128 and up, the square's 0 (measured at least 127 in the strip)
     at_least(out[strip][:, 1].min(), 100, "green of the uncovered strip (background-coloured)")
     assert rendered.background[strip].all()  # what shows there is the inpainted background layer
     assert rendered.filled[strip].all()
@@ -128,6 +131,7 @@ def test_without_the_background_layer_the_hole_grows_from_the_background_not_the
     rendered = render_view(scene, View((0.1, 0.0, 0.0), camera(), W, H))
     strip = (slice(42, 78), slice(91, 96))
     assert not is_red(rendered.image[strip]).any()
+    # measured at least 162
     at_least(rendered.image[strip][..., 1].min(), 100, "green of the filled strip (background-coloured)")
     assert rendered.filled[strip].all() and not rendered.background.any()
 
@@ -141,7 +145,7 @@ def test_a_magnifying_view_leaves_no_crack():
     expected = cv2.warpAffine(image, np.array([[1.5, 0, -0.5 * (W - 1) / 2], [0, 1.5, -0.5 * (H - 1) / 2]]), (W, H),
                               flags=cv2.INTER_LINEAR)
     diff = np.abs(rendered.image.astype(int) - expected.astype(int))[10:-10, 10:-10]
-    # measured: mean 0.6, max 3 grey levels (bilinear twice); a crack would show the far background's 0
+    # measured: mean 0.02, max 1 grey level (bilinear twice); a crack would show the far background's 0
     within(diff.mean(), 2.0, "mean difference from the magnified photo (levels)")
     within(diff.max(), 15, "max difference from the magnified photo (levels)")
     assert not rendered.filled[10:-10, 10:-10].any()
@@ -202,8 +206,8 @@ def test_the_stereo_pair_of_a_plane_is_shifted_by_baseline_times_f_over_z(z, bas
     expected_right = cv2.warpAffine(left.image, np.array([[1.0, 0.0, -d], [0.0, 1.0, 0.0]]), (W, H),
                                     flags=cv2.INTER_LINEAR)
     diff = np.abs(right.image.astype(int) - expected_right.astype(int))[20:-20, 20:-20]
-    # measured 0.3 (the two eyes are each a bilinear sample of the photo)
-    within(diff.mean(), 1.0, "mean difference from the shifted left eye (levels)")
+    # measured 0.03 at 5 px, 0.66 at 2.4 px (each eye a bilinear sample of the photo); 0.25 px off gives 3.3
+    within(diff.mean(), 2.0, "mean difference from the shifted left eye (levels)")
     assert info["baseline"] == baseline and info["disparity_near_px"] == pytest.approx(baseline * F / z)
 
 
@@ -285,7 +289,7 @@ def test_frames_are_written_as_video_gif_or_webp(tmp_path, suffix):
         with av.open(str(path)) as c:
             frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         assert len(frames) == 5 and frames[0].shape == (48, 64, 3)
-        within(abs(int(frames[3].mean()) - 120), 3, "MP4 frame's mean level error")
+        within(abs(int(frames[3].mean()) - 120), 3, "MP4 frame's mean level error")  # measured 1 (H.264)
     else:
         from PIL import Image
 
