@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tolerance import at_least, within
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ROOT / "comfyui" / "localdepth_nodes"
@@ -110,7 +111,9 @@ def test_the_depth_node_takes_a_batch_of_two_and_gives_the_same_depth_as_run(nod
         run_picture = cv2.cvtColor(cv2.imread(str(tmp_path / "run" / f"{photo.stem}_controlnet.png")),
                                    cv2.COLOR_BGR2RGB)
         diff = np.abs(np.rint(picture[i].numpy() * 255) - run_picture)
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # an 8-bit level where the noise crosses a step
+        # an 8-bit level where the noise crosses a step (measured: none, under every condition)
+        within(diff.max(), 1, "picture vs run's controlnet (levels)")
+        within((diff > 0).mean(), 0.01, "share of pixels a level off run's controlnet")
     meta = json.loads((tmp_path / "run" / "photo0.json").read_text())
     assert meta["model"]["model"] == "depth-anything-v2-small"
 
@@ -124,8 +127,9 @@ def test_the_3d_photo_node_renders_the_frames_of_every_image(nodes, two_photos):
     assert frames.shape == (8, 40, 60, 3) and frames.dtype == torch.float32  # 2 images x 4 frames, short side 40
     assert filled.shape == (8, 40, 60) and filled.dtype == torch.float32
     assert 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
-    assert float((frames[0] - frames[1]).abs().mean()) > 0.001  # the camera moves
-    assert float((frames[0] - frames[4]).abs().mean()) > 0.01  # the second image's frames follow the first's
+    # measured 0.039 and 0.27
+    at_least(float((frames[0] - frames[1]).abs().mean()), 0.001, "frame 0 vs 1: the camera moves")
+    at_least(float((frames[0] - frames[4]).abs().mean()), 0.01, "frame 0 vs 4: the second image follows")
 
 
 def test_the_stereo_node_gives_the_pair_the_anaglyph_and_each_eye(nodes, two_photos):
@@ -139,4 +143,4 @@ def test_the_stereo_node_gives_the_pair_the_anaglyph_and_each_eye(nodes, two_pho
     assert torch.equal(pair[:, :, :W], left) and torch.equal(pair[:, :, W:], right)
     to8 = lambda t: np.rint(t.numpy() * 255).astype(np.uint8)  # noqa: E731
     assert np.array_equal(to8(glasses[1]), anaglyph(to8(left[1]), to8(right[1])))
-    assert float((left - right).abs().mean()) > 0.001  # the eyes differ
+    at_least(float((left - right).abs().mean()), 0.001, "left vs right: the eyes differ")  # measured 0.066

@@ -105,6 +105,8 @@ SKIPPED = [
     (r"^sudo apt-get ", "installs system packages (CI's set-up, .ci/run)"),
     (r"^bash \.ci/run$", "CI itself: a fresh environment and the whole suite (tests/test_readme.py)"),
     (r"^python -m pytest\b", _PYTEST),
+    (r"benchmarks/tolerance_matrix\.py --report", "every test file with numeric checks under six conditions: hours "
+     "(the one-file command beside it runs, and tests/test_tolerance_tool.py runs the tool)"),
     (r"^LOCALDEPTH_SHARED=\S+ OMP_NUM_THREADS=1 python -m pytest\b", _PYTEST),
     (r"--webcam\b", "needs a camera (the frame loop is tested with clips and pipes: tests/test_video.py)"),
     (r"^ffmpeg -i (rtsp://|URL )", "needs a network camera and ffmpeg (a pipe on stdin is tested: "

@@ -26,6 +26,7 @@ from localdepth.runner import Runner, SizeBuckets, batch_size_for_memory  # noqa
 from localdepth.writers import WriteOptions  # noqa: E402
 
 from conftest import IMAGES, rng_image  # noqa: E402
+from tolerance import at_least, within  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 #: one entry per preprocessing rule the PyTorch backend runs (V1, V2 and its metric entries share one)
@@ -64,8 +65,8 @@ def test_gpu_preprocessing_on_cpu_tensors_matches_the_cpu_path(name):
             got = pt.preprocess_image(pt.image_tensor(image), pre, input_size).numpy()
             assert got.shape == expected.shape and got.dtype == np.float32
             diff = np.abs(got - expected)
-            assert diff.max() <= MAX_DIFF.get(name, FLOAT_MAX), (name, image.shape, input_size, diff.max())
-            assert diff.mean() <= MEAN_DIFF.get(name, FLOAT_MEAN), (name, image.shape, input_size, diff.mean())
+            within(diff.max(), MAX_DIFF.get(name, FLOAT_MAX), "max difference", at=(image.shape, input_size))
+            within(diff.mean(), MEAN_DIFF.get(name, FLOAT_MEAN), "mean difference", at=(image.shape, input_size))
 
 
 def test_gpu_preprocessing_fails_on_a_changed_rule():
@@ -80,12 +81,13 @@ def test_gpu_preprocessing_fails_on_a_changed_rule():
 
         got = pt.preprocess_image(pt.image_tensor(image), replace(pre, **change)).numpy()
         expected = preprocess(image, pre)
-        assert got.shape != expected.shape or np.abs(got - expected).max() > 50 * FLOAT_MAX
+        if got.shape == expected.shape:
+            at_least(np.abs(got - expected).max(), 50 * FLOAT_MAX, "a changed rule: max difference", at=name)
     pre = registry.get("prompt-depth-anything-vits").preprocessing
     x = pt.image_tensor(image).permute(2, 0, 1)[None].float()
     one_pass = pt._resize(x, 70, 98, "pil-bicubic").round().clamp(0, 255)
     two_passes = pt._pil_bicubic(x, 70, 98, True)
-    assert (one_pass - two_passes).abs().max() >= 1
+    at_least((one_pass - two_passes).abs().max(), 1, "one Pillow pass vs two: max difference (levels)")
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -100,7 +102,7 @@ def test_gpu_final_resize_on_cpu_tensors_matches_the_cpu_path(name):
         got = pt.to_original_size(torch.from_numpy(raw), h, w, spec.output, spec.postprocessing,
                                   spec.preprocessing).numpy()
         assert got.shape == (h, w)
-        assert np.abs(got - expected).max() <= 2e-4 * np.abs(expected).max()
+        within(np.abs(got - expected).max() / np.abs(expected).max(), 2e-4, "max difference / max", at=(h, w))
 
 
 def test_area_shrink_is_opencv_inter_area():
@@ -139,7 +141,7 @@ def _close(a, b, rel):
     finite = np.isfinite(a)
     assert np.array_equal(finite, np.isfinite(b))
     scale = np.abs(a[finite]).max()
-    assert np.abs(a[finite] - b[finite]).max() <= rel * scale, np.abs(a[finite] - b[finite]).max() / scale
+    within(np.abs(a[finite] - b[finite]).max() / scale, rel, "max difference / max")
 
 
 # Measured (device path on CPU tensors vs the NumPy path, the same tiny networks; the same with 1 and
@@ -166,7 +168,8 @@ def test_fp16_network_agrees_with_fp32_on_the_cpu(tiny_da_dir):
             with torch.inference_mode():
                 a, b = (nets[d](x.to(d))["depth"].float().numpy() for d in (torch.float32, torch.float16))
             diff = np.abs(a - b) / (a.max() - a.min())
-            assert diff.mean() <= 2e-3 and diff.max() <= 1e-2, (diff.mean(), diff.max())
+            within(diff.mean(), 2e-3, "fp16: mean difference / range")
+            within(diff.max(), 1e-2, "fp16: max difference / range")
 
 
 @pytest.mark.parametrize("fixture,name", [
@@ -332,7 +335,7 @@ def test_automatic_batches_respect_a_memory_budget(tiny_da_dir, tmp_path):
 def test_compiled_matches_eager_and_never_recompiles_a_known_size(tiny_da_dir, tmp_path):
     """``torch.compile`` with the aot_eager backend (inductor's C++ compile of this tiny network took
     98 s on the loaded 2-core VM; the GPU tests and the GPU script run inductor): maps equal to eager's
-    (both on the device path, CPU tensors) within 5e-6 of their range (measured 5.5e-7 at batch 1 and
+    (both on the device path, CPU tensors) within 5e-6 of their range (measured 6.9e-7 at batch 1 and
     2, with 1 and 2 threads, AVX2 and AVX512_CORE_BF16 kernels), and one graph per (network size,
     batch): a folder of two sizes at batch 2, with a last, partly full batch of each, compiles twice."""
     est = _on_device_path(localdepth.load("depth-anything-v2-small", weights=tiny_da_dir, backend="torch",
@@ -349,7 +352,7 @@ def test_compiled_matches_eager_and_never_recompiles_a_known_size(tiny_da_dir, t
     assert compiled.backend.compilations == 2
     for f in sorted((tmp_path / "eager").glob("*.npy")):
         a, b = np.load(f), np.load(tmp_path / "compiled" / f.name)
-        assert np.abs(a - b).max() <= 5e-6 * (a.max() - a.min())
+        within(np.abs(a - b).max() / (a.max() - a.min()), 5e-6, "compiled vs eager: max difference / range")
     compiled.predict([rng_image(41, 41, seed=30)])  # a new image of a known network size (batch 1 < 2: padded)
     assert compiled.backend.compilations == 2
     compiled.predict([rng_image(40, 120, seed=31)])  # a new network size: one more graph
@@ -495,7 +498,8 @@ def test_gpu_preprocessing_on_the_gpu_matches_the_cpu_path():
             expected = preprocess(image, pre)
             got = pt.preprocess_image(pt.image_tensor(image, pin=True).cuda(), pre).cpu().numpy()
             diff = np.abs(got - expected)
-            assert diff.max() <= MAX_DIFF.get(name, FLOAT_MAX) and diff.mean() <= MEAN_DIFF.get(name, FLOAT_MEAN)
+            within(diff.max(), MAX_DIFF.get(name, FLOAT_MAX), "max difference (CUDA)")
+            within(diff.mean(), MEAN_DIFF.get(name, FLOAT_MEAN), "mean difference (CUDA)")
 
 
 @pytest.mark.gpu
@@ -515,7 +519,7 @@ def test_gpu_run_matches_the_cpu_in_fp16(tiny_da_dir, tmp_path, options):
     assert summary.ok == 6
     for f in (tmp_path / "cpu").glob("*.npy"):
         a, b = np.load(f), np.load(tmp_path / "gpu" / f.name)
-        assert np.abs(a - b).mean() < 5e-3 * (a.max() - a.min())
+        within(np.abs(a - b).mean() / (a.max() - a.min()), 5e-3, "GPU fp16 vs CPU fp32: mean difference / range")
     if options.get("compile"):
         assert gpu.backend.compilations >= 2
 
@@ -534,4 +538,4 @@ def test_gpu_streaming_with_cuda_graphs_matches_eager(tmp_path):
                               cuda_graphs=graphs)
         out[graphs] = [d for _, d, _ in StreamingDepth(est)(frames)]
     for a, b in zip(out[False], out[True]):
-        assert np.abs(a - b).max() <= 1e-2 * np.abs(a).max()
+        within(np.abs(a - b).max() / np.abs(a).max(), 1e-2, "CUDA graphs vs eager: max difference / max")

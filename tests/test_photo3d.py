@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from localdepth.cli.main import main
+from tolerance import at_least
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--device", "cpu", "--input-size", "70"]
@@ -55,7 +56,8 @@ def test_photo3d_writes_every_frame_and_its_sidecar_last(tiny_da_dir, photo, tmp
     assert code == 0, capsys.readouterr().err
     frames = video_frames(out)
     assert len(frames) == 6 and frames[0].shape == (48, 64, 3)  # 96x72 -> short side 48
-    assert np.abs(frames[0].astype(int) - frames[3].astype(int)).mean() > 0.5  # the camera moved
+    moved = np.abs(frames[0].astype(int) - frames[3].astype(int)).mean()
+    at_least(moved, 0.5, "frame 0 vs 3 (levels): the camera moved")  # measured 5.1
     meta = json.loads((tmp_path / "photo_3d.json").read_text())
     assert meta["path"] == "circle" and meta["frames"] == 6 and meta["output"]["frames"] == 6
     assert meta["source"]["model"] == "depth-anything-v2-small" and meta["depth_units"] == "relative"

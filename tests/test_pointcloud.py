@@ -260,7 +260,8 @@ def test_every_written_format_reads_back_in_open3d_and_trimesh(tmp_path):
             found = np.unique(found.astype(np.float32), axis=0).astype(np.float64)
         assert found.shape == (len(vertices), 3), (what, found.shape, len(vertices))
         distance, nearest = cKDTree(vertices).query(found)
-        assert distance.max() < 1e-5 and len(np.unique(nearest)) == len(vertices), what
+        within(distance.max(), 1e-5, "vertex distance", at=what)
+        assert len(np.unique(nearest)) == len(vertices), what
 
     for suffix in pointcloud.MESH_SUFFIXES:
         path = tmp_path / f"mesh{suffix}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,27 @@ def test_the_matrix_tabulates_a_run(tmp_path):
                for r in rows)
     table = (report / "tolerances.md").read_text()
     assert "| 1 thread | batch 2 |" in table and "`test_postprocess.py:" in table
+
+
+#: a numeric check that tests/tolerance.py records
+_RECORDED = re.compile(r"from tolerance import|assert_allclose\(|assert_close\(|\bapprox\(|np\.allclose\(")
+#: ``assert <value> < 1e-5``: an upper bound on an error that nothing records (write ``within``)
+_BARE_BOUND = re.compile(r"^\s*assert .*[^<]<=?\s*\(?[0-9]*\.?[0-9]+e-[0-9]+")
+
+
+def test_every_test_file_with_numeric_checks_is_in_the_matrix():
+    """A new test file's tolerances are measured like the others: the matrix runs every file that
+    makes a numeric check, and no file bounds an error by a literal (``1e-5``) in a bare ``assert``."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import tolerance_matrix
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    files = sorted((ROOT / "tests").glob("test_*.py"))
+    checked = {f.name for f in files if _RECORDED.search(f.read_text())} - {Path(__file__).name}
+    missing = sorted(checked - set(tolerance_matrix.DEFAULT_FILES))
+    assert not missing, f"add to DEFAULT_FILES in benchmarks/tolerance_matrix.py, then measure: {missing}"
+    assert not set(tolerance_matrix.DEFAULT_FILES) - {f.name for f in files}, "DEFAULT_FILES names a missing file"
+    bare = [f"{f.name}:{n}" for f in files for n, line in enumerate(f.read_text().splitlines(), 1)
+            if _BARE_BOUND.match(line)]
+    assert not bare, f"bare error bounds (write within(error, bound, 'what')): {bare}"
