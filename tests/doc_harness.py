@@ -38,7 +38,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+#: the pages a reader follows: the README, a folder's own README (comfyui/) and docs/
+DOCS = [ROOT / "README.md", *sorted(ROOT.glob("*/README.md")), *sorted((ROOT / "docs").glob("*.md"))]
+#: benchmark reports (written by the command they record): that command must be on a page of DOCS, which runs it
+REPORTS = sorted((ROOT / "docs" / "bench").glob("*.md"))
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console"}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
@@ -303,8 +306,9 @@ def build_tiny_models(store: Path, shared: Path) -> dict[str, Path]:
                                    lambda p, m=int(spec.max_depth): save_tiny_depth_anything(p, "metric", m, seed=1))
         elif family == "depth-pro":
             made[spec.name] = once(("depth-pro",), save_tiny_depth_pro)
-        elif family == "zoedepth":
-            made[spec.name] = once(("zoedepth",), save_tiny_zoedepth)
+        elif family == "zoedepth":  # the deepest depth of its bins is checked against the entry's
+            bins = ("nyu", 10.0) if spec.max_depth <= 10 else ("kitti", float(spec.max_depth))
+            made[spec.name] = once(("zoedepth", bins[0]), lambda p, b=bins: save_tiny_zoedepth(p, bins=b))
         elif family == "prompt-depth-anything":
             made[spec.name] = once(("prompt-da",), save_tiny_prompt_depth_anything)
         elif family == "depth-anything-3":
@@ -344,6 +348,41 @@ def fill_model_cache(home: Path, models: dict) -> None:
                     link(f, target / f.name)
         else:
             link(where, target / spec.files[0].filename)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """``dst`` as a copy of the folder ``src`` whose files are hard links (copies where links fail)."""
+    for folder, dirs, files in os.walk(src):
+        target = dst / Path(folder).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            if not (target / name).exists():
+                try:
+                    os.link(Path(folder) / name, target / name)
+                except OSError:
+                    shutil.copy2(Path(folder) / name, target / name)
+
+
+def page_home(shared: Path, page: Path) -> None:
+    """A page's own localdepth cache (``$LOCALDEPTH_HOME``): the shared one's models and
+    conversions, linked. What a page does to its cache (``models cache --clear``, ``models add``)
+    stays on that page; :func:`keep_conversions` hands its new conversions back."""
+    link_tree(shared, page)
+
+
+def keep_conversions(page: Path, shared: Path) -> None:
+    """The complete conversions a page made (``converted/<model>/<weights id>/<entry>``, never a
+    staging folder) and its weights' verification records, added to the shared cache, so that a
+    conversion made once serves every later page."""
+    converted = page / "converted"
+    for entry in converted.glob("*/*/*") if converted.is_dir() else ():
+        target = shared / entry.relative_to(page)
+        if entry.is_dir() and not entry.name.startswith(".") and not target.exists():
+            staging = target.with_name(f".{target.name}.staging-{os.getpid()}-docs")
+            link_tree(entry, staging)
+            staging.rename(target)
+    if (page / "verified").is_dir():
+        link_tree(page / "verified", shared / "verified")
 
 
 # ----------------------------------------------------------------------------- inputs
