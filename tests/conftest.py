@@ -226,9 +226,10 @@ def save_tiny_depth_pro(folder: Path, seed: int = 0, fov_deg: float = 55.0, fov_
     return folder
 
 
-def save_tiny_zoedepth(folder: Path, seed: int = 0) -> Path:
+def save_tiny_zoedepth(folder: Path, seed: int = 0, bins: tuple[str, float] = ("nyu", 10.0)) -> Path:
     """A randomly initialised ZoeDepth (BEiT backbone with relative position bias, one metric-bins
-    head, NYU range), tiny widths, saved with Transformers' image processor configuration."""
+    head, ``bins``: its name and deepest depth, NYU's by default, KITTI's ``("kitti", 80.0)``), tiny
+    widths, saved with Transformers' image processor configuration."""
     import torch
     from transformers import BeitConfig, ZoeDepthConfig, ZoeDepthForDepthEstimation, ZoeDepthImageProcessorPil
 
@@ -240,7 +241,7 @@ def save_tiny_zoedepth(folder: Path, seed: int = 0) -> Path:
     config = ZoeDepthConfig(
         backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, bottleneck_features=16,
         num_relative_features=8, bin_embedding_dim=8, num_attractors=[4, 4, 2, 1],
-        bin_configurations=[{"name": "nyu", "n_bins": 8, "min_depth": 1e-3, "max_depth": 10.0}],
+        bin_configurations=[{"name": bins[0], "n_bins": 8, "min_depth": 1e-3, "max_depth": bins[1]}],
         initializer_range=0.1)
     model = ZoeDepthForDepthEstimation(config).eval()
     model.save_pretrained(folder)

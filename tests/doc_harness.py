@@ -1,5 +1,5 @@
-"""The machinery behind tests/test_documented_commands.py: every command shown in README.md and
-docs/*.md, found, prepared and run offline in a sandbox.
+"""The machinery behind tests/test_documented_commands.py: every command shown in README.md,
+comfyui/README.md and docs/*.md, found, prepared and run offline in a sandbox.
 
 * :func:`documented_commands` reads the fenced code blocks (shell blocks: no language, ``bash``,
   ``sh``, ``shell``, ``console``; ``text``/``json`` blocks are not commands) and yields each
@@ -11,11 +11,13 @@ docs/*.md, found, prepared and run offline in a sandbox.
   ``$LOCALDEPTH_HOME/models/<name>/`` for every registry entry (the cache layout ``models add``
   writes), so a documented ``--model NAME`` resolves offline; Depth Anything 3's tiny architectures
   are swapped into its table (:func:`tiny_da3_architectures`), in this process and in the
-  ``localdepth`` shim subprocesses use.
+  ``localdepth`` shim subprocesses use. Each page works on a linked copy of that cache
+  (:func:`page_home`) whose new conversions join the shared one (:func:`keep_conversions`).
 * :class:`Runner` runs one document's commands in order in its sandbox: plain ``localdepth ...``
   lines in process (the console script's own ``main``), a ``localdepth serve`` line in a thread
-  (it stays up for the ``curl`` lines after it), everything else (pipes, loops, ``curl``,
-  ``python benchmarks/...``) through ``bash`` with ``localdepth`` and ``python`` on ``PATH``.
+  (it stays up for the ``curl`` lines after it), a plain ``python SCRIPT.py ...`` (the
+  benchmarks) in process through ``runpy``, everything else (pipes, loops, ``curl``) through
+  ``bash`` with ``localdepth`` and ``python`` on ``PATH``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+#: the pages a reader follows: the README, a folder's own README (comfyui/) and docs/
+DOCS = [ROOT / "README.md", *sorted(ROOT.glob("*/README.md")), *sorted((ROOT / "docs").glob("*.md"))]
+#: benchmark reports (written by the command they record): that command must be on a page of DOCS, which runs it
+REPORTS = sorted((ROOT / "docs" / "bench").glob("*.md"))
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console"}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
@@ -213,6 +218,17 @@ def localdepth_argv(text: str) -> tuple[dict, list[str]] | None:
     return None
 
 
+def python_script_argv(text: str) -> tuple[dict, list[str]] | None:
+    """``(env, [script, args...])`` when the command is one plain ``python SCRIPT.py ...`` call
+    (``PYTHONPATH=src python benchmarks/...``: run in process, without a new interpreter), else None."""
+    if unquoted_shell_syntax(text):
+        return None
+    env, words = split_env(shlex.split(text))
+    if words[:1] == ["python"] and len(words) > 1 and words[1].endswith(".py"):
+        return env, words[1:]
+    return None
+
+
 # ----------------------------------------------------------------------------- tiny models
 
 #: Depth Anything 3 stand-ins: the real design at tiny widths (tests/test_da3_outputs.py's rows)
@@ -227,17 +243,36 @@ def tiny_da3_architectures() -> dict:
 
 
 @contextlib.contextmanager
-def tiny_da3():
-    """Depth Anything 3's architecture table with the tiny rows, for as long as the block runs."""
+def _da3_table(rows: dict):
     from localdepth.networks.da3 import ARCHITECTURES
 
     saved = dict(ARCHITECTURES)
-    ARCHITECTURES.update(tiny_da3_architectures())
+    ARCHITECTURES.update(rows)
     try:
         yield
     finally:
         ARCHITECTURES.clear()
         ARCHITECTURES.update(saved)
+
+
+_RELEASED_DA3: dict = {}
+
+
+def tiny_da3():
+    """Depth Anything 3's architecture table with the tiny rows, for as long as the block runs."""
+    from localdepth.networks.da3 import ARCHITECTURES
+
+    if not _RELEASED_DA3:
+        _RELEASED_DA3.update(ARCHITECTURES)
+    return _da3_table(tiny_da3_architectures())
+
+
+def released_da3():
+    """The released Depth Anything 3 rows again (inside :func:`tiny_da3`), as a new interpreter has
+    them: a script (``python benchmarks/da3_vs_official.py``) builds the real networks."""
+    from localdepth.networks.da3 import ARCHITECTURES
+
+    return _da3_table(_RELEASED_DA3 or dict(ARCHITECTURES))
 
 
 def _save_tiny_da3(folder: Path, model_name: str, seed: int) -> None:
@@ -303,8 +338,9 @@ def build_tiny_models(store: Path, shared: Path) -> dict[str, Path]:
                                    lambda p, m=int(spec.max_depth): save_tiny_depth_anything(p, "metric", m, seed=1))
         elif family == "depth-pro":
             made[spec.name] = once(("depth-pro",), save_tiny_depth_pro)
-        elif family == "zoedepth":
-            made[spec.name] = once(("zoedepth",), save_tiny_zoedepth)
+        elif family == "zoedepth":  # the deepest depth of its bins is checked against the entry's
+            bins = ("nyu", 10.0) if spec.max_depth <= 10 else ("kitti", float(spec.max_depth))
+            made[spec.name] = once(("zoedepth", bins[0]), lambda p, b=bins: save_tiny_zoedepth(p, bins=b))
         elif family == "prompt-depth-anything":
             made[spec.name] = once(("prompt-da",), save_tiny_prompt_depth_anything)
         elif family == "depth-anything-3":
@@ -344,6 +380,41 @@ def fill_model_cache(home: Path, models: dict) -> None:
                     link(f, target / f.name)
         else:
             link(where, target / spec.files[0].filename)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """``dst`` as a copy of the folder ``src`` whose files are hard links (copies where links fail)."""
+    for folder, dirs, files in os.walk(src):
+        target = dst / Path(folder).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            if not (target / name).exists():
+                try:
+                    os.link(Path(folder) / name, target / name)
+                except OSError:
+                    shutil.copy2(Path(folder) / name, target / name)
+
+
+def page_home(shared: Path, page: Path) -> None:
+    """A page's own localdepth cache (``$LOCALDEPTH_HOME``): the shared one's models and
+    conversions, linked. What a page does to its cache (``models cache --clear``, ``models add``)
+    stays on that page; :func:`keep_conversions` hands its new conversions back."""
+    link_tree(shared, page)
+
+
+def keep_conversions(page: Path, shared: Path) -> None:
+    """The complete conversions a page made (``converted/<model>/<weights id>/<entry>``, never a
+    staging folder) and its weights' verification records, added to the shared cache, so that a
+    conversion made once serves every later page."""
+    converted = page / "converted"
+    for entry in converted.glob("*/*/*") if converted.is_dir() else ():
+        target = shared / entry.relative_to(page)
+        if entry.is_dir() and not entry.name.startswith(".") and not target.exists():
+            staging = target.with_name(f".{target.name}.staging-{os.getpid()}-docs")
+            link_tree(entry, staging)
+            staging.rename(target)
+    if (page / "verified").is_dir():
+        link_tree(page / "verified", shared / "verified")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -480,6 +551,41 @@ class Runner:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         return int(code or 0), buffer.getvalue()
 
+    def script_in_process(self, env: dict, argv: list[str]) -> tuple[int, str]:
+        """``python SCRIPT args`` as ``runpy`` runs it (``__main__``, ``sys.argv``), in this process:
+        a benchmark's start costs no new interpreter. What a script may change for the process
+        (the environment, ``sys.path``, PyTorch's threads, warning filters) is put back after it."""
+        import runpy
+        import traceback
+        import warnings
+
+        import torch
+
+        buffer = io.StringIO()
+        saved_environ, saved_path, saved_argv = dict(os.environ), list(sys.path), sys.argv
+        threads = torch.get_num_threads()
+        code = 0
+        try:
+            with environment(env), contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), \
+                    warnings.catch_warnings(), released_da3():
+                sys.argv = list(argv)
+                try:
+                    runpy.run_path(argv[0], run_name="__main__")
+                except SystemExit as e:
+                    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                    if not isinstance(e.code, (int, type(None))):
+                        print(e.code, file=sys.stderr)
+                except Exception:  # noqa: BLE001 - the report shows it
+                    buffer.write(traceback.format_exc(limit=6))
+                    code = 1
+        finally:
+            sys.argv, sys.path[:] = saved_argv, saved_path
+            os.environ.clear()
+            os.environ.update(saved_environ)
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+        return int(code or 0), buffer.getvalue()
+
     def in_bash(self, text: str, timeout: float) -> tuple[int, str]:
         env = {**os.environ, "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
                "CURL_HOME": str(self.curl_home)}
@@ -505,18 +611,21 @@ class Runner:
     def run(self, command: DocCommand, text: str, *, timeout: float = 600) -> Outcome:
         t0, cpu0 = time.perf_counter(), cpu_seconds()
         plain = localdepth_argv(text)
+        script = python_script_argv(text) if plain is None else None
         if plain is not None and plain[1][:1] == ["serve"]:
             code, output = self.serve(*plain)
         elif plain is not None:
             code, output = self.in_process(*plain)
+        elif script is not None:
+            code, output = self.script_in_process(*script)
         else:
             code, output = self.in_bash(text, timeout)
         outcome = Outcome(command, text, code, output, time.perf_counter() - t0, cpu_seconds() - cpu0)
         if code == 0:
             if re.search(r"^localdepth: error:", output, re.M):
                 outcome.problems.append("exit 0, but it printed an error line")
-            if plain is not None:
-                for path in written_paths(plain[1]):
+            if plain is not None or script is not None:
+                for path in written_paths((plain or script)[1]):
                     if not (self.sandbox / path).exists():
                         outcome.problems.append(f"exit 0, but {path} was not written")
         return outcome

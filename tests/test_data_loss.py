@@ -163,8 +163,10 @@ def test_video_frames_never_replace_the_images_they_come_from(tmp_path, tiny_da_
     "export --weights {weights} --output {weights}",
     "quantize --weights {weights} --calibration {tmp} --output {tmp}",
     "bench --image {photo} --json {photo}",
+    "bench --image {map} --image {photo} --markdown {photo}",  # --image repeats: each photo is an input
+    "bench --suite gpu --device cpu --quick --image {photo} --json {photo}",  # the GPU suite's dry run
 ], ids=["align-map", "align-sidecar", "pointcloud-map", "pointcloud-image", "pointcloud-mesh", "export-weights",
-        "quantize-calibration", "bench-image"])
+        "quantize-calibration", "bench-image", "bench-second-image", "bench-gpu-image"])
 def test_every_command_with_a_named_output_refuses_its_inputs(tmp_path, tiny_da_dir, capsys, monkeypatch, argv):
     from localdepth import conversion
     from localdepth.cli.main import main

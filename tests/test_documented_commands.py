@@ -85,13 +85,26 @@ SUBSTITUTIONS = [
                  why="one small view, one run: two full-size networks"),
     Substitution(r"benchmarks/distributed_throughput\.py", append="--copies 1 --workers 1",
                  why="one Ray job of 6 photos instead of two of 60"),
-    Substitution(r"benchmarks/reference_fidelity\.py", append="--runs 1", why="one run instead of 25"),
+    Substitution(r"benchmarks/reference_fidelity\.py", append="--runs 1 --input-size 140 --size 140 196",
+                 why="one run instead of 25, at a 140 px input (the comparison is the same at any size)"),
     Substitution(r"benchmarks/scene_memory\.py", append="--views 2 --size 320x240", why="two small views"),
     Substitution(r"benchmarks/server_memory\.py", append="--requests 4 --size 320x240 --runs 1",
                  why="a few small requests"),
     Substitution(r"benchmarks/video_flicker\.py", append="--modes align", why="one mode of three"),
     Substitution(r"benchmarks/video_depth_anything\.py",
                  append="--input-size 70 --rounds 1 --rss-frames 8", why="a small network input, few frames"),
+    Substitution(r"^localdepth bench --model depth-anything-v2-small --backend (mlx,torch|torch,mlx) ",
+                 append="--size 140 --rounds 1 --runs 1 --e2e-images 1 --folder-images 0",
+                 why="the Mac measurement, here on MLX's CPU build (a reference BLAS): one small round, not 9 minutes"),
+    Substitution(r"^localdepth finetune --model ", append="--steps 2 --input-size 70 --batch-size 2",
+                 why="two steps at a 70 px input: the recipe's defaults (10 epochs at 518) are hours on a CPU"),
+    Substitution(r"benchmarks/finetune_speed\.py", append="--size 70 --steps 2 --train head",
+                 why="both precisions, the decoder only, two steps at 70 px: a process per row, and full-size Small "
+                     "at 518 takes 10 minutes (full and LoRA training: tests/test_finetune.py)"),
+    Substitution(r"benchmarks/finetune_known_answer\.py", append="--steps 2", why="two steps per task, not 60"),
+    Substitution(r"benchmarks/photo3d_speed\.py", append="--models pydnet --paths circle --seconds 1 --fps 10 --size 240",
+                 why="one short, small video of the four 4-second 720p ones, from PyDNet++'s depth (Depth Anything's "
+                     "row is the same code after a 20-second OpenVINO conversion of full-size Small)"),
 ]
 
 _PYTEST = "runs the test suite, of which this harness is part"
@@ -118,6 +131,11 @@ SKIPPED = [
     (r"^cd web$|^npm (ci|run build)$", "the web page's build step needs npm and its registry; its output is "
                                        "committed and the page is tested in Chromium (tests/test_server_browser.py)"),
     (r"--vda-weights video_depth_anything_vits\.pth", "needs the released checkpoint (the Hub is unreachable here)"),
+    (r"^bash benchmarks/gpu\.sh$", "needs an NVIDIA GPU with CUDA; its --dry-run (the same steps at tiny sizes on "
+                                    "the CPU) runs in tests/test_gpu_bench.py"),
+    (r"^/path/to/ComfyUI/venv/bin/pip install |^ln -s \S+ /path/to/ComfyUI/custom_nodes/",
+     "needs a ComfyUI installation (its Python, its custom_nodes/); the nodes are loaded and called as ComfyUI "
+     "does in tests/test_comfyui_nodes.py"),
 ]
 
 
@@ -210,6 +228,33 @@ def _tiny_model_folder(path: Path, shared: Path) -> None:
     save_tiny_depth_anything(path)
 
 
+def _depth_map(path: Path, shared: Path) -> None:
+    """``depth_out/photo.npy`` and its sidecar, "a depth map you already have": what ``localdepth run
+    photo.jpg`` writes, with the default model of the cache."""
+    from localdepth.cli.main import main
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["run", str(path.parent.parent / f"{path.stem}.jpg"), "--outdir", str(path.parent),
+                     "--format", "npy", "--backend", "torch", "-q"]) == 0
+
+
+def _manifest(frames: range):
+    """A ``manifest:`` CSV of the Open3D living room's frames (16-bit millimetres), paths into ../shared."""
+    def make(path: Path, shared: Path) -> None:
+        room = shared / "data" / "rgbd" / "livingroom"
+        path.write_text("rgb,depth,depth_scale\n" + "".join(
+            f"{room / 'color' / f'{i:05d}.jpg'},{room / 'depth' / f'{i:05d}.png'},1000\n" for i in frames))
+    return make
+
+
+def _stray_capture(path: Path, shared: Path) -> None:
+    """A Stray Scanner export (rgb.mp4, depth/, confidence/, camera_matrix.csv, odometry.csv), as
+    tests/test_finetune.py makes one."""
+    from test_finetune import _stray_capture as make
+
+    make(path)
+
+
 def _repository_files(sandbox: Path) -> None:
     """What ``PYTHONPATH=src python benchmarks/...`` needs in the sandbox: the package and tests
     (links), and copies of the benchmarks, the README and the committed reports they write to
@@ -220,6 +265,7 @@ def _repository_files(sandbox: Path) -> None:
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(h.ROOT / "docs" / "bench", sandbox / "docs" / "bench")
     shutil.copy2(h.ROOT / "README.md", sandbox / "README.md")
+    shutil.copy2(h.ROOT / "docs" / "make_pictures.py", sandbox / "docs" / "make_pictures.py")
 
 
 #: the files the documents name, made in each sandbox (relative path -> maker(path, shared))
@@ -237,7 +283,7 @@ INPUTS = {
     "images/one.jpg": _photo("demo11.jpg"), "images/two.jpg": _photo("demo17.jpg"),
     "shots/day/one.png": _photo("demo17.jpg"), "shots/night/two.png": _photo("demo18.jpg"),
     "list.txt": _text("photo.jpg\nimage.jpg\n"),
-    "clip.mp4": _clip(30),  # 3 s: the Python example starts at 2.5 s
+    "clip.mp4": _clip(15, fps=5),  # 3 s: the Python example starts at 2.5 s
     "walk.mp4": _clip(30),
     "trajectory.log": _copy("data/rgbd/livingroom/trajectory.log"),  # the ground truth of photos/
     "data/livingroom/trajectory.log": _copy("data/rgbd/livingroom/trajectory.log"),
@@ -248,6 +294,10 @@ INPUTS = {
     "path/to/rgbd": _link("data/rgbd/livingroom"),
     "Depth-Anything-V2-Small-hf": _tiny_model_folder,  # `models add NAME FOLDER`
     "optimized_pydnet++.tflite": _copy("models/pydnet/optimized_pydnet++.tflite"),
+    "depth_out/photo.npy": _depth_map,  # photo3d --depth: a map made earlier (with its sidecar)
+    "train.csv": _manifest(range(4)), "val.csv": _manifest(range(4, 5)),  # finetune --data/--val manifest:
+    "scans": _link("data/rgbd"),  # finetune --data folder: three scenes (KITTI, living room, TUM)
+    "capture": _stray_capture,  # finetune --data stray:
 }
 
 # ----------------------------------------------------------------------------- helpers
@@ -263,8 +313,21 @@ def as_run(text: str) -> str:
     return text
 
 
-ALL_COMMANDS = h.documented_commands() + h.help_examples()
+PAGE_COMMANDS = h.documented_commands()
+HELP_EXAMPLES = h.help_examples()
+ALL_COMMANDS = PAGE_COMMANDS + HELP_EXAMPLES
 SNIPPETS = h.python_snippets()
+#: a page command that runs, by its text (the first page that shows it)
+RUN_ON_A_PAGE = {c.text: c for c in reversed(PAGE_COMMANDS) if not skip_reason(c.text)}
+
+
+def help_duplicate(command: h.DocCommand) -> str | None:
+    """A ``--help`` example that a page shows word for word runs there (in the same sandbox and
+    cache as any page), not a second time."""
+    if command in HELP_EXAMPLES and command.text in RUN_ON_A_PAGE:
+        page = RUN_ON_A_PAGE[command.text]
+        return f"the same command runs on {page.doc}:{page.line}"
+    return None
 DOCUMENTS = sorted({c.doc for c in ALL_COMMANDS} | {s.doc for s in SNIPPETS},
                    key=lambda d: (d != "README.md", d))
 
@@ -287,6 +350,11 @@ def test_every_documented_command_is_run_or_skipped_with_a_reason():
     for sub in SUBSTITUTIONS:
         assert sub.why and any(re.search(sub.pattern, t) for t in texts), \
             f"SUBSTITUTIONS entry matches no documented command: {sub.pattern}"
+    # a benchmark report records the command that wrote it: that command is on a page, and runs there
+    recorded = h.documented_commands(h.REPORTS)
+    assert recorded, "no command found in the reports of docs/bench/"
+    for command in recorded:
+        assert command.text in texts, f"{command}: shown on no page of README.md or docs/, so never run"
 
 
 def test_help_of_every_subcommand():
@@ -308,7 +376,8 @@ def test_help_of_every_subcommand():
 @pytest.fixture(scope="module")
 def model_home(tmp_path_factory):
     """One localdepth cache for the module, a tiny model under every registry name: the
-    documents share it as a user's machine would (a conversion made once serves every page)."""
+    documents share its models and conversions as a user's machine would (a conversion made once
+    serves every later page), each through a linked copy of its own (doc_harness.page_home)."""
     home = tmp_path_factory.mktemp("ldhome")
     with h.tiny_da3():
         h.fill_model_cache(home, h.build_tiny_models(tmp_path_factory.mktemp("tiny-models"), SHARED))
@@ -367,12 +436,16 @@ def test_documented_commands_run(doc, model_home, files_server, tmp_path, monkey
     sandbox.mkdir()
     # the page's environment, for every command (in process, in the server's thread, through bash)
     monkeypatch.chdir(sandbox)
-    for key, value in {"LOCALDEPTH_HOME": str(model_home), "HF_HOME": str(model_home / "hf"), "HF_HUB_OFFLINE": "1",
+    t0 = time.perf_counter()
+    home = tmp_path / "ldhome"  # the page's own cache: its `models cache --clear` leaves the others' alone
+    h.page_home(model_home, home)
+    for key, value in {"LOCALDEPTH_HOME": str(home), "HF_HOME": str(model_home / "hf"), "HF_HUB_OFFLINE": "1",
                        "LOCALDEPTH_SHARED": str(SHARED), "OMP_NUM_THREADS": "1"}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("LOCALDEPTH_AUTO_OPENVINO", raising=False)  # --backend auto as on a user's machine
     h.make_inputs(sandbox, SHARED, INPUTS)
     _repository_files(sandbox)
+    setup_s = time.perf_counter() - t0
     bin_dir = tmp_path / "bin"
     h.write_shims(bin_dir)
     curl_home = tmp_path / "curl"
@@ -387,10 +460,11 @@ def test_documented_commands_run(doc, model_home, files_server, tmp_path, monkey
     with h.tiny_da3():
         try:
             for step in _steps(doc):
+                h.keep_conversions(home, model_home)  # before a later `models cache --clear` removes them
                 if isinstance(step, h.Snippet):
                     outcomes.append(_run_snippet(step))
                     continue
-                why = skip_reason(step.text)
+                why = skip_reason(step.text) or help_duplicate(step)
                 if why:
                     skipped.append((step, why))
                     continue
@@ -400,9 +474,11 @@ def test_documented_commands_run(doc, model_home, files_server, tmp_path, monkey
                 outcomes.append(runner.run(step, text))
         finally:
             runner.stop_server()
-    timings = "\n".join(f"  {o.seconds:6.1f} s {o.cpu_seconds:6.1f} s CPU  {o.command}" for o in outcomes)
+            h.keep_conversions(home, model_home)
+    timings = "\n".join([f"  {o.seconds:6.1f} s {o.cpu_seconds:6.1f} s CPU  {o.command}" for o in outcomes]
+                         + [f"  skipped: {c}  ({why})" for c, why in skipped])
     print(f"{doc}: {len(outcomes)} run, {len(skipped)} skipped, {sum(o.seconds for o in outcomes):.0f} s "
-          f"({sum(o.cpu_seconds for o in outcomes):.0f} s CPU)\n{timings}")
+          f"({sum(o.cpu_seconds for o in outcomes):.0f} s CPU), after {setup_s:.1f} s making its inputs\n{timings}")
     failed = [o for o in outcomes if not o.ok]
     assert not failed, "\n\n".join(
         f"{o.command}\n  ran: {o.ran}\n  exit {o.returncode}; {'; '.join(o.problems)}\n"

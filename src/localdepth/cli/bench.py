@@ -120,12 +120,15 @@ def main_gpu(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..safety import check_outputs
+
+    # --image may be given several times: each photo is an input of its own (both suites read them)
+    check_outputs([("--json", args.json), ("--markdown", args.markdown)],
+                  [("--image", image) for image in args.image or ()])
     if _gpu_suite(args):
         return main_gpu(args)
     from ..bench import BenchConfig, markdown, run_bench, write
-    from ..safety import check_outputs
 
-    check_outputs([("--json", args.json), ("--markdown", args.markdown)], [("--image", args.image)])
     if args.weights and len(args.model) > 1:
         print("localdepth: error: --weights applies to one --model", file=sys.stderr)
         return 2
