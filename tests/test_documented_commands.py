@@ -357,6 +357,29 @@ def test_every_documented_command_is_run_or_skipped_with_a_reason():
         assert command.text in texts, f"{command}: shown on no page of README.md or docs/, so never run"
 
 
+def test_a_page_cache_is_its_own_and_its_conversions_are_shared(tmp_path):
+    """What one page does to its cache (``models cache --clear``) stays on it; a conversion it makes
+    (never a staging folder) serves the later pages; the files are links, not copies."""
+    shared, page = tmp_path / "shared", tmp_path / "page"
+    old = shared / "converted" / "m" / "w1" / "openvino-fp32-x"
+    old.mkdir(parents=True)
+    (old / "model.xml").write_text("old")
+    (shared / "models" / "m").mkdir(parents=True)
+    (shared / "models" / "m" / "model.safetensors").write_text("weights")
+    h.page_home(shared, page)
+    assert (page / "models" / "m" / "model.safetensors").stat().st_ino == \
+        (shared / "models" / "m" / "model.safetensors").stat().st_ino
+    shutil.rmtree(page / "converted" / "m")  # the page's `models cache --clear`
+    new = page / "converted" / "m" / "w2" / "onnx-fp32-y"
+    new.mkdir(parents=True)
+    (new / "model.onnx").write_text("new")
+    (new.parent / ".onnx-int8-z.staging-1-abc").mkdir()  # a conversion under way
+    h.keep_conversions(page, shared)
+    assert (old / "model.xml").read_text() == "old"
+    assert (shared / "converted" / "m" / "w2" / "onnx-fp32-y" / "model.onnx").read_text() == "new"
+    assert not list((shared / "converted" / "m" / "w2").glob(".*"))
+
+
 def test_help_of_every_subcommand():
     """``localdepth COMMAND --help`` (and ``models ACTION --help``) for every subcommand."""
     from localdepth.cli.main import main
