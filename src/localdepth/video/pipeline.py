@@ -40,7 +40,13 @@ import numpy as np
 from ..postprocess import describe_map
 from ..writers import folder_bytes
 from .readers import Frame, FrameSource
-from .stabilize import FLICKER_DEFINITION, ClipMapping, FlickerMeter, RangeTracker, Stabilizer
+from .stabilize import (
+    FLICKER_DEFINITION,
+    ClipMapping,
+    FlickerMeter,
+    RangeTracker,
+    Stabilizer,
+)
 from .temporal import is_video_model, make_predictor, warn_frame
 
 NORMALIZE_MODES = ("clip", "running")
