@@ -137,18 +137,6 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def folder_bytes(folder: Path) -> int:
-    """The bytes of the files under ``folder`` (links counted as links, files that vanish meanwhile as 0)."""
-    total = 0
-    for base, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(base, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def replace_folder(staging: Path, target: Path) -> None:
     """Put the finished folder ``staging`` at ``target``, in place of what is there, so that
     ``target`` holds either the whole old set or the whole new one, never a mix.

@@ -31,7 +31,6 @@ from pathlib import Path
 from ..errors import LocalDepthError
 from ..limits import CONVERSION_CACHE_MAX_BYTES, MIB, STALE_STAGING_S
 from ..weights import home
-from ..writers import folder_bytes
 
 BUDGET_ENV = "LOCALDEPTH_CONVERSION_CACHE_MB"
 LAST_USED = ".last-used"
@@ -97,6 +96,17 @@ def _last_used(entry: Path) -> float:
         return entry.stat().st_mtime if entry.exists() else 0.0
 
 
+def _size(folder: Path) -> int:
+    total = 0
+    for base, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(base, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 def _model_folders(model: str | None) -> list[Path]:
     top = root()
     if model is not None:
@@ -110,7 +120,7 @@ def entries(model: str | None = None) -> list[Entry]:
     for model_folder in _model_folders(model):
         for weights_folder in sorted(p for p in model_folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for entry in sorted(p for p in weights_folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                found.append(Entry(model_folder.name, weights_folder.name, entry.name, entry, folder_bytes(entry),
+                found.append(Entry(model_folder.name, weights_folder.name, entry.name, entry, _size(entry),
                                    _last_used(entry)))
     return sorted(found, key=lambda e: e.last_used, reverse=True)
 

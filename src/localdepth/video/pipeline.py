@@ -38,15 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from ..postprocess import describe_map
-from ..writers import folder_bytes
 from .readers import Frame, FrameSource
-from .stabilize import (
-    FLICKER_DEFINITION,
-    ClipMapping,
-    FlickerMeter,
-    RangeTracker,
-    Stabilizer,
-)
+from .stabilize import FLICKER_DEFINITION, ClipMapping, FlickerMeter, RangeTracker, Stabilizer
 from .temporal import is_video_model, make_predictor, warn_frame
 
 NORMALIZE_MODES = ("clip", "running")
@@ -145,6 +138,17 @@ def _abandoned(folder: Path, mtime: float) -> bool:
     return True
 
 
+def _size(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 def clean_stale_spools(parent: str | os.PathLike | None = None, *, say=None) -> list[Path]:
     """Remove the video spools of runs that are gone (killed) from ``parent`` (default: the
     temporary folder), and say so (``say(line)``, default stderr). Only real folders named
@@ -171,7 +175,7 @@ def clean_stale_spools(parent: str | os.PathLike | None = None, *, say=None) -> 
         folder = Path(entry.path)
         if not _abandoned(folder, st.st_mtime):
             continue
-        size = folder_bytes(folder)
+        size = _size(folder)
         shutil.rmtree(folder, ignore_errors=True)
         if not folder.exists():
             removed.append(folder)
