@@ -7,6 +7,7 @@ and saved in the Hugging Face format, so every code path that loads real weights
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,14 @@ def photo(shared_images) -> Path:
 
 def rng_image(h: int = 60, w: int = 80, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+#: ``python -m localdepth`` that Ctrl-C reaches, as in a terminal, also when the suite runs as a
+#: background job of a non-interactive shell (CI's runners, nohup ... &): such a job starts with
+#: SIGINT ignored, a child inherits that, and Python then never raises KeyboardInterrupt
+INTERRUPTIBLE_LOCALDEPTH = [sys.executable, "-c", "import runpy, signal; signal.signal(signal.SIGINT, "
+                            "signal.default_int_handler); runpy.run_module('localdepth', run_name='__main__', "
+                            "alter_sys=True)"]
 
 
 # ----------------------------------------------------------------------------- Depth Pro, ZoeDepth, Prompt DA

@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import rng_image
+from conftest import INTERRUPTIBLE_LOCALDEPTH, rng_image
 from localdepth import images as images_module
 from localdepth import runner as runner_module
 from localdepth.inputs import expand_inputs
@@ -150,7 +149,7 @@ def test_ctrl_c_on_the_command_line(tiny_da_dir, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "localdepth", "run", str(folder), "--outdir", str(out), "--weights", str(tiny_da_dir),
+        [*INTERRUPTIBLE_LOCALDEPTH, "run", str(folder), "--outdir", str(out), "--weights", str(tiny_da_dir),
          "--device", "cpu", "--input-size", "42", "-f", "npy,color", "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120

@@ -25,6 +25,7 @@ from localdepth.video import (  # noqa: E402
     VideoFileReader, WebcamReader, process_clip,
 )
 from localdepth.video.writers import read_exr  # noqa: E402
+from conftest import INTERRUPTIBLE_LOCALDEPTH  # noqa: E402
 from tolerance import within  # noqa: E402
 
 N_FRAMES, FPS, SIZE = 48, 24, (256, 192)
@@ -277,7 +278,7 @@ def test_ctrl_c_on_the_cli_leaves_a_playable_video(clip, pydnet_file, tmp_path):
     import signal
 
     out = tmp_path / "partial.mp4"
-    p = subprocess.Popen([sys.executable, "-m", "localdepth", "video", str(clip), "--output", str(out),
+    p = subprocess.Popen([*INTERRUPTIBLE_LOCALDEPTH, "video", str(clip), "--output", str(out),
                           "-m", "pydnet", "--weights", str(pydnet_file)], stderr=subprocess.PIPE, text=True)
     seen = ""
     try:
