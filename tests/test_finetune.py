@@ -54,14 +54,6 @@ def relative_data(tmp_path_factory, shared_images):
     return root
 
 
-def _finetune(*args: str) -> int:
-    return main(["finetune", "-q", "--input-size", str(SIZE), *args])
-
-
-def _log(outdir: Path) -> list[dict]:
-    return [json.loads(line) for line in (outdir / "train.jsonl").read_text().splitlines()]
-
-
 def _check_known_answer(outdir: Path, data: Path, model: str) -> None:
     before, after = held_abs_rel(data / "student", data, model), held_abs_rel(outdir, data, model, trained=True)
     within(after / before, 0.5, "held-out AbsRel after / before", at=f"{before:.4f} -> {after:.4f}")
